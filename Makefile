@@ -1,0 +1,33 @@
+# The two set-up commands: `make demo` (install + the whole pipeline on the
+# embedded synthetic default) and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HARMONY := $(VENV)/bin/harmony
+# torch is installed first, pinned, with pip: these builds lie in the local
+# package cache (see README); override on another platform.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m harmony_cli.demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf outputs multirun

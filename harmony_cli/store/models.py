@@ -1,0 +1,119 @@
+"""Tables of the study store (SQLAlchemy 2 declarative models).
+
+Table names carry a ``harmony_`` prefix so the store can share a PostgreSQL
+database with other applications.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+CHOICES = ("original", "finetuned", "neither")
+SIDES = ("original", "finetuned")
+CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value facts about the database itself: ``app`` and ``schema_version``."""
+
+    __tablename__ = "harmony_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Study(Base):
+    __tablename__ = "harmony_study"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    config: Mapped[dict] = mapped_column(JSON, default=dict)  # what it was built with
+    image_dir: Mapped[Optional[str]] = mapped_column(Text)      # every image path is relative to it
+    source: Mapped[str] = mapped_column(String(32), default="harmony")  # harmony | legacy
+    examples: Mapped[list["Example"]] = relationship(back_populates="study")
+
+
+class Example(Base):
+    """One image with its pair of maps, in one cell (dataset, metric, backbone, attribution)."""
+
+    __tablename__ = "harmony_example"
+    __table_args__ = (
+        UniqueConstraint("study_id", "dataset", "metric", "backbone", "attribution", "source_key",
+                         name="uq_example_key"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("harmony_study.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    backbone: Mapped[str] = mapped_column(String(100))
+    attribution: Mapped[str] = mapped_column(String(100))
+    source_key: Mapped[str] = mapped_column(String(200))   # identifies the image within its cell
+    position: Mapped[int] = mapped_column(Integer, default=0)  # order within the cell
+    class_name: Mapped[str] = mapped_column(String(200))
+    image_path: Mapped[Optional[str]] = mapped_column(Text)
+    original_map_path: Mapped[Optional[str]] = mapped_column(Text)
+    finetuned_map_path: Mapped[Optional[str]] = mapped_column(Text)
+    original_heatmap_path: Mapped[Optional[str]] = mapped_column(Text)
+    finetuned_heatmap_path: Mapped[Optional[str]] = mapped_column(Text)
+    original_score: Mapped[Optional[float]] = mapped_column(Float)
+    finetuned_score: Mapped[Optional[float]] = mapped_column(Float)
+    run: Mapped[Optional[str]] = mapped_column(Text)  # the finetune run it came from
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    study: Mapped[Study] = relationship(back_populates="examples")
+
+
+class Annotator(Base):
+    __tablename__ = "harmony_annotator"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[Optional[str]] = mapped_column(String(256))  # None: cannot log in
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)  # made by simulate-annotators
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Label(Base):
+    """An annotator's current answer for an example: at most one per pair."""
+
+    __tablename__ = "harmony_label"
+    __table_args__ = (
+        UniqueConstraint("annotator_id", "example_id", name="uq_label_annotator_example"),
+        CheckConstraint("choice IN ('original', 'finetuned', 'neither')", name="ck_label_choice"),
+        CheckConstraint("left_map IS NULL OR left_map IN ('original', 'finetuned')", name="ck_label_left"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("harmony_annotator.id", ondelete="CASCADE"), index=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("harmony_example.id", ondelete="CASCADE"), index=True)
+    choice: Mapped[str] = mapped_column(String(16))
+    left_map: Mapped[Optional[str]] = mapped_column(String(16))  # which map was shown on the left
+    response_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabelAudit(Base):
+    """Every change of every label, appended in the same transaction as the change."""
+
+    __tablename__ = "harmony_label_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(Integer, index=True)
+    example_id: Mapped[int] = mapped_column(Integer, index=True)
+    choice: Mapped[str] = mapped_column(String(16))
+    previous_choice: Mapped[Optional[str]] = mapped_column(String(16))
+    left_map: Mapped[Optional[str]] = mapped_column(String(16))
+    response_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32), default="page")  # page | import | simulation | cli
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

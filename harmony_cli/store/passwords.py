@@ -1,0 +1,21 @@
+"""Password hashing with argon2 (argon2-cffi); clear passwords are never stored."""
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+# Verified against when the account does not exist, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("harmony-no-such-account")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when ``password`` matches ``password_hash``; an account without a hash never matches."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False

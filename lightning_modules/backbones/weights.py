@@ -1,0 +1,123 @@
+"""Where a backbone's weights come from: ``auto``, a checkpoint file, or torchvision's.
+
+- ``auto``: train the backbone once on the data module (the synthetic set) until
+  it reaches ``target_accuracy`` on the test split, cache the weights under the
+  models folder, and load them from there afterwards.
+- a path to a ``.pt``/``.pth``/``.ckpt`` file: a state dict or a Lightning checkpoint.
+- a torchvision weights name such as ``IMAGENET1K_V1``: loaded from the local
+  torch hub cache only; never downloaded.
+- ``none``: random initialisation (timing runs).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class WeightsError(UserError):
+    """Weights that cannot be found or loaded; the message says what to do."""
+
+
+def load_state_file(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a state dict or a Lightning checkpoint (keys prefixed ``model.``) into ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist: give backbone.weights a checkpoint path, "
+                           f"'auto' (synthetic data) or a torchvision weights name")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights file {path} ({type(exc).__name__}): is it a torch checkpoint?") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    for prefix in ("model.", "finetuned.", "module."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"weights file {path} does not fit this backbone ({first}): check backbone= and data.num_classes") from exc
+    return model
+
+
+def load_torchvision_weights(model: nn.Module, arch: str, weights_name: str) -> nn.Module:
+    """Load torchvision's ``weights_name`` for ``arch`` from the torch hub cache, never the network."""
+    from torchvision import models
+
+    try:
+        weights = models.get_model_weights(arch)[weights_name]
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"torchvision has no weights {weights_name!r} for {arch}: use e.g. IMAGENET1K_V1, "
+                           f"a checkpoint path, or 'auto'") from exc
+    filename = os.path.basename(weights.url)
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / filename
+    if not path.is_file():
+        raise WeightsError(f"{arch} {weights_name} weights are not in the torch hub cache: place {filename} "
+                           f"(from {weights.url}) in {folder}/")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model
+
+
+def _fingerprint(name: str, model: nn.Module, datamodule) -> str:
+    shapes = [tuple(p.shape) for p in model.state_dict().values()]
+    key = json.dumps([name, datamodule.fingerprint(), str(shapes)])
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike,
+                 target_accuracy: float = 0.95, max_epochs: int = 30, lr: float = 3e-3, seed: int = 0) -> nn.Module:
+    """Train ``model`` on ``datamodule`` once and cache it; later calls load the cache.
+
+    Trains in rounds of epochs until the test accuracy reaches ``target_accuracy``
+    (or ``max_epochs``). The cache file records the accuracy reached.
+    """
+    import lightning.pytorch as pl
+
+    from ..classifier import ClassifierModule, accuracy
+
+    if datamodule is None:
+        raise WeightsError("backbone.weights=auto trains on the data module, but none was given: "
+                           "pass a checkpoint path or torchvision weights name instead")
+    path = Path(cache_dir) / f"{name}-{datamodule.name}-{_fingerprint(name, model, datamodule)}.pt"
+    if path.is_file():
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(payload["state_dict"])
+        log.info("loaded cached %s weights from %s (test accuracy %.3f)", name, path, float(payload["test_accuracy"]))
+        return model
+    if not getattr(datamodule, "trainable_auto", datamodule.name == "synthetic"):
+        raise WeightsError(f"backbone.weights=auto only trains on the synthetic data set, not {datamodule.name}: "
+                           f"use backbone.weights=IMAGENET1K_V1 or a checkpoint path")
+    pl.seed_everything(seed, workers=True)
+    datamodule.setup()
+    steps_per_epoch = len(datamodule.train_dataloader())
+    test_acc, epochs_done, rounds = 0.0, 0, [max_epochs // 2, max_epochs - max_epochs // 2]
+    for epochs in rounds:
+        module = ClassifierModule(model, lr=lr, total_steps=epochs * steps_per_epoch)
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                             enable_checkpointing=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, limit_val_batches=0, deterministic=False)
+        trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+        epochs_done += epochs
+        test_acc = accuracy(model, datamodule.test_dataloader())
+        log.info("%s after %d epochs: test accuracy %.3f", name, epochs_done, test_acc)
+        if test_acc >= target_accuracy:
+            break
+    model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"state_dict": model.state_dict(), "test_accuracy": test_acc, "epochs": epochs_done}, tmp)
+    os.replace(tmp, path)
+    return model
