@@ -14,7 +14,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
-from lightning_modules.errors import UserError
+from lightning_modules.errors import UserError, find_user_error
 
 CONFIG_DIR = Path(os.environ.get("HARMONY_CONF", Path(__file__).resolve().parent.parent / "conf"))
 CONFIG_NAME = "config"
@@ -117,7 +117,16 @@ def run_hydra(task: str, task_fn: Callable[[DictConfig], object], args: list[str
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
     def _main(cfg: DictConfig):
-        return task_fn(cfg)
+        try:
+            return task_fn(cfg)
+        except Exception as exc:  # Hydra would print its own multi-line report: keep user errors to one line
+            error = find_user_error(exc)
+            if error is None:
+                raise
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            sys.exit(2)
 
     saved = sys.argv
     sys.argv = [f"harmony {task}", f"task={task}", *args]

@@ -1,18 +1,28 @@
-"""Opening the store: URL resolution, SQLite settings, schema checks."""
+"""Opening the store: URL resolution, SQLite settings, schema checks.
+
+A database is inspected before anything is written to it: an SQLite file is
+first read through a read-only connection, so that a foreign file (the
+original app's database, another program's) is refused without being
+switched to WAL mode or given tables.
+"""
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from lightning_modules.errors import UserError
 
-from .models import SCHEMA_VERSION, Base, Meta
+from .models import APP_NAME, SCHEMA_VERSION, Base, Meta
 
 DEFAULT_DB_URL = "sqlite:///outputs/harmony.db"
+# Tables that mark a database of the original HARMONY Django app.
+LEGACY_TABLE = "relevavance_example"
 
 
 class StoreError(UserError):
@@ -28,6 +38,24 @@ def resolve_db_url(db: str | None = None) -> str:
     if "://" not in url:
         url = f"sqlite:///{url}"
     return url
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may appear in messages: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL; None for other databases and in-memory SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1] if ":///" in url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
 
 
 def _sqlite_settings(engine: Engine) -> None:
@@ -55,42 +83,115 @@ def _sqlite_settings(engine: Engine) -> None:
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (SQLite gets WAL, a busy timeout and immediate write transactions)."""
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:" and not path.startswith("file:"):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _sqlite_settings(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    try:
+        if url.startswith("sqlite"):
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            _sqlite_settings(engine)
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreError(f"cannot use database URL {shown_url(url)!r} ({_reason(exc)}): give --db an SQLite "
+                         f"file or a URL like postgresql+psycopg://user@host/db") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def _read_sqlite_file(path: Path, url: str) -> tuple[set[str], dict[str, str]]:
+    """Tables and harmony meta of an existing SQLite file, read without writing to it."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {url} ({_reason(exc)}): check the path and its permissions") from exc
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        meta = dict(conn.execute(f"SELECT key, value FROM {Meta.__tablename__}")) if Meta.__tablename__ in tables \
+            else {}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open {url} as a database ({_reason(exc)}): give --db an SQLite file made by "
+                         f"harmony, a new file, or a PostgreSQL URL") from exc
+    finally:
+        conn.close()
+    return tables, meta
+
+
+def _read_engine(engine: Engine, url: str) -> tuple[set[str], dict[str, str]]:
+    try:
+        tables = set(inspect(engine).get_table_names())
+        meta = {}
+        if Meta.__tablename__ in tables:
+            with Session(engine) as session:
+                meta = {k: v for k, v in session.execute(select(Meta.key, Meta.value))}
+    except (DatabaseError, OperationalError) as exc:
+        raise StoreError(f"cannot open {shown_url(url)} as a database ({_reason(exc)}): check the URL and that "
+                         f"the server runs") from exc
+    return tables, meta
+
+
+def _refuse_foreign(url: str, tables: set[str], meta: dict[str, str]) -> None:
+    """Raise StoreError unless the tables and meta are those of this harmony's store (or empty)."""
+    shown = shown_url(url)
+    if Meta.__tablename__ not in tables:
+        foreign = tables - set(Base.metadata.tables) - {"sqlite_sequence"}
+        if LEGACY_TABLE in tables:
+            raise StoreError(f"{shown} is a database of the original HARMONY app, not a harmony store: import it "
+                             f"with `harmony import-legacy PATH` into a harmony store")
+        if foreign:
+            listed = ", ".join(sorted(foreign)[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise StoreError(f"{shown} is not a harmony store (it has tables {listed}): give --db a harmony "
+                             f"database or a new file")
+        if tables:  # some of our tables but no meta: a half-made or foreign store
+            raise StoreError(f"{shown} has harmony tables but no schema version (unknown schema): use a new "
+                             f"database")
+        return
+    if meta.get("app", APP_NAME) != APP_NAME:
+        raise StoreError(f"{shown} belongs to {meta.get('app')!r}, not harmony: give --db a harmony database")
+    found = meta.get("schema_version")
+    if found is None or not found.isdigit():
+        raise StoreError(f"{shown} has an unknown harmony schema version ({found!r}): use a new database")
+    if int(found) != SCHEMA_VERSION:
+        newer = "a newer" if int(found) > SCHEMA_VERSION else "an older"
+        raise StoreError(f"{shown} has harmony schema version {found}, this harmony reads version "
+                         f"{SCHEMA_VERSION}: open it with {newer} harmony, or use a new database")
+
+
+def precheck(url: str, create: bool = True) -> None:
+    """Refuse an SQLite file that is not a harmony store before an engine ever writes to it."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists():
+        if not create:
+            raise StoreError(f"no harmony store at {path}: build a study first (harmony build-dataset or "
+                             f"harmony import-legacy), or give --db the right file")
+        return
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a database file: give --db a file path")
+    if path.stat().st_size == 0:
+        return  # an empty file is a new SQLite database
+    _refuse_foreign(url, *_read_sqlite_file(path, url))
 
 
 def check_schema(engine: Engine, url: str, create: bool = True) -> None:
     """Create the schema in an empty database; refuse a foreign or other-version one."""
-    try:
-        tables = set(inspect(engine).get_table_names())
-    except (DatabaseError, OperationalError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if getattr(exc, "orig", None) else type(exc).__name__
-        raise StoreError(f"cannot open {url} as a database ({reason}): give --db an SQLite file or a "
-                         f"PostgreSQL URL") from exc
-    if Meta.__tablename__ not in tables:
-        ours = {t for t in Base.metadata.tables}
-        if tables - ours - {"sqlite_sequence"}:
-            shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
-            raise StoreError(f"{url} is not a harmony store (it has tables {shown}): give --db a harmony "
-                             f"database or a new file (to import an original HARMONY app database, use "
-                             f"`harmony import-legacy`)")
-        if not create:
-            raise StoreError(f"{url} holds no harmony store yet: build a study first (harmony build-dataset "
-                             f"or harmony import-legacy)")
-        Base.metadata.create_all(engine)
-        with Session(engine.execution_options(sqlite_begin="IMMEDIATE")) as session, session.begin():
-            if session.get(Meta, "schema_version") is None:
-                session.add_all([Meta(key="app", value="harmony"),
-                                 Meta(key="schema_version", value=str(SCHEMA_VERSION))])
+    tables, meta = _read_engine(engine, url)
+    _refuse_foreign(url, tables, meta)
+    if Meta.__tablename__ in tables:
         return
-    with Session(engine) as session:
-        found = session.scalar(select(Meta.value).where(Meta.key == "schema_version"))
-    if found != str(SCHEMA_VERSION):
-        raise StoreError(f"{url} has harmony schema version {found}, this harmony reads version "
-                         f"{SCHEMA_VERSION}: use the harmony release that made it, or a new database")
+    if not create:
+        raise StoreError(f"{shown_url(url)} holds no harmony store yet: build a study first (harmony "
+                         f"build-dataset or harmony import-legacy)")
+    # One transaction (BEGIN IMMEDIATE on SQLite) so two processes creating the store at once queue.
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        Base.metadata.create_all(conn)
+        with Session(conn) as session:
+            if session.get(Meta, "schema_version") is None:
+                session.add_all([Meta(key="app", value=APP_NAME),
+                                 Meta(key="schema_version", value=str(SCHEMA_VERSION))])
+                session.flush()

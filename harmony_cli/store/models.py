@@ -1,7 +1,8 @@
 """Tables of the study store (SQLAlchemy 2 declarative models).
 
-Table names carry a ``harmony_`` prefix so the store can share a PostgreSQL
-database with other applications.
+Table names carry a ``harmony_`` prefix so they are recognisable beside other
+applications' tables. The store is still only created in an empty database: a
+database holding other tables is refused (see db.py), never written into.
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The store's schema version, recorded in harmony_meta; a database of another version is refused.
 SCHEMA_VERSION = 1
+APP_NAME = "harmony"
 CHOICES = ("original", "finetuned", "neither")
 SIDES = ("original", "finetuned")
 CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")

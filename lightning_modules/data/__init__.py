@@ -1,11 +1,14 @@
 """Data modules: the embedded synthetic set and the real ImageNet / ImageNet-S sets."""
 from .base import HarmonyDataModule
 from .collate import collate_skip_none
+from .imagenet import DataLayoutError, ImageFiles, ImageNetDataModule
+from .imagenet_s import ImageNetSDataModule, SegmentedImageFiles
 from .synthetic import CLASS_NAMES, SyntheticShapes
 from .synthetic_datamodule import SyntheticDataModule
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 
 __all__ = [
-    "CLASS_NAMES", "HarmonyDataModule", "IMAGENET_MEAN", "IMAGENET_STD", "SyntheticDataModule",
+    "CLASS_NAMES", "DataLayoutError", "HarmonyDataModule", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFiles",
+    "ImageNetDataModule", "ImageNetSDataModule", "SegmentedImageFiles", "SyntheticDataModule",
     "SyntheticShapes", "collate_skip_none", "denormalize", "normalize",
 ]

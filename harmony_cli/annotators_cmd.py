@@ -1,0 +1,140 @@
+"""``harmony annotators``: the admin's accounts commands (add, list, deactivate, activate, set-password)."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from lightning_modules.errors import UserError
+
+app = typer.Typer(help="Manage annotator accounts (passwords are stored as argon2 hashes only).",
+                  no_args_is_help=True)
+
+MIN_PASSWORD_LENGTH = 8
+DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else outputs/harmony.db)."
+
+
+def read_password(password_stdin: bool) -> str:
+    """The new password: the first line of stdin, or typed twice at a hidden prompt."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password has {len(password)} characters: give one of at least "
+                        f"{MIN_PASSWORD_LENGTH}")
+    return password
+
+
+@app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Login name of the new annotator."),
+    admin: bool = typer.Option(False, "--admin", help="Make the account an admin."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin's first "
+                                                                        "line instead of prompting."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Create an annotator account (the password is prompted for twice)."""
+    from .store import Store
+
+    store = Store.open(db)
+    try:
+        if store.annotator(name) is not None:  # say so before asking for a password
+            raise UserError(f"annotator {name!r} exists already: use `harmony annotators set-password {name}`")
+        store.add_annotator(name, read_password(password_stdin), admin=admin)
+    finally:
+        store.close()
+    typer.echo(f"added {'admin ' if admin else ''}annotator {name}")
+
+
+@app.command("list")
+def list_(
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """List annotator accounts with how many labels each has given."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+    from sqlalchemy import func, select
+
+    from .store import Label, Store
+
+    store = Store.open(db, create=False)
+    try:
+        with store.read() as session:
+            counts = {a: n for a, n in session.execute(select(Label.annotator_id, func.count(Label.id))
+                                                       .group_by(Label.annotator_id))}
+        rows = [dict(name=a.name, admin=a.is_admin, active=a.active, can_log_in=a.active and bool(a.password_hash),
+                     simulated=a.simulated, labels=counts.get(a.id, 0), created=a.created_at.isoformat())
+                for a in store.annotators()]
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} annotators")
+    for column in ("name", "admin", "active", "can log in", "simulated", "labels"):
+        table.add_column(column, justify="right" if column == "labels" else "left")
+    yes = lambda flag: "yes" if flag else "-"  # noqa: E731
+    for r in rows:
+        table.add_row(r["name"], yes(r["admin"]), yes(r["active"]), yes(r["can_log_in"]), yes(r["simulated"]),
+                      str(r["labels"]))
+    Console().print(table)
+
+
+def _set_active(name: str, active: bool, db: Optional[str]) -> None:
+    from .store import Store
+
+    store = Store.open(db, create=False)
+    try:
+        store.set_active(name, active)
+        annotator = store.annotator(name)
+    finally:
+        store.close()
+    state = "activated" if active else "deactivated"
+    hint = "" if not active or annotator.password_hash else \
+        f" (it has no password yet: `harmony annotators set-password {name}`)"
+    typer.echo(f"{state} annotator {name}{hint}")
+
+
+@app.command("deactivate")
+def deactivate(
+    name: str = typer.Argument(..., help="Login name."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Stop an annotator from logging in; their labels stay."""
+    _set_active(name, False, db)
+
+
+@app.command("activate")
+def activate(
+    name: str = typer.Argument(..., help="Login name."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Let a deactivated (or imported) annotator log in again."""
+    _set_active(name, True, db)
+
+
+@app.command("set-password")
+def set_password(
+    name: str = typer.Argument(..., help="Login name."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin's first "
+                                                                        "line instead of prompting."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Give an annotator a new password (prompted for twice)."""
+    from .store import Store, StoreError
+
+    store = Store.open(db, create=False)
+    try:
+        annotator = store.annotator(name)
+        if annotator is None:
+            raise StoreError(f"no annotator {name!r}: see `harmony annotators list`")
+        store.set_password(name, read_password(password_stdin))
+    finally:
+        store.close()
+    hint = "" if annotator.active else f"; it is inactive: `harmony annotators activate {name}` to let it log in"
+    typer.echo(f"set the password of annotator {name}{hint}")

@@ -1,0 +1,159 @@
+"""Attribution maps and images as PNG files an annotator can look at.
+
+Every map is normalized to its own maximum (as in the HARMONY study), drawn
+with a perceptually uniform colormap over a faint grey copy of the image, and
+upscaled for display. Files are named by a hash of their content, so a file
+name never says which model made a map, and writes are atomic (tmp file +
+``os.replace``): a file either exists whole or not at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
+PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
+RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How maps and images are drawn.
+
+    ``image_size``: side of the PNGs in pixels (None: the data's own size).
+    ``image_weight``: how much of the grey image shows through the heatmap (0: none).
+    """
+
+    image_size: int | None = 224
+    colormap: str = "inferno"
+    image_weight: float = 0.35
+    resample: str = "bilinear"
+
+    def __post_init__(self):
+        from lightning_modules.errors import UserError
+
+        if self.colormap not in PERCEPTUAL_COLORMAPS:
+            raise UserError(f"study.colormap={self.colormap!r} is not a perceptually uniform colormap: "
+                            f"choose one of {', '.join(PERCEPTUAL_COLORMAPS)}")
+        if self.resample not in RESAMPLE_MODES:
+            raise UserError(f"study.resample={self.resample!r} is unknown: choose one of {', '.join(RESAMPLE_MODES)}")
+        if self.image_size is not None and not 8 <= int(self.image_size) <= 4096:
+            raise UserError(f"study.image_size={self.image_size} is out of range: give 8..4096 pixels, or null")
+        if not 0.0 <= float(self.image_weight) <= 1.0:
+            raise UserError(f"study.image_weight={self.image_weight} must lie in [0, 1]")
+
+
+def _resize(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
+    """(B,C,H,W) -> (B,C,size,size)."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(x, size=(size, size), mode=mode, **kwargs)
+
+
+def display_images(images: torch.Tensor, settings: RenderSettings) -> np.ndarray:
+    """ImageNet-normalized (B,3,H,W) -> uint8 (B,S,S,3) for display."""
+    from lightning_modules.data import denormalize
+
+    rgb = _resize(denormalize(images.detach().float().cpu()), settings.image_size, settings.resample).clamp(0, 1)
+    return (rgb.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) or (B,H,W) maps -> (B,H,W) in [0,1]: positive relevance over each map's own max.
+
+    Negative relevance is dropped, as the localization metrics do; a map with
+    no positive relevance becomes all zeros.
+    """
+    maps = maps.detach().float().cpu()
+    if maps.dim() == 4:
+        maps = maps.sum(1)  # (B,1,H,W) in practice; summing also accepts per-channel maps
+    positive = maps.clamp(min=0)
+    peak = positive.flatten(1).amax(1).view(-1, 1, 1)
+    return torch.where(peak > 0, positive / peak.clamp(min=torch.finfo(positive.dtype).tiny), torch.zeros_like(positive))
+
+
+def colorize(maps01: np.ndarray, colormap: str) -> np.ndarray:
+    """(B,S,S) in [0,1] -> uint8 (B,S,S,3) through a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    lut = (colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    return lut[np.clip(np.rint(maps01 * 255), 0, 255).astype(np.int64)]
+
+
+def overlay(heat: np.ndarray, images: np.ndarray, image_weight: float) -> np.ndarray:
+    """Heatmaps (B,S,S,3) over faint grey copies of the images (B,S,S,3), uint8."""
+    grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    blended = (1.0 - image_weight) * heat.astype(np.float32) + image_weight * grey[..., None]
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class RenderedMaps:
+    """uint8 (B,S,S,3) arrays: the display image, each map over the image, and each plain heatmap."""
+
+    images: np.ndarray
+    original_overlays: np.ndarray
+    finetuned_overlays: np.ndarray
+    original_heatmaps: np.ndarray
+    finetuned_heatmaps: np.ndarray
+
+
+def render_pairs(images: torch.Tensor, original_maps: torch.Tensor, finetuned_maps: torch.Tensor,
+                 settings: RenderSettings) -> RenderedMaps:
+    """Render a batch: images (B,3,H,W) normalized, maps (B,1,H,W) -> :class:`RenderedMaps`."""
+    shown = display_images(images, settings)
+
+    def heat(maps: torch.Tensor) -> np.ndarray:
+        # normalize at the map's own resolution, then upscale: interpolation stays inside [0,1]
+        scaled = _resize(normalize_maps(maps)[:, None], settings.image_size, settings.resample)[:, 0]
+        return colorize(scaled.clamp(0, 1).numpy(), settings.colormap)
+
+    original_heat, finetuned_heat = heat(original_maps), heat(finetuned_maps)
+    return RenderedMaps(shown, overlay(original_heat, shown, settings.image_weight),
+                        overlay(finetuned_heat, shown, settings.image_weight), original_heat, finetuned_heat)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 (H,W,3) -> PNG bytes with no metadata (nothing in the file names its source)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array), mode="RGB").save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def content_name(data: bytes, suffix: str = ".png") -> str:
+    """File name from the content's SHA-256: the same bytes, the same name."""
+    return hashlib.sha256(data).hexdigest()[:32] + suffix
+
+
+def write_atomic(folder: Path, data: bytes, suffix: str = ".png") -> str:
+    """Write ``data`` under ``folder`` as its content-hash name; the name relative to ``folder``.
+
+    A name that exists already holds the same bytes, so it is left alone
+    (idempotent); otherwise a tmp file in the same folder is renamed into place.
+    """
+    name = content_name(data, suffix)
+    path = Path(folder) / name
+    if path.is_file() and path.stat().st_size == len(data):
+        return name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        # atomic against a killed process (the failure resume must survive); no fsync:
+        # one per file would dominate the run time on slow disks
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return name

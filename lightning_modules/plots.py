@@ -1,0 +1,100 @@
+"""PNG figures of a fine-tuning run: maps of both models on the same images, and the validation curves."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+def normalize_map(attribution: Tensor) -> Tensor:
+    """(H,W) map -> [0,1] for display: positive relevance over its maximum (negative relevance shown as 0)."""
+    positive = attribution.clamp(min=0)
+    top = positive.max()
+    return positive / top if top > 0 else positive
+
+
+def _maps(explainer, x: Tensor, y: Tensor) -> Tensor:
+    return explainer(x, y).detach().cpu()[:, 0]
+
+
+def finetune_figure(module, dataset, history: list[dict[str, float]], summary: dict, out: str | os.PathLike,
+                    n_images: int = 8) -> Path:
+    """Write ``out``: row 1 the first ``n_images`` of ``dataset``, rows 2-3 the original's and the
+    fine-tuned model's maps of their label, then the validation curves (metric of both models,
+    prediction agreement with its floor, accuracy of both) with the best step marked.
+
+    module: a FinetuneModule (``original``, ``finetuned``, ``explainer(which)``).
+    history: validation rows (``step``, ``val/<metric>``, ``val/<metric>_original``, ``val/agreement``, ...).
+    summary: the run's metrics.json content.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .data import denormalize
+
+    n = min(n_images, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    items = [item for item in items if item is not None]
+    n = len(items)
+    device = next(module.finetuned.parameters()).device
+    x = torch.stack([item["image"] for item in items]).to(device)
+    y = torch.tensor([int(item["label"]) for item in items], device=device)
+    original_maps = _maps(module.explainer("original"), x, y)
+    finetuned_maps = _maps(module.explainer("finetuned"), x, y)
+    images = denormalize(x.cpu()).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+    name = summary["metric"]
+    columns = max(n, 3)
+    fig = plt.figure(figsize=(1.7 * columns, 1.7 * 3 + 2.8))
+    grid = fig.add_gridspec(4, columns, height_ratios=[1, 1, 1, 1.5], hspace=0.25, wspace=0.05)
+    for i in range(n):
+        for row, (title, picture) in enumerate([("image", None), ("original", original_maps[i]),
+                                                ("fine-tuned", finetuned_maps[i])]):
+            ax = fig.add_subplot(grid[row, i])
+            ax.imshow(images[i])
+            if picture is not None:
+                ax.imshow(normalize_map(picture).numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(str(items[i].get("class_name", y[i].item()))[:18], fontsize=7)
+            if i == 0:
+                ax.set_ylabel(title, fontsize=8)
+            if "mask" in items[i] and row > 0:
+                ax.contour(items[i]["mask"][0].numpy(), levels=[0.5], colors="white", linewidths=0.6)
+
+    steps = [row["step"] for row in history]
+    panels = [
+        (f"{name} ({'higher' if summary.get('higher_is_better', True) else 'lower'} is better)",
+         [(f"val/{name}", "fine-tuned"), (f"val/{name}_original", "original")], None),
+        ("prediction agreement", [("val/agreement", "fine-tuned vs original")], summary.get("min_agreement")),
+        ("accuracy", [("val/accuracy", "fine-tuned"), ("val/accuracy_original", "original")], None),
+    ]
+    curve_grid = grid[3, :].subgridspec(1, 3, wspace=0.35)
+    for k, (title, series, floor) in enumerate(panels):
+        ax = fig.add_subplot(curve_grid[0, k])
+        for (key, label), style in zip(series, ("-", "--")):
+            values = [row.get(key, float("nan")) for row in history]
+            ax.plot(steps, values, style, marker="o", markersize=3, label=label)
+        if floor is not None:
+            ax.axhline(floor, color="grey", linestyle="--", linewidth=0.8, label=f"floor {floor:g}")
+        if summary.get("best_step") is not None:
+            ax.axvline(summary["best_step"], color="green", linestyle=":", linewidth=1, label="best checkpoint")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{name} / {summary['attribution']} / {summary['backbone']} on {summary.get('data', '')}: "
+                 f"original {summary['original_score']:.3f} -> fine-tuned {summary['finetuned_score']:.3f}, "
+                 f"agreement {summary['agreement']:.3f}, {summary['steps']} steps", fontsize=9)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

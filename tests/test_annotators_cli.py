@@ -1,0 +1,172 @@
+"""`harmony annotators ...` and `harmony studies`: through Typer's runner, and the real console entry for errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harmony_cli.main import app
+from harmony_cli.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+HARMONY = REPO / ".venv" / "bin" / "harmony"
+runner = CliRunner()
+
+
+def harmony(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """The installed console entry, as a user runs it (one-line errors, exit status 2)."""
+    command = [str(HARMONY)] if HARMONY.exists() else [sys.executable, "-m", "harmony_cli.main"]
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def harmony_main(monkeypatch, capsys, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """The console entry ``harmony_cli.main:main`` in this process (same error path, no interpreter start)."""
+    import io
+
+    from harmony_cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["harmony", *args])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def store_files(db: Path) -> bytes:
+    """Everything SQLite keeps for ``db`` on disk (the file, its WAL and shared memory)."""
+    return b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")))
+
+
+def test_add_prompts_twice_and_stores_only_an_argon2_hash(tmp_path):
+    db = tmp_path / "h.db"
+    result = runner.invoke(app, ["annotators", "add", "ana", "--db", str(db)],
+                           input="Tr0ub4dor&3xyz\nTr0ub4dor&3xyz\n")
+    assert result.exit_code == 0, result.output
+    assert "added annotator ana" in result.output
+    result = runner.invoke(app, ["annotators", "add", "root", "--admin", "--password-stdin", "--db", str(db)],
+                           input="admin-password-42\n")
+    assert result.exit_code == 0, result.output
+    store = Store.open(str(db))
+    ana, root = store.annotator("ana"), store.annotator("root")
+    assert ana.password_hash.startswith("$argon2id$") and not ana.is_admin and ana.active
+    assert root.is_admin
+    assert store.authenticate("ana", "Tr0ub4dor&3xyz") is not None
+    assert store.authenticate("root", "admin-password-42") is not None
+    store.close()
+    on_disk = store_files(db)
+    assert b"Tr0ub4dor&3xyz" not in on_disk and b"admin-password-42" not in on_disk
+    assert ana.password_hash.encode() in on_disk  # the check above looked at the real data
+
+
+def test_prompt_mismatch_and_short_password_add_nobody(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "h.db"
+    result = runner.invoke(app, ["annotators", "add", "ana", "--db", str(db)],
+                           input="first-password\nsecond-password\nfirst-password\nfirst-password\n")
+    assert result.exit_code == 0 and "do not match" in result.output  # asked again after the mismatch
+    result = harmony_main(monkeypatch, capsys, "annotators", "add", "ben", "--password-stdin", "--db", str(db),
+                          stdin="short\n")
+    assert_one_line_error(result, "at least 8")
+    store = Store.open(str(db))
+    assert store.authenticate("ana", "first-password") is not None and store.annotator("ben") is None
+    store.close()
+
+
+def test_list_deactivate_activate_and_set_password(tmp_path):
+    db = tmp_path / "h.db"
+    runner.invoke(app, ["annotators", "add", "ana", "--password-stdin", "--db", str(db)], input="first-pass\n")
+    result = runner.invoke(app, ["annotators", "list", "--json", "--db", str(db)])
+    [row] = json.loads(result.output)
+    assert (row["name"], row["active"], row["can_log_in"], row["labels"]) == ("ana", True, True, 0)
+
+    assert runner.invoke(app, ["annotators", "deactivate", "ana", "--db", str(db)]).exit_code == 0
+    store = Store.open(str(db))
+    assert store.authenticate("ana", "first-pass") is None
+    result = runner.invoke(app, ["annotators", "set-password", "ana", "--password-stdin", "--db", str(db)],
+                           input="second-pass\n")
+    assert result.exit_code == 0 and "inactive" in result.output
+    assert runner.invoke(app, ["annotators", "activate", "ana", "--db", str(db)]).exit_code == 0
+    assert store.authenticate("ana", "first-pass") is None
+    assert store.authenticate("ana", "second-pass") is not None
+    store.close()
+    result = runner.invoke(app, ["annotators", "list", "--db", str(db)])
+    assert result.exit_code == 0 and "ana" in result.output
+
+
+def test_annotator_errors_are_one_line_with_exit_status_2(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "h.db"
+    runner.invoke(app, ["annotators", "add", "ana", "--password-stdin", "--db", str(db)], input="long-enough\n")
+    # The installed console script once (interpreter start is slow on a busy machine), then main() in-process.
+    assert_one_line_error(harmony("annotators", "add", "ana", "--password-stdin", "--db", str(db),
+                                  stdin="long-enough\n"), "exists already", "set-password ana")
+    cli = lambda *args, stdin="": harmony_main(monkeypatch, capsys, *args, stdin=stdin)  # noqa: E731
+    assert_one_line_error(cli("annotators", "set-password", "bob", "--password-stdin", "--db", str(db),
+                              stdin="long-enough\n"), "no annotator 'bob'")
+    assert_one_line_error(cli("annotators", "deactivate", "bob", "--db", str(db)), "no annotator 'bob'")
+    assert_one_line_error(cli("annotators", "list", "--db", str(tmp_path / "absent.db")), "no harmony store at")
+
+
+def test_studies_lists_each_cell_with_exactly_the_documented_keys(db_url):
+    store = Store.open(db_url)
+    study = store.get_or_create_study("pilot")
+    cell = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
+    ids = store.add_examples(study.id, [dict(cell, source_key=str(i), class_name="c") for i in range(3)])
+    store.add_examples(study.id, [dict(cell, attribution="guided_backprop", source_key="0", class_name="c")])
+    ana, ben = store.add_annotator("ana", None).id, store.add_annotator("ben", None).id
+    store.answer(ana, ids[0], "original")
+    store.answer(ana, ids[1], "finetuned")
+    store.answer(ben, ids[1], "neither")
+    store.close()
+    result = runner.invoke(app, ["studies", "--json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows == [
+        dict(study="pilot", **cell, examples=3, labels=3, annotators=2),
+        dict(study="pilot", **dict(cell, attribution="guided_backprop"), examples=1, labels=0, annotators=0),
+    ]
+    assert all(list(r) == ["study", "dataset", "metric", "backbone", "attribution", "examples", "labels",
+                           "annotators"] for r in rows)
+    table = runner.invoke(app, ["studies", "--db", db_url]).output
+    assert "pilot" in table and "guided_backprop" in table
+
+
+@pytest.mark.parametrize("kind", ["text", "foreign", "newer"])
+def test_studies_refuses_files_that_are_not_this_harmony_store(tmp_path, monkeypatch, capsys, kind):
+    import sqlite3
+
+    db = tmp_path / "x.db"
+    if kind == "text":
+        db.write_text("not a database at all\n" * 50)
+        expected = "as a database"
+    elif kind == "foreign":
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+        conn.commit()
+        conn.close()
+        expected = "not a harmony store"
+    else:
+        Store.open(str(db)).close()
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE harmony_meta SET value = '99' WHERE key = 'schema_version'")
+        conn.commit()
+        conn.close()
+        expected = "schema version 99"
+    run = harmony("studies", "--db", str(db)) if kind == "text" else harmony_main(monkeypatch, capsys, "studies",
+                                                                                    "--db", str(db))
+    assert_one_line_error(run, expected)

@@ -1,0 +1,297 @@
+"""Attribution maps: equal to Captum / zennit, batched, differentiable in the weights
+(checked against float64 finite differences), and leaving the model as they found it."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.attributions import ExcitationBackprop, GradCAM, GuidedBackprop, InputXGradient
+from lightning_modules.backbones import TinyCNN, torchvision_classifier
+from lightning_modules.errors import UserError
+
+LAYERS = {"tiny": "features.20", "resnet18": "layer4"}
+METHODS = {
+    "gradcam": lambda model, name: GradCAM(model, LAYERS[name]),
+    "guided_backprop": lambda model, name: GuidedBackprop(model),
+    "input_x_gradient": lambda model, name: InputXGradient(model),
+    "excitation_backprop": lambda model, name: ExcitationBackprop(model),
+}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_captum():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
+        yield
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    return {"tiny": TinyCNN(8).eval(), "resnet18": torchvision_classifier("resnet18", 1000).eval()}
+
+
+def batch(name: str, size: int = 64, n: int = 2, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, size, size, generator=gen, dtype=dtype)
+    target = torch.randint(0, 8 if name == "tiny" else 1000, (n,), generator=gen)
+    return x, target
+
+
+def assert_same(ours: torch.Tensor, reference: torch.Tensor):
+    """Max abs difference < 1e-5, and < 1e-4 of the reference's scale (random-weight maps are small)."""
+    assert ours.shape == reference.shape
+    scale = reference.abs().max().item()
+    assert scale > 0, "reference map is all zeros: the comparison would prove nothing"
+    diff = (ours - reference).abs().max().item()
+    assert diff < 1e-5 and diff < 1e-4 * scale, f"max abs diff {diff:.3g} (reference scale {scale:.3g})"
+
+
+# ----------------------------------------------------------------- equal to the references
+
+@pytest.mark.parametrize("name", ["tiny", "resnet18"])
+def test_gradcam_matches_captum(models, name):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = models[name]
+    x, _ = batch(name)
+    target = model(x).argmax(1)  # a random-weight GradCAM map is often all zero for other classes
+    out = GradCAM(model, LAYERS[name]).explain(x, target)
+    cam = LayerGradCam(model, model.get_submodule(LAYERS[name])).attribute(x, target, relu_attributions=True)
+    assert_same(out.raw, cam)
+    assert_same(out.maps, LayerAttribution.interpolate(cam, x.shape[2:], interpolate_mode="bilinear"))
+    assert out.maps.shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("name", ["tiny", "resnet18"])
+@pytest.mark.parametrize("method", ["guided_backprop", "input_x_gradient"])
+def test_input_space_methods_match_captum(models, name, method):
+    """Before the channel reduction, and after it (maps = the sum over channels)."""
+    from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+    from captum.attr import InputXGradient as CaptumInputXGradient
+
+    model = models[name]
+    x, target = batch(name)
+    reference = {"guided_backprop": CaptumGuidedBackprop,
+                 "input_x_gradient": CaptumInputXGradient}[method](model).attribute(x, target)
+    out = METHODS[method](model, name).explain(x, target)
+    assert_same(out.raw, reference)
+    assert_same(out.maps, reference.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("name", ["tiny", "resnet18"])
+@pytest.mark.parametrize("method", ["guided_backprop", "excitation_backprop"])
+def test_rule_based_methods_match_zennit(models, name, method):
+    from zennit.attribution import Gradient
+    from zennit.composites import ExcitationBackprop as ZennitExcitationBackprop
+    from zennit.composites import GuidedBackprop as ZennitGuidedBackprop
+
+    model = models[name]
+    x, target = batch(name)
+    composite = {"guided_backprop": ZennitGuidedBackprop, "excitation_backprop": ZennitExcitationBackprop}[method]()
+    with Gradient(model, composite) as attributor:
+        _, reference = attributor(x, lambda out: F.one_hot(target, out.shape[1]).to(out))
+    out = METHODS[method](model, name).explain(x, target)
+    assert_same(out.raw, reference)
+    assert_same(out.maps, reference.sum(1, keepdim=True))
+
+
+# ----------------------------------------------------------------- gradients of a loss on the maps
+
+def finite_difference_check(model, explain, x, params: dict[str, nn.Parameter], entries: int = 2):
+    """Autograd d/dθ sum(maps * w) vs a float64 central difference, on the largest-gradient entries.
+
+    The target is the predicted class (random-weight GradCAM maps of other classes are often
+    all zero); a step of 1e-7 in float64 flips no ReLU / max-pool decision on random inputs.
+    """
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    weights = torch.randn(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(2), dtype=x.dtype)
+
+    def loss() -> torch.Tensor:
+        return (explain(x, target, create_graph=True) * weights).sum()
+
+    grads = torch.autograd.grad(loss(), list(params.values()))
+    step = 1e-7
+    checked = 0
+    for (pname, param), grad in zip(params.items(), grads):
+        for flat in grad.abs().flatten().argsort(descending=True)[:entries].tolist():
+            index = tuple(torch.unravel_index(torch.tensor(flat), grad.shape))
+            with torch.no_grad():
+                original = param[index].item()
+                param[index] = original + step
+                plus = loss().item()
+                param[index] = original - step
+                minus = loss().item()
+                param[index] = original
+            numeric = (plus - minus) / (2 * step)
+            analytic = grad[index].item()
+            assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-9), f"{pname}{list(index)}"
+            checked += analytic != 0
+    assert checked, "every checked gradient is zero: the maps are not connected to the weights"
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_map_loss_gradient_matches_finite_differences(method, mode):
+    torch.manual_seed(3)
+    model = TinyCNN(8, width=4).double().train(mode == "train")
+    x, _ = batch("tiny", size=32, dtype=torch.float64)
+    params = {name: model.get_parameter(name) for name in
+              ("features.0.weight", "features.1.weight", "features.14.weight", "features.18.weight",
+               "classifier.weight")}
+    finite_difference_check(model, METHODS[method](model, "tiny"), x, params)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided_backprop"])
+def test_map_loss_gradient_on_resnet18_train_mode(method):
+    """Residual blocks reuse one ReLU module twice; BatchNorm uses batch statistics."""
+    torch.manual_seed(4)
+    model = torchvision_classifier("resnet18", 10).double().train()
+    x, _ = batch("tiny", size=64, dtype=torch.float64)
+    params = {name: model.get_parameter(name) for name in ("layer1.0.conv2.weight", "layer4.1.bn2.weight")}
+    finite_difference_check(model, METHODS[method](model, "resnet18"), x, params, entries=1)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_logits_carry_the_plain_gradient(method):
+    """A loss on the returned logits trains the model as if it had run model(x) itself:
+    the modified backward rules must not stay in the forward graph."""
+    torch.manual_seed(6)
+    model = TinyCNN(8, width=4).double().train()
+    x, target = batch("tiny", size=32, dtype=torch.float64)
+    out = METHODS[method](model, "tiny").explain(x, target, create_graph=True)
+    ours = torch.autograd.grad(F.cross_entropy(out.logits, target), list(model.parameters()))
+    plain = torch.autograd.grad(F.cross_entropy(model(x), target), list(model.parameters()))
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_create_graph_controls_the_graph(models, method):
+    model = models["tiny"]
+    x, _ = batch("tiny")
+    target = model(x).argmax(1)
+    assert not METHODS[method](model, "tiny")(x, target).requires_grad
+    maps = METHODS[method](model, "tiny")(x, target, create_graph=True)
+    (grad,) = torch.autograd.grad(maps.sum(), model.features[0].weight)
+    assert grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------- batching, targets, grad modes
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_batched_maps_equal_per_image_maps(models, method):
+    model = models["tiny"]
+    x, target = batch("tiny", n=3)
+    explain = METHODS[method](model, "tiny")
+    maps = explain(x, target)
+    singles = torch.cat([explain(x[i:i + 1], target[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(maps, singles, rtol=1e-4, atol=1e-9)
+
+
+def test_target_int_and_predicted(models):
+    model = models["tiny"]
+    x, _ = batch("tiny")
+    explain = GradCAM(model, "features.20")
+    torch.testing.assert_close(explain(x, 3), explain(x, torch.tensor([3, 3])))
+    predicted = model(x).argmax(1)
+    out = explain.explain(x)
+    torch.testing.assert_close(out.maps, explain(x, predicted))
+    assert torch.equal(out.logits.argmax(1), predicted)
+
+
+def test_bad_target_is_a_one_line_error(models):
+    x, _ = batch("tiny")
+    with pytest.raises(ValueError, match=r"target classes must lie in \[0, 8\)"):
+        InputXGradient(models["tiny"])(x, torch.tensor([0, 8]))
+    with pytest.raises(ValueError, match="target must be"):
+        InputXGradient(models["tiny"])(x, torch.tensor([0, 1, 2]))
+
+
+def test_works_under_no_grad_and_inference_mode_without_touching_x(models):
+    model = models["resnet18"]
+    x, target = batch("resnet18")
+    explain = GuidedBackprop(model)
+    expected = explain(x, target)
+    with torch.no_grad():
+        torch.testing.assert_close(explain(x, target), expected)
+    with torch.inference_mode():
+        x_inference = x.clone()
+        torch.testing.assert_close(explain(x_inference, target), expected)
+    assert not x.requires_grad and x.grad is None
+
+
+def test_gradcam_layer_by_name_or_module(models):
+    model = models["resnet18"]
+    x, target = batch("resnet18")
+    torch.testing.assert_close(GradCAM(model, "layer4")(x, target), GradCAM(model, model.layer4)(x, target))
+    with pytest.raises(UserError, match="'layer9' is not a submodule of ResNet") as info:
+        GradCAM(model, "layer9")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="not a submodule"):
+        GradCAM(model, nn.ReLU())
+
+
+def test_gradcam_rejects_a_layer_that_runs_twice(models):
+    model = models["resnet18"]
+    x, target = batch("resnet18")
+    with pytest.raises(UserError, match="ran 2 times"):
+        GradCAM(model, "layer1.0.relu")(x, target)  # BasicBlock calls its ReLU twice
+    assert_no_hooks(model)
+
+
+# ----------------------------------------------------------------- no side effects
+
+def assert_no_hooks(model: nn.Module):
+    from torch.nn.modules import module as module_globals
+
+    for name, module in model.named_modules():
+        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            assert not getattr(module, hooks), f"{name or 'model'} keeps {hooks}"
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        assert not tensor._backward_hooks, f"tensor {name} keeps a hook"
+    for hooks in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks"):
+        assert not getattr(module_globals, hooks)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("name", ["tiny", "resnet18"])
+def test_mode_kept_and_no_hooks_left_even_on_errors(name, mode):
+    torch.manual_seed(5)
+    model = (TinyCNN(8) if name == "tiny" else torchvision_classifier("resnet18", 1000)).train(mode == "train")
+    model.layer4.eval() if name == "resnet18" else model.features[1].eval()  # a mixed-mode model stays mixed
+    modes = {key: module.training for key, module in model.named_modules()}
+    x, target = batch(name, size=32)
+    for method, make in METHODS.items():
+        explain = make(model, name)
+        for create_graph in (False, True):
+            maps = explain(x, target, create_graph=create_graph)
+            assert maps.shape == (2, 1, 32, 32), method
+            if create_graph:
+                maps.sum().backward()  # after the call: no hook may fire here
+        assert {key: module.training for key, module in model.named_modules()} == modes
+        assert_no_hooks(model)
+        with pytest.raises(RuntimeError):  # fails inside the forward, with hooks installed
+            explain(torch.randn(2, 4, 32, 32), target)
+        assert_no_hooks(model)
+
+
+# ----------------------------------------------------------------- built from the YAML
+
+@pytest.mark.parametrize("attribution", list(METHODS))
+@pytest.mark.parametrize("backbone", ["tiny", "resnet18"])
+def test_instantiate_from_config(models, attribution, backbone):
+    from hydra.utils import instantiate
+
+    from harmony_cli.hydra_app import compose_config
+
+    cfg = compose_config([f"attribution={attribution}", f"backbone={backbone}"])
+    model = models[backbone]
+    explain = instantiate(cfg.attribution.explainer, model=model)
+    x, target = batch(backbone, size=32)
+    torch.testing.assert_close(explain(x, target), METHODS[attribution](model, backbone)(x, target))

@@ -1,0 +1,370 @@
+"""harmony build-dataset: rendering, blinding, the both-correct filter, idempotence, resume, multirun cells."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harmony_cli import build_dataset as bd
+from harmony_cli.rendering import (RenderSettings, colorize, content_name, encode_png, normalize_maps, render_pairs,
+                                   write_atomic)
+from lightning_modules.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def test_maps_are_normalized_to_their_own_max_and_keep_only_positive_relevance():
+    maps = torch.zeros(3, 1, 4, 4)
+    maps[0, 0, 0, 0], maps[0, 0, 1, 1] = 10.0, 5.0
+    maps[1, 0, 2, 2], maps[1, 0, 3, 3] = 0.001, -7.0   # tiny scale; negative part dropped
+    maps[2] = -1.0                                        # no positive relevance at all
+    out = normalize_maps(maps)
+    assert out.shape == (3, 4, 4)
+    assert out[0, 0, 0] == 1.0 and out[0, 1, 1] == 0.5
+    assert out[1, 2, 2] == 1.0 and out[1, 3, 3] == 0.0
+    assert torch.count_nonzero(out[2]) == 0
+
+
+def test_colorize_follows_the_colormap_from_zero_to_one():
+    from matplotlib import colormaps
+
+    rgb = colorize(np.array([[[0.0, 1.0]]]), "viridis")
+    expected = (np.array([colormaps["viridis"](0.0)[:3], colormaps["viridis"](1.0)[:3]]) * 255).round()
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 1, 2, 3)
+    np.testing.assert_array_equal(rgb[0, 0], expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", [224, None])
+def test_render_pairs_upscales_images_and_maps(size):
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 64, 64)
+    original, finetuned = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
+    rendered = render_pairs(images, original, finetuned, RenderSettings(image_size=size))
+    side = size or 64
+    for array in (rendered.images, rendered.original_overlays, rendered.finetuned_overlays,
+                  rendered.original_heatmaps, rendered.finetuned_heatmaps):
+        assert array.shape == (2, side, side, 3) and array.dtype == np.uint8
+    # a different map gives a different picture; the same map the same one
+    assert not np.array_equal(rendered.original_heatmaps, rendered.finetuned_heatmaps)
+    again = render_pairs(images, original, original, RenderSettings(image_size=size))
+    np.testing.assert_array_equal(again.original_overlays, again.finetuned_overlays)
+
+
+def test_render_settings_refuse_non_perceptual_colormaps_and_bad_sizes():
+    with pytest.raises(UserError, match="perceptually uniform"):
+        RenderSettings(colormap="jet")
+    with pytest.raises(UserError, match="image_size"):
+        RenderSettings(image_size=2)
+    with pytest.raises(UserError, match="resample"):
+        RenderSettings(resample="lanczos9")
+
+
+def test_png_files_are_named_by_content_written_atomically_and_carry_no_metadata(tmp_path):
+    from PIL import Image
+
+    a = encode_png(np.zeros((8, 8, 3), np.uint8))
+    b = encode_png(np.full((8, 8, 3), 200, np.uint8))
+    name_a = write_atomic(tmp_path, a)
+    assert name_a == content_name(a) and name_a != content_name(b)
+    assert write_atomic(tmp_path, a) == name_a            # idempotent
+    write_atomic(tmp_path, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name_a, content_name(b)])  # no tmp files left
+    assert (tmp_path / name_a).read_bytes() == a
+    image = Image.open(io.BytesIO(a))
+    assert not {k for k in image.info if k not in ("dpi",)}  # no text chunks (software, source, ...)
+
+
+# ---------------------------------------------------------------------------- selection
+
+
+class FixedPredictions(nn.Module):
+    """A classifier whose prediction for image i is ``predictions[i]`` (the image's first pixel indexes it)."""
+
+    def __init__(self, predictions: list[int], classes: int = 4):
+        super().__init__()
+        self.register_buffer("logits", torch.nn.functional.one_hot(torch.tensor(predictions), classes).float())
+
+    def forward(self, x):
+        return self.logits[x[:, 0, 0, 0].long()]
+
+
+def test_only_images_both_models_classify_correctly_are_kept():
+    images = torch.arange(4).float().view(4, 1, 1, 1).expand(4, 3, 2, 2).contiguous()
+    labels = torch.tensor([0, 1, 2, 3])
+    original = FixedPredictions([0, 1, 0, 0])    # right on 0, 1
+    finetuned = FixedPredictions([0, 0, 2, 0])   # right on 0, 2
+    keep, reasons = bd.correctness(original, finetuned, images, labels)
+    assert keep.tolist() == [True, False, False, False]
+    assert reasons == [None, "fine-tuned wrong", "original wrong", "both models wrong"]
+
+
+def test_seeded_order_is_a_permutation_fixed_by_the_seed():
+    assert sorted(bd.seeded_order(50, 3)) == list(range(50))
+    assert bd.seeded_order(50, 3) == bd.seeded_order(50, 3)
+    assert bd.seeded_order(50, 3) != bd.seeded_order(50, 4)
+
+
+def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anything_else():
+    calls = []
+
+    def explainer(x, target=None, create_graph=False):
+        calls.append(x.shape[0])
+        return torch.full((x.shape[0], 1, 2, 2), 7.0)
+
+    x, y, maps = torch.randn(3, 3, 2, 2), torch.tensor([0, 1, 2]), torch.ones(3, 1, 2, 2)
+    reuse = bd.ReusedMaps(explainer, x, y, maps)
+    assert reuse(x.clone(), y.clone()) is maps and calls == []
+    assert reuse(x + 1, y)[0, 0, 0, 0] == 7.0 and calls == [3]           # perturbed input
+    assert reuse(x, torch.tensor([2, 1, 0]))[0, 0, 0, 0] == 7.0            # another target
+    assert reuse(x, y, create_graph=True)[0, 0, 0, 0] == 7.0               # a graph is asked for
+
+
+# ---------------------------------------------------------------------------- runs on disk
+
+
+def _fake_run(path: Path, mtime: float | None = None) -> Path:
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text("{}")
+    (path / "metrics.json").write_text("{}")
+    if mtime is not None:
+        os.utime(path / "metrics.json", (mtime, mtime))
+    return path
+
+
+def test_runs_are_found_in_run_and_multirun_dirs_and_the_latest_finished_one_is_the_default(tmp_path):
+    outputs = tmp_path / "outputs"
+    now = time.time()
+    single = _fake_run(outputs / "finetune" / "2025-01-01_10-00-00", now - 100)
+    (outputs / "finetune" / "2025-01-02_10-00-00").mkdir(parents=True)  # unfinished: no metrics.json
+    sweep = outputs / "finetune-multirun" / "2025-01-01_09-00-00"
+    members = [_fake_run(sweep / name, now - 50) for name in ("10_rma_gradcam_tiny", "2_focus_gradcam_tiny")]
+    (sweep / "3_road_gradcam_tiny").mkdir()                              # a failed member
+    assert bd.find_runs(single) == [single]
+    assert bd.find_runs(sweep) == [members[1], members[0]]               # job order, not string order
+    assert bd.latest_run(outputs) == sweep
+    os.utime(single / "metrics.json", (now, now))
+    assert bd.latest_run(outputs) == single
+    with pytest.raises(UserError, match="no finished finetune run"):
+        bd.latest_run(tmp_path / "empty")
+    with pytest.raises(UserError, match="does not exist"):
+        bd.find_runs(tmp_path / "nope")
+    with pytest.raises(UserError, match="holds no finished finetune run"):
+        bd.find_runs(outputs / "finetune" / "2025-01-02_10-00-00")
+
+
+def test_run_override_composes_as_study_run():
+    from harmony_cli.hydra_app import compose_config
+
+    cfg = compose_config(bd.translate_overrides(["run=/some/run", "study.examples_per_cell=5"]), task="build_dataset")
+    assert cfg.study.run == "/some/run" and cfg.study.examples_per_cell == 5
+
+
+def test_a_study_built_with_other_render_settings_is_not_mixed(tmp_path):
+    from harmony_cli.hydra_app import compose_config
+
+    run = _fake_run(tmp_path / "outputs" / "finetune" / "2025-01-01_10-00-00")
+    base = [f"paths.outputs={tmp_path / 'outputs'}", f"study.db_url=sqlite:///{tmp_path / 'h.db'}", f"run={run}",
+            "study.name=pilot"]
+    from harmony_cli.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'h.db'}")
+    store.get_or_create_study("pilot", config={"seed": 0, "image_size": 224, "colormap": "viridis",
+                                               "image_weight": 0.35, "resample": "bilinear"})
+    store.close()
+    with pytest.raises(UserError, match="colormap=viridis"):
+        bd.build_study(compose_config(bd.translate_overrides(base), task="build_dataset"))
+
+
+# ---------------------------------------------------------------------------- from real finetune runs
+
+HASH_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
+PATH_FIELDS = ("image_path", "original_map_path", "finetuned_map_path", "original_heatmap_path",
+               "finetuned_heatmap_path")
+
+
+@pytest.fixture(scope="module")
+def sweep(trained_tiny, tmp_path_factory) -> Path:
+    """A finished 2-job finetune multirun (rma x gradcam, guided_backprop) with a tiny budget; its dir."""
+    root = tmp_path_factory.mktemp("build_dataset")
+    weights = root / "tiny.pt"
+    torch.save(trained_tiny.state_dict(), weights)
+    outputs = root / "outputs"
+    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "-m", "metric=rma",
+               "attribution=gradcam,guided_backprop", *_outputs(outputs), f"backbone.weights={weights}",
+               "data.train_size=128", "data.val_size=32", "data.test_size=64", "finetune.batch_size=16",
+               "finetune.val_size=16", "finetune.val_batch_size=16", "finetune.plot_images=2",
+               "trainer.val_check_interval=2", "trainer.max_steps=2", "trainer.enable_progress_bar=false"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = list((outputs / "finetune-multirun").iterdir())
+    return sweep_dir
+
+
+def _outputs(outputs: Path) -> list[str]:
+    from tests.conftest import TEST_CACHE
+
+    return [f"paths.outputs={outputs}", f"paths.cache={TEST_CACHE / 'cache'}", f"paths.models={TEST_CACHE / 'models'}"]
+
+
+def _build(run: Path | None, db: Path, *extra: str, outputs: Path | None = None):
+    from harmony_cli.hydra_app import compose_config
+
+    outputs = outputs or db.parent / "outputs"
+    overrides = [*_outputs(outputs), f"study.db_url=sqlite:///{db}", "study.examples_per_cell=8",
+                 "study.batch_size=4", "study.image_size=96", "study.name=test", *extra]
+    if run is not None:
+        overrides.append(f"run={run}")
+    return bd.build_study(compose_config(bd.translate_overrides(overrides), task="build_dataset"))
+
+
+def _examples(db: Path, study: str = "test") -> tuple[Path, list]:
+    from sqlalchemy import select
+
+    from harmony_cli.store import Example, Store
+
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        found = store.study(study)
+        with store.read() as session:
+            rows = list(session.scalars(select(Example).filter_by(study_id=found.id).order_by(Example.position)))
+        return Path(found.image_dir), rows
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def gradcam_study(sweep, tmp_path_factory):
+    """The rma/gradcam run of the sweep built into a study of 8 examples: (run dir, db, results)."""
+    (run,) = [p for p in sweep.iterdir() if p.name.endswith("_rma_gradcam_tiny")]
+    db = tmp_path_factory.mktemp("gradcam_study") / "harmony.db"
+    name, results = _build(run, db)
+    return run, db, results
+
+
+def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(gradcam_study):
+    from lightning_modules.runs import load_finetune_run
+
+    run_dir, db, (result,) = gradcam_study
+    image_dir, rows = _examples(db)
+    assert (result.examples, result.added) == (8, 8) and len(rows) == 8
+    assert result.cell == {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
+    run = load_finetune_run(run_dir)
+    test = run.datamodule.split("test")
+    order = bd.seeded_order(len(test), 0)
+    items = [test[i] for i in order]
+    x = torch.stack([item["image"] for item in items])
+    y = torch.tensor([item["label"] for item in items])
+    with torch.no_grad():
+        both = (run.original(x).argmax(1) == y) & (run.finetuned(x).argmax(1) == y)
+    # exactly the first 8 both-correct images of the seeded order, at their rank
+    expected = [(str(order[r]), r) for r in both.nonzero().flatten()[:8].tolist()]
+    assert [(e.source_key, e.position) for e in rows] == expected
+    considered = expected[-1][1] + 1
+    assert sum(result.skipped.values()) == int((~both[:considered]).sum())
+    # what is stored per example: class, run, and each model's metric score on its own map
+    keys = [int(e.source_key) for e in rows]
+    xs, ys = torch.stack([test[k]["image"] for k in keys]), torch.tensor([test[k]["label"] for k in keys])
+    masks = torch.stack([test[k]["mask"] for k in keys])
+    for side, model in (("original", run.original), ("finetuned", run.finetuned)):
+        scores = run.metric.score(model, xs, ys, run.explainer(model), masks=masks)
+        assert [getattr(e, f"{side}_score") for e in rows] == pytest.approx(scores.tolist(), abs=1e-5)
+    assert [e.class_name for e in rows] == [test[k]["class_name"] for k in keys]
+    assert {e.run for e in rows} == {str(run_dir)}
+    # the files exist, decode at the display size, and the two maps differ
+    from PIL import Image
+
+    for e in rows:
+        for f in PATH_FIELDS:
+            with Image.open(image_dir / getattr(e, f)) as png:
+                assert png.size == (96, 96)
+    assert any(e.original_map_path != e.finetuned_map_path for e in rows)
+
+
+def test_no_path_tells_which_map_is_which(gradcam_study):
+    run_dir, db, _ = gradcam_study
+    image_dir, rows = _examples(db)
+    for e in rows:
+        for f in PATH_FIELDS:
+            assert HASH_NAME.match(getattr(e, f)), getattr(e, f)
+    words = ("orig", "fine", "learn", "tuned", "before", "after", "base", "left", "right")
+    for path in [image_dir, *image_dir.rglob("*")]:
+        assert not any(w in part.lower() for part in path.relative_to(image_dir.parent.parent).parts for w in words), path
+    # the folder holds only finished images: every file is some example's
+    referenced = {getattr(e, f) for e in rows for f in PATH_FIELDS}
+    assert {p.name for p in image_dir.iterdir()} == referenced
+
+
+def test_building_a_complete_study_again_adds_nothing(gradcam_study):
+    run_dir, db, _ = gradcam_study
+    image_dir, before = _examples(db)
+    files_before = sorted(p.name for p in image_dir.iterdir())
+    _, (again,) = _build(run_dir, db)
+    _, after = _examples(db)
+    assert again.added == 0 and again.examples == 8 and not again.skipped
+    assert [(e.id, e.source_key, e.image_path) for e in after] == [(e.id, e.source_key, e.image_path) for e in before]
+    assert sorted(p.name for p in image_dir.iterdir()) == files_before
+
+
+def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_path, monkeypatch):
+    from harmony_cli.store import Store
+
+    run_dir, reference_db, _ = gradcam_study
+    db = tmp_path / "harmony.db"
+    real_add, calls = Store.add_examples, []
+
+    def killed_on_second_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second batch's files are on disk, its rows never commit
+            raise KeyboardInterrupt
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "add_examples", killed_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        _build(run_dir, db)
+    _, partial = _examples(db)
+    assert len(partial) == 4
+    monkeypatch.setattr(Store, "add_examples", real_add)
+    _, (resumed,) = _build(run_dir, db)
+    assert (resumed.added, resumed.examples) == (4, 8)
+    _, rows = _examples(db)
+    _, reference = _examples(reference_db)
+    # the same study as an uninterrupted build: same images, order and files, each once
+    fields = ("source_key", "position", "class_name", *PATH_FIELDS)
+    assert [tuple(getattr(e, f) for f in fields) for e in rows] == [tuple(getattr(e, f) for f in fields)
+                                                                   for e in reference]
+
+
+def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_path):
+    """`harmony build-dataset` with no run= takes the latest run under outputs: here the sweep."""
+    from typer.testing import CliRunner
+
+    from harmony_cli.main import app
+    from harmony_cli.store import Store
+
+    db = tmp_path / "harmony.db"
+    outputs = sweep.parent.parent
+    result = CliRunner().invoke(app, ["build-dataset", *_outputs(outputs), f"study.db_url=sqlite:///{db}",
+                                      "study.examples_per_cell=3", "study.batch_size=8", "study.image_size=64"])
+    assert result.exit_code == 0, result.output
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        (study,) = store.studies()
+        cells = store.cells(study.name)
+    finally:
+        store.close()
+    assert study.name == f"finetune-multirun-{sweep.name}"
+    assert [(c["metric"], c["attribution"], c["examples"]) for c in cells] == [("rma", "gradcam", 3),
+                                                                             ("rma", "guided_backprop", 3)]
+    assert "guided_backprop" in result.output and "original mean" in result.output

@@ -1,0 +1,256 @@
+"""`harmony finetune`: the objective, the best-checkpoint rule, run dirs, resume, DDP, bad overrides.
+
+Runs use tiny budgets (a few steps on a 256-image train split, 32 validation images) and the
+cached base model of the test session (``trained_tiny``), passed as a weights file so that the
+smaller data split does not retrain it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_modules.finetune import (BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT, METRICS_KEYS, BestAgreeingCheckpoint,
+                                        FinetuneModule, check_combination, read_history)
+
+REPO = Path(__file__).resolve().parent.parent
+HARMONY = Path(sys.executable).parent / "harmony"
+PAPER_METRICS = ("rma", "focus", "road", "irof", "ris")
+PAPER_ATTRIBUTIONS = ("gradcam", "guided_backprop", "excitation_backprop")
+
+
+def harmony(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``harmony`` console script."""
+    command = [str(HARMONY)] if HARMONY.is_file() else [sys.executable, "-m", "harmony_cli.main"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(trained_tiny, tmp_path_factory) -> Path:
+    """The session's trained ``tiny`` base model as a weights file (backbone.weights=<file>)."""
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save(trained_tiny.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def small_run(outputs_overrides, tiny_weights) -> list[str]:
+    """Overrides of a fine-tuning run that takes seconds."""
+    return [*outputs_overrides, f"backbone.weights={tiny_weights}", "data.train_size=256", "data.val_size=64",
+            "data.test_size=64", "finetune.batch_size=16", "finetune.val_size=32", "finetune.val_batch_size=32",
+            "finetune.plot_images=4", "trainer.val_check_interval=2", "trainer.max_steps=4",
+            "trainer.enable_progress_bar=false"]
+
+
+def _module(original, metric_name: str = "rma", attribution: str = "gradcam", lr: float = 1e-3,
+            extra: list[str] = ()) -> FinetuneModule:
+    from harmony_cli.hydra_app import compose_config
+    from lightning_modules.finetune import build_module
+
+    cfg = compose_config([f"metric={metric_name}", f"attribution={attribution}", f"finetune.lr={lr}", *extra])
+    return build_module(cfg, original=original)
+
+
+def _batch(datamodule, n: int = 16, split: str = "train") -> dict:
+    from lightning_modules.data import collate_skip_none
+
+    dataset = datamodule.split(split)
+    return collate_skip_none([dataset[i] for i in range(n)])
+
+
+# ----------------------------------------------------------------------------- the objective
+
+
+def test_objective_decreases_and_only_the_copy_learns(trained_tiny, synthetic_dm):
+    module = _module(trained_tiny)
+    module.train()  # what Lightning calls at fit start
+    assert not module.original.training and not module.finetuned.training, "both nets must stay in eval mode"
+    bn = next(m for m in module.finetuned.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    running_mean = bn.running_mean.clone()
+    original_state = {k: v.clone() for k, v in module.original.state_dict().items()}
+    optimizer = module.configure_optimizers()
+    batch = _batch(synthetic_dm)
+    losses, metric_losses = [], []
+    for _ in range(5):
+        terms = module.objective(batch)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(float(terms["loss"]))
+        metric_losses.append(float(terms["metric_loss"]))
+    assert losses[-1] < losses[0], losses
+    assert metric_losses[-1] < metric_losses[0], metric_losses
+    assert torch.equal(bn.running_mean, running_mean), "BatchNorm statistics drifted"
+    for key, value in module.original.state_dict().items():
+        assert torch.equal(value, original_state[key]), f"the frozen original changed: {key}"
+    assert any(not torch.equal(p, original_state[k]) for k, p in module.finetuned.state_dict().items())
+
+
+def test_agreement_term_is_zero_for_identical_logits_and_grows_with_disagreement():
+    from lightning_modules.finetune import agreement_loss
+
+    logits = torch.randn(4, 8)
+    assert float(agreement_loss(logits, logits)) == pytest.approx(0.0, abs=1e-6)
+    assert float(agreement_loss(logits, -logits)) == pytest.approx(1.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- best checkpoint
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_best_checkpoint_respects_the_agreement_floor(tmp_path, higher_is_better):
+    sign = 1 if higher_is_better else -1
+    callback = BestAgreeingCheckpoint(tmp_path, monitor="val/m", min_agreement=0.95, higher_is_better=higher_is_better)
+    assert callback.consider(sign * 0.50, 0.99, step=10)        # first validation above the floor
+    assert not callback.consider(sign * 0.90, 0.90, step=20)    # better metric, but agreement below the floor
+    assert callback.consider(sign * 0.60, 0.95, step=30)        # at the floor counts
+    assert not callback.consider(sign * 0.55, 1.00, step=40)    # worse metric
+    assert not callback.consider(float("nan"), 1.00, step=50)
+    assert (callback.best_step, callback.best_score) == (30, sign * 0.60)
+    restored = BestAgreeingCheckpoint(tmp_path, monitor="val/m", higher_is_better=higher_is_better)
+    restored.load_state_dict(callback.state_dict())
+    assert not restored.consider(sign * 0.59, 1.0, step=60) and restored.consider(sign * 0.61, 1.0, step=70)
+
+
+def test_no_checkpoint_qualifies_when_agreement_never_reaches_the_floor(tmp_path):
+    callback = BestAgreeingCheckpoint(tmp_path, monitor="val/m", min_agreement=0.95)
+    assert not any(callback.consider(score, 0.9, step) for step, score in enumerate([0.1, 0.5, 0.9]))
+    assert callback.best_step is None
+
+
+# ----------------------------------------------------------------------------- the study's grid
+
+
+def test_every_paper_cell_composes_with_the_right_data():
+    from harmony_cli.hydra_app import compose_config
+
+    for metric in PAPER_METRICS:
+        for backbone in ("resnet18", "vgg16"):
+            for attribution in PAPER_ATTRIBUTIONS:
+                cfg = compose_config(["experiment=paper", f"metric={metric}", f"backbone={backbone}",
+                                      f"attribution={attribution}"])
+                check_combination(cfg)
+                assert cfg.data.name == ("imagenet_s" if metric == "rma" else "imagenet")
+                assert cfg.backbone.weights == "IMAGENET1K_V1" and cfg.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize("metric_name", PAPER_METRICS)
+def test_every_metric_and_attribution_trains_and_scores(trained_tiny, synthetic_dm, metric_name):
+    """One training step and one validation of each metric x attribution of the study (tiny backbone)."""
+    batch = _batch(synthetic_dm, n=8, split="val")
+    for attribution in PAPER_ATTRIBUTIONS:
+        module = _module(trained_tiny, metric_name, attribution)
+        terms = module.objective(batch)
+        terms["loss"].backward()
+        grads = [p.grad for p in module.finetuned.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads), (metric_name, attribution)
+        from lightning_modules.finetune import batch_sums, summarize
+
+        summary = summarize(batch_sums(module, batch))
+        assert summary["images"] == 8 and summary["agreement"] == 1.0  # no optimizer step yet
+        assert all(map(torch.isfinite, torch.tensor([summary["finetuned_score"], summary["original_score"]])))
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "vgg16"])
+def test_torchvision_backbones_take_a_training_step(backbone):
+    """The study's backbones (random weights, small images): the GradCAM layer hooks and the loss trains."""
+    from harmony_cli.hydra_app import compose_config
+    from hydra.utils import instantiate
+
+    cfg = compose_config([f"backbone={backbone}", "backbone.weights=none"])
+    original = instantiate(cfg.backbone)
+    module = _module(original, "focus", "gradcam")
+    x = torch.randn(4, 3, 32, 32)
+    batch = {"image": x, "label": torch.arange(4), "mask": torch.zeros(4, 1, 32, 32)}
+    terms = module.objective(batch)
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"])
+
+
+# ----------------------------------------------------------------------------- CLI runs
+
+
+def test_run_dir_layout_resume_and_load(small_run, tmp_path):
+    first = harmony("finetune", "metric=rma", *small_run)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "finetune").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "logs/version_0/metrics.csv",
+                 f"{CHECKPOINT_DIR}/{LAST_CKPT}", "metrics.json", "finetune.png"):
+        assert (run / name).is_file(), name
+    assert (run / "finetune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(METRICS_KEYS) <= set(metrics)
+    assert (metrics["metric"], metrics["attribution"], metrics["backbone"]) == ("rma", "gradcam", "tiny")
+    assert metrics["steps"] == 4
+    history = read_history(run)
+    assert [row["step"] for row in history] == [2, 4]
+    # the best checkpoint is the best validation among those that kept agreement >= the floor
+    eligible = [row for row in history if row["val/agreement"] >= metrics["min_agreement"]]
+    if eligible:
+        best = max(eligible, key=lambda row: row["val/rma"])
+        assert metrics["best_step"] == best["step"] and metrics["best_checkpoint"] == f"{CHECKPOINT_DIR}/{BEST_CKPT}"
+        assert metrics["agreement"] >= metrics["min_agreement"]
+        assert metrics["finetuned_score"] == pytest.approx(best["val/rma"], abs=1e-4)
+    else:
+        assert metrics["best_checkpoint"] is None
+
+    # --resume finds this run by its overrides (a longer budget may differ) and continues from step 4
+    resumed = harmony("finetune", "metric=rma", *[o for o in small_run if o != "trainer.max_steps=4"],
+                      "trainer.max_steps=6", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert list((tmp_path / "outputs" / "finetune").iterdir()) == [run], "resume must not start a new run dir"
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 6
+    second_log = (run / "logs" / "version_1" / "metrics.csv").read_text().splitlines()
+    header = second_log[0].split(",")
+    steps = [int(float(line.split(",")[header.index("step")])) for line in second_log[1:]]
+    assert steps and min(steps) >= 4, f"the resumed run restarted from scratch: logged steps {steps}"
+    assert [row["step"] for row in read_history(run)] == [2, 4, 6]
+
+    from lightning_modules.runs import load_finetune_run
+
+    loaded = load_finetune_run(run)
+    assert loaded.cfg.metric.name == "rma" and loaded.metrics["steps"] == 6
+    assert not loaded.finetuned.training and not loaded.original.training
+    state = torch.load(loaded.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    for key, value in loaded.finetuned.state_dict().items():
+        assert torch.equal(value, state[f"finetuned.{key}"]), key
+    x = torch.stack([loaded.datamodule.split("val")[i]["image"] for i in range(2)])
+    maps = loaded.explainer(loaded.finetuned)(x, torch.tensor([0, 1]))
+    assert maps.shape == (2, 1, 64, 64)
+
+
+def test_resume_without_a_matching_run_is_one_line(small_run):
+    result = harmony("finetune", "metric=focus", *small_run, "--resume")
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ckpt_path=last" in lines[0], result.stderr
+
+
+def test_ddp_sim_trains_in_two_processes_and_writes_once(small_run, tmp_path):
+    result = harmony("finetune", "metric=rma", "trainer=ddp_sim", *[o for o in small_run if "max_steps" not in o],
+                     "trainer.max_steps=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "finetune").iterdir())
+    assert len(runs) == 1, runs
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 2
+    assert len(list(tmp_path.rglob("metrics.json"))) == 1
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["metric=nope"], "unknown metric 'nope'"),
+    (["metric=rma", "data=imagenet"], "needs object masks"),
+])
+def test_bad_overrides_fail_before_training_with_one_line(outputs_overrides, args, expected):
+    result = harmony("finetune", *args, *outputs_overrides)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr

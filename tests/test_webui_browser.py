@@ -1,0 +1,162 @@
+"""The annotation page in a real browser: `streamlit run webui/app.py` driven by Playwright.
+
+Logs in, answers three examples with the keyboard, checks the labels in the database, and
+scans everything the app sent to the browser for a word that would unblind the maps.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from harmony_cli.store import Label, Store
+from tests.webui_study import PASSWORD, RED, make_study
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LEAK = re.compile(rb"original|finetuned|learn", re.IGNORECASE)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def streamlit_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(REPO / "webui" / "app.py"),
+            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--server.runOnSave", "false", "--global.developmentMode", "false"]
+
+
+def wait_healthy(port: int, server: subprocess.Popen, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout_s} s")
+
+
+@pytest.fixture
+def page_server(tmp_path):
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    info = make_study(url, tmp_path / "images")
+    port = free_port()
+    env = {**os.environ, "HARMONY_DB_URL": url}
+    server = subprocess.Popen(streamlit_command(port), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_healthy(port, server)
+        yield {**info, "url": url, "address": f"http://127.0.0.1:{port}"}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_idle(page) -> None:
+    """Until the app's script run is over and nothing on the page is stale (all elements redrawn)."""
+    page.wait_for_function(
+        "() => { const app = document.querySelector('[data-test-script-state]');"
+        " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
+        " && !document.querySelector('[data-stale=\"true\"]'); }")
+
+
+def is_streamlit_bundle(url: str) -> bool:
+    """Streamlit's own static script/style/font bundle: the same for every app, not ours."""
+    path = url.split("://", 1)[-1].split("/", 1)[-1]
+    return path.startswith("static/") or path in ("", "favicon.png")
+
+
+def test_keyboard_annotation_in_a_real_browser_stays_blinded(page_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    sent: list[tuple[str, bytes]] = []  # (where, what) of everything the app sent
+
+    def on_websocket(ws):
+        def frame(payload):
+            sent.append((f"websocket {ws.url}", payload if isinstance(payload, bytes) else payload.encode()))
+        ws.on("framereceived", frame)
+
+    def on_response(response):
+        sent.append(("url", response.url.encode()))
+        if not is_streamlit_bundle(response.url):
+            try:
+                sent.append((f"body {response.url}", response.body()))
+            except Exception:  # a redirect or an aborted request has no body
+                pass
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1250})
+            page.on("websocket", on_websocket)
+            page.on("response", on_response)
+            page.set_default_timeout(15_000)
+            page.goto(page_server["address"])
+
+            page.get_by_role("textbox", name="Name").fill("ana")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_text("Your study cells").wait_for()
+            store = Store.open(page_server["url"])
+            rows = store.annotator_cells(page_server["ana"])
+            number = next(i for i, row in enumerate(rows) if row["metric"] == "rma")
+            page.locator(f".st-key-cell-{number} button").click()
+
+            expected = {}
+            rma = page_server["cells"][0]
+            for i, (key, button) in enumerate((("1", "A"), ("ArrowRight", "B"), ("2", "neither"))):
+                page.get_by_text(f"Example {i + 1} of 3").wait_for()
+                page.get_by_text(f"Model prediction: shape-0-{i}").wait_for()
+                wait_idle(page)  # the maps are redrawn after the text: read them once the run is over
+                source = page.locator('img[alt="map A"]').get_attribute("src")
+                left_png = page.request.get(page_server["address"] + source if source.startswith("/") else source)
+                left_colour = Image.open(io.BytesIO(left_png.body())).convert("RGB").getpixel((0, 0))
+                left = "original" if left_colour == RED else "finetuned"
+                expected[rma[i]] = ({"A": left, "B": "finetuned" if left == "original" else "original"}
+                                    .get(button, "neither"), left)
+                page.wait_for_timeout(350)  # a person's pace: answers within 250 ms count as double clicks
+                page.keyboard.press(key)
+            page.get_by_text("Done: you answered all 3 examples of this cell").wait_for()
+            page.screenshot(path=str(tmp_path / "annotation_done.png"))
+            dom = page.content().encode()
+        finally:
+            browser.close()
+
+    with store.read() as session:
+        labels = list(session.scalars(select(Label).where(Label.annotator_id == page_server["ana"])))
+    store.close()
+    assert {label.example_id: (label.choice, label.left_map) for label in labels} == expected
+    assert all(label.response_ms >= 300 for label in labels)
+
+    assert any(where.startswith("websocket") for where, _ in sent), "no websocket traffic was seen"
+    assert any(where.startswith("body") and "/media/" in where for where, _ in sent), "no image was served"
+    leaks = [(where, LEAK.search(data).group(0)) for where, data in [*sent, ("dom", dom)] if LEAK.search(data)]
+    assert leaks == []
+    assert (tmp_path / "annotation_done.png").stat().st_size > 0

@@ -1,0 +1,52 @@
+"""A tiny study for the annotation page's tests: two cells, PNGs written with PIL.
+
+The files are named the way the original app named them (``..._original.png``,
+``..._learn.png``), so any leak of a path into the page shows up in the blinding checks.
+Original maps are red, fine-tuned maps blue: a test can tell from the pixels which one a
+side shows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from harmony_cli.store import Store
+
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+CELLS = ({"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam", "n": 3},
+         {"dataset": "synthetic", "metric": "focus", "backbone": "tiny", "attribution": "gradcam", "n": 2})
+PASSWORD = "correct horse"
+
+
+def _png(path: Path, color: tuple[int, int, int], size: int = 16) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), color).save(path)
+    return path.name
+
+
+def make_study(db_url: str, image_dir: Path) -> dict:
+    """A study of two cells (3 and 2 examples) and three annotators: ana, ben (active), cy (inactive).
+
+    Returns {"study_id", "ana", "ben", "cy" (ids), "cells": [[example ids in order] per cell]}.
+    """
+    store = Store.open(db_url)
+    study = store.get_or_create_study("webui-test", image_dir=str(image_dir))
+    cells = []
+    for cell_number, cell in enumerate(CELLS):
+        key = {k: cell[k] for k in ("dataset", "metric", "backbone", "attribution")}
+        ids = []
+        for i in range(cell["n"]):
+            stem = f"{cell['metric']}_{i}"
+            shade = 40 + 60 * i
+            ids.append(store.add_example(
+                study.id, **key, source_key=stem, position=i, class_name=f"shape-{cell_number}-{i}",
+                image_path=_png(image_dir / f"{stem}_image.png", (shade, 200, shade)),
+                original_map_path=_png(image_dir / f"{stem}_original.png", RED),
+                finetuned_map_path=_png(image_dir / f"{stem}_learn.png", BLUE),
+                original_score=0.5, finetuned_score=0.7, run="runs/finetune/0"))
+        cells.append(ids)
+    people = {name: store.add_annotator(name, PASSWORD, active=active).id
+              for name, active in (("ana", True), ("ben", True), ("cy", False))}
+    store.close()
+    return {"study_id": study.id, "cells": cells, **people}
