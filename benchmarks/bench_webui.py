@@ -45,7 +45,7 @@ def build_study(store: Store, examples: int, annotators: int) -> tuple[int, list
                  finetuned_map_path=f"{i}-b.png") for i in range(examples)]
     with store.write() as session:
         session.execute(insert(Example), rows)
-        # a constant pre-made hash: the benchmark measures answering, not argon2
+        # accounts without a password (they cannot log in): this measures answering, not argon2
         session.execute(insert(Annotator), [dict(name=f"bench{i}", password_hash=None, simulated=True)
                                             for i in range(annotators)])
     with store.read() as session:

@@ -135,11 +135,12 @@ def command(
     checkpoints/, logs/)."""
     from functools import partial
 
-    from .hydra_app import run_hydra
+    from .hydra_app import run_hydra, split_args
 
     args = list(ctx.args)
     if resume and not any(a.startswith("ckpt_path=") for a in args):
         args.append("ckpt_path=last")
-    args = resume_args(args)
+    overrides, flags = split_args(resume_args(args))
+    args = [*overrides, *flags]  # Hydra's parser takes the overrides in one run, before its flags
     check_all(args)
     run_hydra(TASK, partial(task, script=sys.argv[0]), args)

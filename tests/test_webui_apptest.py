@@ -180,6 +180,9 @@ def test_answers_store_the_choice_of_the_side_shown_and_advance_to_the_done_scre
     secret = store.secret(SECRET_NAME)
     at = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")
     assert not at.exception
+    shortcuts = {b.key: b.proto.shortcut for b in at.button if b.key.startswith(("choice-", "arrow-"))}
+    assert shortcuts == {"choice-A": "1", "choice-neither": "2", "choice-B": "3",
+                         "arrow-A": "left", "arrow-neither": "down", "arrow-B": "right"}  # normalized by Streamlit
     expected = {}
     for i, button in enumerate(("A", "B", "neither")):
         assert shown_prediction(at) == f"shape-0-{i}"

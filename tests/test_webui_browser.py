@@ -45,11 +45,11 @@ def streamlit_command(port: int) -> list[str]:
             "--server.runOnSave", "false", "--global.developmentMode", "false"]
 
 
-def wait_healthy(port: int, server: subprocess.Popen, timeout_s: float = 30) -> None:
+def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stdout.read()}")
+            raise RuntimeError(f"streamlit exited with {server.returncode}: {log.read_text()}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as reply:
                 if reply.status == 200:
@@ -65,10 +65,12 @@ def page_server(tmp_path):
     info = make_study(url, tmp_path / "images")
     port = free_port()
     env = {**os.environ, "HARMONY_DB_URL": url}
-    server = subprocess.Popen(streamlit_command(port), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as log_file:  # a file, not a pipe: a full pipe would stall the server
+        server = subprocess.Popen(streamlit_command(port), cwd=tmp_path, env=env, stdout=log_file,
+                                  stderr=subprocess.STDOUT)
     try:
-        wait_healthy(port, server)
+        wait_healthy(port, server, log)
         yield {**info, "url": url, "address": f"http://127.0.0.1:{port}"}
     finally:
         server.terminate()

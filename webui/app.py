@@ -89,6 +89,8 @@ def leave_cell() -> None:
 
 
 def answer(url: str, button: str, example_id: int) -> None:
+    if "cursor" not in st.session_state or "annotator_id" not in st.session_state:
+        return  # a click from a screen already left (logged out, back to the cells)
     submit_answer(open_store(url), side_secret(url), st.session_state.annotator_id, st.session_state.cursor,
                   button, example_id=example_id)
 

@@ -340,10 +340,6 @@ class Store:
             return list(session.scalars(select(Example.id).filter_by(study_id=study_id, **where)
                                         .order_by(Example.position, Example.id)))
 
-    def example(self, example_id: int) -> Example | None:
-        with self.read() as session:
-            return session.get(Example, example_id)
-
     def count_answered(self, annotator_id: int, study_id: int, cell: dict) -> int:
         """How many examples of the cell this annotator has answered."""
         where = {f: cell[f] for f in CELL_FIELDS}
@@ -379,9 +375,9 @@ class Store:
             found = session.scalar(select(Meta.value).where(Meta.key == key))
         if found is not None:
             return found
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         with self.write() as session:  # two servers starting at once: the first one's secret wins
-            session.execute(insert(Meta).values(key=key, value=secrets.token_hex(32))
+            session.execute(dialect_insert(Meta).values(key=key, value=secrets.token_hex(32))
                             .on_conflict_do_nothing(index_elements=["key"]))
             return session.scalar(select(Meta.value).where(Meta.key == key))
 
