@@ -235,9 +235,19 @@ def iter_test_batches(datamodule, indices: list[int], batch_size: int) -> Iterat
     yield from loader
 
 
+def _score(value: float) -> float | None:
+    """A stored score: NaN (undefined, e.g. an empty mask) becomes NULL."""
+    return None if value != value else value
+
+
 def build_cell(store, study, run, run_dir: Path, folder: Path, settings: RenderSettings, examples_per_cell: int,
                seed: int, batch_size: int, device: torch.device, progress=None) -> CellResult:
-    """Fill one cell of ``study`` from a loaded finetune ``run`` up to ``examples_per_cell`` examples."""
+    """Fill one cell of ``study`` from a loaded finetune ``run`` up to ``examples_per_cell`` examples.
+
+    Test images are read ``batch_size`` at a time in the seeded order; those both models
+    classify correctly gather until a full batch (or the last one needed) is ready, whose
+    maps, scores and PNGs are then made together and stored in one transaction.
+    """
     cell = cell_of(run)
     result = CellResult(cell=cell, run=str(run_dir), target=examples_per_cell)
     have = store.example_keys(study.id, cell)
@@ -253,58 +263,68 @@ def build_cell(store, study, run, run_dir: Path, folder: Path, settings: RenderS
     needs_masks = bool(OmegaConf.select(run.cfg, "metric.needs_masks", default=False))
     original, finetuned = run.original.to(device).eval(), run.finetuned.to(device).eval()
     class_names = list(run.datamodule.class_names)
+
+    def store_batch(pending: list[dict]) -> None:
+        x = torch.stack([p["image"] for p in pending])
+        y = torch.stack([p["label"] for p in pending])
+        masks = torch.stack([p["mask"] for p in pending]) if "mask" in pending[0] else None
+        pair = explain_and_score(original, finetuned, run.explainer, run.metric, x, y, masks)
+        rendered = render_pairs(x, pair.original_maps, pair.finetuned_maps, settings)
+        rows = []
+        for j, p in enumerate(pending):
+            paths = write_example_files(folder, rendered, j)  # files first: a row never points at nothing
+            rows.append(dict(cell, source_key=str(p["index"]), position=position[p["index"]],
+                             class_name=class_names[int(p["label"])], run=str(run_dir),
+                             original_score=_score(float(pair.original_scores[j])),
+                             finetuned_score=_score(float(pair.finetuned_scores[j])), **paths))
+        store.add_examples(study.id, rows)
+        result.added += len(rows)
+        if task is not None:
+            progress.advance(task, len(rows))
+
+    pending: list[dict] = []
     if need > 0:
         for unreadable, batch in iter_test_batches(run.datamodule, todo, batch_size):
             result.skipped["unreadable"] += len(unreadable)
             if batch is None:
                 continue
+            if needs_masks and batch.get("mask") is None:
+                raise BuildError(f"metric {cell['metric']} needs object masks but data {cell['dataset']} has none: "
+                                 f"use a data set with masks (e.g. data=imagenet_s)")
             images, labels = batch["image"].to(device), batch["label"].to(device)
             keep, reasons = correctness(original, finetuned, images, labels)
             result.skipped.update(r for r in reasons if r is not None)
-            chosen = keep.nonzero().flatten()[:need]
-            if len(chosen) == 0:
-                continue
-            masks = batch.get("mask")
-            if needs_masks and masks is None:
-                raise BuildError(f"metric {cell['metric']} needs object masks but data {cell['dataset']} has none: "
-                                 f"use a data set with masks (e.g. data=imagenet_s)")
-            x, y = images[chosen], labels[chosen]
-            m = masks.to(device)[chosen] if masks is not None else None
-            pair = explain_and_score(original, finetuned, run.explainer, run.metric, x, y, m)
-            rendered = render_pairs(x, pair.original_maps, pair.finetuned_maps, settings)
-            rows = []
-            for j, i in enumerate(chosen.tolist()):
-                index = int(batch["_split_index"][i])
-                paths = write_example_files(folder, rendered, j)  # files first: a row never points at nothing
-                rows.append(dict(cell, source_key=str(index), position=position[index],
-                                 class_name=class_names[int(y[j])], original_score=float(pair.original_scores[j]),
-                                 finetuned_score=float(pair.finetuned_scores[j]), run=str(run_dir), **paths))
-            store.add_examples(study.id, rows)
-            result.added += len(rows)
-            need -= len(rows)
-            if task is not None:
-                progress.advance(task, len(rows))
+            for i in keep.nonzero().flatten()[:need - len(pending)].tolist():
+                item = {"image": images[i], "label": labels[i], "index": int(batch["_split_index"][i])}
+                if batch.get("mask") is not None:
+                    item["mask"] = batch["mask"][i].to(device)
+                pending.append(item)
+            while pending and (len(pending) >= batch_size or len(pending) == need):
+                chunk, pending = pending[:batch_size], pending[batch_size:]
+                store_batch(chunk)
+                need -= len(chunk)
             if need <= 0:
                 break
+        if pending:  # the test split ran out: store what there is
+            store_batch(pending)
+            need -= len(pending)
         result.exhausted = need > 0
-    scores = cell_scores(store, study.id, cell)
-    result.examples = len(scores)
-    if scores:
-        result.original_mean = sum(o for o, _ in scores) / len(scores)
-        result.finetuned_mean = sum(f for _, f in scores) / len(scores)
+    result.examples = len(store.example_keys(study.id, cell))
+    result.original_mean, result.finetuned_mean = cell_means(store, study.id, cell)
     return result
 
 
-def cell_scores(store, study_id: int, cell: dict) -> list[tuple[float, float]]:
-    """(original_score, finetuned_score) of every example of a cell."""
-    from sqlalchemy import select
+def cell_means(store, study_id: int, cell: dict) -> tuple[float | None, float | None]:
+    """Mean original and fine-tuned score over a cell's examples (those with a defined score)."""
+    from sqlalchemy import func, select
 
     from .store import Example
 
     with store.read() as session:
-        rows = session.execute(select(Example.original_score, Example.finetuned_score)
-                               .filter_by(study_id=study_id, **cell))
-        return [(float(o), float(f)) for o, f in rows if o is not None and f is not None]
+        original, finetuned = session.execute(
+            select(func.avg(Example.original_score), func.avg(Example.finetuned_score))
+            .filter_by(study_id=study_id, **cell)).one()
+    return (None if original is None else float(original)), (None if finetuned is None else float(finetuned))
 
 
 # ---------------------------------------------------------------------------- the study

@@ -111,6 +111,8 @@ class _LogitsRecorder:
         return None
 
     def __getattr__(self, name):
+        if name == "attribution":  # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self.attribution, name)
 
 

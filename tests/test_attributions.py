@@ -22,6 +22,16 @@ METHODS = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These tensors are tiny: threads only add overhead, and on a busy 2-core machine
+    OpenMP spin-waiting made this file ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_captum():
     with warnings.catch_warnings():
@@ -262,7 +272,7 @@ def assert_no_hooks(model: nn.Module):
 def test_mode_kept_and_no_hooks_left_even_on_errors(name, mode):
     torch.manual_seed(5)
     model = (TinyCNN(8) if name == "tiny" else torchvision_classifier("resnet18", 1000)).train(mode == "train")
-    model.layer4.eval() if name == "resnet18" else model.features[1].eval()  # a mixed-mode model stays mixed
+    (model.layer4 if name == "resnet18" else model.features[1]).eval()  # a mixed-mode model stays mixed
     modes = {key: module.training for key, module in model.named_modules()}
     x, target = batch(name, size=32)
     for method, make in METHODS.items():

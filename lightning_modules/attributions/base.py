@@ -73,13 +73,15 @@ def target_score(logits: Tensor, target: Tensor | int | None) -> Tensor:
     if target.ndim == 0:
         target = target.expand(batch)
     if target.shape != (batch,):
-        raise ValueError(f"target must be an int or a (B,)={batch} tensor of class indices, got shape {tuple(target.shape)}")
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= classes):
+        raise ValueError(f"target must be an int or a ({batch},) tensor of class indices, "
+                         f"got shape {tuple(target.shape)}")
+    if not bool(((target >= 0) & (target < classes)).all()):  # else gather fails late (a CUDA assert)
         raise ValueError(f"target classes must lie in [0, {classes}), got {target.tolist()}")
     return logits.gather(1, target[:, None]).sum()
 
 
-def input_gradient(model: nn.Module, x: Tensor, target, create_graph: bool, context=None) -> tuple[Tensor, Tensor, Tensor]:
+def input_gradient(model: nn.Module, x: Tensor, target, create_graph: bool,
+                   context=None) -> tuple[Tensor, Tensor, Tensor]:
     """d(target logit)/dx for a batch, under ``context`` (e.g. hooks that modify backward rules).
 
     Returns (gradient (B,C,H,W), logits (B,K), the input tensor the gradient is w.r.t.).

@@ -1,0 +1,204 @@
+"""What every metric shares: the :class:`Metric` interface the fine-tuning module calls,
+input checks with one-line errors, fast scoring forward passes, and the soft removal
+loss of the perturbation metrics.
+
+Shapes: x (B,C,H,W) images, y (B,) long class indices, maps (B,1,H,W) attribution
+maps at input resolution, masks (B,1,H,W) {0,1} object masks. ``explain`` is any
+callable ``explain(x, y, create_graph=False) -> (B,1,H,W)`` (``lightning_modules.attributions``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UserError
+
+Explain = Callable[..., Tensor]
+
+
+class MetricInputError(UserError, ValueError):
+    """Inputs of the wrong shape or kind for a metric (a ValueError too, for library callers)."""
+
+
+# --------------------------------------------------------------------------- input checks
+
+def as_maps(maps: Tensor, name: str = "maps") -> Tensor:
+    """(B,1,H,W) or (B,H,W) -> (B,1,H,W); anything else is a one-line MetricInputError."""
+    if not isinstance(maps, Tensor):
+        raise MetricInputError(f"{name} must be a torch.Tensor of shape (B,1,H,W), got {type(maps).__name__}")
+    if maps.ndim == 3:
+        maps = maps[:, None]
+    if maps.ndim != 4 or maps.shape[1] != 1:
+        raise MetricInputError(f"{name} must have shape (B,1,H,W) or (B,H,W), got {tuple(maps.shape)}: "
+                               f"reduce channels first, e.g. maps.sum(1, keepdim=True)")
+    return maps
+
+
+def check_images(x: Tensor, y: Tensor, maps: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Validate x (B,C,H,W), y (B,) and optional maps (B,1,H,W) against each other."""
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        raise MetricInputError(f"x must be a (B,C,H,W) image tensor, got "
+                               f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if not isinstance(y, Tensor) or y.shape != (x.shape[0],):
+        raise MetricInputError(f"y must be a ({x.shape[0]},) tensor of class indices for {x.shape[0]} images, got "
+                               f"{tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__}")
+    if maps is not None:
+        maps = as_maps(maps)
+        if maps.shape[0] != x.shape[0] or maps.shape[2:] != x.shape[2:]:
+            raise MetricInputError(f"maps {tuple(maps.shape)} do not match images {tuple(x.shape)}: expected "
+                                   f"({x.shape[0]},1,{x.shape[2]},{x.shape[3]})")
+    return y.long(), maps
+
+
+def positive_fraction(maps: Tensor, region: Tensor) -> Tensor:
+    """Share of positive relevance inside ``region``: sum(relu(maps)*region) / sum(relu(maps)), per image.
+
+    (B,1,H,W), (B,1,H,W) -> (B,). A map with no positive relevance scores 0 (it puts
+    no relevance in the region). Differentiable in ``maps`` (the gradient of the
+    0-case is 0, never NaN).
+    """
+    positive = maps.clamp_min(0).flatten(1)
+    total = positive.sum(1)
+    inside = (positive * region.flatten(1).to(positive.dtype)).sum(1)
+    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
+                       torch.zeros_like(total))
+
+
+# --------------------------------------------------------------------------- the interface
+
+class Metric:
+    """An explanation-quality metric as the fine-tuning module uses it.
+
+    Class attributes (mirrored in conf/metric/<name>.yaml): ``name``, ``family``
+    (localization | perturbation | stability), ``higher_is_better`` (of :meth:`score`),
+    ``needs_masks``.
+
+    - :meth:`score` (B,) per-image evaluation value, no gradient; computes the maps
+      with ``explain(x, y)`` itself.
+    - :meth:`loss` a differentiable scalar, lower is better, whose gradient reaches the
+      model's parameters through ``explain(..., create_graph=True)``.
+    """
+
+    name: str = ""
+    family: str = ""
+    higher_is_better: bool = True
+    needs_masks: bool = False
+
+    def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+def explain_maps(explain: Explain, x: Tensor, y: Tensor, create_graph: bool = False) -> Tensor:
+    """``explain(x, y)`` as checked (B,1,H,W) maps; detached unless ``create_graph``.
+
+    Runs with gradients enabled even under ``torch.no_grad`` (a validation loop):
+    gradient-based maps need them.
+    """
+    with torch.enable_grad():
+        maps = explain(x, y, create_graph=create_graph) if create_graph else explain(x, y)
+    maps = as_maps(maps, "explain(x, y)")
+    if maps.shape[0] != x.shape[0] or maps.shape[2:] != x.shape[2:]:
+        raise MetricInputError(f"explain(x, y) returned {tuple(maps.shape)} for images {tuple(x.shape)}: "
+                               f"attribution maps must be (B,1,H,W) at input resolution")
+    return maps if create_graph else maps.detach()
+
+
+# --------------------------------------------------------------------------- scoring forward passes
+
+class FastForward:
+    """Batched no-grad forward passes for scoring, faster than calling ``model`` plainly.
+
+    For a model in eval mode, a copy with each BatchNorm folded into the convolution
+    before it (``torch.fx`` tracing, as ``torch.fx.experimental.optimization.fuse``)
+    in channels-last memory runs chunks of up to ``batch_size`` images: on CPU this
+    runs the perturbation metrics' hundreds of passes about 1.5-2.5x faster than
+    plain ``model(x)`` with the same results (to float rounding, ~1e-6). A model in
+    train mode, or one that cannot be traced, is used as it is. The caller's model
+    is never modified.
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int = 256, optimize: bool = True):
+        self.batch_size = max(1, int(batch_size))
+        self.channels_last = False
+        self.module = model
+        if optimize and not model.training:
+            try:
+                from torch.fx.experimental.optimization import fuse
+                fused = fuse(model, inplace=False)
+            except Exception:  # noqa: BLE001 - untraceable models (dynamic control flow) run unfused
+                fused = copy.deepcopy(model)
+            self.module = fused.to(memory_format=torch.channels_last)
+            self.channels_last = True
+
+    def logits(self, x: Tensor) -> Tensor:
+        """(N,C,H,W) -> (N,K) logits, in chunks."""
+        outs = []
+        with torch.inference_mode():
+            for chunk in x.split(self.batch_size):
+                if self.channels_last:
+                    chunk = chunk.contiguous(memory_format=torch.channels_last)
+                outs.append(self.module(chunk).float())
+        return torch.cat(outs) if outs else x.new_zeros((0, 0))
+
+    def probabilities(self, x: Tensor) -> Tensor:
+        """(N,C,H,W) -> (N,K) softmax probabilities."""
+        return self.logits(x).softmax(-1)
+
+
+# --------------------------------------------------------------------------- removal loss
+
+def soft_top_fraction(maps: Tensor, fraction: float, temperature: float = 0.1) -> Tensor:
+    """A soft mask of a map's ``fraction`` most relevant pixels, differentiable in the map.
+
+    (B,1,H,W) -> (B,1,H,W) in (0,1): ``sigmoid((a - q) / (temperature * std(a)))`` with
+    q the image's (1 - fraction) quantile, so about ``fraction`` of the image is removed
+    whatever the map's scale (a map cannot lower the loss by growing everywhere). A
+    constant map gives 0.5 everywhere.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise MetricInputError(f"loss fraction must lie in (0, 1), got {fraction}")
+    flat = maps.flatten(1).float()
+    threshold = torch.quantile(flat, 1.0 - fraction, dim=1, keepdim=True)
+    spread = flat.std(1, keepdim=True) if flat.shape[1] > 1 else torch.zeros_like(threshold)
+    spread = spread.clamp_min(1e-12)
+    return torch.sigmoid((flat - threshold) / (temperature * spread)).view_as(maps).to(maps.dtype)
+
+
+def removal_loss(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, baseline: Tensor, fraction: float,
+                 temperature: float = 0.1) -> Tensor:
+    """Mean class probability after softly removing the top ``fraction`` of each map.
+
+    ``x_removed = x + m * (baseline - x)`` with ``m = soft_top_fraction(maps)``; returns
+    ``mean_b softmax(model(x_removed))[b, y_b]``. Lower = removing what the map marks
+    destroys the prediction = a more faithful map. Gradients reach the model both
+    through the map (create_graph) and through the forward pass on ``x_removed``.
+    """
+    m = soft_top_fraction(maps, fraction, temperature)
+    removed = x + m * (baseline - x)
+    probs = model(removed).softmax(-1)
+    return probs.gather(1, y[:, None]).mean()
+
+
+def channel_mean(x: Tensor) -> Tensor:
+    """(B,C,H,W) -> (B,C,1,1) per-image, per-channel mean (the IROF baseline)."""
+    return x.mean(dim=(2, 3), keepdim=True)
+
+
+def box_blur(x: Tensor, width: int | None = None) -> Tensor:
+    """(B,C,H,W) -> (B,C,H,W) local mean over a ``width`` box (default ~H/8, odd): a cheap,
+    differentiable stand-in for filling a removed region from its surroundings."""
+    if width is None:
+        width = max(3, int(math.ceil(min(x.shape[2:]) / 8)) | 1)
+    return F.avg_pool2d(x, width, stride=1, padding=width // 2, count_include_pad=False)

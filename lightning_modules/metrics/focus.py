@@ -1,0 +1,141 @@
+"""Focus (Arias-Duart, Parés, Garcia-Gasulla & Giménez-Ábalos 2022, "Focus! Rating XAI
+methods and finding biases", FUZZ-IEEE), and the 2x2 mosaics it is measured on.
+
+A mosaic is a 2x2 grid of images of which the target quadrant(s) hold the class being
+explained and the others hold images of other classes. Focus = positive relevance in
+the target quadrants / total positive relevance; higher = the map finds the class.
+
+Equal to Quantus 0.6 (``quantus.Focus``: ``clip(a, 0)``, quadrant masks from
+``custom_batch`` in the order top-left, top-right, bottom-left, bottom-right, halves
+``H // 2``, ``W // 2``) except at a map with no positive relevance: Quantus divides by
+``total + 1e-9`` and this returns exactly 0 (the same value, without the epsilon bias).
+
+The paper builds mosaics with two images of the target class; harmony's score builds,
+for each image, one mosaic with that image in one quadrant and three images of other
+classes from the same batch (:func:`make_mosaics`), so each image gets its own score.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Explain, Metric, MetricInputError, as_maps, check_images, explain_maps, positive_fraction
+
+QUADRANTS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+
+def quadrant_masks(target_quadrants: Tensor, height: int, width: int) -> Tensor:
+    """(B,4) bool -> (B,1,H,W) bool mask of the target quadrants (split at H//2, W//2)."""
+    half_h, half_w = height // 2, width // 2
+    rows = torch.arange(height, device=target_quadrants.device) >= half_h  # False: top
+    cols = torch.arange(width, device=target_quadrants.device) >= half_w  # False: left
+    index = rows[:, None].long() * 2 + cols[None, :].long()  # (H,W) quadrant index 0..3
+    return target_quadrants.bool()[:, index][:, None]
+
+
+def focus(mosaic_maps: Tensor, target_quadrants: Tensor) -> Tensor:
+    """Positive relevance in the target quadrants over total positive relevance.
+
+    mosaic_maps (B,1,H,W) or (B,H,W) maps of 2x2 mosaics; target_quadrants (B,4) bool
+    (top-left, top-right, bottom-left, bottom-right). Returns (B,) in [0,1]; 0 for a map
+    with no positive relevance. Differentiable in the maps.
+    """
+    maps = as_maps(mosaic_maps, "mosaic_maps")
+    if not isinstance(target_quadrants, Tensor) or target_quadrants.shape != (maps.shape[0], 4):
+        got = tuple(target_quadrants.shape) if isinstance(target_quadrants, Tensor) else type(target_quadrants).__name__
+        raise MetricInputError(f"target_quadrants must be a ({maps.shape[0]},4) bool tensor (top-left, top-right, "
+                               f"bottom-left, bottom-right), got {got}")
+    if min(maps.shape[2:]) < 2:
+        raise MetricInputError(f"mosaic maps must be at least 2x2 to have quadrants, got {tuple(maps.shape)}")
+    region = quadrant_masks(target_quadrants.to(maps.device), *maps.shape[2:])
+    return positive_fraction(maps, region)
+
+
+def mosaic_plan(y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """For each image, which images fill its mosaic and where it sits.
+
+    y (B,) -> tiles (B,4) long (image index per quadrant) and position (B,) long (the
+    quadrant holding the image itself). The other three quadrants hold images of other
+    classes from the batch, drawn without replacement when there are three or more
+    (with replacement otherwise) by a ``torch.Generator`` seeded with ``seed``: the
+    same labels and seed give the same mosaics on every device. Raises a
+    MetricInputError when the batch has a single class.
+    """
+    labels = y.detach().cpu().long()
+    if labels.numel() == 0 or bool((labels == labels[0]).all()):
+        raise MetricInputError(f"Focus mosaics need images of at least two classes in a batch, got labels "
+                               f"{labels.unique().tolist()}: use a larger or shuffled batch")
+    generator = torch.Generator().manual_seed(int(seed))
+    batch = labels.numel()
+    position = torch.randint(0, 4, (batch,), generator=generator)
+    tiles = torch.empty(batch, 4, dtype=torch.long)
+    for i in range(batch):
+        others = (labels != labels[i]).nonzero().flatten()
+        if others.numel() >= 3:
+            pick = others[torch.randperm(others.numel(), generator=generator)[:3]]
+        else:
+            pick = others[torch.randint(0, others.numel(), (3,), generator=generator)]
+        slots = [q for q in range(4) if q != int(position[i])]
+        tiles[i, slots] = pick
+        tiles[i, position[i]] = i
+    return tiles.to(y.device), position.to(y.device)
+
+
+def make_mosaics(x: Tensor, y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """One 2x2 mosaic per image: the image in one quadrant, three images of other classes around it.
+
+    x (B,C,H,W), y (B,) -> (mosaics (B,C,2H,2W), labels (B,) = y, target_quadrants (B,4)
+    bool with exactly one True, in the order top-left, top-right, bottom-left,
+    bottom-right). Mosaic i is built for image i; partners and positions are drawn as in
+    :func:`mosaic_plan` (deterministic for a given ``seed``). Needs at least two classes
+    in the batch (MetricInputError otherwise).
+    """
+    y, _ = check_images(x, y)
+    tiles, position = mosaic_plan(y, seed)
+    parts = x[tiles]  # (B,4,C,H,W)
+    top = torch.cat([parts[:, 0], parts[:, 1]], dim=-1)
+    bottom = torch.cat([parts[:, 2], parts[:, 3]], dim=-1)
+    mosaics = torch.cat([top, bottom], dim=-2)
+    target_quadrants = torch.nn.functional.one_hot(position, 4).bool()
+    return mosaics, y, target_quadrants
+
+
+class Focus(Metric):
+    """Focus as a fine-tuning target (conf/metric/focus.yaml).
+
+    score: for each image, :func:`focus` of ``explain`` on its :func:`make_mosaics`
+    mosaic (higher is better); NaN for every image of a batch with a single class
+    (no mosaic can be built). loss: minus the mean Focus of the same mosaics
+    (differentiable; 0 for a single-class batch).
+
+    seed: seeds the choice of partner images and positions (deterministic scores).
+    """
+
+    name = "focus"
+    family = "localization"
+    higher_is_better = True
+    needs_masks = False
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    @staticmethod
+    def _single_class(y: Tensor) -> bool:
+        return y.numel() == 0 or bool((y == y[0]).all())
+
+    def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        y, _ = check_images(x, y)
+        if self._single_class(y):
+            return torch.full((x.shape[0],), float("nan"), device=x.device)
+        mosaics, labels, quadrants = make_mosaics(x, y, self.seed)
+        maps = explain_maps(explain, mosaics, labels)
+        with torch.no_grad():
+            return focus(maps, quadrants)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        y, _ = check_images(x, y)
+        if self._single_class(y):
+            return x.new_zeros(())  # no mosaic, no signal: adds nothing to the fine-tuning loss
+        mosaics, labels, quadrants = make_mosaics(x, y, self.seed)
+        maps = explain_maps(explain, mosaics, labels, create_graph=True)
+        return -focus(maps, quadrants).mean()
