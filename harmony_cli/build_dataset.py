@@ -170,14 +170,24 @@ def explain_and_score(original: torch.nn.Module, finetuned: torch.nn.Module, mak
 
 
 def write_example_files(folder: Path, rendered, i: int) -> dict[str, str]:
-    """Write example ``i`` of a rendered batch; the store's path fields (relative to ``folder``)."""
-    return {
-        "image_path": write_atomic(folder, encode_png(rendered.images[i])),
-        "original_map_path": write_atomic(folder, encode_png(rendered.original_overlays[i])),
-        "finetuned_map_path": write_atomic(folder, encode_png(rendered.finetuned_overlays[i])),
-        "original_heatmap_path": write_atomic(folder, encode_png(rendered.original_heatmaps[i])),
-        "finetuned_heatmap_path": write_atomic(folder, encode_png(rendered.finetuned_heatmaps[i])),
+    """Write example ``i`` of a rendered batch; the store's path fields (relative to ``folder``).
+
+    Files are written in the order of their (content-hash) names, so not even their
+    modification times say which map is the original.
+    """
+    from .rendering import content_name
+
+    encoded = {
+        "image_path": encode_png(rendered.images[i]),
+        "original_map_path": encode_png(rendered.original_overlays[i]),
+        "finetuned_map_path": encode_png(rendered.finetuned_overlays[i]),
+        "original_heatmap_path": encode_png(rendered.original_heatmaps[i]),
+        "finetuned_heatmap_path": encode_png(rendered.finetuned_heatmaps[i]),
     }
+    paths = {}
+    for field_name, data in sorted(encoded.items(), key=lambda kv: content_name(kv[1])):
+        paths[field_name] = write_atomic(folder, data)
+    return paths
 
 
 # ---------------------------------------------------------------------------- cells
@@ -285,7 +295,8 @@ def build_cell(store, study, run, run_dir: Path, folder: Path, settings: RenderS
     pending: list[dict] = []
     if need > 0:
         for unreadable, batch in iter_test_batches(run.datamodule, todo, batch_size):
-            result.skipped["unreadable"] += len(unreadable)
+            if unreadable:
+                result.skipped["unreadable"] += len(unreadable)
             if batch is None:
                 continue
             if needs_masks and batch.get("mask") is None:
@@ -330,6 +341,23 @@ def cell_means(store, study_id: int, cell: dict) -> tuple[float | None, float | 
 # ---------------------------------------------------------------------------- the study
 
 
+def recorded_cell(run_dir: Path) -> tuple[str, str, str, str]:
+    """(dataset, metric, backbone, attribution) from a run's recorded config, without loading the run."""
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    return tuple(str(OmegaConf.select(cfg, f"{group}.name")) for group in ("data", "metric", "backbone", "attribution"))
+
+
+def check_distinct_cells(run_dirs: list[Path]) -> None:
+    """Two runs of one cell would share example keys: refuse before building anything."""
+    seen: dict[tuple, Path] = {}
+    for run_dir in run_dirs:
+        key = recorded_cell(run_dir)
+        if key in seen:
+            raise BuildError(f"runs {seen[key]} and {run_dir} are the same cell ({' / '.join(key)}): build them "
+                             f"into separate studies (run=<one run> study.name=...)")
+        seen[key] = run_dir
+
+
 def study_settings(cfg: DictConfig) -> dict:
     """The ``study`` group as a plain dict, with its defaults."""
     study = OmegaConf.to_container(cfg.study, resolve=True)
@@ -365,6 +393,7 @@ def build_study(cfg: DictConfig, console=None, db: str | None = None) -> tuple[s
     run_dirs = find_runs(source)
     name = settings.get("name") or default_study_name(source)
     device = _device(settings.get("device"))
+    check_distinct_cells(run_dirs)
     from lightning_modules.runs import load_finetune_run  # after the checks: torch-heavy
 
     store = Store.open(db or settings.get("db_url"))
@@ -375,6 +404,9 @@ def build_study(cfg: DictConfig, console=None, db: str | None = None) -> tuple[s
             name, config={**pinned, "examples_per_cell": examples_per_cell, "source": str(source.resolve()),
                           "runs": [str(r.resolve()) for r in run_dirs]},
             image_dir=str((image_root / slug(name)).resolve()))
+        if study.source != "harmony" or not study.image_dir:
+            how = f"was imported ({study.source})" if study.source != "harmony" else "has no image folder"
+            raise BuildError(f"study {name!r} {how}, so build-dataset cannot add to it: give another study.name=")
         built_with = {k: (study.config or {}).get(k) for k in PINNED_SETTINGS}
         if study.config and built_with != pinned:
             changed = ", ".join(f"{k}={built_with[k]}" for k in PINNED_SETTINGS if built_with[k] != pinned[k])
@@ -383,17 +415,12 @@ def build_study(cfg: DictConfig, console=None, db: str | None = None) -> tuple[s
         folder = Path(study.image_dir)
         folder.mkdir(parents=True, exist_ok=True)
 
-        results, seen_cells = [], {}
+        results = []
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=False)
         with progress:
             for run_dir in run_dirs:
                 run = load_finetune_run(run_dir)
-                key = tuple(cell_of(run).values())
-                if key in seen_cells:
-                    raise BuildError(f"runs {seen_cells[key]} and {run_dir} are the same cell ({', '.join(key)}): "
-                                     f"build them into separate studies (run=<one run> study.name=...)")
-                seen_cells[key] = run_dir
                 results.append(build_cell(store, study, run, run_dir, folder, render, examples_per_cell,
                                           int(settings.get("seed", 0)), batch_size, device, progress))
         return name, results
@@ -402,10 +429,11 @@ def build_study(cfg: DictConfig, console=None, db: str | None = None) -> tuple[s
 
 
 def summary_table(name: str, results: list[CellResult]):
-    """A rich table: one row per cell."""
+    """A rich table: one row per cell (metric / attribution / backbone; the data set in the title)."""
     from rich.table import Table
 
-    table = Table(title=f"study {name}")
+    datasets = sorted({r.cell["dataset"] for r in results})
+    table = Table(title=f"study {name} ({', '.join(datasets)})")
     for column in ("cell", "examples", "added", "skipped (why)", "original mean", "fine-tuned mean"):
         table.add_column(column, justify="left" if column in ("cell", "skipped (why)") else "right")
     for r in results:
@@ -413,8 +441,8 @@ def summary_table(name: str, results: list[CellResult]):
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items())) or "-"
         examples = f"{r.examples}/{r.target}" + (" (test split exhausted)" if r.exhausted else "")
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        table.add_row(f"{c['dataset']} / {c['metric']} / {c['attribution']} / {c['backbone']}", examples,
-                      str(r.added), skipped, fmt(r.original_mean), fmt(r.finetuned_mean))
+        table.add_row(f"{c['metric']} / {c['attribution']} / {c['backbone']}", examples, str(r.added), skipped,
+                      fmt(r.original_mean), fmt(r.finetuned_mean))
     return table
 
 
@@ -431,6 +459,7 @@ def command(
         None, help="run=PATH (a finetune run or multirun dir; default: the latest) and Hydra overrides, "
                    "e.g. study.examples_per_cell=50 study.name=pilot"),
     db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: study.db_url / HARMONY_DB_URL)."),
+    cfg_only: Optional[str] = typer.Option(None, "--cfg", help="'job': print the composed config and exit."),
 ) -> None:
     """Render paired original / fine-tuned maps of finetune runs into a blinded study."""
     from rich.console import Console
@@ -439,6 +468,11 @@ def command(
 
     console = Console()
     cfg = compose_config(translate_overrides(list(overrides or [])), task="build_dataset")
+    if cfg_only is not None:
+        if cfg_only != "job":
+            raise BuildError(f"--cfg {cfg_only} is not supported here: use --cfg job")
+        print(OmegaConf.to_yaml(cfg))
+        return
     name, results = build_study(cfg, console=console, db=db)
     console.print(summary_table(name, results))
     console.print(f"study [bold]{name}[/]: {sum(r.examples for r in results)} examples in {len(results)} cell(s); "

@@ -126,7 +126,8 @@ def encode_png(array: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array), mode="RGB").save(buffer, format="PNG", compress_level=6)
+    # level 1: ~4x faster than the default 6 for ~20% larger files (encoding dominated a build)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -148,13 +148,14 @@ class FinetuneModule(pl.LightningModule):
         # The original never changes: its validation predictions and scores are computed once.
         self._original_val: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
         self._val_sums: Tensor | None = None
+        self._fast_original: tuple[torch.device, object] | None = None
         self.train(False)
 
     # both nets stay in eval mode (Lightning calls .train() at fit start and after validation)
     def train(self, mode: bool = True):
         super().train(mode)
+        self.original.eval()  # always: the reference the copy is held to
         if self.keep_eval_mode:
-            self.original.eval()
             self.finetuned.eval()
         return self
 
@@ -169,7 +170,21 @@ class FinetuneModule(pl.LightningModule):
         state = dict(state)
         state["_explainers"] = {}
         state["_original_val"] = {}
+        state["_fast_original"] = None
         return state
+
+    def original_logits(self, x: Tensor) -> Tensor:
+        """(B,3,H,W) -> (B,K) logits of the frozen original, without a graph.
+
+        Runs a BatchNorm-folded, channels-last copy of the original (the metrics'
+        ``FastForward``; same logits to ~1e-6), about 1.7x faster than the plain forward on CPU.
+        """
+        fast = self._fast_original
+        if fast is None or fast[0] != x.device:
+            from .metrics.base import FastForward
+
+            fast = self._fast_original = (x.device, FastForward(self.original, batch_size=max(len(x), 1)))
+        return fast[1].logits(x).clone()  # a normal tensor: inference tensors cannot enter a graph
 
     def forward(self, x: Tensor) -> Tensor:
         """(B,3,H,W) -> (B,K) logits of the fine-tuned model."""
@@ -178,8 +193,7 @@ class FinetuneModule(pl.LightningModule):
     def objective(self, batch: dict) -> dict[str, Tensor]:
         """The training loss of a batch and its two terms (``loss``, ``agreement_loss``, ``metric_loss``)."""
         x, y = batch["image"], batch["label"]
-        with torch.no_grad():
-            original_logits = self.original(x)
+        original_logits = self.original_logits(x)
         explain = _LogitsRecorder(self.explainer("finetuned"))
         metric_loss = self.metric.loss(self.finetuned, x, y, explain, masks=batch.get("mask"))
         logits = explain.logits_of(x)
@@ -200,7 +214,7 @@ class FinetuneModule(pl.LightningModule):
     # ---- validation: sums over the (per-rank) validation subset, reduced over ranks at the end
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(7, dtype=torch.float64, device=self.device)
+        self._val_sums = torch.zeros(len(SUMS), dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         sums = batch_sums(self, batch, cache=self._original_val, key=(dataloader_idx, batch_idx))
@@ -208,7 +222,7 @@ class FinetuneModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         sums = self._val_sums.clone()
-        sums[6] = 1.0  # one per process: how many processes validated
+        sums[SUMS.index("processes")] = 1.0  # one per process: how many processes validated
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         summary = summarize(sums)
         name = self.metric_name
@@ -219,7 +233,7 @@ class FinetuneModule(pl.LightningModule):
         log("val/agreement", summary["agreement"], prog_bar=True)
         log("val/accuracy", summary["finetuned_accuracy"])
         log("val/accuracy_original", summary["original_accuracy"])
-        log("val/processes", float(sums[6]))
+        log("val/processes", float(sums[SUMS.index("processes")]))
         log("val/step", float(self.global_step))  # the CSV's own step column lags by one
 
     def configure_optimizers(self):
@@ -242,45 +256,64 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
     return model(x).argmax(1)
 
 
-def batch_sums(module: FinetuneModule, batch: dict, cache: dict | None = None, key=None) -> Tensor:
-    """Per-batch sums (n, finetuned score, original score, agreement, finetuned correct, original correct, 0).
+SUMS = ("images", "finetuned_score", "original_score", "agreement", "finetuned_correct", "original_correct",
+        "processes", "finetuned_scored", "original_scored")
 
+
+def batch_sums(module: FinetuneModule, batch: dict, cache: dict | None = None, key=None) -> Tensor:
+    """Per-batch sums, in the order of :data:`SUMS` (float64, (9,)).
+
+    Scores are summed over the images where they are defined (a metric returns NaN for an
+    image it cannot score, e.g. RMA with an empty mask); ``*_scored`` count those images.
     The original's predictions and scores come from ``cache[key]`` when present.
     """
     x, y, masks = batch["image"], batch["label"], batch.get("mask")
     cached = cache.get(key) if cache is not None else None
     if cached is None or cached[0].shape[0] != x.shape[0]:
         original_score = module.metric.score(module.original, x, y, module.explainer("original"), masks=masks)
-        cached = (_predict(module.original, x), original_score.detach().double())
+        cached = (module.original_logits(x).argmax(1), original_score.detach().double())
         if cache is not None:
             cache[key] = cached
     original_pred, original_score = cached
     finetuned_pred = _predict(module.finetuned, x)
     finetuned_score = module.metric.score(module.finetuned, x, y, module.explainer("finetuned"), masks=masks)
+    finetuned_score = finetuned_score.detach().double()
+
+    def total(t: Tensor) -> Tensor:
+        return t.double().sum()
+
     return torch.stack([
         torch.tensor(float(len(y)), dtype=torch.float64, device=x.device),
-        finetuned_score.detach().double().sum(),
-        original_score.sum(),
-        (finetuned_pred == original_pred).double().sum(),
-        (finetuned_pred == y).double().sum(),
-        (original_pred == y).double().sum(),
+        total(finetuned_score.nan_to_num(0.0) * ~finetuned_score.isnan()),
+        total(original_score.nan_to_num(0.0) * ~original_score.isnan()),
+        total(finetuned_pred == original_pred),
+        total(finetuned_pred == y),
+        total(original_pred == y),
         torch.zeros((), dtype=torch.float64, device=x.device),
+        total(~finetuned_score.isnan()),
+        total(~original_score.isnan()),
     ])
 
 
 def summarize(sums: Tensor) -> dict[str, float]:
-    """Means of :func:`batch_sums` totals."""
-    n = max(float(sums[0]), 1.0)
-    return {"finetuned_score": float(sums[1]) / n, "original_score": float(sums[2]) / n,
-            "agreement": float(sums[3]) / n, "finetuned_accuracy": float(sums[4]) / n,
-            "original_accuracy": float(sums[5]) / n, "images": int(sums[0])}
+    """Means of :func:`batch_sums` totals (a score is NaN when no image could be scored)."""
+    s = dict(zip(SUMS, (float(v) for v in sums)))
+    n = max(s["images"], 1.0)
+
+    def mean(key: str) -> float:
+        count = s[key.replace("_score", "_scored")]
+        return s[key] / count if count else float("nan")
+
+    return {"finetuned_score": mean("finetuned_score"), "original_score": mean("original_score"),
+            "agreement": s["agreement"] / n, "finetuned_accuracy": s["finetuned_correct"] / n,
+            "original_accuracy": s["original_correct"] / n, "images": int(s["images"])}
 
 
 def evaluate(module: FinetuneModule, loader) -> dict[str, float]:
     """Both models' metric, their prediction agreement and accuracies over ``loader`` (one process)."""
     device = next(module.finetuned.parameters()).device
     module.train(False)
-    total = torch.zeros(7, dtype=torch.float64, device=device)
+    total = torch.zeros(len(SUMS), dtype=torch.float64, device=device)
     for batch in loader:
         if batch is None:
             continue
@@ -526,7 +559,12 @@ def run_finetune(cfg, run_dir: str | os.PathLike, resume_missing_ok: bool = Fals
 
 
 def finish_run(cfg, run_dir: Path, module: FinetuneModule, val_loader, wall_seconds: float = 0.0) -> dict:
-    """Score the best checkpoint on the validation subset; write ``metrics.json`` and the PNG."""
+    """Write ``metrics.json`` (the best validation's numbers) and the PNG (with the best weights).
+
+    The numbers come from the validation logged at the best checkpoint's step (the last
+    validation when none kept the agreement floor), so nothing is scored twice; only a run
+    with no logged validation is scored here.
+    """
     from .plots import finetune_figure
 
     ckpt_dir = run_dir / CHECKPOINT_DIR
@@ -534,6 +572,7 @@ def finish_run(cfg, run_dir: Path, module: FinetuneModule, val_loader, wall_seco
     state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
     best_state = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("BestAgreeingCheckpoint")), {})
     best_path = ckpt_dir / BEST_CKPT
+    best_step = best_state.get("best_step")
     if best_path.is_file():
         load_finetuned_weights(module, best_path)
         best_checkpoint = f"{CHECKPOINT_DIR}/{BEST_CKPT}"
@@ -542,23 +581,30 @@ def finish_run(cfg, run_dir: Path, module: FinetuneModule, val_loader, wall_seco
                     "lower finetune.lr or metric.loss_weight", float(cfg.finetune.min_agreement))
         if last.is_file():
             load_finetuned_weights(module, last)
-        best_checkpoint = None
-    pl.seed_everything(int(cfg.seed), verbose=False)  # ROAD's noise, RIS's perturbations: same draws as validation
-    summary = evaluate(module, val_loader)
+        best_checkpoint, best_step = None, None
+    history = read_history(run_dir)
+    name = str(cfg.metric.name)
+    row = next((r for r in history if r["step"] == best_step), history[-1] if history else None)
+    if row is not None and f"val/{name}" in row:
+        summary = {"original_score": row.get(f"val/{name}_original", float("nan")),
+                   "finetuned_score": row[f"val/{name}"], "agreement": row["val/agreement"],
+                   "finetuned_accuracy": row["val/accuracy"], "original_accuracy": row["val/accuracy_original"]}
+    else:
+        summary = evaluate(module, val_loader)
     metrics = {
-        "metric": str(cfg.metric.name), "attribution": str(cfg.attribution.name), "backbone": str(cfg.backbone.name),
+        "metric": name, "attribution": str(cfg.attribution.name), "backbone": str(cfg.backbone.name),
         "original_score": summary["original_score"], "finetuned_score": summary["finetuned_score"],
         "agreement": summary["agreement"], "finetuned_accuracy": summary["finetuned_accuracy"],
         "original_accuracy": summary["original_accuracy"], "best_checkpoint": best_checkpoint,
         "steps": int(state.get("global_step", 0)),
         "seconds": round(float(best_state.get("train_seconds", wall_seconds)), 2),
-        "best_step": best_state.get("best_step"), "data": str(cfg.data.name),
+        "best_step": best_step, "data": str(cfg.data.name),
         "higher_is_better": bool(cfg.metric.higher_is_better), "min_agreement": float(cfg.finetune.min_agreement),
-        "validation_images": summary["images"],
-        "processes": int(max((row.get("val/processes", 1) for row in read_history(run_dir)), default=1)),
+        "validation_images": len(val_loader.dataset),
+        "processes": int(max((r.get("val/processes", 1) for r in history), default=1)),
     }
     _write_json(run_dir / METRICS_FILE, metrics)
-    finetune_figure(module, val_loader.dataset, read_history(run_dir), metrics, run_dir / FIGURE_FILE,
+    finetune_figure(module, val_loader.dataset, history, metrics, run_dir / FIGURE_FILE,
                     n_images=int(cfg.finetune.get("plot_images", 8)))
     return metrics
 

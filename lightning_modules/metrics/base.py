@@ -103,16 +103,36 @@ class Metric:
 def explain_maps(explain: Explain, x: Tensor, y: Tensor, create_graph: bool = False) -> Tensor:
     """``explain(x, y)`` as checked (B,1,H,W) maps; detached unless ``create_graph``.
 
-    Runs with gradients enabled even under ``torch.no_grad`` (a validation loop):
-    gradient-based maps need them.
+    Runs with gradients enabled even under ``torch.no_grad`` or ``torch.inference_mode``
+    (a validation loop): gradient-based maps need them.
     """
-    with torch.enable_grad():
+    with grad_mode():
+        x, y = grad_ready(x), grad_ready(y)
         maps = explain(x, y, create_graph=create_graph) if create_graph else explain(x, y)
     maps = as_maps(maps, "explain(x, y)")
     if maps.shape[0] != x.shape[0] or maps.shape[2:] != x.shape[2:]:
         raise MetricInputError(f"explain(x, y) returned {tuple(maps.shape)} for images {tuple(x.shape)}: "
                                f"attribution maps must be (B,1,H,W) at input resolution")
     return maps if create_graph else maps.detach()
+
+
+class grad_mode:
+    """Autograd on, inference mode off, for the body (restores both on exit)."""
+
+    def __enter__(self):
+        self._contexts = [torch.inference_mode(False), torch.enable_grad()]
+        for context in self._contexts:
+            context.__enter__()
+
+    def __exit__(self, *exc):
+        for context in reversed(self._contexts):
+            context.__exit__(*exc)
+
+
+def grad_ready(t: Tensor) -> Tensor:
+    """An inference-mode tensor cannot enter an autograd graph (not even as a gather index): clone it
+    (inside :class:`grad_mode`)."""
+    return t.clone() if t.is_inference() else t
 
 
 # --------------------------------------------------------------------------- scoring forward passes

@@ -14,7 +14,7 @@ after tleemann/road_evaluation) builds it as a ``lil_matrix`` and calls
 once by conjugate gradients preconditioned with a geometric multigrid V-cycle
 (a constant 3x3 stencil at every level, so each operator application is one
 depthwise convolution), to a relative residual of ``rtol``. The result equals
-Quantus' to ~1e-5 (tested); then ``noise * N(0,1)`` is added to the removed pixels,
+Quantus' to ~1e-4 of the image's standard deviation (tested); then ``noise * N(0,1)`` is added to the removed pixels,
 as in Quantus (the noise itself comes from torch's generator, not NumPy's).
 """
 from __future__ import annotations
@@ -28,39 +28,34 @@ _CL = torch.channels_last
 
 
 class _Level:
-    """One grid of the multigrid hierarchy: mask of unknowns and the operator on it."""
+    """One grid of the multigrid hierarchy: the mask of unknowns and the operator on it."""
 
     def __init__(self, unknown: Tensor):
-        # unknown: (N,C,h,w) float {0,1}, channels-last
+        # unknown: (1,S,h,w) float {0,1} for S = images x channels systems, channels-last: the
+        # systems are the channels, so every stencil, pooling and upsampling vectorizes over them
+        # (3-4x faster on CPU than (N,C,h,w) with 3 channels).
         channels, (h, w) = unknown.shape[1], unknown.shape[2:]
         self.unknown = unknown
         stencil = torch.tensor(_WEIGHTS, dtype=unknown.dtype, device=unknown.device)
-        # A v = d*v - S v  ==  conv(v, [[-w, 1-0, -w]]) + (d-1)*v, and d == 1 off the border ring.
-        kernel = -stencil
-        kernel[1, 1] = 1.0
-        self.kernel = kernel.expand(channels, 1, 3, 3).contiguous()
         self.stencil = stencil.expand(channels, 1, 3, 3).contiguous()
         ones = torch.ones(1, channels, h, w, dtype=unknown.dtype, device=unknown.device)
         self.diag = F.conv2d(ones.contiguous(memory_format=_CL), self.stencil, padding=1, groups=channels)
-        self.ring = (self.diag - 1.0)  # zero inside, negative on the border ring
         self.inv_diag = (unknown / self.diag).contiguous(memory_format=_CL)  # zero at known pixels
 
+    def residual(self, r: Tensor, e: Tensor) -> Tensor:
+        """r - A e with A e = d*e - S e (rows of known pixels are not masked here)."""
+        return F.conv2d(e, self.stencil, padding=1, groups=e.shape[1]).add_(r).addcmul_(self.diag, e, value=-1.0)
+
     def apply(self, v: Tensor) -> Tensor:
-        """A v for v (N,C,h,w) channels-last (rows of known pixels are not masked here)."""
-        out = F.conv2d(v, self.kernel, padding=1, groups=v.shape[1])
-        ring = self.ring
-        out[..., 0, :] += ring[..., 0, :] * v[..., 0, :]
-        out[..., -1, :] += ring[..., -1, :] * v[..., -1, :]
-        if v.shape[-2] > 2:
-            out[..., 1:-1, 0] += ring[..., 1:-1, 0] * v[..., 1:-1, 0]
-            out[..., 1:-1, -1] += ring[..., 1:-1, -1] * v[..., 1:-1, -1]
-        return out
+        """A v = d*v - S v."""
+        return torch.addcmul(-F.conv2d(v, self.stencil, padding=1, groups=v.shape[1]), self.diag, v)
 
 
-def _hierarchy(unknown: Tensor, min_size: int = 3) -> list[_Level]:
-    """Coarser grids by 2x2 blocks; a coarse cell is unknown iff all its children are."""
+def _hierarchy(unknown: Tensor, min_size: int = 4) -> list[_Level]:
+    """Coarser grids by 2x2 blocks; a coarse cell is unknown iff all its children are (so a
+    coarse correction never touches a kept pixel)."""
     levels = [_Level(unknown)]
-    while min(unknown.shape[-2:]) > min_size:
+    while min(unknown.shape[-2:]) >= 2 * min_size:
         h, w = unknown.shape[-2:]
         coarse = -F.max_pool2d(-F.pad(unknown, (0, w % 2, 0, h % 2)), 2)
         if not coarse.any():
@@ -70,64 +65,92 @@ def _hierarchy(unknown: Tensor, min_size: int = 3) -> list[_Level]:
     return levels
 
 
-def _vcycle(levels: list[_Level], i: int, r: Tensor, coarse_sweeps: int = 10) -> Tensor:
-    """Approximate A^-1 r: Jacobi pre/post smoothing, coarse-grid correction (symmetric, so CG may use it)."""
+def _vcycle(levels: list[_Level], r: Tensor, i: int = 0, coarse_sweeps: int = 6) -> Tensor:
+    """Approximate A^-1 r by a V-cycle: one Jacobi sweep before and after the coarse-grid
+    correction (symmetric, so CG may use it as its preconditioner). The result is zero at
+    kept pixels, whatever r holds there."""
     level = levels[i]
     e = r * level.inv_diag
     if i == len(levels) - 1:
         for _ in range(coarse_sweeps):
-            e = e.addcmul(r - level.apply(e), level.inv_diag)
+            e.addcmul_(level.residual(r, e), level.inv_diag)
         return e
-    residual = r - level.apply(e)
+    residual = level.residual(r, e)
     h, w = r.shape[-2:]
     if h % 2 or w % 2:
         residual = F.pad(residual, (0, w % 2, 0, h % 2))
-    coarse_r = (F.avg_pool2d(residual, 2, divisor_override=1) * levels[i + 1].unknown).contiguous(memory_format=_CL)
-    coarse_e = _vcycle(levels, i + 1, coarse_r, coarse_sweeps)
+    coarse_r = F.avg_pool2d(residual, 2, divisor_override=1).mul_(levels[i + 1].unknown)
+    coarse_e = _vcycle(levels, coarse_r.contiguous(memory_format=_CL), i + 1, coarse_sweeps)
     up = F.interpolate(coarse_e, scale_factor=2.0, mode="nearest")
-    if up.shape[-2:] != (h, w):
-        up = up[..., :h, :w]
-    e = e.addcmul(up, level.unknown)
-    return e.addcmul(r - level.apply(e), level.inv_diag)
+    e.add_(up if up.shape[-2:] == (h, w) else up[..., :h, :w])  # zero at kept pixels already
+    return e.addcmul_(level.residual(r, e), level.inv_diag)
 
 
-def solve_imputation(x: Tensor, unknown: Tensor, rtol: float = 1e-5, max_iter: int = 200) -> Tensor:
+def _dot(a: Tensor, b: Tensor) -> float:
+    # a channels-last (1,S,H,W) tensor is contiguous as (1,H,W,S): a flat view, no copy
+    return float(torch.dot(a.permute(0, 2, 3, 1).reshape(-1), b.permute(0, 2, 3, 1).reshape(-1)))
+
+
+def _dots(a: Tensor, b: Tensor) -> Tensor:
+    """Per-system dot products: (1,S,H,W) x2 -> (S,) float64."""
+    return (a * b).sum((0, 2, 3), dtype=torch.float64)
+
+
+def solve_imputation(x: Tensor, unknown: Tensor, initial: Tensor | None = None, rtol: float = 1e-5,
+                     max_iter: int = 200) -> tuple[Tensor, int]:
     """Linear imputation of the ``unknown`` pixels of x (no noise).
 
-    x (N,C,H,W) float, unknown (N,1,H,W) bool -> (N,C,H,W): kept pixels unchanged, removed
-    ones solving the neighbour-mean system above (a relative residual of ``rtol`` per
-    image and channel). An image with every pixel removed has no solution; its
-    removed pixels are set to 0.
+    x (N,C,H,W) float, unknown (N,1,H,W) bool -> ((N,C,H,W), CG iterations): kept pixels
+    unchanged, removed ones solving the neighbour-mean system above. ``initial``
+    (N,C,H,W), if given, is the starting guess at the removed pixels (x itself by
+    default; ROAD passes the previous, smaller removal's solution). Stops when every
+    image's and channel's preconditioned residual ``r.Mr <= rtol^2 b.Mb``: the default
+    1e-5 leaves errors below ~1e-3 of the image's standard deviation (float32 CG on
+    large holes stalls near there), 10x below ROAD's default noise. An image with every
+    pixel removed has no solution; its removed pixels are set to 0.
     """
     n, c, h, w = x.shape
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    xs = x.to(dtype).contiguous(memory_format=_CL)
-    u = unknown.to(dtype).expand(n, c, h, w).contiguous(memory_format=_CL)
+
+    def systems(t: Tensor) -> Tensor:  # (N,C,H,W) -> (1,N*C,H,W) channels-last
+        return t.to(dtype).reshape(1, n * c, h, w).contiguous(memory_format=_CL)
+
+    xs = systems(x)
+    u = systems(unknown.expand(n, c, h, w))
     kept = xs * (1 - u)
     levels = _hierarchy(u)
     top = levels[0]
-    b = F.conv2d(kept, top.stencil, padding=1, groups=c) * u
-    v = torch.zeros_like(b)
-    r = b.clone()
-    b_norm = (b * b).sum((2, 3), keepdim=True).sqrt()
-    limit = (rtol * b_norm) ** 2
-    z = _vcycle(levels, 0, r)
+    b = F.conv2d(kept, top.stencil, padding=1, groups=n * c).mul_(u)  # the kept neighbours' pull
+    reference = _dots(b, _vcycle(levels, b))
+    start = xs if initial is None else systems(initial)
+    v = start * u
+    if not torch.isfinite(v).all():
+        v = torch.zeros_like(v)
+    r = top.residual(b, v).mul_(u)
+    # One CG over the whole batch (a block-diagonal system, scalar step sizes) that stops when
+    # every system's preconditioned residual r.Mr is below rtol^2 of its b.Mb. z = M r never
+    # reads r at kept pixels and p, z vanish there, so A p needs no mask.
+    z = _vcycle(levels, r)
     p = z.clone()
-    rz = (r * z).sum((2, 3), keepdim=True)
-    for _ in range(max_iter):
-        ap = top.apply(p).mul_(u)
-        pap = (p * ap).sum((2, 3), keepdim=True)
-        alpha = rz / torch.where(pap > 0, pap, torch.ones_like(pap))
-        v.add_(alpha * p)
-        r.sub_(alpha * ap)
-        if bool(((r * r).sum((2, 3), keepdim=True) <= limit).all()):
+    rz_each = _dots(r, z)
+    rz = float(rz_each.sum())
+    limit = rtol ** 2 * reference.clamp_min(1e-12 * float(reference.max()) + 1e-30)
+    iterations = 0
+    while iterations < max_iter and bool((rz_each > limit).any()):
+        iterations += 1
+        ap = top.apply(p)
+        pap = _dot(p, ap)
+        if pap <= 0:
             break
-        z = _vcycle(levels, 0, r)
-        rz_new = (r * z).sum((2, 3), keepdim=True)
-        beta = rz_new / torch.where(rz > 0, rz, torch.ones_like(rz))
-        p = z.add_(beta * p)
+        alpha = rz / pap
+        v.add_(p, alpha=alpha)
+        r.add_(ap, alpha=-alpha)
+        z = _vcycle(levels, r)
+        rz_each = _dots(r, z)
+        rz_new = float(rz_each.sum())
+        p = z.add_(p, alpha=rz_new / rz)
         rz = rz_new
-    return (kept + v * u).contiguous().to(x.dtype)
+    return (kept + v * u).contiguous().view(n, c, h, w).to(x.dtype), iterations
 
 
 def noisy_linear_imputation(x: Tensor, unknown: Tensor, noise: float = 0.01, generator: torch.Generator | None = None,
@@ -136,18 +159,17 @@ def noisy_linear_imputation(x: Tensor, unknown: Tensor, noise: float = 0.01, gen
 
     x (N,C,H,W); unknown (N,1,H,W) bool (True = removed) -> (N,C,H,W) with removed pixels
     replaced by their linear imputation plus ``noise * N(0,1)`` (drawn from
-    ``generator``). Images are solved in chunks of about ``chunk_pixels`` values (cache-sized).
+    ``generator``). Images are solved in chunks of about ``chunk_pixels`` values
+    (cache-sized; larger chunks run slower on CPU).
     """
     if x.ndim != 4 or unknown.shape != (x.shape[0], 1, *x.shape[2:]):
         raise ValueError(f"noisy_linear_imputation needs x (N,C,H,W) and unknown (N,1,H,W), got "
                          f"{tuple(x.shape)} and {tuple(unknown.shape)}")
     unknown = unknown.bool()
-    per_image = x[0].numel() if x.shape[0] else 1
-    step = max(1, chunk_pixels // per_image)
-    out = torch.cat([solve_imputation(xc, uc, rtol) for xc, uc in zip(x.split(step), unknown.split(step))]) \
-        if x.shape[0] else x.clone()
+    step = max(1, chunk_pixels // max(1, x[0].numel()))
+    out = torch.cat([solve_imputation(xc, uc, rtol=rtol)[0] for xc, uc in zip(x.split(step), unknown.split(step))])
     if noise:
-        eps = torch.randn(out.shape, generator=generator, dtype=out.dtype, device="cpu" if generator is None or
-                          generator.device.type == "cpu" else generator.device).to(out.device)
+        device = generator.device if generator is not None else out.device
+        eps = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=device).to(out.device)
         out = out + noise * eps * unknown
     return out

@@ -1,0 +1,31 @@
+"""Explanation-quality metrics: batched torch functions and the classes the fine-tuning uses.
+
+Functions (x (B,C,H,W), y (B,), maps (B,1,H,W); each returns (B,) per-image values):
+
+- :func:`relevance_mass_accuracy` (maps, masks): localization, Arras et al. 2022.
+- :func:`focus` (mosaic maps, target quadrants) and :func:`make_mosaics`: Arias-Duart et al. 2022.
+- :func:`road` (model, x, y, maps): perturbation, Rong et al. 2022 (noisy linear imputation).
+- :func:`irof` (model, x, y, maps): perturbation, Rieger & Hansen 2020 (SLIC superpixels).
+- :func:`relative_input_stability` (model, x, y, explain): stability, Agarwal et al. 2022.
+
+Classes (conf/metric/<name>.yaml ``metric._target_``), each with ``name``, ``family``,
+``higher_is_better``, ``needs_masks``, ``score(model, x, y, explain, masks=None) -> (B,)``
+(no gradient) and ``loss(model, x, y, explain, masks=None) -> scalar`` (differentiable
+through ``explain(..., create_graph=True)``, lower is better):
+:class:`RelevanceMassAccuracy`, :class:`Focus`, :class:`ROAD`, :class:`IROF`,
+:class:`RelativeInputStability`. Each module's docstring says how it follows its paper
+and where it differs from Quantus 0.6, the reference the tests compare against.
+"""
+from .base import FastForward, Metric, MetricInputError
+from .focus import Focus, focus, make_mosaics
+from .imputation import noisy_linear_imputation
+from .irof import IROF, irof, irof_curves, slic_segments
+from .ris import RelativeInputStability, relative_input_stability
+from .rma import RelevanceMassAccuracy, relevance_mass_accuracy
+from .road import ROAD, road, road_curve
+
+__all__ = [
+    "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "ROAD", "RelativeInputStability",
+    "RelevanceMassAccuracy", "focus", "irof", "irof_curves", "make_mosaics", "noisy_linear_imputation",
+    "relative_input_stability", "relevance_mass_accuracy", "road", "road_curve", "slic_segments",
+]

@@ -1,0 +1,166 @@
+"""Relative input stability (Agarwal, Johnson, Pawelczyk, Krishna, Saxena, Zitnik &
+Lakkaraju 2022, "Rethinking stability for attribution-based explanations", ICLR PAIR2Struct).
+
+    RIS(x) = max_{x'} || (e_x - e_x') / e_x ||_2 / max(|| (x - x') / x ||_2, eps)
+
+over perturbations x' of x that keep the model's prediction, where e is the
+explanation, the divisions are elementwise (a zero denominator entry becomes ``eps``,
+as in Quantus) and the norms run over all of a map's / an image's values. Lower =
+the map changes little, relative to how much the input changed: **lower is better**.
+The max is estimated from ``n_samples`` perturbations ``x' = x + delta`` with delta
+uniform in ``[noise_low, noise_high]`` per value (Quantus' default perturbation for
+RIS: ``batch_uniform_noise(lower_bound=0.02, upper_bound=0.2)``).
+
+Relation to Quantus 0.6 (``quantus.RelativeInputStability``), the tests' reference:
+the same objective, perturbation and eps; on the same perturbations the values are
+equal (tested, ``perturbations=`` replays Quantus' NumPy draws). One difference: a
+sample whose perturbation changes the predicted class makes Quantus' value NaN for
+that image (``np.max`` over samples propagates the NaN), while the paper maximizes
+over the prediction-preserving perturbations only; this follows the paper by default
+(NaN only when every sample changes the prediction) and Quantus with
+``nan_on_prediction_change=True``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .base import (Explain, FastForward, Metric, MetricInputError, as_maps, check_images, explain_maps,
+                   grad_mode, grad_ready)
+
+
+def _maps_and_predictions(explain: Explain, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Maps (B,1,H,W) and predicted classes (B,) of one explain call.
+
+    An :class:`lightning_modules.attributions.Attribution` also returns the logits of the
+    forward pass it runs anyway (``explain.explain(x, y)`` -> ``.maps``, ``.logits``); any
+    other callable costs one more forward pass for the predictions.
+    """
+    full = getattr(explain, "explain", None) or getattr(explain, "attribute", None)
+    out = None
+    if callable(full):
+        with grad_mode():
+            out = full(grad_ready(x), grad_ready(y))
+    if out is not None and hasattr(out, "maps") and hasattr(out, "logits"):
+        maps, logits = as_maps(out.maps.detach(), "explain(x, y)"), out.logits.detach()
+    else:
+        maps = explain_maps(explain, x, y)
+        logits = FastForward(model, optimize=False).logits(x)
+    if maps.shape[0] != x.shape[0] or maps.shape[2:] != x.shape[2:]:
+        raise MetricInputError(f"explain(x, y) returned {tuple(maps.shape)} for images {tuple(x.shape)}: "
+                               f"attribution maps must be (B,1,H,W) at input resolution")
+    return maps, logits.argmax(-1)
+
+
+def relative_change(a: Tensor, a_perturbed: Tensor, eps: float) -> Tensor:
+    """``|| (a - a') / (a + (a == 0) * eps) ||_2`` over all but the first dimension: (B,...) -> (B,)."""
+    a, a_perturbed = a.double(), a_perturbed.double()
+    change = (a - a_perturbed) / (a + (a == 0) * eps)
+    return change.flatten(1).norm(dim=1)
+
+
+def _noise_bounds(noise: Sequence[float]) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in noise)
+    except (TypeError, ValueError):
+        raise MetricInputError(f"RIS noise must be two numbers [low, high], got {noise!r}") from None
+    if not high > low:
+        raise MetricInputError(f"RIS noise needs high > low, got [{low}, {high}]")
+    return low, high
+
+
+def relative_input_stability(model: nn.Module, x: Tensor, y: Tensor, explain: Explain, n_samples: int = 10,
+                             noise: Sequence[float] = (0.02, 0.2), eps: float = 1e-6,
+                             generator: torch.Generator | None = None, perturbations: Tensor | None = None,
+                             nan_on_prediction_change: bool = False, batch_size: int = 128) -> Tensor:
+    """Per-image RIS (lower is better), estimated from ``n_samples`` noisy copies of x.
+
+    x (B,C,H,W), y (B,) -> (B,) float64. ``explain(x, y)`` gives the (B,1,H,W) maps (for
+    the perturbed copies too, with the same targets y). ``perturbations`` (n_samples,B,C,H,W)
+    replaces the random draws (delta, added to x). Explanations of the copies run
+    ``batch_size // B`` samples per call. Samples whose predicted class differs from x's
+    are skipped (or make the value NaN with ``nan_on_prediction_change``); an image
+    whose every sample changed class is NaN.
+    """
+    y, _ = check_images(x, y)
+    b = x.shape[0]
+    if perturbations is not None:
+        if perturbations.ndim != 5 or perturbations.shape[1:] != x.shape:
+            raise MetricInputError(f"perturbations must be (n_samples, {', '.join(map(str, x.shape))}), got "
+                                   f"{tuple(perturbations.shape)}")
+        n_samples = perturbations.shape[0]
+    if n_samples < 1:
+        raise MetricInputError(f"RIS needs n_samples >= 1, got {n_samples}")
+    low, high = _noise_bounds(noise)
+    maps, predicted = _maps_and_predictions(explain, model, x, y)
+    input_scale = None
+    ratios = torch.empty(n_samples, b, dtype=torch.float64, device=x.device)
+    per_call = max(1, batch_size // max(b, 1))
+    for start in range(0, n_samples, per_call):
+        count = min(per_call, n_samples - start)
+        if perturbations is not None:
+            delta = perturbations[start:start + count].to(x.device)
+        else:
+            delta = torch.rand((count, *x.shape), generator=generator, dtype=x.dtype,
+                               device=generator.device if generator is not None else x.device).to(x.device)
+            delta = low + (high - low) * delta
+        # summed in float64 and rounded once, as Quantus (NumPy) forms x' before the model sees it
+        x_perturbed = (x.unsqueeze(0).double() + delta.double()).to(x.dtype).flatten(0, 1)
+        maps_perturbed, predicted_perturbed = _maps_and_predictions(explain, model, x_perturbed, y.repeat(count))
+        numerator = relative_change(maps.repeat(count, 1, 1, 1), maps_perturbed, eps)
+        denominator = relative_change(x.repeat(count, 1, 1, 1), x_perturbed, eps)
+        denominator = denominator + (denominator == 0) * eps
+        ratio = numerator / denominator
+        changed = predicted_perturbed != predicted.repeat(count)
+        ratios[start:start + count] = torch.where(changed, torch.full_like(ratio, float("nan")), ratio).view(count, b)
+    if nan_on_prediction_change:
+        return ratios.amax(0)  # NaN propagates, as np.max in Quantus
+    valid = ~ratios.isnan()
+    best = torch.where(valid, ratios, torch.full_like(ratios, float("-inf"))).amax(0)
+    return torch.where(valid.any(0), best, torch.full_like(best, float("nan")))
+
+
+class RelativeInputStability(Metric):
+    """RIS as a fine-tuning target (conf/metric/ris.yaml); lower is better.
+
+    score: :func:`relative_input_stability` of ``explain`` with ``n_samples`` perturbations
+    drawn from a generator seeded with ``seed`` on every call (deterministic).
+
+    loss: the relative L2 change of the maps under one perturbation delta drawn like the
+    score's (from the global RNG), ``mean_b ||e - e'||_2 / (||e||_2 + ||e'||_2)`` with
+    e = e(x), e' = e(x+delta): in [0,1], 0 for identical maps, defined for all-zero maps.
+    The score's elementwise division by e(x) is not trainable (it divides by the
+    map's many near-zero values); this symmetric global change is.
+    """
+
+    name = "ris"
+    family = "stability"
+    higher_is_better = False
+    needs_masks = False
+
+    def __init__(self, n_samples: int = 10, noise: Sequence[float] = (0.02, 0.2), eps: float = 1e-6, seed: int = 0,
+                 nan_on_prediction_change: bool = False, batch_size: int = 128):
+        self.n_samples = int(n_samples)
+        self.noise = _noise_bounds(noise)
+        self.eps = eps
+        self.seed = seed
+        self.nan_on_prediction_change = nan_on_prediction_change
+        self.batch_size = batch_size
+
+    def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        return relative_input_stability(model, x, y, explain, self.n_samples, self.noise, self.eps, generator,
+                                        nan_on_prediction_change=self.nan_on_prediction_change,
+                                        batch_size=self.batch_size).float()
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        y, _ = check_images(x, y)
+        low, high = self.noise
+        delta = low + (high - low) * torch.rand_like(x)
+        both = explain_maps(explain, torch.cat([x, x + delta]), torch.cat([y, y]), create_graph=True)
+        maps, maps_perturbed = both.split(x.shape[0])
+        change = (maps - maps_perturbed).flatten(1).norm(dim=1)
+        scale = maps.flatten(1).norm(dim=1) + maps_perturbed.flatten(1).norm(dim=1)
+        return (change / (scale + 1e-12)).mean()
