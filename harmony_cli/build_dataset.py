@@ -17,10 +17,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import torch
-import typer
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_modules.errors import UserError
@@ -452,28 +451,3 @@ def summary_table(name: str, results: list[CellResult]):
 def translate_overrides(overrides: list[str]) -> list[str]:
     """``run=PATH`` (the documented short form) is ``study.run=PATH`` in the config."""
     return [f"study.{arg}" if arg.startswith("run=") else arg for arg in overrides]
-
-
-def command(
-    overrides: Optional[list[str]] = typer.Argument(
-        None, help="run=PATH (a finetune run or multirun dir; default: the latest) and Hydra overrides, "
-                   "e.g. study.examples_per_cell=50 study.name=pilot"),
-    db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: study.db_url / HARMONY_DB_URL)."),
-    cfg_only: Optional[str] = typer.Option(None, "--cfg", help="'job': print the composed config and exit."),
-) -> None:
-    """Render paired original / fine-tuned maps of finetune runs into a blinded study."""
-    from rich.console import Console
-
-    from .hydra_app import compose_config
-
-    console = Console()
-    cfg = compose_config(translate_overrides(list(overrides or [])), task="build_dataset")
-    if cfg_only is not None:
-        if cfg_only != "job":
-            raise BuildError(f"--cfg {cfg_only} is not supported here: use --cfg job")
-        print(OmegaConf.to_yaml(cfg))
-        return
-    name, results = build_study(cfg, console=console, db=db)
-    console.print(summary_table(name, results))
-    console.print(f"study [bold]{name}[/]: {sum(r.examples for r in results)} examples in {len(results)} cell(s); "
-                  f"`harmony studies` lists it")

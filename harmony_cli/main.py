@@ -8,7 +8,7 @@ from rich.console import Console
 
 from lightning_modules.errors import find_user_error
 
-from . import build_dataset
+from . import build_dataset_cmd
 from . import annotators_cmd, data_cmd, import_legacy, studies_cmd
 from . import analyze_cmd
 from . import finetune_cmd
@@ -23,7 +23,7 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 app.command("finetune", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     finetune_cmd.command)
-app.command("build-dataset")(build_dataset.command)
+app.command("build-dataset")(build_dataset_cmd.command)
 app.add_typer(annotators_cmd.app, name="annotators")
 app.command("studies")(studies_cmd.studies)
 app.command("import-legacy")(import_legacy.import_legacy_cmd)

@@ -1,0 +1,36 @@
+"""``harmony build-dataset``: the command line of :mod:`harmony_cli.build_dataset`.
+
+Kept apart so that ``harmony --help`` and the other commands start without importing torch.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def command(
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="run=PATH (a finetune run or multirun dir; default: the latest) and Hydra overrides, "
+                   "e.g. study.examples_per_cell=50 study.name=pilot"),
+    db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: study.db_url / HARMONY_DB_URL)."),
+    cfg_only: Optional[str] = typer.Option(None, "--cfg", help="'job': print the composed config and exit."),
+) -> None:
+    """Render paired original / fine-tuned maps of finetune runs into a blinded study."""
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from .build_dataset import BuildError, build_study, summary_table, translate_overrides
+    from .hydra_app import compose_config
+
+    console = Console()
+    cfg = compose_config(translate_overrides(list(overrides or [])), task="build_dataset")
+    if cfg_only is not None:
+        if cfg_only != "job":
+            raise BuildError(f"--cfg {cfg_only} is not supported here: use --cfg job")
+        print(OmegaConf.to_yaml(cfg))
+        return
+    name, results = build_study(cfg, console=console, db=db)
+    console.print(summary_table(name, results))
+    console.print(f"study [bold]{name}[/]: {sum(r.examples for r in results)} examples in {len(results)} cell(s); "
+                  f"`harmony studies` lists it")
