@@ -13,10 +13,10 @@ from lightning_modules.backbones import TinyCNN
 from lightning_modules.data.synthetic import render
 from lightning_modules.data.transforms import normalize
 from lightning_modules.errors import UserError
-from lightning_modules.metrics import (IROF, ROAD, Focus, MetricInputError, RelativeInputStability,
-                                       RelevanceMassAccuracy, focus, irof, irof_curves, make_mosaics,
-                                       noisy_linear_imputation, relative_input_stability, relevance_mass_accuracy,
-                                       road, road_curve, slic_segments)
+from lightning_modules.metrics import (IROF, ROAD, FastForward, Focus, MetricInputError, RelevanceMassAccuracy,
+                                       focus, irof, irof_curves, make_mosaics, noisy_linear_imputation,
+                                       relative_input_stability, relevance_mass_accuracy, road, road_curve,
+                                       slic_segments)
 
 quantus = pytest.importorskip("quantus", reason="quantus (a dev dependency) is the reference implementation")
 from quantus.functions.perturb_func import baseline_replacement_by_mask  # noqa: E402
@@ -214,6 +214,16 @@ def test_road_rgb_equals_quantus_per_pixel(tiny):
         assert torch.equal(ours[:, j], correct)
 
 
+def test_perturbation_metrics_reject_bad_inputs(tiny):
+    x, y, _ = synthetic_batch(2, 16)
+    maps = torch.rand(2, 1, 16, 16)
+    for call in (lambda: road(tiny, x, y, maps[..., :8]), lambda: irof(tiny, x, y, maps[:1]),
+                 lambda: road(tiny, x, y[:1], maps), lambda: road(tiny, x, y, maps, percentages=[0, 50])):
+        with pytest.raises(MetricInputError) as exc:
+            call()
+        one_line(exc)
+
+
 # ----------------------------------------------------------------------------- IROF
 
 def test_irof_equals_quantus_times_segments():
@@ -261,26 +271,59 @@ def test_irof_rgb_equals_quantus_with_broadcast_mask(tiny):
         quantus_utils.get_superpixel_segments = original
 
 
-def test_irof_curve_follows_relevance_order():
-    """A model that reads only the left half's texture: a map marking the left half scores higher."""
-    class LeftTexture(nn.Module):
-        def forward(self, x):
-            left = x[..., : x.shape[-1] // 2]
-            texture = (left - left.mean(dim=(2, 3), keepdim=True)).pow(2).mean(dim=(1, 2, 3)) * 10
-            return torch.stack([texture, -texture], 1)
+class LeftTexture(nn.Module):
+    """Two classes; the evidence for class 0 is the fine detail (horizontal steps) of the left half."""
 
+    def forward(self, x):
+        left = x[..., : x.shape[-1] // 2]
+        texture = (left[..., 1:] - left[..., :-1]).abs().mean(dim=(1, 2, 3)) * 10
+        return torch.stack([texture, -texture], 1)
+
+
+def half_maps(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    left = torch.zeros(n, 1, size, size)
+    left[..., : size // 2] = 1
+    return left + 0.01 * torch.rand(n, 1, size, size), 1 - left + 0.01 * torch.rand(n, 1, size, size)
+
+
+def test_irof_curve_follows_relevance_order():
+    """A map marking the half the model reads scores higher than one marking the other half."""
     model = LeftTexture()
     x, _, _ = synthetic_batch(2, 32)
     y = torch.zeros(2, dtype=torch.long)
     segments = (torch.arange(32) >= 16).long().expand(2, 32, 32).contiguous()  # two superpixels: left, right
-    left = torch.zeros(2, 1, 32, 32)
-    left[..., :16] = 1
+    left, right = half_maps(2, 32)
     curves, counts = irof_curves(model, x, y, left, segments=segments)
     assert counts.tolist() == [2, 2] and torch.allclose(curves[:, 1], curves[:, 0])  # left first; right adds nothing
     assert (curves < 0.9).all()
-    right_first, _ = irof_curves(model, x, y, 1 - left, segments=segments)
+    right_first, _ = irof_curves(model, x, y, right, segments=segments)
     assert torch.allclose(right_first[:, 0], torch.ones(2, dtype=torch.float64))
-    assert (irof(model, x, y, left, segments=segments) > irof(model, x, y, 1 - left, segments=segments) + 0.05).all()
+    assert (irof(model, x, y, left, segments=segments) > irof(model, x, y, right, segments=segments) + 0.05).all()
+
+
+@pytest.mark.parametrize("metric", [ROAD(loss_fraction=0.5), IROF(loss_fraction=0.5)], ids=["road", "irof"])
+def test_removal_loss_rewards_the_faithful_map(metric):
+    """The perturbation losses are lower when the map marks the evidence the model uses."""
+    model = LeftTexture()
+    x, _, _ = synthetic_batch(4, 32)
+    y = torch.zeros(4, dtype=torch.long)
+    left, right = half_maps(4, 32)
+    faithful = metric.loss(model, x, y, lambda x, y, create_graph=False: left)
+    unfaithful = metric.loss(model, x, y, lambda x, y, create_graph=False: right)
+    assert faithful < unfaithful - 0.05
+
+
+def test_fast_forward_equals_the_model_and_leaves_it_alone(tiny):
+    x, _, _ = synthetic_batch(5, 32)
+    relus = [m.inplace for m in tiny.modules() if isinstance(m, nn.ReLU)]
+    fast = FastForward(tiny, batch_size=2)
+    with torch.no_grad():
+        torch.testing.assert_close(fast.logits(x), tiny(x), rtol=1e-4, atol=1e-5)
+    assert fast.channels_last and fast.module is not tiny
+    assert [m.inplace for m in tiny.modules() if isinstance(m, nn.ReLU)] == relus
+    assert all(p.is_contiguous() for p in tiny.parameters())
+    assert FastForward(tiny.train()).module is tiny  # train mode: run as it is
+    tiny.eval()
 
 
 # ----------------------------------------------------------------------------- RIS
@@ -370,6 +413,7 @@ def test_score_and_loss_train_the_model(metric_configs, name):
     model.eval()
     scores = metric.score(model, x, y, explain, masks)
     assert scores.shape == (4,) and not scores.requires_grad
+    assert torch.equal(metric.score(model, x, y, explain, masks), scores)  # seeded: deterministic
     single = metric.score(model, x[:1], y[:1], explain, masks[:1])
     assert single.shape == (1,)
     model.train()

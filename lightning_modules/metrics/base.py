@@ -55,18 +55,10 @@ def check_images(x: Tensor, y: Tensor, maps: Tensor | None = None) -> tuple[Tens
     return y.long(), maps
 
 
-def positive_fraction(maps: Tensor, region: Tensor) -> Tensor:
-    """Share of positive relevance inside ``region``: sum(relu(maps)*region) / sum(relu(maps)), per image.
-
-    (B,1,H,W), (B,1,H,W) -> (B,). A map with no positive relevance scores 0 (it puts
-    no relevance in the region). Differentiable in ``maps`` (the gradient of the
-    0-case is 0, never NaN).
-    """
-    positive = maps.clamp_min(0).flatten(1)
-    total = positive.sum(1)
-    inside = (positive * region.flatten(1).to(positive.dtype)).sum(1)
-    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
-                       torch.zeros_like(total))
+def share(inside: Tensor, total: Tensor) -> Tensor:
+    """inside / total per image for 0 <= inside <= total, 0 where total == 0 (a map with no
+    positive relevance puts none anywhere), with a finite gradient there. (B,), (B,) -> (B,)."""
+    return inside / torch.where(total > 0, total, torch.ones_like(total))
 
 
 # --------------------------------------------------------------------------- the interface
@@ -140,26 +132,28 @@ def grad_ready(t: Tensor) -> Tensor:
 class FastForward:
     """Batched no-grad forward passes for scoring, faster than calling ``model`` plainly.
 
-    For a model in eval mode, a copy with each BatchNorm folded into the convolution
-    before it (``torch.fx`` tracing, as ``torch.fx.experimental.optimization.fuse``)
-    in channels-last memory runs chunks of up to ``batch_size`` images: on CPU this
-    runs the perturbation metrics' hundreds of passes about 1.5-2.5x faster than
-    plain ``model(x)`` with the same results (to float rounding, ~1e-6). A model in
-    train mode, or one that cannot be traced, is used as it is. The caller's model
-    is never modified.
+    For a model in eval mode, a traced copy (``torch.fx``) with each BatchNorm folded into
+    the convolution before it (``torch.fx.experimental.optimization.fuse``), ReLUs made
+    in-place where their input has no other use, and channels-last memory runs chunks of
+    ``batch_size`` images: on CPU this runs the perturbation metrics' hundreds of passes
+    1.5-3x faster than plain ``model(x)`` (TinyCNN, resnet18), with the same results to
+    float rounding (~1e-6). A model in train mode is used as it is (folding would freeze
+    its batch statistics); one that cannot be traced is copied to channels-last only.
+    The caller's model is never modified.
     """
 
-    def __init__(self, model: nn.Module, batch_size: int = 256, optimize: bool = True):
+    def __init__(self, model: nn.Module, batch_size: int = 64, optimize: bool = True):
         self.batch_size = max(1, int(batch_size))
         self.channels_last = False
         self.module = model
         if optimize and not model.training:
             try:
                 from torch.fx.experimental.optimization import fuse
-                fused = fuse(model, inplace=False)
+                fast = fuse(model, inplace=False)
+                _inplace_relus(fast)
             except Exception:  # noqa: BLE001 - untraceable models (dynamic control flow) run unfused
-                fused = copy.deepcopy(model)
-            self.module = fused.to(memory_format=torch.channels_last)
+                fast = copy.deepcopy(model)
+            self.module = fast.to(memory_format=torch.channels_last)
             self.channels_last = True
 
     def logits(self, x: Tensor) -> Tensor:
@@ -177,20 +171,36 @@ class FastForward:
         return self.logits(x).softmax(-1)
 
 
+def _inplace_relus(graph_module) -> None:
+    """Make the traced copy's ReLU modules in-place where that is safe: every call of the module
+    takes an intermediate value (not the model's input) that nothing else reads."""
+    calls: dict[str, list[bool]] = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_module" and isinstance(graph_module.get_submodule(node.target), nn.ReLU):
+            source = node.args[0] if node.args else None
+            safe = (hasattr(source, "op") and source.op not in ("placeholder", "get_attr")
+                    and len(source.users) == 1)
+            calls.setdefault(node.target, []).append(safe)
+    for target, safe in calls.items():
+        if all(safe):
+            graph_module.get_submodule(target).inplace = True
+
+
 # --------------------------------------------------------------------------- removal loss
 
 def soft_top_fraction(maps: Tensor, fraction: float, temperature: float = 0.1) -> Tensor:
     """A soft mask of a map's ``fraction`` most relevant pixels, differentiable in the map.
 
     (B,1,H,W) -> (B,1,H,W) in (0,1): ``sigmoid((a - q) / (temperature * std(a)))`` with
-    q the image's (1 - fraction) quantile, so about ``fraction`` of the image is removed
+    q the image's (1 - fraction) quantile value, so about ``fraction`` of the image is removed
     whatever the map's scale (a map cannot lower the loss by growing everywhere). A
     constant map gives 0.5 everywhere.
     """
     if not 0.0 < fraction < 1.0:
         raise MetricInputError(f"loss fraction must lie in (0, 1), got {fraction}")
     flat = maps.flatten(1).float()
-    threshold = torch.quantile(flat, 1.0 - fraction, dim=1, keepdim=True)
+    rank = min(flat.shape[1], max(1, round((1.0 - fraction) * flat.shape[1])))
+    threshold = flat.kthvalue(rank, dim=1, keepdim=True).values  # differentiable; no size limit
     spread = flat.std(1, keepdim=True) if flat.shape[1] > 1 else torch.zeros_like(threshold)
     spread = spread.clamp_min(1e-12)
     return torch.sigmoid((flat - threshold) / (temperature * spread)).view_as(maps).to(maps.dtype)
@@ -221,4 +231,6 @@ def box_blur(x: Tensor, width: int | None = None) -> Tensor:
     differentiable stand-in for filling a removed region from its surroundings."""
     if width is None:
         width = max(3, int(math.ceil(min(x.shape[2:]) / 8)) | 1)
-    return F.avg_pool2d(x, width, stride=1, padding=width // 2, count_include_pad=False)
+    # separable: a row then a column mean (each renormalized at the border) is the 2D box mean
+    rows = F.avg_pool2d(x, (1, width), stride=1, padding=(0, width // 2), count_include_pad=False)
+    return F.avg_pool2d(rows, (width, 1), stride=1, padding=(width // 2, 0), count_include_pad=False)

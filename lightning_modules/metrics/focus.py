@@ -19,18 +19,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Explain, Metric, MetricInputError, as_maps, check_images, explain_maps, positive_fraction
+from .base import Explain, Metric, MetricInputError, as_maps, check_images, explain_maps, share
 
 QUADRANTS = ("top_left", "top_right", "bottom_left", "bottom_right")
 
 
-def quadrant_masks(target_quadrants: Tensor, height: int, width: int) -> Tensor:
-    """(B,4) bool -> (B,1,H,W) bool mask of the target quadrants (split at H//2, W//2)."""
-    half_h, half_w = height // 2, width // 2
-    rows = torch.arange(height, device=target_quadrants.device) >= half_h  # False: top
-    cols = torch.arange(width, device=target_quadrants.device) >= half_w  # False: left
-    index = rows[:, None].long() * 2 + cols[None, :].long()  # (H,W) quadrant index 0..3
-    return target_quadrants.bool()[:, index][:, None]
+def quadrant_sums(maps: Tensor) -> Tensor:
+    """(B,1,H,W) -> (B,4) sums of each quadrant (top-left, top-right, bottom-left, bottom-right),
+    split at H//2 and W//2 as Quantus does."""
+    b, _, h, w = maps.shape
+    if h % 2 == 0 and w % 2 == 0:  # one reduction over a (B,2,H/2,2,W/2) view
+        return maps.reshape(b, 2, h // 2, 2, w // 2).sum((2, 4)).reshape(b, 4)
+    h2, w2 = h // 2, w // 2
+    m = maps[:, 0]
+    return torch.stack([m[:, :h2, :w2].sum((1, 2)), m[:, :h2, w2:].sum((1, 2)),
+                        m[:, h2:, :w2].sum((1, 2)), m[:, h2:, w2:].sum((1, 2))], 1)
 
 
 def focus(mosaic_maps: Tensor, target_quadrants: Tensor) -> Tensor:
@@ -47,8 +50,9 @@ def focus(mosaic_maps: Tensor, target_quadrants: Tensor) -> Tensor:
                                f"bottom-left, bottom-right), got {got}")
     if min(maps.shape[2:]) < 2:
         raise MetricInputError(f"mosaic maps must be at least 2x2 to have quadrants, got {tuple(maps.shape)}")
-    region = quadrant_masks(target_quadrants.to(maps.device), *maps.shape[2:])
-    return positive_fraction(maps, region)
+    quadrants = quadrant_sums(maps.clamp_min(0))
+    inside = (quadrants * target_quadrants.to(device=maps.device, dtype=quadrants.dtype)).sum(1)
+    return share(inside, quadrants.sum(1))
 
 
 def mosaic_plan(y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -82,7 +82,7 @@ def superpixel_ranks(maps: Tensor, segments: Tensor) -> tuple[Tensor, Tensor]:
 
 def irof_curves(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, n_segments: int = 100,
                 compactness: float = 10.0, baseline: Tensor | float | None = None, segments: Tensor | None = None,
-                batch_size: int = 256) -> tuple[Tensor, Tensor]:
+                batch_size: int = 64) -> tuple[Tensor, Tensor]:
     """The relative class-probability curves of IROF.
 
     x (B,C,H,W), y (B,), maps (B,1,H,W) -> (curves (B,n_max) float64: c_k for k = 1..n_b,
@@ -100,11 +100,15 @@ def irof_curves(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, n_segments
         baseline = channel_mean(x)
     elif not isinstance(baseline, Tensor):
         baseline = torch.tensor(float(baseline))
+    baseline = baseline.to(x)
     try:
-        fill = baseline.to(x).expand_as(x)
+        torch.broadcast_shapes(baseline.shape, x.shape)
     except RuntimeError:
         raise MetricInputError(f"IROF baseline of shape {tuple(baseline.shape)} does not broadcast to images "
                                f"{tuple(x.shape)}: give a float, (B,C,1,1) or (B,C,H,W)") from None
+    if baseline.ndim < 4:
+        baseline = baseline.reshape(*([1] * (4 - baseline.ndim)), *baseline.shape)
+    fill = baseline.expand(x.shape[0], *baseline.shape[1:])  # indexed per image below, never materialized
     pixel_rank, counts = superpixel_ranks(maps, segments.to(x.device))
     if int(counts.min()) < 2:
         raise MetricInputError(f"IROF needs at least 2 superpixels per image, got {counts.tolist()}: "
@@ -132,7 +136,7 @@ def irof_curves(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, n_segments
 
 
 def irof(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, n_segments: int = 100, compactness: float = 10.0,
-         baseline: Tensor | float | None = None, segments: Tensor | None = None, batch_size: int = 256) -> Tensor:
+         baseline: Tensor | float | None = None, segments: Tensor | None = None, batch_size: int = 64) -> Tensor:
     """Per-image IROF: ``1 - trapz(c_1..c_n, dx=1/n)`` (area over the relative probability curve).
 
     x (B,C,H,W), y (B,), maps (B,1,H,W) -> (B,) float. Higher = more faithful. Equals
@@ -162,7 +166,7 @@ class IROF(Metric):
     needs_masks = False
 
     def __init__(self, n_segments: int = 100, compactness: float = 10.0, loss_fraction: float = 0.25,
-                 loss_temperature: float = 0.1, batch_size: int = 256):
+                 loss_temperature: float = 0.1, batch_size: int = 64):
         self.n_segments = n_segments
         self.compactness = compactness
         self.loss_fraction = loss_fraction

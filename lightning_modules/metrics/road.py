@@ -19,7 +19,7 @@ Relation to Quantus 0.6 (``quantus.ROAD``), the tests' reference:
   stable sort), same pixel count ``int(H*W*p/100)``, same imputation system and noise
   (``noise * N(0,1)`` on removed pixels; torch's generator here, NumPy's global one in
   Quantus), same correctness test (``argmax == y``). With ``noise=0`` the curves are
-  equal (tested; the imputations agree to ~1e-5).
+  equal (tested; the imputations agree to ~1e-4 of the image's standard deviation).
 - Quantus ranks the map *broadcast to the input's channels*, so on RGB input its
   indices run past H*W and ``noisy_linear_imputation`` raises IndexError: Quantus'
   ROAD works on single-channel input only. Here every channel of a removed pixel is
@@ -62,8 +62,8 @@ def pixel_ranks(maps: Tensor) -> Tensor:
 
 
 def road_curve(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, percentages: Sequence[float] = DEFAULT_PERCENTAGES,
-               noise: float = 0.01, generator: torch.Generator | None = None, batch_size: int = 128,
-               chunk_pixels: int = 1 << 20, rtol: float = 1e-5) -> Tensor:
+               noise: float = 0.01, generator: torch.Generator | None = None, batch_size: int = 64,
+               chunk_pixels: int = 1 << 19, rtol: float = 3e-5) -> Tensor:
     """MoRF correctness after removing each percentage of the most relevant pixels.
 
     x (B,C,H,W), y (B,), maps (B,1,H,W) -> (B,P) bool: ``argmax model(x_p) == y`` with
@@ -113,7 +113,7 @@ def road_curve(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, percentages
 
 
 def road(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, percentages: Sequence[float] = DEFAULT_PERCENTAGES,
-         noise: float = 0.01, generator: torch.Generator | None = None, batch_size: int = 128) -> Tensor:
+         noise: float = 0.01, generator: torch.Generator | None = None, batch_size: int = 64) -> Tensor:
     """Per-image ROAD score: ``1 - mean_p road_curve(...)`` in [0,1], higher = more faithful.
 
     x (B,C,H,W), y (B,), maps (B,1,H,W) -> (B,) float. See :func:`road_curve`.
@@ -141,7 +141,7 @@ class ROAD(Metric):
     needs_masks = False
 
     def __init__(self, percentages: Sequence[float] = DEFAULT_PERCENTAGES, noise: float = 0.01, seed: int = 0,
-                 loss_fraction: float = 0.25, loss_temperature: float = 0.1, batch_size: int = 128):
+                 loss_fraction: float = 0.25, loss_temperature: float = 0.1, batch_size: int = 64):
         self.percentages = tuple(_percentages(percentages))
         self.noise = float(noise)
         self.seed = seed
