@@ -12,13 +12,20 @@ as in the study, so BatchNorm statistics and Dropout never drift. Every
 :class:`BestAgreeingCheckpoint` keeps ``last.ckpt`` and ``best.ckpt`` = the best validation
 metric among validations whose agreement is at least ``finetune.min_agreement``.
 
-Run dir layout (written by rank 0 only)::
+Run dir layout (``outputs/finetune/<time>/``; a sweep job's is
+``outputs/finetune-multirun/<time>/<n>_<metric>_<attribution>_<backbone>/``). Rank 0 writes
+everything; checkpoints, metrics.json and the PNG are replaced atomically::
 
-    <run>/.hydra/{config,hydra,overrides}.yaml   the composed config (Hydra)
-    <run>/logs/version_<n>/{metrics.csv,hparams.yaml}  Lightning CSV logs (one version per (re)start)
-    <run>/checkpoints/last.ckpt, best.ckpt       fine-tuned weights (+ optimizer and loop state)
-    <run>/metrics.json                           the summary (:data:`METRICS_KEYS`)
-    <run>/finetune.png                           maps of validation images + validation curves
+    .hydra/config.yaml, hydra.yaml, overrides.yaml   the composed config and the overrides (Hydra)
+    <job>.log                                        the run's log (Hydra)
+    logs/version_<n>/metrics.csv                     Lightning CSV log; one version per start (resumes add one)
+    checkpoints/last.ckpt                            after every validation: fine-tuned weights, optimizer, loop state
+    checkpoints/best.ckpt                            best validation metric among those with agreement >= min_agreement
+    metrics.json                                     the summary (:data:`METRICS_KEYS` + best_step, data, ...)
+    finetune.png                                     maps of both models on validation images + validation curves
+
+Checkpoints hold the fine-tuned net only (keys ``finetuned.*``); the original is rebuilt
+from the config. :func:`lightning_modules.runs.load_finetune_run` loads a finished run.
 """
 from __future__ import annotations
 
@@ -395,6 +402,8 @@ class BestAgreeingCheckpoint(pl.Callback):
         # Ctrl-C in a single process: keep what was trained so far (multi-process ranks may be gone)
         if isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1 and trainer.global_step > 0:
             self._save(trainer, LAST_CKPT)
+            log.warning("interrupted at step %d: continue with `harmony finetune <same overrides> --resume` "
+                        "(or hydra.run.dir=%s ckpt_path=last)", trainer.global_step, self.dirpath.parent)
 
     def state_dict(self) -> dict:
         return {"best_score": self.best_score, "best_step": self.best_step, "best_agreement": self.best_agreement,
@@ -552,9 +561,6 @@ def run_finetune(cfg, run_dir: str | os.PathLike, resume_missing_ok: bool = Fals
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return None
-    if trainer.interrupted:
-        raise UserError(f"fine-tuning was interrupted: resume it with `harmony finetune <same overrides> "
-                        f"hydra.run.dir={run_dir} ckpt_path=last`")
     return finish_run(cfg, run_dir, module, val_loader, wall_seconds=time.monotonic() - started)
 
 

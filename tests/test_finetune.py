@@ -84,6 +84,11 @@ def test_objective_decreases_and_only_the_copy_learns(trained_tiny, synthetic_dm
         optimizer.step()
         losses.append(float(terms["loss"].detach()))
         metric_losses.append(float(terms["metric_loss"].detach()))
+    forwards = []
+    hook = module.finetuned.register_forward_hook(lambda *args: forwards.append(1))
+    module.objective(batch)
+    hook.remove()
+    assert len(forwards) == 1, "the agreement term must reuse the logits of the map's forward pass"
     assert losses[-1] < losses[0], losses
     assert metric_losses[-1] < metric_losses[0], metric_losses
     assert torch.equal(bn.running_mean, running_mean), "BatchNorm statistics drifted"
@@ -262,3 +267,15 @@ def test_bad_overrides_fail_before_training_with_one_line(outputs_overrides, arg
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_load_finetune_run_explains_what_is_missing(tmp_path):
+    from lightning_modules.runs import RunError, find_runs, load_finetune_run
+
+    with pytest.raises(RunError, match="not a finetune run"):
+        load_finetune_run(tmp_path)
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("task: finetune\n")
+    with pytest.raises(RunError, match="did not finish.*ckpt_path=last"):
+        load_finetune_run(tmp_path)
+    assert find_runs(tmp_path) == []
