@@ -129,7 +129,8 @@ def run_hydra(task: str, task_fn: Callable[[DictConfig], object], args: list[str
             sys.exit(2)
 
     saved = sys.argv
-    sys.argv = [f"harmony {task}", f"task={task}", *args]
+    # Hydra's parser wants every override before its flags (`--cfg job metric=focus` fails).
+    sys.argv = [f"harmony {task}", f"task={task}", *overrides, *flags]
     try:
         _main()
     finally:
