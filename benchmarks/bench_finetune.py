@@ -5,9 +5,9 @@
 1. Seconds per training step of :class:`FinetuneModule` (agreement term + the metric's
    training term through the attribution map, backward, Adam step) vs a plain cross-entropy
    step of the same model and batch, measured alternately in the same run; ratio = ours / plain.
-   Targets: GradCAM localization (RMA) <= 1.5, guided backprop localization <= 3.5; Focus (whose
-   loss runs on one 2x2 mosaic per image: 4x the pixels), the perturbation and stability
-   families report their ratio.
+   Targets: GradCAM localization (RMA, Focus) <= 1.5, guided backprop localization <= 3.5
+   (Focus' loss explains B/4 mosaics of 2x2 images: the pixels of the plain batch); the
+   perturbation and stability families report their ratio.
 2. (full mode, unless --no-runs) ``harmony finetune metric=<m>`` with the default config for
    each metric: seconds, original -> fine-tuned score, agreement. Targets: rma and focus improve
    by >= 0.05 with agreement >= 0.95; road, irof and ris improve in their direction.
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 # (metric, attribution, family, target ratio ours/plain or None: reported only)
 STEP_CASES = [
     ("rma", "gradcam", "localization", 1.5),
-    ("focus", "gradcam", "localization", None),  # its loss runs on 2x2 mosaics: 4x the pixels of the batch
+    ("focus", "gradcam", "localization", 1.5),  # B/4 mosaics of 2x2 images: the batch's pixels
     ("rma", "guided_backprop", "localization", 3.5),
     ("road", "gradcam", "perturbation", None),
     ("irof", "gradcam", "perturbation", None),
