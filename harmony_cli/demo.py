@@ -6,7 +6,6 @@ Every stage is the real ``harmony`` command, so the demo is exactly what a user 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -65,10 +64,9 @@ def main() -> None:
     if report is not None:
         console.print(f"analysis report:    {report}/report.md, report.json, cells.csv")
         console.print(f"preference chart:   {report}/preferences.png")
-    console.print("annotation page:    harmony annotators add alice   (then)   "
-                  "streamlit run webui/app.py   -> http://localhost:8501")
-    if shutil.which("streamlit") is None and not (Path(sys.executable).parent / "streamlit").exists():
-        console.print("(streamlit is installed in .venv: run it as .venv/bin/streamlit run webui/app.py)")
+    bin_dir = Path(sys.executable).parent
+    console.print(f"annotation page:    {bin_dir}/harmony annotators add alice   then   "
+                  f"{bin_dir}/streamlit run webui/app.py   -> http://localhost:8501", highlight=False)
 
 
 if __name__ == "__main__":
