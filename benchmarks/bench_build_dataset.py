@@ -25,8 +25,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harmony_cli.build_dataset import explain_and_score, write_example_files
-from harmony_cli.rendering import RenderSettings, render_pairs
+from harmony_cli.study.build import explain_and_score, write_example_files
+from harmony_cli.study.rendering import RenderSettings, render_pairs
 from lightning_modules.attributions import GradCAM, GuidedBackprop
 from lightning_modules.backbones import torchvision_classifier
 from lightning_modules.metrics import RelevanceMassAccuracy

@@ -14,7 +14,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
-from lightning_modules.errors import UserError, find_user_error
+from .errors import UserError, find_user_error
 
 CONFIG_DIR = Path(os.environ.get("HARMONY_CONF", Path(__file__).resolve().parent.parent / "conf"))
 CONFIG_NAME = "config"

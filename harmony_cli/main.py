@@ -6,13 +6,9 @@ import sys
 import typer
 from rich.console import Console
 
-from lightning_modules.errors import find_user_error
+from .errors import find_user_error
 
-from . import build_dataset_cmd
-from . import annotators_cmd, data_cmd, import_legacy, studies_cmd
-from . import analyze_cmd
-from . import finetune_cmd
-from . import simulate
+from .commands import analyze, annotators, build_dataset, data, finetune, import_legacy, simulate, studies
 
 app = typer.Typer(
     help="harmony: does an explanation-quality metric agree with what people see?",
@@ -20,14 +16,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(data_cmd.app, name="data")
+app.add_typer(data.app, name="data")
 app.command("finetune", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    finetune_cmd.command)
-app.command("build-dataset")(build_dataset_cmd.command)
-app.add_typer(annotators_cmd.app, name="annotators")
-app.command("studies")(studies_cmd.studies)
-app.command("import-legacy")(import_legacy.import_legacy_cmd)
-app.command("analyze")(analyze_cmd.analyze)
+    finetune.command)
+app.command("build-dataset")(build_dataset.command)
+app.add_typer(annotators.app, name="annotators")
+app.command("studies")(studies.studies)
+app.command("import-legacy")(import_legacy.command)
+app.command("analyze")(analyze.analyze)
 app.command("simulate-annotators")(simulate.command)
 
 

@@ -15,7 +15,7 @@ import pytest
 from harmony_cli.analysis import (AnalysisSettings, analyze_labels, cluster_bootstrap_share, cells_frame, to_json,
                                   write_report)
 from harmony_cli.analysis.stats import select_label_source
-from lightning_modules.errors import UserError
+from harmony_cli.errors import UserError
 
 CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
 FAST = AnalysisSettings(bootstrap_resamples=300)
@@ -501,7 +501,7 @@ def test_published_study_end_to_end(published, legacy_db, tmp_path):
     """harmony import-legacy, then harmony analyze: the report holds the data's figures."""
     from typer.testing import CliRunner
 
-    from harmony_cli import import_legacy as legacy
+    from harmony_cli.study import import_legacy as legacy
     from harmony_cli.main import app
     from harmony_cli.store import Store
 

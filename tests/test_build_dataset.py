@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from harmony_cli import build_dataset as bd
-from harmony_cli.rendering import (RenderSettings, colorize, content_name, encode_png, normalize_maps, render_pairs,
+from harmony_cli.study import build as bd
+from harmony_cli.study.rendering import (RenderSettings, colorize, content_name, encode_png, normalize_maps, render_pairs,
                                    write_atomic)
-from lightning_modules.errors import UserError
+from harmony_cli.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 

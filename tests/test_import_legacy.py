@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from harmony_cli.import_legacy import import_legacy
+from harmony_cli.study.import_legacy import import_legacy
 from harmony_cli.main import app
 from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store
 

@@ -65,7 +65,7 @@ def map_paths(example: Any, left: str) -> tuple[str | None, str | None]:
     """(left, right) image paths of the two maps, relative to the study's image folder.
 
     The map as rendered for display (``*_map_path``: the map over a faint copy of the image,
-    see harmony_cli.rendering) is shown, else the plain heatmap.
+    see harmony_cli.study.rendering) is shown, else the plain heatmap.
     """
     original = example.original_map_path or example.original_heatmap_path
     finetuned = example.finetuned_map_path or example.finetuned_heatmap_path

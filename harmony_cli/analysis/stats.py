@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 # Display order everywhere (bars read left to right: original, neither, finetuned).
 CHOICES = ("original", "neither", "finetuned")

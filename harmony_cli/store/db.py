@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 from .models import APP_NAME, SCHEMA_VERSION, Base, Meta
 

@@ -51,7 +51,7 @@ def preview(
     from hydra.utils import instantiate
     from rich import print as rprint
 
-    from .hydra_app import compose_config
+    from ..hydra_app import compose_config
 
     cfg = compose_config(overrides or [], task="data")
     datamodule = instantiate(cfg.data)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 app = typer.Typer(help="Manage annotator accounts (passwords are stored as argon2 hashes only).",
                   no_args_is_help=True)
@@ -36,7 +36,7 @@ def add(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Create an annotator account (the password is prompted for twice)."""
-    from .store import Store
+    from ..store import Store
 
     store = Store.open(db)
     try:
@@ -60,7 +60,7 @@ def list_(
     from rich.table import Table
     from sqlalchemy import func, select
 
-    from .store import Label, Store
+    from ..store import Label, Store
 
     store = Store.open(db, create=False)
     try:
@@ -86,7 +86,7 @@ def list_(
 
 
 def _set_active(name: str, active: bool, db: Optional[str]) -> None:
-    from .store import Store
+    from ..store import Store
 
     store = Store.open(db, create=False)
     try:
@@ -126,7 +126,7 @@ def set_password(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Give an annotator a new password (prompted for twice)."""
-    from .store import Store, StoreError
+    from ..store import Store, StoreError
 
     store = Store.open(db, create=False)
     try:

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import typer
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 # The original app's names -> harmony's config names (conf/<group>/<name>.yaml).
 METRIC_NAMES = {
@@ -269,7 +268,7 @@ def _check_images(images: Optional[Path]) -> None:
 
 def default_image_dir(study: str) -> Path:
     """Where an imported study's images go: ``<study.image_dir>/<study>`` of the config (outputs/study_images)."""
-    from .hydra_app import compose_config
+    from ..hydra_app import compose_config
 
     cfg = compose_config([], task="import_legacy", resolve=True)
     return Path(cfg.study.image_dir) / study
@@ -286,7 +285,7 @@ def import_legacy(store, path: Path, images: Optional[Path] = None, study: Optio
     """
     from sqlalchemy import func, select
 
-    from .store import Annotator, Example, StoreError, Study
+    from ..store import Annotator, Example, StoreError, Study
 
     path = Path(path)
     legacy = legacy or read_legacy(path)
@@ -375,28 +374,3 @@ def import_legacy(store, path: Path, images: Optional[Path] = None, study: Optio
     report.images_copied, report.examples_without_images = _copy_images(
         legacy.examples, Path(images) if images else None, Path(report.image_dir), progress)
     return report
-
-
-def import_legacy_cmd(
-    path: Path = typer.Argument(..., help="The original app's SQLite database, or its Django fixtures folder."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else outputs/harmony.db)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder the legacy image paths are relative to: "
-                                                                 "its images are copied into the study."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the file or folder name)."),
-) -> None:
-    """Import a study made with the original HARMONY Django app (its database or fixtures)."""
-    from rich.console import Console
-
-    from .store import Store
-
-    legacy = read_legacy(path)  # wrong input fails before the store is touched
-    _check_images(images)
-    store = Store.open(db)
-    try:
-        report = import_legacy(store, path, images=images, study=study, progress=True, legacy=legacy)
-    finally:
-        store.close()
-    console = Console(highlight=False)
-    for line in report.lines():
-        console.print(line, soft_wrap=True, markup=False)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 from .rendering import RenderSettings, encode_png, render_pairs, write_atomic
 
@@ -328,7 +328,7 @@ def cell_means(store, study_id: int, cell: dict) -> tuple[float | None, float | 
     """Mean original and fine-tuned score over a cell's examples (those with a defined score)."""
     from sqlalchemy import func, select
 
-    from .store import Example
+    from ..store import Example
 
     with store.read() as session:
         original, finetuned = session.execute(
@@ -376,7 +376,7 @@ def build_study(cfg: DictConfig, console=None, db: str | None = None) -> tuple[s
     """Build (or complete) the study described by ``cfg.study``; (study name, one result per cell)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .store import Store
+    from ..store import Store
 
     settings = study_settings(cfg)
     examples_per_cell = int(settings.get("examples_per_cell", 200))

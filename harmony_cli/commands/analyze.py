@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "imperceptible": "dim",
                   "no_labels": "dim italic"}
@@ -34,7 +34,7 @@ def metric_directions(config_dir: Path) -> dict[str, bool]:
 
 def pick_study(store, name: str | None):
     """The study called ``name``, else the most recently created one; UserError when there is none."""
-    from .store.db import shown_url
+    from ..store.db import shown_url
 
     studies = store.studies()
     where = shown_url(store.url)
@@ -55,9 +55,9 @@ def study_report(store, study_name: str | None = None, settings=None, simulated:
     """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata."""
     import pandas as pd
 
-    from .analysis import AnalysisSettings, analyze_labels, select_label_source
-    from .hydra_app import CONFIG_DIR
-    from .store.db import shown_url
+    from ..analysis import AnalysisSettings, analyze_labels, select_label_source
+    from ..hydra_app import CONFIG_DIR
+    from ..store.db import shown_url
 
     study = pick_study(store, study_name)
     cells = pd.DataFrame(store.cells(study.name))
@@ -132,9 +132,9 @@ def analyze(
     from hydra.utils import instantiate
     from rich.console import Console
 
-    from .analysis import write_report
-    from .hydra_app import compose_config
-    from .store import Store
+    from ..analysis import write_report
+    from ..hydra_app import compose_config
+    from ..store import Store
 
     console = Console()
     cfg = compose_config(overrides or [], task="analyze")

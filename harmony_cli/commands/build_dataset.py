@@ -1,4 +1,4 @@
-"""``harmony build-dataset``: the command line of :mod:`harmony_cli.build_dataset`.
+"""``harmony build-dataset``: the command line of :mod:`harmony_cli.study.build`.
 
 Kept apart so that ``harmony --help`` and the other commands start without importing torch.
 """
@@ -21,7 +21,7 @@ def command(
     from rich.console import Console
 
     from .build_dataset import BuildError, build_study, summary_table, translate_overrides
-    from .hydra_app import compose_config
+    from ..hydra_app import compose_config
 
     console = Console()
     cfg = compose_config(translate_overrides(list(overrides or [])), task="build_dataset")

@@ -21,7 +21,7 @@ from pathlib import Path
 import typer
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.errors import UserError
+from ..errors import UserError
 
 TASK = "finetune"
 # Override keys that may differ between a run and its resumption.
@@ -60,7 +60,7 @@ def find_resumable(root: Path, overrides: list[str], multirun: bool = False) -> 
 
 def resume_args(args: list[str]) -> list[str]:
     """``args`` with the run (or sweep) dir to resume added, when ``ckpt_path=last`` names none."""
-    from .hydra_app import compose_config, split_args, sweep_combinations
+    from ..hydra_app import compose_config, split_args, sweep_combinations
 
     overrides, flags = split_args(args)
     if "ckpt_path=last" not in overrides:
@@ -85,7 +85,7 @@ def check_all(args: list[str]) -> None:
     """Compose every run of the command and check that it can work, before any run starts."""
     from lightning_modules.finetune import check_combination
 
-    from .hydra_app import compose_config, split_args, sweep_combinations
+    from ..hydra_app import compose_config, split_args, sweep_combinations
 
     overrides, flags = split_args(args)
     if any(f in flags for f in ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i")):
@@ -113,11 +113,16 @@ def task(cfg: DictConfig, script: str | None = None) -> dict | None:
             hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
         return run_finetune(cfg, hydra_cfg.runtime.output_dir, resume_missing_ok=hydra_cfg.mode == RunMode.MULTIRUN)
-    except UserError as exc:
+    except Exception as exc:
         # Inside a Hydra job an exception becomes a traceback; a user error stays one line.
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from ..errors import find_user_error
+
+        error = find_user_error(exc)
+        if error is None:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     finally:
         sys.argv = saved
@@ -135,7 +140,7 @@ def command(
     checkpoints/, logs/)."""
     from functools import partial
 
-    from .hydra_app import run_hydra, split_args
+    from ..hydra_app import run_hydra, split_args
 
     args = list(ctx.args)
     if resume and not any(a.startswith("ckpt_path=") for a in args):

@@ -37,7 +37,7 @@ class RenderSettings:
     resample: str = "bilinear"
 
     def __post_init__(self):
-        from lightning_modules.errors import UserError
+        from harmony_cli.errors import UserError
 
         if self.colormap not in PERCEPTUAL_COLORMAPS:
             raise UserError(f"study.colormap={self.colormap!r} is not a perceptually uniform colormap: "

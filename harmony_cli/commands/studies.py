@@ -19,7 +19,7 @@ def studies(
     from rich.console import Console
     from rich.table import Table
 
-    from .store import Store
+    from ..store import Store
 
     store = Store.open(db, create=False)
     try:

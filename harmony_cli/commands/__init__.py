@@ -1,0 +1,1 @@
+"""Thin Typer commands, one module per CLI name; the work lives in study/, store/, analysis/."""

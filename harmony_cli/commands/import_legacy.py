@@ -1,0 +1,33 @@
+"""``harmony import-legacy``: the command line of :mod:`harmony_cli.study.import_legacy`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..study.import_legacy import _check_images, import_legacy, read_legacy
+
+def command(
+    path: Path = typer.Argument(..., help="The original app's SQLite database, or its Django fixtures folder."),
+    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
+                                                        "else outputs/harmony.db)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder the legacy image paths are relative to: "
+                                                                 "its images are copied into the study."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the file or folder name)."),
+) -> None:
+    """Import a study made with the original HARMONY Django app (its database or fixtures)."""
+    from rich.console import Console
+
+    from ..store import Store
+
+    legacy = read_legacy(path)  # wrong input fails before the store is touched
+    _check_images(images)
+    store = Store.open(db)
+    try:
+        report = import_legacy(store, path, images=images, study=study, progress=True, legacy=legacy)
+    finally:
+        store.close()
+    console = Console(highlight=False)
+    for line in report.lines():
+        console.print(line, soft_wrap=True, markup=False)

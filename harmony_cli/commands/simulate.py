@@ -1,0 +1,34 @@
+"""``harmony simulate-annotators``: the command line of :mod:`harmony_cli.study.simulate`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..store import Store, StoreError
+from ..study.simulate import simulate
+
+def command(
+    study: Optional[str] = typer.Option(None, help="Study to answer (default: the newest)."),
+    annotators: int = typer.Option(5, min=1, help="How many simulated annotators."),
+    preference: float = typer.Option(0.7, help="Probability a decisive answer prefers the fine-tuned map "
+                                               "(0.5: the metric is imperceptible)."),
+    neither: float = typer.Option(0.25, help="Probability of answering Neither."),
+    noise: float = typer.Option(0.1, help="Probability of an inattentive, uniformly random answer."),
+    gain_weight: float = typer.Option(1.0, help="How strongly a larger metric gain raises the preference."),
+    seed: int = typer.Option(0, help="Random seed."),
+    db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: HARMONY_DB_URL or "
+                                                        "sqlite:///outputs/harmony.db)."),
+) -> None:
+    """Answer a study with simulated annotators (marked simulated; never mixed with real labels)."""
+    from rich import print as rprint
+
+    store = Store.open(db, create=False)
+    if study is None:
+        studies = store.studies()
+        if not studies:
+            raise StoreError(f"{store.url} has no study yet: run `harmony build-dataset` first")
+        study = studies[-1].name
+    written = simulate(store, study, annotators, preference, neither, noise, gain_weight, seed)
+    rprint(f"{annotators} simulated annotators answered study [bold]{study}[/]: {written} labels "
+           f"(preference {preference}, neither {neither}, noise {noise})")

@@ -1,0 +1,1 @@
+"""Making and filling studies: build-dataset, rendering, import-legacy, the annotator simulator."""
