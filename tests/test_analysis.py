@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import sys
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from harmony_cli.analysis import (AnalysisSettings, analyze_labels, cluster_bootstrap_share, cells_frame, to_json,
                                   write_report)
-from harmony_cli.analysis.stats import select_label_source
+from harmony_cli.analysis import select_label_source
 from harmony_cli.errors import UserError
 
 CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
@@ -67,17 +66,23 @@ def test_perfect_agreement_gives_kappa_and_alpha_one():
 
 
 def test_all_neither_is_imperceptible_with_undefined_agreement_and_no_nan():
-    frame = labels([(e, f"a{a}", "neither") for e in range(10) for a in range(3)])
+    frame = labels([(e, f"a{a}", "neither") for e in range(100) for a in range(3)])
     report = analyze_labels(frame, FAST)
     cell = one_cell(report)
-    for key in ("fleiss_kappa", "krippendorff_alpha", "p_value", "p_value_holm", "decisive_finetuned_share",
-                "decisive_bootstrap_interval"):
+    for key in ("fleiss_kappa", "krippendorff_alpha", "net_preference", "net_preference_interval",
+                "decisive_finetuned_share", "decisive_bootstrap_interval"):
         assert cell[key] is None, key
-    assert cell["sign_test"]["p_value"] is None
+    for test in ("direction_test", "equivalence_test", "secondary_label_level_binomial", "sign_test"):
+        assert cell[test]["p_value"] is None, test
     assert any("every label is 'neither'" in n for n in cell["notes"])
-    assert cell["verdict"] == "imperceptible"
-    assert "Neither is 100% of labels (dominant)" in cell["verdict_detail"]
+    assert cell["verdict"] == "imperceptible" and cell["neither_dominant"]
+    assert "Neither dominant" in cell["verdict_detail"]
     assert cell["shares"]["neither"] == 1.0
+    # 10 examples of 3 Neither labels cannot show d < 10%: the upper bound of 0/10 (one label per
+    # example, as if perfectly correlated) is Wilson's 27.8%.
+    few = one_cell(analyze_labels(frame[frame.example_id < 10], FAST))
+    assert few["decisive_rate_interval"][1] == pytest.approx(0.2775, abs=1e-3)
+    assert few["verdict"] == "inconclusive"
     json.loads(to_json(report))  # allow_nan=False: raises on any NaN
 
 
@@ -90,7 +95,7 @@ def test_one_annotator_has_tests_but_no_agreement():
     assert cell["n_annotators"] == 1
     assert cell["fleiss_kappa"] is None and cell["krippendorff_alpha"] is None
     assert any("no example has two or more labels" in n for n in cell["notes"])
-    assert cell["p_value"] == pytest.approx(binomtest(9, 11, 0.5).pvalue)
+    assert cell["secondary_label_level_binomial"]["p_value"] == pytest.approx(binomtest(9, 11, 0.5).pvalue)
     assert report["annotators"][0]["agreement_with_majority"] is None
     json.loads(to_json(report))
 
@@ -113,13 +118,15 @@ def test_empty_cell_is_reported_as_such():
     by_attr = {c["attribution"]: c for c in report["cells"]}
     empty = by_attr["unlabelled_method"]
     assert (empty["n_examples"], empty["n_labels"], empty["n_annotators"]) == (12, 0, 0)
-    assert empty["verdict"] == "no_labels"
+    assert empty["verdict"] == "inconclusive"
     assert empty["counts"] == {"original": 0, "neither": 0, "finetuned": 0}
-    assert empty["shares"]["original"] is None and empty["p_value"] is None and empty["fleiss_kappa"] is None
+    assert empty["shares"]["original"] is None and empty["direction_test"]["p_value"] is None
+    assert empty["fleiss_kappa"] is None and empty["decisive_rate"] is None
     assert empty["notes"]
     assert by_attr["gradcam"]["n_labels"] == 24
     # Holm counts only the defined test: the labelled cell's corrected p equals its raw p.
-    assert by_attr["gradcam"]["p_value_holm"] == pytest.approx(by_attr["gradcam"]["p_value"])
+    second = by_attr["gradcam"]["secondary_label_level_binomial"]
+    assert second["p_value_holm"] == pytest.approx(second["p_value"])
     json.loads(to_json(report))
     assert len(cells_frame(report)) == 2
 
@@ -131,18 +138,20 @@ def test_verdicts_follow_holm_corrected_tests():
     plans = {"prefers_ft": ["finetuned"] * 4 + ["original"], "prefers_orig": ["original"] * 4 + ["neither"],
              "balanced": ["original", "finetuned", "neither", "neither", "original", "finetuned"]}
     for c, (attr, pattern) in enumerate(plans.items()):
-        for e in range(20):
-            for a, choice in enumerate(pattern[:5]):
+        for e in range(40):
+            for a in range(5):
                 rows.append({**CELL, "attribution": attr, "example_id": c * 100 + e, "annotator": f"a{a}",
                              "choice": pattern[(a + e) % len(pattern)]})
     report = analyze_labels(pd.DataFrame(rows), FAST)
     cells = {c["attribution"]: c for c in report["cells"]}
     assert cells["prefers_ft"]["verdict"] == "aligned"
     assert cells["prefers_orig"]["verdict"] == "misaligned"
-    assert cells["balanced"]["verdict"] == "imperceptible"
-    raw = [c["p_value"] for c in report["cells"]]
-    assert [c["p_value_holm"] for c in report["cells"]] == pytest.approx(list(multipletests(raw, method="holm")[1]))
-    assert report["rollups"]["attribution"][0]["verdicts"]["imperceptible"] == 1
+    assert cells["balanced"]["verdict"] == "no_preference"  # 67% decisive, split evenly
+    for family in ("direction_test", "equivalence_test", "secondary_label_level_binomial", "sign_test"):
+        raw = [c[family]["p_value"] for c in report["cells"]]
+        assert [c[family]["p_value_holm"] for c in report["cells"]] == pytest.approx(
+            list(multipletests(raw, method="holm")[1])), family
+    assert report["rollups"]["attribution"][0]["verdicts"]["no_preference"] == 1
 
 
 def test_annotator_agreement_with_majority_and_position_bias():
@@ -214,8 +223,10 @@ def test_statistics_match_scipy_statsmodels_krippendorff():
             low, high = proportion_confint(counts.get(k, 0), n, alpha=0.05, method="wilson")
             assert cell["share_intervals"][k] == pytest.approx([low, high])
         fin, orig = counts.get("finetuned", 0), counts.get("original", 0)
-        assert cell["p_value"] == pytest.approx(binomtest(fin, fin + orig, 0.5).pvalue)
-        assert cell["decisive_interval"] == pytest.approx(list(proportion_confint(fin, fin + orig, method="wilson")))
+        second = cell["secondary_label_level_binomial"]
+        assert second["p_value"] == pytest.approx(binomtest(fin, fin + orig, 0.5).pvalue)
+        assert second["decisive_wilson_interval"] == pytest.approx(
+            list(proportion_confint(fin, fin + orig, method="wilson")))
 
         # Krippendorff: annotators x examples matrix of category codes, NaN where missing.
         wide = part.pivot(index="annotator", columns="example_id", values="choice")
@@ -261,12 +272,16 @@ def test_gain_regression_matches_label_level_logit():
     decisive = frame[frame.choice != "neither"]
     y = (decisive.choice == "finetuned").astype(float).to_numpy()
     x = sm.add_constant((decisive.finetuned_score - decisive.original_score).to_numpy())
-    fit = sm.Logit(y, x).fit(disp=0)
+    fit = sm.Logit(y, x).fit(disp=0, cov_type="cluster", cov_kwds={"groups": decisive.example_id.to_numpy()})
+    naive = sm.Logit(y, x).fit(disp=0)
     reg = cell["gain_regression"]
     assert reg["n_labels"] == len(decisive)
     assert reg["coefficient"] == pytest.approx(fit.params[1], rel=1e-5)
     assert reg["intercept"] == pytest.approx(fit.params[0], rel=1e-5)
-    assert reg["p_value"] == pytest.approx(fit.pvalues[1], rel=1e-4)
+    assert reg["std_error"] == pytest.approx(fit.bse[1], rel=1e-4)  # clustered by example
+    assert reg["p_value"] == pytest.approx(fit.pvalues[1], rel=1e-3)
+    assert reg["std_error_independent"] == pytest.approx(naive.bse[1], rel=1e-4)
+    assert reg["std_error"] != pytest.approx(naive.bse[1], rel=1e-2)
     assert reg["coefficient"] > 0 and reg["p_value"] < 0.05
     # A lower-is-better metric: the same scores mean the opposite gain.
     flipped = one_cell(analyze_labels(frame, FAST, higher_is_better={"rma": False}))["gain_regression"]
@@ -318,7 +333,8 @@ def test_report_files_are_complete(tmp_path):
     frame.loc[frame.attribution == "method0", "choice"] = "neither"  # an all-neither cell among others
     report = _report(frame)
     written = write_report(report, tmp_path / "rep")
-    assert sorted(written) == ["cells.csv", "preferences.png", "report.json", "report.md"]
+    assert sorted(written) == ["cells.csv", "preferences.pdf", "preferences.png", "report.json", "report.md",
+                               "report.tex"]  # no gain figure: these labels carry no metric scores
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["cells"][0]["fleiss_kappa"] is None and data["cells"][0]["notes"]
     csv = pd.read_csv(tmp_path / "rep" / "cells.csv")
@@ -420,107 +436,3 @@ def test_analyze_user_errors_are_one_line(small_store, tmp_path, monkeypatch, ca
     assert "has no examples" in _main_error(monkeypatch, capsys, "--db", empty, "--study", "bare")
     assert "unknown config option" in _main_error(monkeypatch, capsys, "--db", small_store, "analysis.nope=1")
     assert "alpha" in _main_error(monkeypatch, capsys, "--db", small_store, "analysis.settings.alpha=2")
-
-
-# --- the published study -----------------------------------------------------------------
-
-
-def legacy_labels(path) -> pd.DataFrame:
-    """The published study's labels straight from the original app's tables (duplicates: the last row)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-        frame = pd.read_sql(
-            """SELECT l.id, l.example_id, d.name AS dataset, x.name AS metric, m.name AS backbone,
-                      r.name AS attribution, u.username AS annotator, l.choice
-               FROM relevavance_label l JOIN relevavance_example e ON e.id = l.example_id
-               JOIN relevavance_dataset d ON d.id = e.dataset_id JOIN relevavance_experiment x ON x.id = e.experiment_id
-               JOIN relevavance_cnnmodel m ON m.id = e.cnn_model_id
-               JOIN relevavance_relevancymethod r ON r.id = e.relevancy_method_id
-               JOIN auth_user u ON u.id = l.user_id ORDER BY l.id""", con)
-    frame = frame.drop_duplicates(["example_id", "annotator"], keep="last")
-    return frame.assign(choice=frame.choice.replace({"learn": "finetuned"}))
-
-
-def expected_cells(frame: pd.DataFrame) -> dict[tuple, dict]:
-    """Counts, Fleiss' kappa and Krippendorff's alpha per cell, computed with the libraries directly."""
-    import krippendorff
-    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
-
-    out = {}
-    for key, part in frame.groupby(["dataset", "metric", "backbone", "attribution"]):
-        codes = part.pivot(index="example_id", columns="annotator", values="choice").replace(
-            {"original": 0, "neither": 1, "finetuned": 2}).astype(int).to_numpy()
-        table, _ = aggregate_raters(codes, n_cat=3)
-        one_value = len(np.unique(codes)) == 1
-        out[key] = {"n_examples": codes.shape[0], "n_annotators": codes.shape[1], "n_labels": codes.size,
-                    "counts": {k: int((part.choice == k).sum()) for k in ("original", "neither", "finetuned")},
-                    "fleiss_kappa": None if one_value else fleiss_kappa(table),
-                    "krippendorff_alpha": None if one_value else krippendorff.alpha(
-                        reliability_data=codes.T.astype(float), level_of_measurement="nominal")}
-    return out
-
-
-def check_published(report: dict, expected: dict, name_of=lambda field, value: value):
-    assert len(report["cells"]) == 30
-    seen = set()
-    for key, want in expected.items():
-        mapped = tuple(name_of(f, v) for f, v in zip(("dataset", "metric", "backbone", "attribution"), key))
-        got = [c for c in report["cells"] if (c["dataset"], c["metric"], c["backbone"], c["attribution"]) == mapped]
-        assert len(got) == 1, mapped
-        cell = got[0]
-        seen.add(mapped)
-        assert (cell["n_examples"], cell["n_annotators"], cell["n_labels"]) == (200, 5, 1000)
-        assert cell["counts"] == want["counts"]
-        for stat in ("fleiss_kappa", "krippendorff_alpha"):
-            if want[stat] is None:
-                assert cell[stat] is None, (mapped, stat)
-            else:
-                assert cell[stat] == pytest.approx(want[stat], abs=1e-9), (mapped, stat)
-    assert len(seen) == 30
-
-
-@pytest.fixture(scope="module")
-def published(legacy_db):
-    frame = legacy_labels(legacy_db)
-    return frame, expected_cells(frame)
-
-
-def test_published_study_from_legacy_tables(published):
-    frame, expected = published
-    report = analyze_labels(frame, AnalysisSettings(bootstrap_resamples=200))
-    check_published(report, expected)
-    undefined = [c for c in report["cells"] if c["fleiss_kappa"] is None]
-    assert [(c["metric"], c["backbone"], c["attribution"]) for c in undefined] == [
-        ("ISLearnableMetric", "ResNet", "GradCamAttributor")]
-    assert undefined[0]["counts"]["neither"] == 1000 and undefined[0]["verdict"] == "imperceptible"
-    assert any("every label is 'neither'" in n for n in undefined[0]["notes"])
-    json.loads(to_json(report))
-    assert report["position_bias"]["left_share"] is None  # the original app recorded no sides
-
-
-def test_published_study_end_to_end(published, legacy_db, tmp_path):
-    """harmony import-legacy, then harmony analyze: the report holds the data's figures."""
-    from typer.testing import CliRunner
-
-    from harmony_cli.study import import_legacy as legacy
-    from harmony_cli.main import app
-    from harmony_cli.store import Store
-
-    frame, expected = published
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    store = Store.open(url)
-    legacy.import_legacy(store, legacy_db, image_dir=tmp_path / "images")
-    store.close()
-    out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["analyze", "--db", url, "--out", str(out),
-                                      "analysis.settings.bootstrap_resamples=200"])
-    assert result.exit_code == 0, result.output
-    text = (out / "report.json").read_text()
-    assert "NaN" not in text
-    report = json.loads(text)
-    maps = {f: mapping for f, (_, mapping) in legacy.CELL_SOURCES.items()}
-    check_published(report, expected, name_of=lambda field, value: maps[field].get(value, value))
-    (ris,) = [c for c in report["cells"]
-              if (c["metric"], c["backbone"], c["attribution"]) == ("ris", "resnet18", "gradcam")]
-    assert ris["fleiss_kappa"] is None and ris["krippendorff_alpha"] is None and ris["notes"]
-    assert report["label_source"] == "real" and len(report["annotators"]) == 5
-    assert all(math.isfinite(c["p_value"]) for c in report["cells"] if c["p_value"] is not None)

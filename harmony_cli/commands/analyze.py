@@ -1,14 +1,16 @@
 """``harmony analyze``: does the metric agree with people? A report of a study's labels.
 
-Reads the labels of one study from the store, runs harmony_cli.analysis on them and writes
-report.json, cells.csv, report.md and preferences.png into a report folder, with a table in
-the terminal. Real and simulated labels are never mixed: by default the real labels are
-analyzed when the study has any, else the simulated ones (``--simulated`` / ``--real`` choose).
+Reads the labels of one study (default: the newest) from the store, runs harmony_cli.analysis on them,
+writes the report folder (report.json, cells.csv, report.md, report.tex, figures as PNG + PDF) and
+prints the cells as a table, Markdown, CSV or JSON. Real and simulated labels are never mixed: by
+default the real labels are analyzed when the study has any, else the simulated ones.
 """
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -16,24 +18,19 @@ import typer
 
 from ..errors import UserError
 
-VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "imperceptible": "dim",
-                  "no_labels": "dim italic"}
+VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "no_preference": "bold",
+                  "imperceptible": "dim", "inconclusive": "italic"}
 
 
-def metric_directions(config_dir: Path) -> dict[str, bool]:
-    """metric name -> higher_is_better, from the metric config group (conf/metric/*.yaml)."""
-    from omegaconf import OmegaConf
-
-    directions = {}
-    for path in sorted((config_dir / "metric").glob("*.yaml")):
-        cfg = OmegaConf.load(path)
-        if "higher_is_better" in cfg:
-            directions[str(cfg.get("name", path.stem))] = bool(cfg.higher_is_better)
-    return directions
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
 
 
 def pick_study(store, name: str | None):
-    """The study called ``name``, else the most recently created one; UserError when there is none."""
+    """The study called ``name``, else the newest one (latest created); UserError when there is none."""
     from ..store.db import shown_url
 
     studies = store.studies()
@@ -42,7 +39,7 @@ def pick_study(store, name: str | None):
         raise UserError(f"no studies in {where}: build one (harmony build-dataset) or import one "
                         f"(harmony import-legacy PATH), or give --db the right database")
     if name is None:
-        return studies[-1]
+        return max(studies, key=lambda s: (s.created_at.replace(tzinfo=None) if s.created_at else datetime.min, s.id))
     for study in studies:
         if study.name == name:
             return study
@@ -50,13 +47,17 @@ def pick_study(store, name: str | None):
     raise UserError(f"no study named {name!r} in {where} (it has: {known}): see `harmony studies`")
 
 
-def study_report(store, study_name: str | None = None, settings=None, simulated: bool | None = None,
-                 config_dir: Path | None = None) -> dict:
+def study_directions(study) -> dict[str, bool]:
+    """metric -> higher_is_better as the study recorded it (``study.config["higher_is_better"]``)."""
+    recorded = (study.config or {}).get("higher_is_better") or {}
+    return {str(k): bool(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def study_report(store, study_name: str | None = None, settings=None, simulated: bool | None = None) -> dict:
     """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata."""
     import pandas as pd
 
     from ..analysis import AnalysisSettings, analyze_labels, select_label_source
-    from ..hydra_app import CONFIG_DIR
     from ..store.db import shown_url
 
     study = pick_study(store, study_name)
@@ -66,48 +67,50 @@ def study_report(store, study_name: str | None = None, settings=None, simulated:
                         f"harmony import-legacy")
     labels = store.labels_frame(study.name)
     if labels.empty:
-        raise UserError(f"study {study.name!r} has no labels yet: annotate it (streamlit run webui/app.py) or "
-                        f"simulate annotators")
+        raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
+                        f"simulate annotators (harmony simulate-annotators)")
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
     analysis = analyze_labels(chosen, settings or AnalysisSettings(), cells=cells,
-                              higher_is_better=metric_directions(config_dir or CONFIG_DIR))
+                              higher_is_better=study_directions(study))
     return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
             "labels_left_out": int(len(labels) - len(chosen)), **analysis}
 
 
+def _pct(v, sign: bool = False) -> str:
+    return "–" if v is None else (f"{100 * v:+.0f}" if sign else f"{100 * v:.0f}")
+
+
+def _p(v) -> str:
+    return "–" if v is None else f"{v:.3g}"
+
+
 def report_table(report: dict):
-    """The cells of a report as a rich Table (one line per cell)."""
+    """The cells of a report as a rich Table (one line per cell, every figure in full)."""
     from rich.table import Table
 
     several = len({c["dataset"] for c in report["cells"]}) > 1
     level = f"{report['settings']['confidence']:.0%}"
     table = Table(title=f"{report['study']}: {report['n_labels']} {report['label_source']} labels by "
-                        f"{report['n_annotators']} annotators", title_justify="left", header_style="bold",
-                  caption=f"o/n/f: shares of original / neither / fine-tuned; fine|dec: fine-tuned share of the "
-                          f"decisive labels [{level} Wilson]; p: binomial test, Holm over cells; κ Fleiss, "
-                          f"α Krippendorff", caption_justify="left")
+                        f"{report['n_annotators']} annotators. Rule: {report['rule']}", title_justify="left",
+                  header_style="bold", caption=f"o/n/f: % original / neither / fine-tuned; d: decisive rate; Δ: net "
+                  f"preference (fine-tuned - original)/labels, % [{level}, clustered by example]; p: clustered "
+                  f"direction test, Holm; p lab: label-level binomial (secondary), Holm; κ Fleiss, α Krippendorff; "
+                  f"†: Neither dominant", caption_justify="left")
     table.add_column("cell", no_wrap=True)
-    for name in ("labels", "o/n/f %", "fine|dec", "p", "κ", "α", "verdict"):
+    for name in ("labels", "o/n/f %", "d %", "Δ %", "p", "p lab", "κ", "α", "verdict"):
         table.add_column(name, justify="left" if name == "verdict" else "right", no_wrap=True)
-
-    def pct(v):
-        return "–" if v is None else f"{100 * v:.0f}"
-
-    def num(v):
-        return "–" if v is None else f"{v:.2f}"
-
     for c in report["cells"]:
-        ci = c["decisive_interval"]
-        share = "–" if c["decisive_finetuned_share"] is None else (
-            f"{pct(c['decisive_finetuned_share'])}% [{pct(ci[0])}-{pct(ci[1])}]")
-        p = c["p_value_holm"]
-        name = ((f"{c['dataset']}/" if several else "") + f"{c['metric']}/{c['backbone']}/{c['attribution']}")
-        shares = "/".join(pct(c["shares"][k]) for k in ("original", "neither", "finetuned"))
-        table.add_row(name, str(c["n_labels"]), shares, share,
-                      "–" if p is None else ("<.001" if p < 0.001 else f"{p:.3f}"),
-                      num(c["fleiss_kappa"]), num(c["krippendorff_alpha"]),
-                      f"[{VERDICT_COLORS.get(c['verdict'], '')}]{c['verdict']}[/]")
+        d, delta = c["decisive_rate_interval"], c["net_preference_interval"]
+        name = (f"{c['dataset']}/" if several else "") + f"{c['metric']}/{c['backbone']}/{c['attribution']}"
+        table.add_row(
+            name, str(c["n_labels"]), "/".join(_pct(c["shares"][k]) for k in ("original", "neither", "finetuned")),
+            _pct(c["decisive_rate"]) + (f" [{_pct(d[0])},{_pct(d[1])}]" if d else ""),
+            _pct(c["net_preference"], True) + (f" [{_pct(delta[0], True)},{_pct(delta[1], True)}]" if delta else ""),
+            _p(c["direction_test"]["p_value_holm"]), _p(c["secondary_label_level_binomial"]["p_value_holm"]),
+            "–" if c["fleiss_kappa"] is None else f"{c['fleiss_kappa']:.3f}",
+            "–" if c["krippendorff_alpha"] is None else f"{c['krippendorff_alpha']:.3f}",
+            f"[{VERDICT_COLORS.get(c['verdict'], '')}]{c['verdict']}[/]" + (" †" if c["neither_dominant"] else ""))
     return table
 
 
@@ -116,19 +119,42 @@ def default_out_dir(base: Path, study: str) -> Path:
     return Path(base) / f"{safe}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
 
 
+def print_report(report: dict, fmt: Format, console) -> None:
+    """The report on stdout in ``fmt``; a table is never cut when stdout is not a terminal."""
+    from ..analysis import VERDICTS, cells_frame, to_json
+    from ..analysis.markdown import markdown
+
+    if fmt is Format.json:
+        sys.stdout.write(to_json(report) + "\n")
+    elif fmt is Format.csv:
+        cells_frame(report).to_csv(sys.stdout, index=False)
+    elif fmt is Format.markdown:
+        sys.stdout.write(markdown(report) + "\n")
+    else:
+        console.print(report_table(report))
+        tally = ", ".join(f"{v} {sum(c['verdict'] == v for c in report['cells'])}" for v in VERDICTS)
+        console.print(f"{tally} of {len(report['cells'])} cells ({report['label_source']} labels"
+                      + (f", {report['labels_left_out']} other labels left out" if report["labels_left_out"] else "")
+                      + ")", highlight=False)
+        for note in report.get("notes", []):
+            console.print(f"note: {note}", highlight=False)
+
+
 def analyze(
     overrides: Optional[list[str]] = typer.Argument(
-        None, help="Hydra overrides, e.g. analysis.settings.alpha=0.01 analysis.settings.verdict_test=sign."),
+        None, help="Hydra overrides, e.g. analysis.settings.alpha=0.01 analysis.settings.equivalence_margin=0.05."),
     db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: HARMONY_DB_URL, "
                                                         "else outputs/harmony.db)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the most recent study)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the newest study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: outputs/reports/<study>-<time>/)."),
     simulated: Optional[bool] = typer.Option(
         None, "--simulated/--real",
         help="Analyze the simulated or the real annotators' labels (never both). Default: the real labels when "
              "the study has any, else the simulated ones."),
+    fmt: Format = typer.Option(Format.table, "--format", help="What to print: table, markdown, csv or json "
+                                                              "(the report folder is written in every case)."),
 ) -> None:
-    """Report whether people prefer the fine-tuned maps: per cell shares, tests, agreement and a verdict."""
+    """Report whether people prefer the fine-tuned maps: per cell shares, clustered tests, agreement, a verdict."""
     from hydra.utils import instantiate
     from rich.console import Console
 
@@ -136,23 +162,18 @@ def analyze(
     from ..hydra_app import compose_config
     from ..store import Store
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+    messages = console if fmt is Format.table else Console(stderr=True)
     cfg = compose_config(overrides or [], task="analyze")
     settings = instantiate(cfg.analysis.settings)
     store = Store.open(db or cfg.db_url, create=False)
     try:
-        with console.status("reading the labels and analyzing them"):
+        with messages.status("reading the labels and analyzing them"):
             report = study_report(store, study, settings, simulated)
         target = out or default_out_dir(Path(cfg.analysis.out_dir), report["study"])
-        with console.status(f"writing the report to {target}"):
+        with messages.status(f"writing the report to {target}"):
             written = write_report(report, target)
     finally:
         store.close()
-    console.print(report_table(report))
-    tally = {v: sum(c["verdict"] == v for c in report["cells"]) for v in ("aligned", "misaligned", "imperceptible")}
-    console.print(f"aligned {tally['aligned']}, misaligned {tally['misaligned']}, imperceptible "
-                  f"{tally['imperceptible']} of {len(report['cells'])} cells (alpha {settings.alpha}, Holm; "
-                  f"{report['label_source']} labels"
-                  + (f", {report['labels_left_out']} other labels left out" if report["labels_left_out"] else "")
-                  + ")")
-    console.print(f"wrote [bold]{target}[/] ({', '.join(sorted(written))})", highlight=False)
+    print_report(report, fmt, console)
+    messages.print(f"wrote [bold]{target}[/] ({', '.join(sorted(written))})", highlight=False)

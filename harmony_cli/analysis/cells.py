@@ -1,0 +1,168 @@
+"""Per-cell statistics of a study: computed for all cells at once (arrays), then one row per cell."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from .agreement import agreement, majority_votes
+from .bootstrap import cluster_bootstrap_share
+from .clustered import clustered_shares
+from .encoding import CHOICES, FINETUNED, NEITHER, ORIGINAL, EncodedLabels
+from .regression import gain_bins, gain_regression
+from .settings import AnalysisSettings
+from .significance import binomial_p, holm, wilson_interval
+from .values import finite, pair, shares_with_intervals
+from .verdict import verdict_detail, verdicts
+
+DIRECTION_METHOD = ("z test of the net preference with example-clustered (sandwich) standard errors, "
+                    "Holm over the cells")
+LABEL_LEVEL_NOTE = "secondary: treats every label as independent (ignores that an example's labels are correlated)"
+
+
+def holm_where(p: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Holm over the entries with ``keep`` (NaN p never counts); NaN elsewhere."""
+    return holm(np.where(keep, p, np.nan))
+
+
+def cell_arrays(data: EncodedLabels, settings: AnalysisSettings) -> SimpleNamespace:
+    """Every per-cell figure as (C,) arrays, vectorized over examples."""
+    C, ex_cell, counts = data.n_cells, data.example_cell, data.counts
+    fin, orig = counts[:, FINETUNED], counts[:, ORIGINAL]
+    a = SimpleNamespace(counts=np.stack([np.bincount(ex_cell, weights=counts[:, k], minlength=C)
+                                         for k in range(3)], 1).astype(np.int64))
+    a.fig = clustered_shares(counts, ex_cell, C, settings.confidence, settings.equivalence_margin)
+    tested = a.fig.n_examples >= max(settings.min_examples, 2)
+    a.p_direction_holm = holm_where(a.fig.p_direction, tested)
+    a.p_equivalence_holm = holm_where(a.fig.p_equivalence, tested)
+    a.verdicts = verdicts(a.fig.decisive_low, a.fig.decisive_high, a.fig.delta, a.p_direction_holm,
+                          a.p_equivalence_holm, a.fig.n_examples, settings)
+    a.n_fin, a.n_dec = a.counts[:, FINETUNED], a.counts[:, FINETUNED] + a.counts[:, ORIGINAL]
+    a.wilson = wilson_interval(a.n_fin, a.n_dec, settings.confidence)
+    a.p_binom = np.array([binomial_p(f, d) for f, d in zip(a.n_fin, a.n_dec)])
+    a.p_binom_holm = holm(a.p_binom)
+    a.more_fin = np.bincount(ex_cell, weights=fin > orig, minlength=C).astype(np.int64)
+    a.more_orig = np.bincount(ex_cell, weights=orig > fin, minlength=C).astype(np.int64)
+    a.p_sign = np.array([binomial_p(f, f + o) for f, o in zip(a.more_fin, a.more_orig)])
+    a.p_sign_holm = holm(a.p_sign)
+    enough = a.n_dec >= max(settings.min_decisive_bootstrap, 1)
+    boot = cluster_bootstrap_share(fin, fin + orig, np.where(enough[ex_cell], ex_cell, C), C + 1,
+                                   settings.bootstrap_resamples, settings.confidence, settings.seed)
+    a.boot = (boot[0][:C], boot[1][:C])
+    votes = majority_votes(counts)
+    a.majority = np.stack([np.bincount(ex_cell[votes == v], minlength=C) for v in range(4)], 1)
+    A = len(data.annotators)
+    a.n_annotators = ((np.bincount(data.label_cell * A + data.label_annotator, minlength=C * A).reshape(C, A) > 0)
+                      .sum(1) if A else np.zeros(C, dtype=np.int64))
+    order = np.argsort(ex_cell, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(ex_cell, minlength=C))])
+    a.members = [order[bounds[c]:bounds[c + 1]] for c in range(C)]
+    return a
+
+
+def clustered_row(a: SimpleNamespace, c: int, settings: AnalysisSettings) -> dict:
+    """The verdict's figures of cell ``c``."""
+    f = a.fig
+    return {
+        "decisive_rate": finite(f.decisive_rate[c]), "decisive_rate_interval": pair(f.decisive_low[c], f.decisive_high[c]),
+        "design_effect": finite(f.design_effect[c]),
+        "net_preference": finite(f.delta[c]), "net_preference_se": finite(f.delta_se[c]),
+        "net_preference_interval": pair(f.delta_low[c], f.delta_high[c]),
+        "direction_test": {"method": DIRECTION_METHOD, "p_value": finite(f.p_direction[c]),
+                           "p_value_holm": finite(a.p_direction_holm[c])},
+        "equivalence_test": {"method": f"two one-sided clustered z tests of |net preference| < "
+                                       f"{settings.equivalence_margin}, Holm over the cells",
+                             "margin": settings.equivalence_margin, "p_value": finite(f.p_equivalence[c]),
+                             "p_value_holm": finite(a.p_equivalence_holm[c])},
+    }
+
+
+def secondary_rows(a: SimpleNamespace, c: int, n_labelled: int) -> dict:
+    """Label-level and per-example-majority figures (kept for comparison, not used by the verdict)."""
+    return {
+        "n_decisive": int(a.n_dec[c]),
+        "decisive_finetuned_share": finite(a.n_fin[c] / a.n_dec[c]) if a.n_dec[c] else None,
+        "decisive_bootstrap_interval": pair(*(b[c] for b in a.boot)),
+        "secondary_label_level_binomial": {
+            "note": LABEL_LEVEL_NOTE, "decisive_wilson_interval": pair(a.wilson[0][c], a.wilson[1][c]),
+            "p_value": finite(a.p_binom[c]), "p_value_holm": finite(a.p_binom_holm[c])},
+        "sign_test": {"examples_finetuned": int(a.more_fin[c]), "examples_original": int(a.more_orig[c]),
+                      "examples_even": int(n_labelled - a.more_fin[c] - a.more_orig[c]),
+                      "p_value": finite(a.p_sign[c]), "p_value_holm": finite(a.p_sign_holm[c])},
+        "majority": {"original": int(a.majority[c, ORIGINAL]), "neither": int(a.majority[c, NEITHER]),
+                     "finetuned": int(a.majority[c, FINETUNED]), "tie": int(a.majority[c, 3])},
+    }
+
+
+def cell_notes(row: dict, settings: AnalysisSettings) -> list[str]:
+    """What a reader must know about a cell's figures."""
+    notes = []
+    if row["n_labels"] == 0:
+        notes.append("no labels in this cell: every statistic is undefined")
+    elif row["n_decisive"] == 0:
+        notes.append("no decisive label (every label is 'neither'): the net preference and its tests are undefined")
+    elif row["n_examples_labelled"] < max(settings.min_examples, 2):
+        notes.append(f"{row['n_examples_labelled']} labelled examples (< min_examples {settings.min_examples}): "
+                     f"no direction or equivalence verdict; the cell is left out of their Holm families")
+    if 0 < row["n_decisive"] < settings.min_decisive_bootstrap:
+        notes.append(f"no bootstrap interval: {row['n_decisive']} decisive labels, fewer than "
+                     f"min_decisive_bootstrap {settings.min_decisive_bootstrap}")
+    elif row["n_decisive"] and row["decisive_bootstrap_interval"] is None:
+        notes.append("no bootstrap interval (analysis.settings.bootstrap_resamples is 0)")
+    return notes
+
+
+def gain_row(data: EncodedLabels, examples: np.ndarray, metric: str, higher_is_better: dict | None) -> dict | None:
+    """The metric-gain regression of one cell's examples with both scores; None without scores."""
+    scored = examples[np.isfinite(data.original_score[examples]) & np.isfinite(data.finetuned_score[examples])]
+    if not len(scored):
+        return None
+    hib = (higher_is_better or {}).get(metric)
+    gain = data.finetuned_score[scored] - data.original_score[scored]
+    sign = -1.0 if hib is False else 1.0
+    counts = data.counts[scored]
+    regression = gain_regression(sign * gain, counts[:, FINETUNED], counts[:, ORIGINAL])
+    regression["bins"] = gain_bins(sign * gain, counts[:, FINETUNED], counts[:, ORIGINAL])
+    regression["higher_is_better"] = hib is not False
+    regression["mean_gain"] = finite(np.mean(sign * gain))
+    if hib is None:
+        regression["notes"].append(f"the study records no direction for metric {metric!r} "
+                                   f"(study.config['higher_is_better']): taken as higher is better")
+    return regression
+
+
+def cell_statistics(data: EncodedLabels, settings: AnalysisSettings, n_examples: np.ndarray | None = None,
+                    higher_is_better: dict[str, bool] | None = None) -> list[dict]:
+    """One dict per cell (report order) with every per-cell statistic of the report.
+
+    n_examples: (C,) examples per cell in the study (default: examples with labels).
+    higher_is_better: metric -> bool, from the study (``study.config["higher_is_better"]``); orients
+    the metric gain (a missing metric is taken as higher-is-better, said in its notes).
+    """
+    a = cell_arrays(data, settings)
+    labelled = a.fig.n_examples.astype(np.int64)
+    n_examples = labelled if n_examples is None else n_examples
+    rows = []
+    for c in range(data.n_cells):
+        cell = data.cells.iloc[c].to_dict()
+        shares, intervals = shares_with_intervals(a.counts[c], settings.confidence)
+        row = {**cell, "n_examples": int(n_examples[c]), "n_examples_labelled": int(labelled[c]),
+               "n_annotators": int(a.n_annotators[c]), "n_labels": int(a.counts[c].sum()),
+               "counts": {ch: int(a.counts[c, i]) for i, ch in enumerate(CHOICES)}, "shares": shares,
+               "share_intervals": intervals, "verdict": str(a.verdicts[c]),
+               "neither_dominant": bool((shares["neither"] or 0) > settings.neither_dominant),
+               **clustered_row(a, c, settings), **secondary_rows(a, c, int(labelled[c]))}
+        row["verdict_detail"] = verdict_detail(row["verdict"], row, settings)
+        stats = agreement(data.counts[a.members[c]])
+        row.update(fleiss_kappa=stats["fleiss_kappa"], fleiss_n_examples=stats["fleiss_n_examples"],
+                   krippendorff_alpha=stats["krippendorff_alpha"])
+        row["gain_regression"] = gain_row(data, a.members[c], cell["metric"], higher_is_better)
+        row["notes"] = cell_notes(row, settings) + stats["notes"] + (row["gain_regression"] or {}).pop("notes", [])
+        rows.append(row)
+    # A p-value of exactly 0 is a result, not a missing value: only None becomes NaN (out of the family).
+    reg_p = np.array([np.nan if (r["gain_regression"] or {}).get("p_value") is None
+                      else r["gain_regression"]["p_value"] for r in rows], dtype=float)
+    for row, p in zip(rows, holm(reg_p)):
+        if row["gain_regression"] is not None:
+            row["gain_regression"]["p_value_holm"] = finite(p)
+    return rows

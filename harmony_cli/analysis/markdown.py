@@ -1,0 +1,157 @@
+"""report.md: the rule and its settings first, then verdicts, cells, gain regression, roll-ups, annotators."""
+from __future__ import annotations
+
+import math
+
+from .encoding import CHOICES
+from .verdict import VERDICTS
+
+VERDICT_MEANING = {
+    "aligned": "people see a difference and prefer the fine-tuned maps",
+    "misaligned": "people see a difference and prefer the original maps",
+    "no_preference": "people see differences but do not agree which map is better",
+    "imperceptible": "people see no difference (decisive rate below the margin)",
+    "inconclusive": "not enough evidence either way",
+}
+
+
+def num(value, digits: int = 2, percent: bool = False, sign: bool = False) -> str:
+    """A number for a table; an en dash where undefined."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if percent:
+        return f"{value:+.0%}" if sign else f"{value:.0%}"
+    return f"{value:.{digits}f}"
+
+
+def pval(value) -> str:
+    """A p-value in full precision (three significant digits; never an ellipsis)."""
+    return "–" if value is None else f"{value:.3g}"
+
+
+def interval(pair, percent: bool = True, sign: bool = False) -> str:
+    if not pair:
+        return ""
+    return f" [{num(pair[0], percent=percent, sign=sign)}, {num(pair[1], percent=percent, sign=sign)}]"
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+
+
+def cell_name(cell: dict, with_dataset: bool = False) -> str:
+    parts = [cell["metric"], cell["backbone"], cell["attribution"]]
+    return " / ".join(([cell["dataset"]] if with_dataset else []) + parts)
+
+
+def verdict_text(cell: dict) -> str:
+    return cell["verdict"] + (" (Neither dominant)" if cell["neither_dominant"] else "")
+
+
+def header_section(report: dict) -> list[str]:
+    settings = report["settings"]
+    other = "real" if report["label_source"] == "simulated" else "simulated"
+    lines = [f"# harmony report: {report['study']}", "",
+             f"- **rule (pre-registered, conf/analysis/)**: {report['rule']}",
+             f"- settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()),
+             f"- inference: {report['inference']}",
+             f"- database: `{report.get('database', '')}`; written {report.get('created', '')}",
+             f"- labels analyzed: **{report['label_source']}** ({report['n_labels']} labels, {report['n_annotators']} "
+             f"annotators; {report.get('labels_left_out', 0)} {other} labels left out: never mixed)"]
+    return lines + [f"- **note**: {n}" for n in report.get("notes", [])] + [""]
+
+
+def verdict_section(report: dict) -> list[str]:
+    cells = report["cells"]
+    tally = {v: sum(c["verdict"] == v for c in cells) for v in VERDICTS}
+    dominant = sum(c["neither_dominant"] for c in cells)
+    lines = ["## Verdicts", ""] + [f"- **{v}** ({VERDICT_MEANING[v]}): {tally[v]}" for v in VERDICTS]
+    return lines + [f"- Neither dominant (> {report['settings']['neither_dominant']:.0%} of labels): {dominant} "
+                    f"of {len(cells)} cells", "", "![preferences](preferences.png)", ""]
+
+
+def cells_section(report: dict, several: bool) -> list[str]:
+    level = f"{report['settings']['confidence']:.0%}"
+    header = (["dataset"] if several else []) + [
+        "metric", "backbone", "attribution", "examples", "labels", "original", "neither", "finetuned",
+        f"decisive rate d [{level}]", f"net preference Δ [{level}]", "direction p (Holm)", "equivalence p (Holm)",
+        "label-level p (Holm, secondary)", "Fleiss κ", "Krippendorff α", "verdict"]
+    rows = []
+    for c in report["cells"]:
+        second = c["secondary_label_level_binomial"]
+        rows.append(([c["dataset"]] if several else []) + [
+            c["metric"], c["backbone"], c["attribution"], c["n_examples"], c["n_labels"],
+            *(f"{c['counts'][k]} ({num(c['shares'][k], percent=True)})" for k in CHOICES),
+            num(c["decisive_rate"], percent=True) + interval(c["decisive_rate_interval"]),
+            num(c["net_preference"], percent=True, sign=True) + interval(c["net_preference_interval"], sign=True),
+            f"{pval(c['direction_test']['p_value'])} ({pval(c['direction_test']['p_value_holm'])})",
+            f"{pval(c['equivalence_test']['p_value'])} ({pval(c['equivalence_test']['p_value_holm'])})",
+            f"{pval(second['p_value'])} ({pval(second['p_value_holm'])})",
+            num(c["fleiss_kappa"], 3), num(c["krippendorff_alpha"], 3), f"**{verdict_text(c)}**"])
+    return ["## Cells", "", *table(header, rows), ""]
+
+
+def regression_section(report: dict, several: bool) -> list[str]:
+    lines = ["## Does a bigger metric gain look better?", ""]
+    regressions = [c for c in report["cells"] if c.get("gain_regression")]
+    if not regressions:
+        return lines + ["Not computed: the study has no per-example metric scores.", ""]
+    lines += ["Logistic regression of the choice (fine-tuned vs original, decisive labels) on the example's metric "
+              "gain (sign flipped where lower is better), standard errors clustered by example.", ""]
+    rows = [[cell_name(c, several), g["n_labels"], num(g.get("mean_gain"), 4), num(g["coefficient"], 3),
+             num(g["std_error"], 3), num(g["odds_ratio_per_sd"], 3), pval(g["p_value"]), pval(g.get("p_value_holm"))]
+            for c in regressions for g in [c["gain_regression"]]]
+    return lines + table(["cell", "decisive labels", "mean gain", "coefficient", "clustered SE",
+                          "odds ratio per SD of gain", "p", "p (Holm)"], rows) + [""]
+
+
+def rollup_section(report: dict) -> list[str]:
+    lines = ["## Roll-ups (pooled cells; clustered by example)", ""]
+    for field, groups in report["rollups"].items():
+        rows = [[g[field], g["n_cells"], g["n_labels"], *(num(g["shares"][k], percent=True) for k in CHOICES),
+                 num(g["decisive_rate"], percent=True) + interval(g["decisive_rate_interval"]),
+                 num(g["net_preference"], percent=True, sign=True) + interval(g["net_preference_interval"], sign=True),
+                 f"{pval(g['p_value'])} ({pval(g['p_value_holm'])})",
+                 ", ".join(f"{k} {v}" for k, v in g["verdicts"].items() if v)] for g in groups]
+        lines += [f"### per {field}", "", *table([field, "cells", "labels", "original", "neither", "finetuned",
+                                                 "decisive rate", "net preference", "p (Holm)", "cell verdicts"],
+                                                rows), ""]
+    return lines
+
+
+def annotator_section(report: dict) -> list[str]:
+    rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else ""), a["n_labels"], a["n_cells"],
+             *(num(a["shares"][k], percent=True) for k in CHOICES), num(a["decisive_finetuned_share"], percent=True),
+             num(a["agreement_with_majority"], percent=True),
+             num(a["position"]["left_share"], percent=True)
+             + (f" (p {pval(a['position']['p_value'])})" if a["position"]["left_share"] is not None else "")]
+            for a in report["annotators"]]
+    lines = ["## Annotators", "", "Agreement with the majority: share of the annotator's labels equal to the strict "
+             "majority of the other annotators on the same example.", ""]
+    lines += table(["annotator", "labels", "cells", "original", "neither", "finetuned", "decisive fine-tuned share",
+                    "agreement with majority", "chose left (decisive)"], rows) + [""]
+    bias = report["position_bias"]
+    if bias["left_share"] is None:
+        return lines + ["## Position bias", "", "No side was recorded for the decisive labels (e.g. an imported "
+                        "study): position bias cannot be measured.", ""]
+    sides = {k: num(v["decisive_finetuned_share"], percent=True) for k, v in bias["finetuned_share_by_side"].items()}
+    return lines + ["## Position bias", "", f"Of {bias['n_decisive_with_side']} decisive labels with a recorded side, "
+                    f"{num(bias['left_share'], percent=True)}{interval(bias['left_interval'])} chose the left map "
+                    f"(binomial test against 50%: p {pval(bias['p_value'])}). Decisive fine-tuned share with the "
+                    f"fine-tuned map on the left: {sides['finetuned_left']}, on the right: {sides['finetuned_right']}.",
+                    ""]
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
+    several = len({c["dataset"] for c in report["cells"]}) > 1
+    lines = header_section(report) + verdict_section(report) + cells_section(report, several)
+    lines += ["Verdict details:", ""] + [f"- {cell_name(c, several)}: **{c['verdict']}**: {c['verdict_detail']}"
+                                         for c in report["cells"]] + [""]
+    lines += regression_section(report, several) + rollup_section(report) + annotator_section(report)
+    noted = [(c, n) for c in report["cells"] for n in c["notes"]]
+    if noted or report.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]
+        lines += [f"- {cell_name(c, several)}: {n}" for c, n in noted] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""The whole analysis of a labels frame, as JSON-ready data (no NaN: undefined values are None)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .cells import DIRECTION_METHOD, cell_statistics
+from .encoding import CELL_FIELDS, encode_labels
+from .rollups import annotator_statistics, position_bias, rollups
+from .settings import AnalysisSettings
+
+INFERENCE = ("Each example's labels are one cluster. Decisive rate d and net preference (fine-tuned - original) / "
+             "labels are label-level means with cluster-robust (sandwich) variances, G/(G-1) corrected (= statsmodels "
+             "OLS with cov_type='cluster' by example; GEE with independence working correlation). Chosen over GEE "
+             "with exchangeable correlation because it holds for any within-example correlation, keeps the label "
+             "share as the estimand when examples have different numbers of labels, and vectorizes over cells. "
+             "d: Wilson interval at the design-effect sample size; direction: " + DIRECTION_METHOD + "; "
+             "no_preference: two one-sided clustered tests.")
+NO_SCORES_NOTE = ("the study has no per-example metric scores (e.g. an imported study): the metric-gain regression "
+                  "and figure are not computed")
+
+
+def study_cell_sizes(cells: pd.DataFrame | None, data) -> np.ndarray | None:
+    """(C,) examples per cell in the study (``cells.examples``), else None (labelled examples are used)."""
+    if cells is None or not len(cells) or "examples" not in cells.columns:
+        return None
+    keyed = cells.assign(**{f: cells[f].astype(str) for f in CELL_FIELDS}).set_index(list(CELL_FIELDS))
+    study_counts = keyed["examples"].reindex(pd.MultiIndex.from_frame(data.cells)).to_numpy()
+    labelled = np.bincount(data.example_cell, weights=data.counts.sum(1) > 0, minlength=data.n_cells)
+    return np.where(np.isfinite(study_counts.astype(float)), study_counts, labelled).astype(np.int64)
+
+
+def report_notes(data, higher_is_better: dict | None, rows: list[dict]) -> list[str]:
+    """Study-level notes every output carries."""
+    notes = []
+    if not (np.isfinite(data.original_score) & np.isfinite(data.finetuned_score)).any():
+        notes.append(NO_SCORES_NOTE)
+    missing = sorted({r["metric"] for r in rows if r["gain_regression"] is not None}
+                     - set((higher_is_better or {}).keys()))
+    if missing:
+        notes.append(f"the study records no direction for metric(s) {', '.join(missing)} "
+                     f"(study.config['higher_is_better']): taken as higher is better")
+    return notes
+
+
+def analyze_labels(labels: pd.DataFrame, settings: AnalysisSettings | None = None, cells: pd.DataFrame | None = None,
+                   higher_is_better: dict[str, bool] | None = None) -> dict:
+    """The whole analysis of a labels frame.
+
+    labels: columns of ``Store.labels_frame`` (at least example_id, the cell fields, annotator, choice).
+    cells: optional frame of the study's cells (CELL_FIELDS + ``examples``): cells without labels
+    are reported too, and ``n_examples`` counts the study's examples, not only the labelled ones.
+    higher_is_better: metric -> bool as recorded by the study (``study.config["higher_is_better"]``).
+    Returns {settings, rule, inference, notes, n_labels, n_examples, n_annotators, cells, annotators,
+    rollups, position_bias}.
+    """
+    settings = settings or AnalysisSettings()
+    data = encode_labels(labels, cells)
+    rows = cell_statistics(data, settings, n_examples=study_cell_sizes(cells, data), higher_is_better=higher_is_better)
+    return {
+        "settings": settings.to_dict(),
+        "rule": settings.describe(),
+        "inference": INFERENCE,
+        "notes": report_notes(data, higher_is_better, rows),
+        "n_labels": int(len(labels)),
+        "n_examples": int(sum(r["n_examples"] for r in rows)),
+        "n_annotators": int(len(data.annotators)),
+        "cells": rows,
+        "annotators": annotator_statistics(data, settings.confidence),
+        "rollups": rollups(data, [r["verdict"] for r in rows], settings),
+        "position_bias": position_bias(data, settings.confidence),
+    }

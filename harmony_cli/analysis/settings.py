@@ -1,0 +1,61 @@
+"""The pre-registered decision settings of ``harmony analyze`` (``conf/analysis/default.yaml``).
+
+They are fixed before anyone looks at the labels and printed at the top of every report, so a
+reader sees the rule that produced each verdict.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How the analysis decides (group ``analysis.settings``).
+
+    alpha: family-wise level; the direction and equivalence tests are Holm-corrected over the cells.
+    confidence: level of every interval (decisive rate, net preference, Wilson, bootstrap).
+    perceptibility_margin: a cell is ``imperceptible`` when the upper bound of its decisive rate d
+        (share of labels that are not Neither) lies below this; ``perceptible`` when the lower bound
+        reaches it.
+    equivalence_margin: ``no_preference`` when the net preference lies within +-this margin by two
+        one-sided tests.
+    min_examples: fewer labelled examples than this make the clustered tests unreliable: no direction
+        or equivalence verdict (the cell can still be ``imperceptible``).
+    min_decisive_bootstrap: below this many decisive labels no bootstrap interval is reported.
+    neither_dominant: a Neither share above this sets the ``neither_dominant`` flag.
+    bootstrap_resamples, seed: the cluster bootstrap over examples of the decisive fine-tuned share
+        (a descriptive figure; 0: none).
+    """
+
+    alpha: float = 0.05
+    confidence: float = 0.95
+    perceptibility_margin: float = 0.10
+    equivalence_margin: float = 0.10
+    min_examples: int = 10
+    min_decisive_bootstrap: int = 20
+    neither_dominant: float = 0.5
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("alpha", "confidence", "perceptibility_margin", "equivalence_margin", "neither_dominant"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise UserError(f"analysis {name} must lie between 0 and 1, not {value}: "
+                                f"set analysis.settings.{name}")
+        for name in ("min_examples", "min_decisive_bootstrap", "bootstrap_resamples"):
+            if getattr(self, name) < 0:
+                raise UserError(f"analysis {name} must be >= 0, not {getattr(self, name)}: "
+                                f"set analysis.settings.{name}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The rule in one line, as printed at the top of every report."""
+        return (f"alpha {self.alpha} (Holm over cells), {self.confidence:.0%} intervals, perceptibility margin "
+                f"{self.perceptibility_margin}, equivalence margin {self.equivalence_margin}, at least "
+                f"{self.min_examples} examples for a direction/equivalence verdict, Neither dominant above "
+                f"{self.neither_dominant:.0%}")
