@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pandas as pd
@@ -352,87 +351,3 @@ def test_report_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         write_report(report, tmp_path / "rep")
     assert not (tmp_path / "rep").exists()
-
-
-@pytest.fixture
-def small_store(sqlite_url):
-    """A store with one study of two cells (scores recorded), 3 real and 2 simulated annotators."""
-    from harmony_cli.store import Store
-
-    store = Store.open(sqlite_url)
-    study = store.get_or_create_study("toy", config={}, image_dir=None)
-    rng = np.random.default_rng(0)
-    ids = {}
-    for attribution in ("gradcam", "guided_backprop"):
-        for e in range(12):
-            original = float(rng.uniform(0.2, 0.5))
-            ids[(attribution, e)] = store.add_example(
-                study.id, dataset="synthetic", metric="rma", backbone="tiny", attribution=attribution,
-                source_key=str(e), position=e, class_name="c", original_score=original,
-                finetuned_score=original + float(rng.normal(0.1, 0.1)))
-    annotators = {name: store.add_annotator(name, None, simulated=name.startswith("sim")).id
-                  for name in ("ann1", "ann2", "ann3", "sim1", "sim2")}
-    rows = []
-    for (attribution, e), example_id in ids.items():
-        for name, annotator_id in annotators.items():
-            choice = ("finetuned", "original", "neither")[int(rng.choice(3, p=[0.6, 0.2, 0.2]))]
-            rows.append({"annotator_id": annotator_id, "example_id": example_id, "choice": choice,
-                         "left_map": ("original", "finetuned")[int(rng.integers(2))]})
-    store.add_labels(rows, source="cli")
-    store.close()
-    return sqlite_url
-
-
-def test_analyze_command_writes_the_report(small_store, tmp_path):
-    from typer.testing import CliRunner
-
-    from harmony_cli.main import app
-
-    out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["analyze", "--db", small_store, "--out", str(out),
-                                      "analysis.settings.bootstrap_resamples=200"])
-    assert result.exit_code == 0, result.output
-    data = json.loads((out / "report.json").read_text())
-    assert data["study"] == "toy" and data["label_source"] == "real" and data["labels_left_out"] == 48
-    assert [c["n_labels"] for c in data["cells"]] == [36, 36]
-    assert {a["annotator"] for a in data["annotators"]} == {"ann1", "ann2", "ann3"}
-    assert data["settings"]["bootstrap_resamples"] == 200
-    assert data["cells"][0]["gain_regression"]["n_labels"] > 0
-    assert data["position_bias"]["n_decisive_with_side"] > 0
-    assert "verdict" in result.output
-    sim = CliRunner().invoke(app, ["analyze", "--db", small_store, "--out", str(tmp_path / "sim"), "--simulated"])
-    assert sim.exit_code == 0, sim.output
-    data = json.loads((tmp_path / "sim" / "report.json").read_text())
-    assert data["label_source"] == "simulated" and {a["annotator"] for a in data["annotators"]} == {"sim1", "sim2"}
-
-
-def _main_error(monkeypatch, capsys, *args) -> str:
-    from harmony_cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["harmony", "analyze", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
-def test_analyze_user_errors_are_one_line(small_store, tmp_path, monkeypatch, capsys):
-    from harmony_cli.store import Store
-
-    err = _main_error(monkeypatch, capsys, "--db", small_store, "--study", "nope", "--out", str(tmp_path / "x"))
-    assert "no study named 'nope'" in err and "harmony studies" in err
-    not_db = tmp_path / "notes.txt"
-    not_db.write_text("hello, not a database\n" * 50)
-    assert "cannot open" in _main_error(monkeypatch, capsys, "--db", str(not_db))
-    assert "no harmony store" in _main_error(monkeypatch, capsys, "--db", str(tmp_path / "missing.db"))
-    empty = f"sqlite:///{tmp_path / 'empty.db'}"
-    Store.open(empty).close()
-    assert "no studies" in _main_error(monkeypatch, capsys, "--db", empty)
-    store = Store.open(empty)
-    store.get_or_create_study("bare")
-    store.close()
-    assert "has no examples" in _main_error(monkeypatch, capsys, "--db", empty, "--study", "bare")
-    assert "unknown config option" in _main_error(monkeypatch, capsys, "--db", small_store, "analysis.nope=1")
-    assert "alpha" in _main_error(monkeypatch, capsys, "--db", small_store, "analysis.settings.alpha=2")

@@ -1,0 +1,173 @@
+"""The example-clustered inference and the pre-registered verdict rule, each figure against an independent
+computation (statsmodels' cluster-robust OLS, scipy, multipletests) on small hand-made studies."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harmony_cli.analysis import AnalysisSettings, analyze_labels, verdicts
+
+CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
+NO_BOOT = AnalysisSettings(bootstrap_resamples=0)
+NET = {"finetuned": 1.0, "neither": 0.0, "original": -1.0}
+
+
+def clustered_frame(seed: int, examples: int = 60, probs=(0.25, 0.35, 0.4), concentration: float = 3.0,
+                    attribution: str = "gradcam", ragged: bool = True) -> pd.DataFrame:
+    """Labels whose examples lean their own way (correlated within an example); 2-7 labels per example."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(examples):
+        lean = rng.dirichlet(np.array(probs) * concentration)
+        for a in range(int(rng.integers(2, 8)) if ragged else 5):
+            rows.append({**CELL, "attribution": attribution, "example_id": f"{attribution}-{e}",
+                         "annotator": f"a{a}", "choice": ("original", "neither", "finetuned")[rng.choice(3, p=lean)]})
+    return pd.DataFrame(rows)
+
+
+def ols_cluster(values: np.ndarray, groups: np.ndarray):
+    import statsmodels.api as sm
+
+    return sm.OLS(values, np.ones(len(values))).fit(cov_type="cluster", cov_kwds={"groups": groups})
+
+
+def test_clustered_figures_match_statsmodels_cluster_robust_ols():
+    from scipy.stats import norm
+    from statsmodels.stats.proportion import proportion_confint
+
+    frame = clustered_frame(seed=4)
+    cell = analyze_labels(frame, NO_BOOT)["cells"][0]
+    groups = pd.factorize(frame.example_id)[0]
+    net = ols_cluster(frame.choice.map(NET).to_numpy(), groups)
+    assert cell["net_preference"] == pytest.approx(net.params[0], rel=1e-12)
+    assert cell["net_preference_se"] == pytest.approx(net.bse[0], rel=1e-9)
+    assert cell["net_preference_interval"] == pytest.approx(list(net.conf_int(alpha=0.05)[0]), rel=1e-9)
+    assert cell["direction_test"]["p_value"] == pytest.approx(net.pvalues[0], rel=1e-9)
+    margin, delta, se = 0.10, net.params[0], net.bse[0]
+    tost = max(norm.sf((delta + margin) / se), norm.sf((margin - delta) / se))
+    assert cell["equivalence_test"]["p_value"] == pytest.approx(tost, rel=1e-9)
+    # Decisive rate: Wilson at the effective sample size N / design effect (cluster-robust over binomial variance).
+    decisive = (frame.choice != "neither").to_numpy(dtype=float)
+    fit = ols_cluster(decisive, groups)
+    d, n = decisive.mean(), len(decisive)
+    deff = fit.bse[0] ** 2 / (d * (1 - d) / n)
+    assert deff > 1.2  # the examples' leaning makes their labels agree more than chance
+    assert cell["design_effect"] == pytest.approx(deff, rel=1e-9)
+    assert cell["decisive_rate_interval"] == pytest.approx(
+        list(proportion_confint(d * n / deff, n / deff, alpha=0.05, method="wilson")), rel=1e-9)
+
+
+def test_perfectly_correlated_labels_count_as_one_per_example():
+    """Every label of an example is the same: the clustered test is the one-sample z test on example values."""
+    from scipy.stats import binomtest, norm, sem
+
+    rng = np.random.default_rng(6)
+    per_example = rng.choice(["finetuned", "original", "neither"], p=[0.45, 0.3, 0.25], size=40)
+    frame = pd.DataFrame([{**CELL, "example_id": e, "annotator": f"a{a}", "choice": c}
+                          for e, c in enumerate(per_example) for a in range(5)])
+    cell = analyze_labels(frame, NO_BOOT)["cells"][0]
+    values = pd.Series(per_example).map(NET).to_numpy()
+    assert cell["net_preference"] == pytest.approx(values.mean())
+    assert cell["net_preference_se"] == pytest.approx(sem(values), rel=1e-9)
+    assert cell["direction_test"]["p_value"] == pytest.approx(2 * norm.sf(abs(values.mean()) / sem(values)), rel=1e-9)
+    # Five identical labels carry one label's information: design effect 5 * G / (G - 1).
+    assert cell["design_effect"] == pytest.approx(5 * 40 / 39, rel=1e-9)
+    # The label-level test counts 5x the evidence: significant where the clustered test is not.
+    fin, orig = (per_example == "finetuned").sum() * 5, (per_example == "original").sum() * 5
+    label_p = cell["secondary_label_level_binomial"]["p_value"]
+    assert label_p == pytest.approx(binomtest(fin, fin + orig).pvalue)
+    assert label_p < 0.001 and cell["direction_test"]["p_value"] > 0.05
+
+
+def test_verdict_rule_on_arrays():
+    s = AnalysisSettings()
+    got = verdicts(decisive_low=np.array([0.0, 0.2, 0.2, 0.2, 0.05, 0.2, 0.2]),
+                   decisive_high=np.array([0.09, 0.4, 0.4, 0.4, 0.3, 0.4, 0.4]),
+                   delta=np.array([0.0, 0.2, -0.2, 0.01, 0.2, 0.2, 0.2]),
+                   p_direction_holm=np.array([np.nan, 0.01, 0.01, 0.9, 0.001, 0.06, 0.01]),
+                   p_equivalence_holm=np.array([np.nan, 1, 1, 0.01, 1, 1, 1]),
+                   n_examples=np.array([50, 50, 50, 50, 50, 50, 9]), settings=s)
+    assert list(got) == ["imperceptible", "aligned", "misaligned", "no_preference",
+                         "inconclusive",   # direction significant, but d not shown above the margin
+                         "inconclusive",   # Holm p 0.06 >= alpha
+                         "inconclusive"]   # fewer than min_examples
+
+
+def boundary_frame() -> pd.DataFrame:
+    """Two cells: 'boundary' with clustered p 0.029 and Holm p 0.058; 'null' with no preference."""
+    rng = np.random.default_rng(23)
+    rows = []
+    for attr, p in (("boundary", (0.3, 0.3, 0.4)), ("null", (0.35, 0.3, 0.35))):
+        for e in range(60):
+            lean = rng.dirichlet(np.array(p) * 4)
+            rows += [{**CELL, "attribution": attr, "example_id": f"{attr}{e}", "annotator": f"a{a}",
+                      "choice": ("original", "neither", "finetuned")[rng.choice(3, p=lean)]} for a in range(5)]
+    return pd.DataFrame(rows)
+
+
+def test_verdict_at_a_holm_boundary_is_not_directional_and_alpha_changes_it():
+    from statsmodels.stats.multitest import multipletests
+
+    frame = boundary_frame()
+    report = analyze_labels(frame, NO_BOOT)
+    cells = {c["attribution"]: c for c in report["cells"]}
+    raw = [c["direction_test"]["p_value"] for c in report["cells"]]
+    holm = multipletests(raw, method="holm")[1]
+    assert [c["direction_test"]["p_value_holm"] for c in report["cells"]] == pytest.approx(list(holm))
+    b = cells["boundary"]
+    assert b["direction_test"]["p_value"] < 0.05 < b["direction_test"]["p_value_holm"]  # the precondition
+    assert b["decisive_rate_interval"][0] > 0.10 and b["net_preference"] > 0
+    assert b["verdict"] == "inconclusive"
+    loose = {c["attribution"]: c for c in analyze_labels(frame, AnalysisSettings(alpha=0.1, bootstrap_resamples=0))
+             ["cells"]}
+    assert loose["boundary"]["verdict"] == "aligned"
+
+
+def test_a_p_value_of_zero_stays_in_the_holm_family():
+    from statsmodels.stats.multitest import multipletests
+
+    unanimous = pd.DataFrame([{**CELL, "attribution": "unanimous", "example_id": f"u{e}", "annotator": f"a{a}",
+                               "choice": "finetuned"} for e in range(20) for a in range(3)])
+    frame = pd.concat([unanimous, boundary_frame()], ignore_index=True)
+    report = analyze_labels(frame, NO_BOOT)
+    cells = {c["attribution"]: c for c in report["cells"]}
+    assert cells["unanimous"]["direction_test"]["p_value"] == 0.0
+    assert cells["unanimous"]["verdict"] == "aligned"
+    raw = [c["direction_test"]["p_value"] for c in report["cells"]]
+    # Three tests in the family: the boundary cell's p is multiplied by 3 - 1 = 2 ranks after the zero.
+    assert [c["direction_test"]["p_value_holm"] for c in report["cells"]] == pytest.approx(
+        list(multipletests(raw, method="holm")[1]))
+    boundary = cells["boundary"]["direction_test"]
+    assert boundary["p_value_holm"] == pytest.approx(max(2 * boundary["p_value"], 0.0))
+    json.loads(json.dumps(report, allow_nan=False))
+
+
+def test_few_decisive_labels_get_no_bootstrap_interval():
+    frame = pd.DataFrame([{**CELL, "example_id": e, "annotator": f"a{a}",
+                           "choice": "finetuned" if (e, a) in {(0, 0), (1, 1), (2, 0)} else "neither"}
+                          for e in range(30) for a in range(3)])
+    cell = analyze_labels(frame, AnalysisSettings(bootstrap_resamples=500))["cells"][0]
+    assert cell["n_decisive"] == 3 and cell["decisive_bootstrap_interval"] is None
+    assert any("no bootstrap interval: 3 decisive labels" in n for n in cell["notes"])
+    many = clustered_frame(seed=1)
+    assert analyze_labels(many, AnalysisSettings(bootstrap_resamples=500))["cells"][0][
+        "decisive_bootstrap_interval"] is not None
+
+
+def test_metric_direction_comes_from_the_study():
+    rng = np.random.default_rng(2)
+    frame = clustered_frame(seed=2, ragged=False)
+    gains = {e: rng.normal() for e in frame.example_id.unique()}
+    frame["original_score"] = 0.5
+    frame["finetuned_score"] = 0.5 + frame.example_id.map(gains)
+    up = analyze_labels(frame, NO_BOOT, higher_is_better={"rma": True})
+    down = analyze_labels(frame, NO_BOOT, higher_is_better={"rma": False})
+    missing = analyze_labels(frame, NO_BOOT)
+    assert up["cells"][0]["gain_regression"]["mean_gain"] == pytest.approx(
+        -down["cells"][0]["gain_regression"]["mean_gain"])
+    assert not down["cells"][0]["gain_regression"]["higher_is_better"]
+    assert missing["cells"][0]["gain_regression"]["higher_is_better"]
+    assert any("records no direction for metric(s) rma" in n for n in missing["notes"]) and not up["notes"]
