@@ -9,6 +9,7 @@ from rich.console import Console
 from .errors import find_user_error
 
 from .commands import analyze, annotators, build_dataset, data, finetune, import_legacy, simulate, studies
+from .commands import power
 
 app = typer.Typer(
     help="harmony: does an explanation-quality metric agree with what people see?",
@@ -25,6 +26,7 @@ app.command("studies")(studies.studies)
 app.command("import-legacy")(import_legacy.command)
 app.command("analyze")(analyze.analyze)
 app.command("simulate-annotators")(simulate.command)
+app.command("power")(power.command)
 
 
 def main() -> None:

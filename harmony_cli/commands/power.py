@@ -1,0 +1,126 @@
+"""``harmony power``: how many examples and annotators does a cell need to reach its verdict?
+
+Simulates studies from assumed rates (or rates estimated from an existing study) many times over a
+grid of examples per cell x annotators per example, analyzes each with the verdict rule of
+``harmony analyze`` (conf/analysis/ settings) and reports how often each verdict comes out: a table,
+power.csv / power.json and power.png (+ .pdf). The model's assumptions: harmony_cli/analysis/power.py.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import UserError
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"{option} takes positive whole numbers separated by commas (e.g. 25,50,100), not {text!r}")
+    return sorted(set(values))
+
+
+def model_from_study(db: str | None, default_db: str, study: str, cell: str | None):
+    """(PowerModel, number of cells) estimated from a study's labels (real ones when it has any)."""
+    import numpy as np
+
+    from ..analysis import AnalysisSettings, analyze_labels, select_label_source
+    from ..analysis.power import model_from_labels
+    from ..store import Store
+    from .analyze import pick_study
+
+    store = Store.open(db or default_db, create=False)
+    try:
+        chosen = pick_study(store, study)
+        labels, _ = select_label_source(store.labels_frame(chosen.name), None, study=f"study {chosen.name!r}")
+    finally:
+        store.close()
+    report = analyze_labels(labels, AnalysisSettings(bootstrap_resamples=0))
+    cells = report["cells"]
+    if cell is not None:
+        cells = [c for c in cells if f"{c['metric']}/{c['backbone']}/{c['attribution']}" == cell]
+        if not cells:
+            raise UserError(f"study {chosen.name!r} has no cell {cell!r}: give --cell as metric/backbone/attribution")
+    counts = np.array([sum(c["counts"][k] for c in cells) for k in ("original", "neither", "finetuned")])
+    return model_from_labels(counts, [(c["fleiss_kappa"], c["n_labels"]) for c in cells]), len(report["cells"])
+
+
+def power_table(rows: list[dict], target: str, title: str):
+    from rich.table import Table
+
+    annotators = sorted({r["annotators"] for r in rows})
+    table = Table(title=title, title_justify="left", header_style="bold",
+                  caption=f"P({target}) per examples per cell (rows) x annotators per example (columns)",
+                  caption_justify="left")
+    table.add_column("examples", justify="right")
+    for a in annotators:
+        table.add_column(str(a), justify="right")
+    for g in sorted({r["examples"] for r in rows}):
+        table.add_row(str(g), *(f"{r[target]:.0%}" for a in annotators for r in rows
+                                if r["examples"] == g and r["annotators"] == a))
+    return table
+
+
+def command(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides of the rule, e.g. "
+                                                               "analysis.settings.alpha=0.01."),
+    neither: float = typer.Option(0.5, "--neither", help="Assumed share of Neither labels."),
+    preference: float = typer.Option(0.65, "--preference", help="Assumed fine-tuned share of the decisive labels."),
+    correlation: float = typer.Option(0.2, "--correlation", help="Within-example correlation of labels (0-1)."),
+    examples: str = typer.Option("25,50,100,200,400", "--examples", help="Examples per cell to try."),
+    annotators: str = typer.Option("1,3,5,7,10", "--annotators", help="Annotators per example to try."),
+    simulations: int = typer.Option(200, "--simulations", help="Simulated studies per grid point."),
+    cells: Optional[int] = typer.Option(None, "--cells", help="Cells in the report's Holm family (default: the "
+                                                                "study's with --from-study, else 30)."),
+    from_study: Optional[str] = typer.Option(None, "--from-study", help="Estimate the rates from this study."),
+    cell: Optional[str] = typer.Option(None, "--cell", help="With --from-study: one cell, metric/backbone/attribution."),
+    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file for --from-study."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for power.csv/json/png (default: "
+                                                           "outputs/power/<time>/)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulation."),
+) -> None:
+    """Plan a study: the probability of each verdict for a grid of examples x annotators, by simulation."""
+    import pandas as pd
+    from hydra.utils import instantiate
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..analysis.power import PowerModel, power_figure, power_grid
+    from ..hydra_app import compose_config
+
+    console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+    cfg = compose_config(overrides or [], task="power")
+    settings = instantiate(cfg.analysis.settings)
+    grid_examples, grid_annotators = _ints(examples, "--examples"), _ints(annotators, "--annotators")
+    if from_study:
+        model, study_cells = model_from_study(db, cfg.db_url, from_study, cell)
+    else:
+        model, study_cells = PowerModel(neither, preference, correlation), 30
+    family = cells or study_cells
+    target = model.expected_verdict()
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
+        rows = power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
+                          progress=lambda: bar.advance(task))
+    title = (f"P({target}) with Neither {model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, "
+             f"correlation {model.correlation:.2f}; {simulations} simulations, Holm family of {family} cells; "
+             f"rule: {settings.describe()}")
+    folder = out or Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "power.csv", index=False)
+    (folder / "power.json").write_text(json.dumps({"model": model.to_dict(), "family": family, "target": target,
+                                                   "simulations": simulations, "settings": settings.to_dict(),
+                                                   "rows": rows}, indent=2))
+    power_figure(rows, target, f"P({target}): Neither {model.neither:.0%}, preference {model.preference:.0%}, "
+                               f"rho {model.correlation:.2f}, {family} cells", folder / "power.png")
+    console.print(power_table(rows, target, title))
+    console.print(f"wrote [bold]{folder}[/] (power.csv, power.json, power.png, power.pdf)", highlight=False)
