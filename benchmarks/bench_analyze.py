@@ -8,13 +8,13 @@ maps' scores; left/right sides), as the columns of ``Store.labels_frame``:
 30,000 labels (6,000 examples x 5 annotators) and 3,000,000 labels (100,000 examples x 30
 annotators). ``--quick``: 30,000 and 300,000.
 
-ours = ``harmony_cli.analysis.analyze_labels`` (everything in the report: shares, Wilson intervals,
-binomial and sign tests, Holm, Fleiss, Krippendorff, majority votes, cluster bootstrap, gain
-regression, roll-ups, annotators, position bias). reference = the same statistics written the
-textbook way with the same libraries, cell by cell: pivot to examples x annotators,
-aggregate_raters + fleiss_kappa, krippendorff on the reliability matrix, a label-level Logit, and a
-bootstrap that draws example indices once per resample. ratio = reference / ours; target: ours
-under 10 s for 3,000,000 labels (under 2 s for 30,000). A last row times reading 30,000 labels
+ours = ``harmony_cli.analysis.analyze_labels`` (everything in the report: the example-clustered decisive
+rate and net preference with their tests and the verdict rule, shares, Wilson intervals, the secondary
+label-level binomial and sign tests, Holm, Fleiss, Krippendorff, majority votes, cluster bootstrap, gain
+regression with clustered errors, clustered roll-ups, annotators, position bias). reference = the
+previous analysis (label-level verdict; harmony_cli/analysis/stats.py at PREVIOUS_COMMIT, loaded from
+git) on the same frame. ratio = reference / ours; target: ours under 10 s for 3,000,000 labels (under
+2 s for 30,000). A row times ``harmony power``'s 5 x 5 grid with 200 simulations per point (< 60 s). A last row times reading 30,000 labels
 from an SQLite store (``Store.labels_frame``), for information. ``main()`` returns the rows as dicts.
 """
 from __future__ import annotations
@@ -63,49 +63,27 @@ def synthetic_labels(n_examples: int, n_annotators: int, seed: int = 0) -> pd.Da
     return frame
 
 
-def reference_analysis(frame: pd.DataFrame, resamples: int, seed: int = 0) -> list[dict]:
-    """The per-cell statistics written plainly with the libraries (no vectorization across cells)."""
-    import krippendorff
-    import statsmodels.api as sm
-    from scipy.stats import binomtest
-    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
-    from statsmodels.stats.multitest import multipletests
-    from statsmodels.stats.proportion import proportion_confint
+PREVIOUS_COMMIT = "4f627957a80c7d79dc95a856518ccdc3740767a6"  # the analysis before the clustered verdict rule
 
-    rng = np.random.default_rng(seed)
-    codes = {c: i for i, c in enumerate(CHOICES)}
-    rows = []
-    for key, part in frame.groupby(list(CELL_FIELDS)):
-        counts = part["choice"].value_counts()
-        n = len(part)
-        fin, orig = int(counts.get("finetuned", 0)), int(counts.get("original", 0))
-        row = {"cell": key, "wilson": {c: proportion_confint(int(counts.get(c, 0)), n, method="wilson")
-                                       for c in CHOICES},
-               "p_value": binomtest(fin, fin + orig).pvalue}
-        wide = part.pivot(index="example_id", columns="annotator", values="choice").apply(lambda s: s.map(codes))
-        table, _ = aggregate_raters(wide.dropna().astype(int).to_numpy(), n_cat=3)
-        row["fleiss_kappa"] = fleiss_kappa(table)
-        row["krippendorff_alpha"] = krippendorff.alpha(reliability_data=wide.T.to_numpy(dtype=float),
-                                                       level_of_measurement="nominal")
-        per = part.groupby("example_id")["choice"].agg(
-            finetuned=lambda s: (s == "finetuned").sum(), original=lambda s: (s == "original").sum())
-        plus, minus = int((per.finetuned > per.original).sum()), int((per.finetuned < per.original).sum())
-        row["sign_p"] = binomtest(plus, plus + minus).pvalue
-        fin_e, dec_e = per.finetuned.to_numpy(), (per.finetuned + per.original).to_numpy()
-        shares = []
-        for _ in range(resamples):
-            idx = rng.integers(0, len(fin_e), len(fin_e))
-            shares.append(fin_e[idx].sum() / max(dec_e[idx].sum(), 1))
-        row["bootstrap"] = np.quantile(shares, [0.025, 0.975])
-        decisive = part[part.choice != "neither"]
-        y = (decisive.choice == "finetuned").to_numpy(dtype=float)
-        x = sm.add_constant((decisive.finetuned_score - decisive.original_score).to_numpy())
-        row["logit"] = sm.Logit(y, x).fit(disp=0).pvalues[1]
-        rows.append(row)
-    holm = multipletests([r["p_value"] for r in rows], method="holm")[1]
-    for row, p in zip(rows, holm):
-        row["p_value_holm"] = p
-    return rows
+
+def previous_analysis():
+    """``analyze_labels`` of the previous analysis (label-level verdict), loaded from git; None without git."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    try:
+        source = subprocess.run(["git", "show", f"{PREVIOUS_COMMIT}:harmony_cli/analysis/stats.py"], check=True,
+                                capture_output=True, text=True, cwd=Path(__file__).resolve().parent).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    spec = importlib.util.spec_from_loader("harmony_cli.analysis._previous_stats", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "harmony_cli.analysis"
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    exec(compile(source, "previous/stats.py", "exec"), module.__dict__)
+    return module
 
 
 def timed(fn) -> float:
@@ -135,6 +113,14 @@ def store_read_seconds(frame: pd.DataFrame) -> float:
     return seconds
 
 
+def power_seconds() -> float:
+    """Seconds of ``harmony power``'s default 5 x 5 grid with 200 simulations per point (target < 60 s)."""
+    from harmony_cli.analysis.power import PowerModel, power_grid
+
+    return timed(lambda: power_grid(PowerModel(), [25, 50, 100, 200, 400], [1, 3, 5, 7, 10], 200,
+                                    AnalysisSettings(bootstrap_resamples=0), family=30))
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30,000 and 300,000 labels (a smoke run)")
@@ -142,6 +128,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="cluster bootstrap resamples (default: the config's)")
     args = parser.parse_args(argv)
     settings = AnalysisSettings(bootstrap_resamples=args.resamples)
+    previous = previous_analysis()
     cases = [(6_000, 5, 2.0), (10_000 if args.quick else 100_000, 30, 10.0)]
 
     analyze_labels(synthetic_labels(300, 5, seed=1), settings)  # warm-up: imports, first calls
@@ -149,26 +136,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for n_examples, n_annotators, limit in cases:
         frame = synthetic_labels(n_examples, n_annotators)
         ours_s = timed(lambda: analyze_labels(frame, settings))
-        reference_s = timed(lambda: reference_analysis(frame, args.resamples))
+        before_s = None
+        if previous is not None:
+            old_settings = previous.AnalysisSettings(bootstrap_resamples=args.resamples)
+            before_s = timed(lambda: previous.analyze_labels(frame, old_settings))
         rows.append({"benchmark": "analyze", "case": f"{len(frame):,} labels = {n_examples:,} ex x {n_annotators} ann",
-                     "ours_s": ours_s, "reference_s": reference_s, "ratio": reference_s / ours_s,
+                     "ours_s": ours_s, "reference_s": before_s, "ratio": before_s / ours_s if before_s else None,
                      "target": f"ours < {limit:g} s", "ok": ours_s < limit})
+    rows.append({"benchmark": "power", "case": "5 x 5 grid x 200 simulations", "ours_s": power_seconds(),
+                 "reference_s": None, "ratio": None, "target": "ours < 60 s"})
+    rows[-1]["ok"] = rows[-1]["ours_s"] < 60
     small = synthetic_labels(600 if args.quick else 6_000, 5)
     rows.append({"benchmark": "store read", "case": f"labels_frame, {len(small):,} labels",
                  "ours_s": store_read_seconds(small), "reference_s": None, "ratio": None, "target": "info",
                  "ok": True})
+    print_rows(rows, args.resamples, previous is not None)
+    return rows
 
-    table = Table(title=f"harmony analyze ({args.resamples} bootstrap resamples; reference: textbook per-cell "
-                        f"statistics with the same libraries)")
+
+def print_rows(rows: list[dict], resamples: int, with_previous: bool) -> None:
+    reference = (f"the previous analysis (label-level verdict, git {PREVIOUS_COMMIT[:7]})" if with_previous
+                 else "none (git history unavailable)")
+    table = Table(title=f"harmony analyze ({resamples} bootstrap resamples; reference: {reference}; "
+                        f"ratio = reference / ours)")
     for column in ("benchmark", "case", "ours s", "reference s", "ratio", "target", "ok"):
         table.add_column(column, justify="left" if column in ("benchmark", "case", "target", "ok") else "right")
     for row in rows:
         table.add_row(row["benchmark"], row["case"], f"{row['ours_s']:.3f}",
                       "–" if row["reference_s"] is None else f"{row['reference_s']:.3f}",
-                      "–" if row["ratio"] is None else f"{row['ratio']:.1f}", row["target"],
+                      "–" if row["ratio"] is None else f"{row['ratio']:.2f}", row["target"],
                       "yes" if row["ok"] else "NO")
     Console().print(table)
-    return rows
 
 
 if __name__ == "__main__":
