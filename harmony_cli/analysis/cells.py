@@ -11,7 +11,7 @@ from .clustered import clustered_shares
 from .encoding import CHOICES, FINETUNED, NEITHER, ORIGINAL, EncodedLabels
 from .regression import gain_bins, gain_regression
 from .settings import AnalysisSettings
-from .significance import binomial_p, holm, wilson_interval
+from .significance import binomial_p_many, holm, wilson_interval
 from .values import finite, pair, shares_with_intervals
 from .verdict import verdict_detail, verdicts
 
@@ -39,11 +39,11 @@ def cell_arrays(data: EncodedLabels, settings: AnalysisSettings) -> SimpleNamesp
                           a.p_equivalence_holm, a.fig.n_examples, settings)
     a.n_fin, a.n_dec = a.counts[:, FINETUNED], a.counts[:, FINETUNED] + a.counts[:, ORIGINAL]
     a.wilson = wilson_interval(a.n_fin, a.n_dec, settings.confidence)
-    a.p_binom = np.array([binomial_p(f, d) for f, d in zip(a.n_fin, a.n_dec)])
+    a.p_binom = binomial_p_many(a.n_fin, a.n_dec)
     a.p_binom_holm = holm(a.p_binom)
     a.more_fin = np.bincount(ex_cell, weights=fin > orig, minlength=C).astype(np.int64)
     a.more_orig = np.bincount(ex_cell, weights=orig > fin, minlength=C).astype(np.int64)
-    a.p_sign = np.array([binomial_p(f, f + o) for f, o in zip(a.more_fin, a.more_orig)])
+    a.p_sign = binomial_p_many(a.more_fin, a.more_fin + a.more_orig)
     a.p_sign_holm = holm(a.p_sign)
     enough = a.n_dec >= max(settings.min_decisive_bootstrap, 1)
     boot = cluster_bootstrap_share(fin, fin + orig, np.where(enough[ex_cell], ex_cell, C), C + 1,

@@ -88,7 +88,7 @@ def preferences_plot(report: dict, path: Path) -> Path:
     fig_height = 1.4 + 0.32 * sum(heights) + 0.45 * len(groups)
     fig, axes = plt.subplots(max(len(groups), 1), 2, figsize=(12, fig_height), squeeze=False, sharex="col",
                              gridspec_kw={"height_ratios": heights, "width_ratios": [3, 1.6], "hspace": 0.35,
-                                          "wspace": 0.05})
+                                          "wspace": 0.14})
     for row, (metric, group) in enumerate(zip(metrics, groups)):
         names = [(f"{c['dataset']} / " if several else "") + f"{c['backbone']} / {c['attribution']}" for c in group]
         _bars(axes[row, 0], group, names)

@@ -6,7 +6,7 @@ import numpy as np
 from .clustered import clustered_shares
 from .encoding import CHOICES, FINETUNED, NEITHER, ORIGINAL, EncodedLabels
 from .settings import AnalysisSettings
-from .significance import binomial_p, holm, wilson_interval
+from .significance import binomial_p_many, holm, wilson_interval
 from .values import finite, pair, shares_with_intervals
 from .verdict import VERDICTS
 
@@ -50,10 +50,11 @@ def rollups(data: EncodedLabels, verdicts: list[str], settings: AnalysisSettings
 def _side_bias(n: np.ndarray, left: np.ndarray, confidence: float) -> list[dict]:
     """Per group: decisive labels with a recorded side, how many chose the left map, share, Wilson, p."""
     low, high = wilson_interval(left, n, confidence)
+    p = binomial_p_many(left, n)
     return [{"n_decisive_with_side": int(n[g]), "chose_left": int(left[g]),
              "left_share": finite(left[g] / n[g]) if n[g] else None,
              "left_interval": [finite(low[g]), finite(high[g])] if n[g] else None,
-             "p_value": finite(binomial_p(left[g], n[g]))} for g in range(len(n))]
+             "p_value": finite(p[g])} for g in range(len(n))]
 
 
 def annotator_statistics(data: EncodedLabels, confidence: float = 0.95) -> list[dict]:

@@ -34,6 +34,18 @@ def binomial_p(successes: int, trials: int) -> float:
     return float(binomtest(int(successes), int(trials), 0.5, alternative="two-sided").pvalue)
 
 
+def binomial_p_many(successes, trials) -> np.ndarray:
+    """Vectorized :func:`binomial_p`: against 0.5 the distribution is symmetric, so the two-sided exact
+    p-value (scipy's ``binomtest``) is 2 * P(X <= min(k, n - k)), capped at 1. NaN where no trials."""
+    from scipy.stats import binom
+
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    with np.errstate(invalid="ignore"):
+        p = np.minimum(1.0, 2 * binom.cdf(np.minimum(k, n - k), np.maximum(n, 1), 0.5))
+    return np.where(n > 0, p, np.nan)
+
+
 def holm(p_values) -> np.ndarray:
     """Holm-corrected p-values; NaN entries stay NaN and do not count as tests."""
     from statsmodels.stats.multitest import multipletests
