@@ -4,7 +4,6 @@ the command, and the published study."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd

@@ -171,3 +171,60 @@ def test_metric_direction_comes_from_the_study():
     assert not down["cells"][0]["gain_regression"]["higher_is_better"]
     assert missing["cells"][0]["gain_regression"]["higher_is_better"]
     assert any("records no direction for metric(s) rma" in n for n in missing["notes"]) and not up["notes"]
+
+
+def holm_families(report: dict, settings: AnalysisSettings) -> list[tuple[str, list, list, list]]:
+    """(name, raw p, reported Holm p, in family) of every Holm-corrected family in a report."""
+    cells = report["cells"]
+    tested = [c["n_examples_labelled"] >= settings.min_examples for c in cells]
+    families = []
+    for key in ("direction_test", "equivalence_test"):
+        families.append((key, [c[key]["p_value"] for c in cells], [c[key]["p_value_holm"] for c in cells], tested))
+    for key in ("secondary_label_level_binomial", "sign_test"):
+        families.append((key, [c[key]["p_value"] for c in cells], [c[key]["p_value_holm"] for c in cells],
+                         [True] * len(cells)))
+    regs = [c["gain_regression"] or {} for c in cells]
+    families.append(("gain_regression", [r.get("p_value") for r in regs], [r.get("p_value_holm") for r in regs],
+                     [True] * len(cells)))
+    for field, groups in report["rollups"].items():
+        families.append((f"rollup {field}", [g["p_value"] for g in groups], [g["p_value_holm"] for g in groups],
+                         [True] * len(groups)))
+    return families
+
+
+def test_every_holm_figure_in_the_report_equals_multipletests():
+    from statsmodels.stats.multitest import multipletests
+
+    frames = [clustered_frame(seed=s, examples=30 if s else 6, probs=p, attribution=f"m{s}")
+              for s, p in enumerate([(0.3, 0.4, 0.3), (0.2, 0.4, 0.4), (0.4, 0.4, 0.2), (0.3, 0.3, 0.4)])]
+    frame = pd.concat(frames, ignore_index=True)
+    frame.loc[frame.attribution == "m3", "metric"] = "focus"
+    rng = np.random.default_rng(9)
+    gains = {e: rng.normal() for e in frame.example_id.unique()}
+    frame["original_score"] = 0.5
+    frame["finetuned_score"] = 0.5 + frame.example_id.map(gains)
+    settings = AnalysisSettings(bootstrap_resamples=0)
+    report = analyze_labels(frame, settings, higher_is_better={"rma": True, "focus": True})
+    small = next(c for c in report["cells"] if c["attribution"] == "m0")
+    assert small["n_examples_labelled"] < settings.min_examples  # out of the direction family
+    checked = 0
+    for name, raw, reported, member in holm_families(report, settings):
+        keep = [m and p is not None for p, m in zip(raw, member)]
+        expected = iter(multipletests([p for p, k in zip(raw, keep) if k], method="holm")[1]) if any(keep) else None
+        for p_holm, k in zip(reported, keep):
+            if k:
+                assert p_holm == pytest.approx(next(expected), rel=1e-12), name
+                checked += 1
+            else:
+                assert p_holm is None, name
+    assert checked >= 20
+
+
+def test_the_analysis_imports_neither_torch_nor_lightning_modules():
+    import subprocess
+    import sys
+
+    code = ("import sys, harmony_cli.analysis, harmony_cli.analysis.power, harmony_cli.analysis.plot; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning_modules', 'lightning')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -4,7 +4,6 @@ cells whose answer is unambiguous. Skipped, with the reason, where the database 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 from pathlib import Path
