@@ -44,7 +44,8 @@ def latex_table(report: dict) -> str:
                f"Neither); $\\Delta$: net preference (fine-tuned $-$ original)/labels; intervals and the direction "
                f"test clustered by example, Holm over the {len(report['cells'])} cells; rule: "
                f"{escape(report['rule'])}. $^\\dagger$: Neither is more than "
-               f"{_pct(settings['neither_dominant'])} of labels.")
+               f"{_pct(settings['neither_dominant'])} of labels."
+               + "".join(f" Note: {escape(note)}." for note in report.get("notes", [])))
     lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}", r"\label{tab:harmony-verdicts}",
               r"\end{table}", ""]
     return "\n".join(lines)

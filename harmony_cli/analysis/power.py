@@ -1,6 +1,6 @@
 """``harmony power``: plan a study by simulation: how likely is each verdict for a grid of study sizes?
 
-The model (its assumptions, also printed by ``harmony power --help``):
+The model (its assumptions, summarized in ``harmony power --help`` and the README):
 
 - One cell is planned at a time. Each of its G examples has its own answer probabilities
   (original, neither, fine-tuned) drawn from a Dirichlet distribution whose mean is the assumed

@@ -87,7 +87,14 @@ def command(
                                                            "outputs/power/<time>/)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulation."),
 ) -> None:
-    """Plan a study: the probability of each verdict for a grid of examples x annotators, by simulation."""
+    """Plan a study: the probability of each verdict for a grid of examples x annotators, by simulation.
+
+    Model: each example draws its answer probabilities from a Dirichlet centred on the assumed rates \
+(concentration (1 - correlation) / correlation, so correlation is the intra-class correlation of two labels \
+on one example); annotators are exchangeable and independent given the example; each simulated study is \
+judged by the analyze rule (conf/analysis/), with the Bonferroni bound for a Holm family of --cells cells, \
+so directional power is a lower bound.
+    """
     import pandas as pd
     from hydra.utils import instantiate
     from rich.console import Console
