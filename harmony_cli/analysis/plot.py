@@ -113,6 +113,8 @@ def gain_plot(report: dict, path: Path) -> Path | None:
     scored = [c for c in report["cells"] if c.get("gain_regression") and c["gain_regression"].get("bins")]
     if not scored:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     columns = min(3, len(scored))
     rows = -(-len(scored) // columns)
@@ -134,6 +136,7 @@ def gain_plot(report: dict, path: Path) -> Path | None:
         ax.set_ylim(0, 100)
         ax.set_title(f"{cell['metric']} / {cell['backbone']} / {cell['attribution']}", fontsize=8.5)
         ax.tick_params(labelsize=7.5)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
     for ax in axes.ravel()[len(scored):]:
         ax.set_visible(False)
     fig.supxlabel("metric gain of the fine-tuned map (per-example bins; sign flipped where lower is better)",
