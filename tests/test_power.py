@@ -113,3 +113,13 @@ def test_power_command_writes_table_and_figure(tmp_path, sqlite_url):
     assert 0 < model["correlation"] < 0.95
     bad = CliRunner().invoke(app, ["power", "--examples", "ten", "--out", str(tmp_path / "r")])
     assert bad.exit_code != 0
+
+
+def test_noise_dilutes_the_rates_as_simulate_annotators_does():
+    from harmony_cli.analysis.power import simulate_counts
+
+    model = PowerModel(neither=0.2, preference=0.9, correlation=0.0, noise=0.3)
+    counts = simulate_counts(model, 20000, 4, 1, np.random.default_rng(0))
+    shares = counts.sum(0) / counts.sum()
+    expected = 0.7 * np.array([0.8 * 0.1, 0.2, 0.8 * 0.9]) + 0.3 / 3  # hand-computed mixture
+    assert shares == pytest.approx(expected, abs=0.005)

@@ -10,6 +10,9 @@ The model (its assumptions, summarized in ``harmony power --help`` and the READM
   (0: independent labels; 1: all labels of an example the same). Fleiss' kappa estimates it.
 - Each of A annotators labels every example, independently given the example's probabilities:
   annotators are exchangeable (no annotator effects, no position bias, no learning or fatigue).
+  With ``noise`` (as in ``harmony simulate-annotators``), a label is inattentive with that
+  probability and picks any of the three answers uniformly. (simulate-annotators itself has no
+  within-example correlation beyond its metric-gain term, hence the Dirichlet layer here.)
 - Each simulated study is analyzed with the same clustered statistics and verdict rule as
   ``harmony analyze``. The cell is one of K cells in the report's Holm family; the simulation
   applies the Bonferroni bound K * p (Holm's first step; Holm is never stricter), so the power of
@@ -36,9 +39,10 @@ class PowerModel:
     neither: float = 0.5
     preference: float = 0.65
     correlation: float = 0.2
+    noise: float = 0.0
 
     def __post_init__(self):
-        for name, high in (("neither", 1.0), ("preference", 1.0), ("correlation", 0.999)):
+        for name, high in (("neither", 1.0), ("preference", 1.0), ("correlation", 0.999), ("noise", 1.0)):
             value = getattr(self, name)
             if not 0.0 <= value <= high:
                 raise UserError(f"--{name} must lie between 0 and {high:g}, not {value}")
@@ -72,6 +76,8 @@ def simulate_counts(model: PowerModel, n_examples: int, n_annotators: int, n_stu
         draws = rng.gamma(np.broadcast_to(shape, size))
         draws[:, rates == 0] = 0.0
         probs = draws / np.maximum(draws.sum(1, keepdims=True), 1e-300)
+    if model.noise > 0:  # an inattentive label picks any answer (as simulate-annotators' --noise)
+        probs = (1 - model.noise) * probs + model.noise / 3
     return rng.multinomial(n_annotators, probs)
 
 

@@ -75,6 +75,8 @@ def command(
     neither: float = typer.Option(0.5, "--neither", help="Assumed share of Neither labels."),
     preference: float = typer.Option(0.65, "--preference", help="Assumed fine-tuned share of the decisive labels."),
     correlation: float = typer.Option(0.2, "--correlation", help="Within-example correlation of labels (0-1)."),
+    noise: float = typer.Option(0.0, "--noise", help="Share of inattentive labels answering at random (as "
+                                                     "simulate-annotators' --noise)."),
     examples: str = typer.Option("25,50,100,200,400", "--examples", help="Examples per cell to try."),
     annotators: str = typer.Option("1,3,5,7,10", "--annotators", help="Annotators per example to try."),
     simulations: int = typer.Option(200, "--simulations", help="Simulated studies per grid point."),
@@ -110,7 +112,7 @@ so directional power is a lower bound.
     if from_study:
         model, study_cells = model_from_study(db, cfg.db_url, from_study, cell)
     else:
-        model, study_cells = PowerModel(neither, preference, correlation), 30
+        model, study_cells = PowerModel(neither, preference, correlation, noise), 30
     family = cells or study_cells
     target = model.expected_verdict()
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
