@@ -10,7 +10,7 @@ VERDICT_MEANING = {
     "aligned": "people see a difference and prefer the fine-tuned maps",
     "misaligned": "people see a difference and prefer the original maps",
     "no_preference": "people see differences but do not agree which map is better",
-    "imperceptible": "people see no difference (decisive rate below the margin)",
+    "imperceptible": "people see no difference: the decisive rate is below the margin",
     "inconclusive": "not enough evidence either way",
 }
 
