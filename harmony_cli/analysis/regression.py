@@ -53,7 +53,11 @@ def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarra
         side = "original" if fin.sum() == 0 else "finetuned"
         out["notes"].append(f"gain regression undefined: every decisive label is {side!r}")
         return out
-    if np.ptp(gain) == 0:
+    if len(gain) < 3:
+        out["notes"].append(f"gain regression undefined: {len(gain)} example(s) with decisive labels and scores "
+                            f"(clustered errors need at least 3)")
+        return out
+    if np.ptp(gain) <= 1e-9 * max(1.0, float(np.abs(gain).max())):  # equal up to rounding
         out["notes"].append("gain regression undefined: every example has the same metric gain")
         return out
     exog = sm.add_constant(gain, has_constant="add")
@@ -68,8 +72,12 @@ def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarra
                             f"gain separates the choices perfectly)")
         return out
     intercept, coefficient = (float(v) for v in fit.params)
-    covariance = clustered_covariance(exog, fin, n, fit.predict(exog))
-    std_error = float(np.sqrt(covariance[1, 1]))
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            variance = float(clustered_covariance(exog, fin, n, fit.predict(exog))[1, 1])
+    except np.linalg.LinAlgError:
+        variance = math.nan
+    std_error = math.sqrt(variance) if math.isfinite(variance) and variance >= 0 else math.nan
     p_value = float(2 * ndtr(-abs(coefficient) / std_error)) if std_error > 0 else math.nan
     if not all(math.isfinite(v) for v in (intercept, coefficient, std_error, p_value)):
         out["notes"].append("gain regression undefined: the fit gave no finite estimate")
