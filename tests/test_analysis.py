@@ -295,6 +295,10 @@ def test_gain_regression_undefined_cases_are_notes():
     cell = one_cell(analyze_labels(frame, FAST, higher_is_better={"rma": True}))
     assert cell["gain_regression"]["coefficient"] is None
     assert any("same metric gain" in n for n in cell["notes"])
+    two = frame[frame.example_id < 2].assign(finetuned_score=lambda f: 0.5 + 0.1 * f.example_id)
+    cell = one_cell(analyze_labels(two, FAST, higher_is_better={"rma": True}))
+    assert cell["gain_regression"]["p_value"] is None
+    assert any("clustered errors need at least 3" in n for n in cell["notes"])
 
 
 @pytest.mark.parametrize("n_examples, annotators", [(150, 6), (3000, 3)])  # index draws / pattern draws
