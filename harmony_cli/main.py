@@ -10,6 +10,7 @@ from .errors import find_user_error
 
 from .commands import analyze, annotators, build_dataset, data, finetune, import_legacy, simulate, studies
 from .commands import power
+from .commands import export
 
 app = typer.Typer(
     help="harmony: does an explanation-quality metric agree with what people see?",
@@ -27,6 +28,7 @@ app.command("import-legacy")(import_legacy.command)
 app.command("analyze")(analyze.analyze)
 app.command("simulate-annotators")(simulate.command)
 app.command("power")(power.command)
+app.command("export")(export.command)
 
 
 def main() -> None:

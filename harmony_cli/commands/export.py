@@ -1,0 +1,31 @@
+"""``harmony export``: the command line of :mod:`harmony_cli.study.export`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def command(
+    study: str = typer.Option(..., "--study", help="The study to export (see `harmony studies`)."),
+    fmt: str = typer.Option("csv", "--format", help="csv, jsonl, parquet, or label-studio (Label Studio's JSON "
+                                                     "export, its labeling config written beside it as .xml)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: outputs/exports/STUDY.<ext>)."),
+    names: bool = typer.Option(False, "--names", help="Add the annotators' login names beside their pseudonyms."),
+    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
+                                                        "else outputs/harmony.db)."),
+) -> None:
+    """Write every label of a study (pseudonymous annotators, cell, choice, side shown, times, scores)."""
+    from ..errors import UserError
+    from ..store import Store
+    from ..study.export import FORMATS, export_study
+
+    if fmt not in FORMATS:  # before opening anything
+        raise UserError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    store = Store.open(db, create=False)
+    try:
+        path, count = export_study(store, study, fmt, out=out, names=names)
+    finally:
+        store.close()
+    typer.echo(f"wrote {count} labels of study {study!r} to {path}")
