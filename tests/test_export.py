@@ -306,3 +306,24 @@ def test_published_study_exports_all_30000_labels(legacy_db, tmp_path, monkeypat
     assert not frame["simulated"].any() and frame["left_map"].isna().all()
     with opened(f"sqlite:///{store_db}") as store, store.read() as session:
         assert frame["example_id"].isin(list(session.scalars(select(Example.id)))).all()
+
+
+def test_default_output_lives_under_harmony_outputs(sqlite_url, tmp_path, monkeypatch, capsys):
+    build_store(sqlite_url)
+    monkeypatch.setenv("HARMONY_OUTPUTS", str(tmp_path / "outs"))
+    code, stdout, err = cli_main(monkeypatch, capsys, "export", "--study", "pilot", "--format", "label-studio",
+                                 "--db", sqlite_url)
+    assert (code, err) == (0, "")
+    written = tmp_path / "outs" / "exports" / "pilot.json"
+    assert str(written) in stdout
+    assert sorted(p.name for p in written.parent.iterdir()) == ["pilot.json", "pilot.xml"]
+
+
+def test_parquet_without_pyarrow_names_what_to_install(sqlite_url, tmp_path, monkeypatch, capsys):
+    build_store(sqlite_url)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` raises ImportError
+    out = tmp_path / "pilot.parquet"
+    code, _, err = cli_main(monkeypatch, capsys, "export", "--study", "pilot", "--format", "parquet",
+                            "--out", str(out), "--db", sqlite_url)
+    assert_one_line_error(code, err, "pip install pyarrow")
+    assert not out.exists()
