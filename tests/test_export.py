@@ -205,6 +205,7 @@ def test_label_studio_export_has_the_documented_shape_and_what_each_annotator_sa
         assert {data["map_a"], data["map_b"]} == {f"{IMAGE_DIR}/{key}-o.png", f"{IMAGE_DIR}/{key}-f.png"}
         blob = json.dumps(data)
         assert "original" not in blob and "finetuned" not in blob  # blinded: data never names the maps
+        assert data["maps_withheld"] is False
         left = "original" if data["map_a"].endswith("-o.png") else "finetuned"
         for annotation in task["annotations"]:
             result, = annotation["result"]
@@ -327,3 +328,29 @@ def test_parquet_without_pyarrow_names_what_to_install(sqlite_url, tmp_path, mon
                             "--out", str(out), "--db", sqlite_url)
     assert_one_line_error(code, err, "pip install pyarrow")
     assert not out.exists()
+
+
+def test_map_paths_that_name_the_map_are_withheld_from_label_studio_data(sqlite_url, tmp_path, monkeypatch, capsys):
+    """Imported studies keep the original app's file names (``7_original.png``, ``7_learn.png``)."""
+    store = Store.open(sqlite_url)
+    try:
+        study = store.get_or_create_study("legacy-like", image_dir="/data/old", source="legacy")
+        example = store.add_example(study.id, **CELL_RMA, source_key="7", class_name="cat",
+                                    image_path="cells/7_image.png", original_map_path="cells/7_original.png",
+                                    finetuned_map_path="cells/7_learn.png")
+        annotator = store.add_annotator("ann", None)
+        store.answer(annotator.id, example, "finetuned", left_map=None)
+    finally:
+        store.close()
+    out = tmp_path / "legacy.json"
+    code, _, err = cli_main(monkeypatch, capsys, "export", "--study", "legacy-like", "--format", "label-studio",
+                            "--out", str(out), "--db", sqlite_url)
+    assert (code, err) == (0, "")
+    task, = json.loads(out.read_text(encoding="utf-8"))
+    data = task["data"]
+    assert (data["map_a"], data["map_b"], data["maps_withheld"]) == (None, None, True)
+    assert data["image"] == "/data/old/cells/7_image.png"
+    assert "original" not in json.dumps(data) and "learn" not in json.dumps(data)
+    picked, = task["annotations"][0]["result"][0]["value"]["choices"]
+    # the key in meta still says which of map A / map B the chosen (fine-tuned) map is
+    assert task["meta"]["harmony"]["map_a" if picked == "Map A" else "map_b"] == "finetuned"

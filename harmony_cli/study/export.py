@@ -24,7 +24,9 @@ two maps as the annotator saw them, ``map_a`` (left) and ``map_b`` (right), with
 labels are grouped into one task per (example, order seen); a label whose side was not recorded
 (imported studies) goes to a task in a fixed order derived from the example id, and its task says
 ``side_recorded: false``. Which map is the original travels only in the task's ``meta`` (the key
-for analysis), never in ``data``, which is what Label Studio shows annotators.
+for analysis), never in ``data``, which is what Label Studio shows annotators: map paths whose
+names say which map they are (imported studies keep the original app's ``_original``/``_learn``
+file names) are left out, and the task says ``maps_withheld: true``.
 """
 from __future__ import annotations
 
@@ -91,8 +93,16 @@ def _study_or_fail(store, study: str):
     return found
 
 
-def _paths(image_dir: str | None, *relative: str | None) -> list[str | None]:
-    return [None if r is None else (str(Path(image_dir) / r) if image_dir else r) for r in relative]
+# A stored map path that says which map it is (the original app named files `..._original.png` and
+# `..._learn.png`; imported studies keep those names) is withheld from what annotators would see.
+REVEALING = ("orig", "learn", "finetun", "fine_tun", "fine-tun")
+
+
+def _shown_path(image_dir: str | None, relative: str | None) -> str | None:
+    """The path Label Studio gets for a map, or None when its name would unblind the pair."""
+    if relative is None or any(word in relative.lower() for word in REVEALING):
+        return None
+    return os.path.join(image_dir, relative) if image_dir else relative
 
 
 def labels_table(store, study: str, names: bool = False) -> list[dict]:
@@ -116,8 +126,8 @@ def labels_table(store, study: str, names: bool = False) -> list[dict]:
         .order_by(Label.id)
     )
     rows = []
-    with store.read() as session:
-        for r in session.execute(query):
+    with store.engine.connect() as conn:  # Core rows: no ORM identity map for tens of thousands of labels
+        for r in conn.execute(query):
             row = {"label_id": r[0], "study": found.name, "example_id": r[1], "dataset": r[2], "metric": r[3],
                    "backbone": r[4], "attribution": r[5], "class_name": r[6], "annotator": pseudonym(r[7]),
                    "simulated": bool(r[9]), "choice": r[10], "left_map": r[11],
@@ -127,7 +137,8 @@ def labels_table(store, study: str, names: bool = False) -> list[dict]:
             if names:
                 row["annotator_name"] = r[8]
             row["_annotator_id"] = r[7]
-            row["_image"], row["_original_map"], row["_finetuned_map"] = _paths(found.image_dir, *r[17:20])
+            row["_image_dir"] = found.image_dir
+            row["_image"], row["_original_map"], row["_finetuned_map"] = r[17:20]
             rows.append(row)
     return rows
 
@@ -179,12 +190,18 @@ def _ls_choice(choice: str, left_is_original: bool) -> str:
 
 
 def _ls_task(task_id: int, first: dict, left_is_original: bool) -> dict:
-    left, right = ((first["_original_map"], first["_finetuned_map"]) if left_is_original
-                   else (first["_finetuned_map"], first["_original_map"]))
-    data = {"image": first["_image"], "map_a": left, "map_b": right, "class_name": first["class_name"],
+    image_dir = first["_image_dir"]
+    original, finetuned = (_shown_path(image_dir, first[k]) for k in ("_original_map", "_finetuned_map"))
+    withheld = (original is None) != (first["_original_map"] is None) or \
+        (finetuned is None) != (first["_finetuned_map"] is None)
+    if withheld:  # both or neither: one path alone would tell which map the other is
+        original = finetuned = None
+    left, right = (original, finetuned) if left_is_original else (finetuned, original)
+    image = first["_image"] and os.path.join(image_dir or "", first["_image"])
+    data = {"image": image, "map_a": left, "map_b": right, "class_name": first["class_name"],
             "example_id": first["example_id"], "dataset": first["dataset"], "metric": first["metric"],
             "backbone": first["backbone"], "attribution": first["attribution"],
-            "side_recorded": first["left_map"] is not None}
+            "side_recorded": first["left_map"] is not None, "maps_withheld": withheld}
     key = {"map_a": "original" if left_is_original else "finetuned",
            "map_b": "finetuned" if left_is_original else "original",
            "original_score": first["original_score"], "finetuned_score": first["finetuned_score"],
