@@ -39,6 +39,7 @@ def as_csv(rows: list[dict]) -> str:
 def print_table(rows: list[dict]) -> None:
     """A rich table; printed in full (never cut to the terminal's width) when stdout is not a terminal."""
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
     n_studies = len({r["study"] for r in rows})
@@ -49,7 +50,8 @@ def print_table(rows: list[dict]) -> None:
         table.add_row(*[str(r[k]) for k in STUDY_KEYS])
     console = Console()
     if not console.is_terminal:  # piped or in a log: as wide as the table needs
-        console.width = max(console.width, console.measure(table).maximum)
+        unbounded = Console(width=100_000)
+        console = Console(width=max(80, Measurement.get(unbounded, unbounded.options, table).maximum))
     console.print(table)
 
 
