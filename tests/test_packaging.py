@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
 import urllib.request
 import zipfile
@@ -34,6 +35,7 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (REPO / "harmony_cli" / "__init_
 class Installed:
     venv: Path
     wheel: Path
+    source: Path  # the copy of the project the wheel was built from
     work: Path  # the folder every command runs in (outside the checkout)
 
     def env(self) -> dict:
@@ -46,8 +48,7 @@ class Installed:
                               capture_output=True, text=True, timeout=timeout)
 
 
-def _build_wheel(dest: Path) -> Path:
-    source = dest / "source"
+def _build_wheel(source: Path, dest: Path) -> Path:
     for name in SOURCES:
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -64,7 +65,7 @@ def _build_wheel(dest: Path) -> Path:
 def installed(tmp_path_factory) -> Installed:
     """The wheel, installed into a fresh venv whose only harmony is the wheel's (built once per session)."""
     root = tmp_path_factory.mktemp("wheel")
-    wheel = _build_wheel(root)
+    wheel = _build_wheel(root / "source", root)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = Path(subprocess.check_output([str(venv / "bin" / "python"), "-c",
@@ -77,7 +78,7 @@ def installed(tmp_path_factory) -> Installed:
                     "--no-deps", "--ignore-installed", str(wheel)], check=True, capture_output=True, text=True, timeout=300)
     work = root / "work"
     work.mkdir()
-    return Installed(venv, wheel, work)
+    return Installed(venv, wheel, root / "source", work)
 
 
 def test_wheel_ships_the_configs_and_the_page_settings(installed):
@@ -85,6 +86,15 @@ def test_wheel_ships_the_configs_and_the_page_settings(installed):
     configs = {p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml")}
     assert {n.removeprefix("harmony_cli/conf/") for n in names if n.startswith("harmony_cli/conf/")} == configs
     assert "webui/.streamlit/config.toml" in names and "webui/app.py" in names
+
+
+def test_sdist_ships_the_configs_and_the_page_settings(installed, tmp_path):
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=installed.source,
+                   check=True, capture_output=True, timeout=300)
+    (sdist,) = tmp_path.glob("harmony-*.tar.gz")
+    names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+    configs = {f"conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
+    assert configs <= names and "webui/.streamlit/config.toml" in names and "setup.py" in names
 
 
 def test_the_fresh_venv_imports_the_wheel_not_the_checkout(installed):
