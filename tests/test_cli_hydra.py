@@ -133,3 +133,24 @@ def test_joblib_launcher_runs_sweep_jobs_in_separate_processes(tmp_path):
         assert len(job_pids) == 1, job_pids
         pids.append(int(job_pids.pop()))
     assert len(set(pids)) == 2 and process.pid not in pids, (pids, process.pid)
+
+
+def test_resume_finds_the_latest_sweep_with_the_same_overrides(tmp_path):
+    from omegaconf import OmegaConf
+
+    from harmony_cli.commands.finetune import resume_args
+
+    outputs = tmp_path / "outputs"
+    swept = ["metric=rma,focus", f"paths.outputs={outputs}", "trainer.max_steps=4"]
+    for name, task in (("2026-01-01_00-00-00", swept), ("2026-01-02_00-00-00", swept),
+                       ("2026-01-03_00-00-00", ["metric=rma,road", f"paths.outputs={outputs}"])):
+        (outputs / "finetune-multirun" / name).mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create({"hydra": {"overrides": {"task": task}}}),
+                       outputs / "finetune-multirun" / name / "multirun.yaml")
+    # a longer budget may differ; the newest sweep with the same overrides is continued
+    args = ["-m", "metric=rma,focus", f"paths.outputs={outputs}", "trainer.max_steps=8", "ckpt_path=last"]
+    assert resume_args(args) == [*args, f"hydra.sweep.dir={outputs / 'finetune-multirun' / '2026-01-02_00-00-00'}"]
+    assert resume_args(["metric=rma", "trainer.max_steps=8"]) == ["metric=rma", "trainer.max_steps=8"]
+    with pytest.raises(Exception, match="no earlier finetune sweep") as info:
+        resume_args(["-m", "metric=rma,irof", f"paths.outputs={outputs}", "ckpt_path=last"])
+    assert getattr(info.value, "user_error", False)
