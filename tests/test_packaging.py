@@ -136,10 +136,10 @@ def test_serve_starts_the_page_from_any_folder(installed):
         process.wait(timeout=30)
 
 
-def test_every_stage_runs_from_another_folder_and_writes_under_its_outputs(installed):
+def test_every_stage_runs_from_another_folder_and_writes_under_its_outputs(installed, trained_tiny):
     cfg = installed.run("harmony", "finetune", "--cfg", "job")
     assert cfg.returncode == 0 and "metric:" in cfg.stdout, cfg.stderr[-2000:]
-    # the test session's generated splits and base model are read (not written) from the test cache
+    # the test session's generated splits and base model (trained_tiny) are read from the test cache
     inputs = [f"paths.cache={TEST_CACHE / 'cache'}", f"paths.models={TEST_CACHE / 'models'}"]
     finetune = installed.run("harmony", "finetune", *inputs, "trainer.max_steps=2", "trainer.val_check_interval=2",
                              "finetune.batch_size=8", "finetune.val_size=16", "finetune.plot_images=2")

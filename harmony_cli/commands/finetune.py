@@ -1,6 +1,6 @@
 """``harmony finetune``: fine-tune a copy of a classifier so that a metric of its maps improves.
 
-Every argument goes to Hydra unchanged::
+Every argument goes to the Hydra app (harmony_cli/finetune_app.py) unchanged::
 
     harmony finetune metric=rma                              # one run: outputs/finetune/<time>/
     harmony finetune -m metric=rma,focus attribution=gradcam,guided_backprop   # a sweep
