@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -16,11 +17,20 @@ from harmony_cli.hydra_app import ConfigError, compose_config
 from tests.conftest import REPO, TEST_CACHE
 
 
+PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+
 def cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """``harmony ARGS`` from the checkout."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO), **(env or {})}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": PYTHONPATH, **(env or {})}
     return subprocess.run([sys.executable, "-m", "harmony_cli.main", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+SMALL_JOB = ["trainer.max_steps=2", "trainer.val_check_interval=2", "data.train_size=64", "data.val_size=16",
+             "data.test_size=16", "finetune.val_size=8", "finetune.batch_size=8", "finetune.plot_images=2",
+             "trainer.enable_progress_bar=false", f"paths.cache={TEST_CACHE / 'cache'}",
+             f"paths.models={TEST_CACHE / 'models'}"]
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -112,15 +122,11 @@ def test_compose_config_errors_are_config_errors():
                     reason="hydra-joblib-launcher is not installed (pip install 'harmony[joblib]'; the dev extra has it)")
 def test_joblib_launcher_runs_sweep_jobs_in_separate_processes(tmp_path):
     outputs = tmp_path / "outputs"
-    args = ["finetune", "-m", "hydra/launcher=joblib", "metric=rma,focus", "trainer.max_steps=2",
-            "trainer.val_check_interval=2", "data.train_size=64", "data.val_size=16", "data.test_size=16",
-            "finetune.val_size=8", "finetune.batch_size=8", "finetune.plot_images=2",
-            "trainer.enable_progress_bar=false", f"paths.outputs={outputs}", f"paths.cache={TEST_CACHE / 'cache'}",
-            f"paths.models={TEST_CACHE / 'models'}",
+    args = ["finetune", "-m", "hydra/launcher=joblib", "metric=rma,focus", *SMALL_JOB, f"paths.outputs={outputs}",
             # each job's log lines start with the id of the process that wrote them
             "hydra.job_logging.formatters.simple.format='%(process)d %(message)s'"]
     process = subprocess.Popen([sys.executable, "-m", "harmony_cli.main", *args], cwd=tmp_path,
-                               env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)},
+                               env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": PYTHONPATH},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
@@ -154,3 +160,19 @@ def test_resume_finds_the_latest_sweep_with_the_same_overrides(tmp_path):
     with pytest.raises(Exception, match="no earlier finetune sweep") as info:
         resume_args(["-m", "metric=rma,irof", f"paths.outputs={outputs}", "ckpt_path=last"])
     assert getattr(info.value, "user_error", False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="hydra-optuna-sweeper is not installed (pip install 'harmony[optuna]')")
+def test_optuna_search_optimizes_the_runs_metric(tmp_path):
+    import yaml
+
+    outputs = tmp_path / "outputs"
+    result = cli("finetune", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+                 "hydra.sweeper.sampler.n_startup_trials=1", *SMALL_JOB, f"paths.outputs={outputs}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (found,) = outputs.glob("finetune-multirun/*/optimization_results.yaml")
+    best = yaml.safe_load(found.read_text())
+    scores = [json.loads(p.read_text())["finetuned_score"] for p in found.parent.glob("*/metrics.json")]
+    assert len(scores) == 2 and best["best_value"] == pytest.approx(max(scores))
+    assert set(best["best_params"]) == {"finetune.lr", "metric.loss_weight"}
