@@ -75,14 +75,13 @@ def config_error(exc: BaseException) -> ConfigError | None:
         return ConfigError(f"cannot read the override {exc.override!r}: write overrides as key=value "
                            f"(quote values with spaces or commas)")
     if isinstance(exc, ConfigCompositionException):
-        text = str(exc).strip()
-        key = getattr(exc.__cause__, "full_key", None) or (text.split("'")[1] if "'" in text else None)
-        if "Could not override" in text or exc.__cause__ is not None and key:
-            return ConfigError(f"unknown config option {key!r}: check its spelling "
+        unknown_key = getattr(exc.__cause__, "full_key", None)  # OmegaConf's error for a key not in the config
+        if unknown_key:
+            return ConfigError(f"unknown config option {unknown_key!r}: check its spelling "
                                f"(`harmony <command> --cfg job` prints every option)")
-        if "Could not append" in text:
-            return ConfigError(f"config option {key!r} exists already: set it without the leading '+'")
-        return ConfigError(text.splitlines()[0])
+        # Hydra's first line says what is wrong, its second how to fix it ("Either remove + prefix: ...")
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return ConfigError(" ".join(lines[:2]))
     return None
 
 

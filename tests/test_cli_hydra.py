@@ -42,7 +42,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("args, expected", [
     (["metric=nope"], "unknown metric 'nope': choose one of focus, irof, ris, rma, road"),
     (["trainer.nosuch=1"], "unknown config option 'trainer.nosuch'"),
-    (["+trainer.max_steps=3"], "'trainer.max_steps' exists already: set it without the leading '+'"),
+    (["+trainer.max_steps=3"], "already at 'trainer.max_steps'. Either remove + prefix: 'trainer.max_steps=3'"),
     (["metric=rma,,x="], "cannot read the override 'metric=rma,,x='"),
     (["-m", "metric=rma,focus", "--cfg", "job"], "--cfg prints the config of one job: drop -m"),
 ])
