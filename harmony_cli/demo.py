@@ -66,7 +66,7 @@ def main() -> None:
         console.print(f"preference chart:   {report}/preferences.png")
     bin_dir = Path(sys.executable).parent
     console.print(f"annotation page:    {bin_dir}/harmony annotators add alice   then   "
-                  f"{bin_dir}/streamlit run webui/app.py   -> http://localhost:8501", highlight=False)
+                  f"{bin_dir}/harmony serve   -> http://localhost:8501", highlight=False)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,13 @@ package cannot import the CLI), so :func:`find_user_error` recognizes both.
 """
 from __future__ import annotations
 
+import sys
 from abc import ABCMeta
+from contextlib import contextmanager
+from typing import Iterator
+
+# Exit status of every command that stopped on a user error.
+USER_ERROR_STATUS = 2
 
 
 class UserError(Exception, metaclass=ABCMeta):
@@ -28,7 +34,8 @@ class UserError(Exception, metaclass=ABCMeta):
 
 def find_user_error(exc: BaseException | None) -> BaseException | None:
     """The user error behind ``exc``: itself, the cause of a wrapper (Hydra's ``instantiate``
-    wraps what a ``_target_`` raises), or a ``???`` config value left unset."""
+    wraps what a ``_target_`` raises), a ``???`` config value left unset, or an override that
+    does not compose (Hydra's composition errors)."""
     from omegaconf.errors import MissingMandatoryValue
 
     seen = set()
@@ -37,6 +44,38 @@ def find_user_error(exc: BaseException | None) -> BaseException | None:
             return exc
         if isinstance(exc, MissingMandatoryValue) and exc.full_key:
             return UserError(f"config value {exc.full_key} must be set: add {exc.full_key}=... to the command")
+        if type(exc).__module__.startswith("hydra."):
+            from .hydra_app import config_error
+
+            converted = config_error(exc)
+            if converted is not None:
+                return converted
         seen.add(id(exc))
         exc = exc.__cause__
     return None
+
+
+def print_error(error: BaseException) -> None:
+    """``error: <message>`` on stderr, on one line whatever the terminal's width."""
+    from rich.console import Console
+    from rich.text import Text
+
+    # a Text, not markup: messages hold brackets (``pip install 'harmony[joblib]'``)
+    Console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {error}"), highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Run the body; a user error prints one line and exits with status 2, anything else propagates.
+
+    The whole CLI runs inside it; a Hydra job runs inside it too, since Hydra would otherwise
+    add its own lines about the failed job.
+    """
+    try:
+        yield
+    except Exception as exc:
+        error = find_user_error(exc)
+        if error is None:
+            raise
+        print_error(error)
+        sys.exit(USER_ERROR_STATUS)

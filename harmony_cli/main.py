@@ -1,16 +1,13 @@
 """The ``harmony`` command. Each stage lives in its own module and registers here."""
 from __future__ import annotations
 
-import sys
-
 import typer
-from rich.console import Console
 
-from .errors import find_user_error
+from .errors import exit_on_user_error
 
-from .commands import analyze, annotators, build_dataset, data, finetune, import_legacy, simulate, studies
-from .commands import power
-from .commands import export
+from . import __version__
+from .commands import (analyze, annotators, build_dataset, data, export, finetune, import_legacy, power, serve,
+                       simulate, studies)
 
 app = typer.Typer(
     help="harmony: does an explanation-quality metric agree with what people see?",
@@ -29,18 +26,25 @@ app.command("analyze")(analyze.analyze)
 app.command("simulate-annotators")(simulate.command)
 app.command("power")(power.command)
 app.command("export")(export.command)
+app.command("serve")(serve.serve)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"harmony {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print harmony's version and exit.")) -> None:
+    """harmony: does an explanation-quality metric agree with what people see?"""
 
 
 def main() -> None:
     """Console entry point: user errors print one line and exit with status 2."""
-    try:
+    with exit_on_user_error():
         app()
-    except Exception as exc:
-        error = find_user_error(exc)
-        if error is None:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,67 @@
 """``harmony studies``: what the store holds, one row per study and cell."""
 from __future__ import annotations
 
+import csv
+import io
+import json
+from enum import Enum
 from typing import Optional
 
 import typer
 
 STUDY_KEYS = ("study", "dataset", "metric", "backbone", "attribution", "examples", "labels", "annotators")
+COUNT_KEYS = ("examples", "labels", "annotators")
+
+
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def as_markdown(rows: list[dict]) -> str:
+    """A GitHub-flavoured Markdown table (counts right-aligned)."""
+    lines = ["| " + " | ".join(STUDY_KEYS) + " |",
+             "|" + "|".join("---:" if k in COUNT_KEYS else "---" for k in STUDY_KEYS) + "|"]
+    lines += ["| " + " | ".join(str(r[k]).replace("|", "\\|") for k in STUDY_KEYS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def as_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=STUDY_KEYS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().rstrip("\n")
+
+
+def print_table(rows: list[dict]) -> None:
+    """A rich table; printed in full (never cut to the terminal's width) when stdout is not a terminal."""
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    n_studies = len({r["study"] for r in rows})
+    table = Table(title=f"{n_studies} {'study' if n_studies == 1 else 'studies'}, {len(rows)} cells")
+    for key in STUDY_KEYS:
+        table.add_column(key, justify="right" if key in COUNT_KEYS else "left", no_wrap=True)
+    for r in rows:
+        table.add_row(*[str(r[k]) for k in STUDY_KEYS])
+    console = Console()
+    if not console.is_terminal:  # piped or in a log: as wide as the table needs
+        unbounded = Console(width=100_000)
+        console = Console(width=max(80, Measurement.get(unbounded, unbounded.options, table).maximum))
+    console.print(table)
 
 
 def studies(
     db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else outputs/harmony.db)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects instead of a table."),
+                                                        "else <outputs>/harmony.db)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (rich), markdown, csv or json."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """List studies by cell: examples, labels, and annotators with at least one label."""
-    import json
-
-    from rich.console import Console
-    from rich.table import Table
-
     from ..store import Store
 
     store = Store.open(db, create=False)
@@ -26,20 +69,15 @@ def studies(
         rows = [{k: row[k] for k in STUDY_KEYS} for row in store.cells()]
     finally:
         store.close()
-    if as_json:
+    fmt = Format.json if as_json else fmt
+    if fmt is Format.json:
         typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
+    elif not rows:
         typer.echo("the store holds no examples yet: build a study (harmony build-dataset) or import one "
                    "(harmony import-legacy)")
-        return
-    n_studies = len({r['study'] for r in rows})
-    table = Table(title=f"{n_studies} {'study' if n_studies == 1 else 'studies'}, {len(rows)} cells")
-    for key in STUDY_KEYS:
-        table.add_column(key, justify="right" if key in ("examples", "labels", "annotators") else "left")
-    for r in rows:
-        table.add_row(*[str(r[k]) for k in STUDY_KEYS])
-    console = Console()
-    if not console.is_terminal:  # piped: print whole names rather than cutting them at 80 columns
-        console.width = max(console.width, 160)
-    console.print(table)
+    elif fmt is Format.markdown:
+        typer.echo(as_markdown(rows))
+    elif fmt is Format.csv:
+        typer.echo(as_csv(rows))
+    else:
+        print_table(rows)

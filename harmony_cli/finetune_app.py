@@ -1,0 +1,88 @@
+"""``harmony finetune`` as a plain Hydra app (the shape of lightning-hydra-template's ``train.py``).
+
+The Typer command hands its arguments to :func:`run`, which gives them to :func:`main` as its
+command line, so run dirs, ``-m`` sweeps, ``--cfg``, ``--hydra-help``, launcher and sweeper
+plugins behave as in any Hydra app.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, read_write
+
+from harmony_cli.errors import UserError, exit_on_user_error
+from harmony_cli.hydra_app import CONFIG_NAME, checked_config_dir
+
+TASK = "finetune"
+# Hydra's flags that take a value (`--cfg job`); `--info` takes one of these words when given.
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun"}
+_INFO_WORDS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+@contextmanager
+def _relaunchable_as_this_job() -> Iterator[None]:
+    """Lightning's DDP launcher (strategy=ddp) starts ranks > 0 as ``sys.argv`` plus
+    ``hydra.run.dir=<run.dir>``: make that ``harmony finetune <this job's overrides>`` in this job's dir."""
+    hydra_cfg = HydraConfig.get()
+    saved = sys.argv
+    sys.argv = [saved[0], TASK, *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg.run):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@hydra.main(config_path=str(checked_config_dir()), config_name=CONFIG_NAME, version_base="1.3")
+def main(cfg: DictConfig) -> dict | float | None:
+    """One fine-tuning job in Hydra's output dir (a sweep's job tolerates a missing checkpoint).
+
+    Returns the run's metrics.json content, or its ``optimized_metric`` entry for a sweeper
+    that optimizes (``hparams_search=optuna``)."""
+    from lightning_modules.finetune import run_finetune
+
+    hydra_cfg = HydraConfig.get()
+    with exit_on_user_error(), _relaunchable_as_this_job():
+        metrics = run_finetune(cfg, hydra_cfg.runtime.output_dir,
+                               resume_missing_ok=hydra_cfg.mode == RunMode.MULTIRUN)
+    optimized = cfg.get("optimized_metric")
+    return metrics[optimized] if optimized and metrics is not None else metrics
+
+
+def overrides_first(args: list[str]) -> list[str]:
+    """``args`` with Hydra's flags (and their values) after the overrides: Hydra's parser reads
+    the overrides as one list, so ``metric=rma --cfg job trainer.max_steps=2`` would fail."""
+    overrides, flags, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        takes_value = arg in _VALUE_FLAGS or (arg in ("--info", "-i") and i + 1 < len(args)
+                                              and args[i + 1] in _INFO_WORDS)
+        if arg.startswith("-"):
+            flags.extend(args[i:i + 2] if takes_value else [arg])
+            i += 2 if takes_value else 1
+        else:
+            overrides.append(arg)
+            i += 1
+    return [*overrides, *flags]
+
+
+def run(args: list[str]) -> None:
+    """Run :func:`main` on ``args`` (Hydra overrides and flags), as if they were its command line."""
+    if ("-m" in args or "--multirun" in args) and ("--cfg" in args or "-c" in args):
+        raise UserError("--cfg prints the config of one job: drop -m and give one value per key")
+    # Hydra then raises composition errors instead of printing them: the CLI's printer makes them one line.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    saved = sys.argv
+    sys.argv = [saved[0], *overrides_first(args)]
+    try:
+        main()
+    finally:
+        sys.argv = saved

@@ -1,0 +1,15 @@
+"""Packages of the distribution: pyproject.toml's packages.find cannot map conf/ to harmony_cli.conf.
+
+The Hydra configs ship as the data-only package ``harmony_cli.conf`` (and one sub-package per
+config group), so an installed harmony finds them beside its code.
+"""
+from setuptools import find_namespace_packages, find_packages, setup
+
+CODE = find_packages(include=["harmony_cli*", "lightning_modules*", "webui*"])
+CONFIGS = ["harmony_cli.conf", *(f"harmony_cli.conf.{group}" for group in find_namespace_packages(where="conf"))]
+
+setup(
+    packages=[*CODE, *CONFIGS],
+    package_dir={"harmony_cli.conf": "conf"},
+    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": [".streamlit/config.toml"]},
+)
