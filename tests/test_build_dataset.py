@@ -14,10 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from harmony_cli.study import build as bd
-from harmony_cli.study.rendering import (RenderSettings, colorize, content_name, encode_png, normalize_maps, render_pairs,
-                                   write_atomic)
+from harmony_cli.commands.build_dataset import translate_overrides
 from harmony_cli.errors import UserError
+from harmony_cli.study.build import build_study
+from harmony_cli.study.files import content_name, write_content_named
+from harmony_cli.study.pairs import ReusedMaps
+from harmony_cli.study.rendering import RenderSettings, colorize, encode_png, normalize_maps, render_pairs
+from harmony_cli.study.runs import check_distinct_cells, find_runs, latest_run
+from harmony_cli.study.selection import correctness, seeded_order
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,10 +79,10 @@ def test_png_files_are_named_by_content_written_atomically_and_carry_no_metadata
 
     a = encode_png(np.zeros((8, 8, 3), np.uint8))
     b = encode_png(np.full((8, 8, 3), 200, np.uint8))
-    name_a = write_atomic(tmp_path, a)
+    name_a = write_content_named(tmp_path, a)
     assert name_a == content_name(a) and name_a != content_name(b)
-    assert write_atomic(tmp_path, a) == name_a            # idempotent
-    write_atomic(tmp_path, b)
+    assert write_content_named(tmp_path, a) == name_a            # idempotent
+    write_content_named(tmp_path, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name_a, content_name(b)])  # no tmp files left
     assert (tmp_path / name_a).read_bytes() == a
     image = Image.open(io.BytesIO(a))
@@ -104,15 +108,15 @@ def test_only_images_both_models_classify_correctly_are_kept():
     labels = torch.tensor([0, 1, 2, 3])
     original = FixedPredictions([0, 1, 0, 0])    # right on 0, 1
     finetuned = FixedPredictions([0, 0, 2, 0])   # right on 0, 2
-    keep, reasons = bd.correctness(original, finetuned, images, labels)
+    keep, reasons = correctness(original, finetuned, images, labels)
     assert keep.tolist() == [True, False, False, False]
     assert reasons == [None, "fine-tuned wrong", "original wrong", "both models wrong"]
 
 
 def test_seeded_order_is_a_permutation_fixed_by_the_seed():
-    assert sorted(bd.seeded_order(50, 3)) == list(range(50))
-    assert bd.seeded_order(50, 3) == bd.seeded_order(50, 3)
-    assert bd.seeded_order(50, 3) != bd.seeded_order(50, 4)
+    assert sorted(seeded_order(50, 3)) == list(range(50))
+    assert seeded_order(50, 3) == seeded_order(50, 3)
+    assert seeded_order(50, 3) != seeded_order(50, 4)
 
 
 def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anything_else():
@@ -123,7 +127,7 @@ def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anythi
         return torch.full((x.shape[0], 1, 2, 2), 7.0)
 
     x, y, maps = torch.randn(3, 3, 2, 2), torch.tensor([0, 1, 2]), torch.ones(3, 1, 2, 2)
-    reuse = bd.ReusedMaps(explainer, x, y, maps)
+    reuse = ReusedMaps(explainer, x, y, maps)
     assert reuse(x.clone(), y.clone()) is maps and calls == []
     assert reuse(x + 1, y)[0, 0, 0, 0] == 7.0 and calls == [3]           # perturbed input
     assert reuse(x, torch.tensor([2, 1, 0]))[0, 0, 0, 0] == 7.0            # another target
@@ -133,13 +137,16 @@ def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anythi
 # ---------------------------------------------------------------------------- runs on disk
 
 
-def _fake_run(path: Path, mtime: float | None = None, metric: str = "rma") -> Path:
-    """A run dir as finetune leaves it (config and metrics.json), without checkpoints."""
+def _fake_run(path: Path, mtime: float | None = None, metric: str = "rma", checkpoint: bool = True) -> Path:
+    """A run dir as finetune leaves it (config, metrics.json, an empty last checkpoint unless not ``checkpoint``)."""
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(
         f"data: {{name: synthetic}}\nmetric: {{name: {metric}}}\nbackbone: {{name: tiny}}\n"
         f"attribution: {{name: gradcam}}\n")
-    (path / "metrics.json").write_text("{}")
+    (path / "metrics.json").write_text('{"best_checkpoint": null}')
+    if checkpoint:
+        (path / "checkpoints").mkdir()
+        (path / "checkpoints" / "last.ckpt").write_bytes(b"")
     if mtime is not None:
         os.utime(path / "metrics.json", (mtime, mtime))
     return path
@@ -153,31 +160,36 @@ def test_runs_are_found_in_run_and_multirun_dirs_and_the_latest_finished_one_is_
     sweep = outputs / "finetune-multirun" / "2025-01-01_09-00-00"
     members = [_fake_run(sweep / name, now - 50) for name in ("10_rma_gradcam_tiny", "2_focus_gradcam_tiny")]
     (sweep / "3_road_gradcam_tiny").mkdir()                              # a failed member
-    assert bd.find_runs(single) == [single]
-    assert bd.find_runs(sweep) == [members[1], members[0]]               # job order, not string order
-    assert bd.latest_run(outputs) == sweep
+    assert find_runs(single) == [single]
+    assert find_runs(sweep) == [members[1], members[0]]               # job order, not string order
+    assert latest_run(outputs) == sweep
     os.utime(single / "metrics.json", (now, now))
-    assert bd.latest_run(outputs) == single
+    assert latest_run(outputs) == single
     with pytest.raises(UserError, match="no finished finetune run"):
-        bd.latest_run(tmp_path / "empty")
+        latest_run(tmp_path / "empty")
     with pytest.raises(UserError, match="does not exist"):
-        bd.find_runs(tmp_path / "nope")
+        find_runs(tmp_path / "nope")
     with pytest.raises(UserError, match="holds no finished finetune run"):
-        bd.find_runs(outputs / "finetune" / "2025-01-02_10-00-00")
+        find_runs(outputs / "finetune" / "2025-01-02_10-00-00")
+    # a run that trained no step (metrics.json, no checkpoint) is never the latest and cannot be built
+    empty = _fake_run(outputs / "finetune" / "2025-01-03_10-00-00", now + 100, checkpoint=False)
+    assert latest_run(outputs) == single
+    with pytest.raises(UserError, match="has no checkpoint"):
+        find_runs(empty)
 
 
 def test_two_runs_of_the_same_cell_are_refused_before_anything_is_built(tmp_path):
     runs = [_fake_run(tmp_path / "0_a", metric="rma"), _fake_run(tmp_path / "1_b", metric="focus")]
-    bd.check_distinct_cells(runs)
+    check_distinct_cells(runs)
     runs.append(_fake_run(tmp_path / "2_c", metric="rma"))
     with pytest.raises(UserError, match="same cell .synthetic / rma / tiny / gradcam"):
-        bd.check_distinct_cells(runs)
+        check_distinct_cells(runs)
 
 
 def test_run_override_composes_as_study_run():
     from harmony_cli.hydra_app import compose_config
 
-    cfg = compose_config(bd.translate_overrides(["run=/some/run", "study.examples_per_cell=5"]), task="build_dataset")
+    cfg = compose_config(translate_overrides(["run=/some/run", "study.examples_per_cell=5"]), task="build_dataset")
     assert cfg.study.run == "/some/run" and cfg.study.examples_per_cell == 5
 
 
@@ -195,7 +207,7 @@ def test_a_study_built_with_other_render_settings_is_not_mixed(tmp_path):
                               image_dir=str(tmp_path / "images"))
     store.close()
     with pytest.raises(UserError, match="colormap=viridis"):
-        bd.build_study(compose_config(bd.translate_overrides(base), task="build_dataset"))
+        build_study(compose_config(translate_overrides(base), task="build_dataset"))
 
 
 # ---------------------------------------------------------------------------- from real finetune runs
@@ -238,7 +250,7 @@ def _build(run: Path | None, db: Path, *extra: str, outputs: Path | None = None)
                  "study.batch_size=4", "study.image_size=96", "study.name=test", *extra]
     if run is not None:
         overrides.append(f"run={run}")
-    return bd.build_study(compose_config(bd.translate_overrides(overrides), task="build_dataset"))
+    return build_study(compose_config(translate_overrides(overrides), task="build_dataset"))
 
 
 def _examples(db: Path, study: str = "test") -> tuple[Path, list]:
@@ -261,8 +273,7 @@ def gradcam_study(sweep, tmp_path_factory):
     """The rma/gradcam run of the sweep built into a study of 8 examples: (run dir, db, results)."""
     (run,) = [p for p in sweep.iterdir() if p.name.endswith("_rma_gradcam_tiny")]
     db = tmp_path_factory.mktemp("gradcam_study") / "harmony.db"
-    name, results = _build(run, db)
-    return run, db, results
+    return run, db, _build(run, db).results
 
 
 def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(gradcam_study):
@@ -274,7 +285,7 @@ def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(grad
     assert result.cell == {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
     run = load_finetune_run(run_dir)
     test = run.datamodule.split("test")
-    order = bd.seeded_order(len(test), 0)
+    order = seeded_order(len(test), 0)
     items = [test[i] for i in order]
     x = torch.stack([item["image"] for item in items])
     y = torch.tensor([item["label"] for item in items])
@@ -322,7 +333,7 @@ def test_building_a_complete_study_again_adds_nothing(gradcam_study):
     run_dir, db, _ = gradcam_study
     image_dir, before = _examples(db)
     files_before = sorted(p.name for p in image_dir.iterdir())
-    _, (again,) = _build(run_dir, db)
+    (again,) = _build(run_dir, db).results
     _, after = _examples(db)
     assert again.added == 0 and again.examples == 8 and not again.skipped
     assert [(e.id, e.source_key, e.image_path) for e in after] == [(e.id, e.source_key, e.image_path) for e in before]
@@ -337,8 +348,7 @@ def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_pa
     real_add, calls = Store.add_examples, []
 
     def killed_on_second_batch(self, *args, **kwargs):
-        if kwargs.get("session") is None:  # the outer call of a batch (it may recurse with a session)
-            calls.append(1)
+        calls.append(1)
         if len(calls) == 2:  # the second batch's files are on disk, its rows never commit
             raise KeyboardInterrupt
         return real_add(self, *args, **kwargs)
@@ -349,7 +359,7 @@ def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_pa
     _, partial = _examples(db)
     assert len(partial) == 4
     monkeypatch.setattr(Store, "add_examples", real_add)
-    _, (resumed,) = _build(run_dir, db)
+    (resumed,) = _build(run_dir, db).results
     assert (resumed.added, resumed.examples) == (4, 8)
     _, rows = _examples(db)
     _, reference = _examples(reference_db)
