@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from .cells import CellJob, CellResult, build_cell
-from .files import check_study_name, check_writable_folder, write_failure
+from .files import check_study_name, check_writable_folder, database_write_failure, file_write_failure
 from .runs import check_distinct_cells, default_study_name, find_runs, latest_run
 from .settings import BuildError, StudySettings
 from .study_row import StudyRow
@@ -76,7 +76,8 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
         try:
             _build_cells(study, run_dirs, settings, device, outcome, console)
         except Exception as exc:
-            error = write_failure(exc, study.image_dir, "free space there or give study.image_dir=PATH", store.url)
+            error = (file_write_failure(exc, study.image_dir, "free space there or give study.image_dir=PATH")
+                     or database_write_failure(exc, store.url))
             if error is None:
                 raise
             raise error from exc

@@ -3,7 +3,8 @@
 Every file a study command writes goes through :func:`write_atomic` (a tmp file in the
 same folder renamed into place): a file exists whole or not at all, and a failing write
 leaves no tmp file behind. A failure the user can fix (a read-only or full disk, a
-read-only or full database) becomes one line through :func:`write_failure`.
+read-only or full database) becomes one line through :func:`file_write_failure` and
+:func:`database_write_failure`.
 """
 from __future__ import annotations
 
@@ -87,25 +88,34 @@ def check_writable_folder(folder: Path, option: str) -> None:
         write_atomic(probe, b"probe")
         probe.unlink()
     except OSError as exc:
-        fix = f"give a writable folder with {option}=PATH"
-        raise (write_failure(exc, folder, fix) or UserError(f"cannot write to {folder} ({exc}); {fix}")) from exc
+        fix = f"free space there or give a writable folder with {option}=PATH"
+        error = file_write_failure(exc, folder, fix) or UserError(f"cannot write to {folder} ({exc}); {fix}")
+        raise error from exc
 
 
-def write_failure(exc: BaseException, folder: str | os.PathLike, fix: str, db_url: str | None = None
-                  ) -> UserError | None:
-    """A one-line UserError for a write that failed because of its place; None for any other failure.
+def file_write_failure(exc: BaseException, folder: str | os.PathLike, fix: str) -> UserError | None:
+    """A one-line UserError for a file write that failed because of its place (disk full, read-only, ...).
 
-    ``folder``/``fix``: where files were written and how to fix it; ``db_url``: the store, whose
-    SQLite file may be full or read-only (SQLAlchemy's OperationalError). Anything else is a bug
-    and keeps its traceback.
+    None for any other failure: a bug keeps its traceback.
     """
     if isinstance(exc, OSError) and exc.errno in PLACE_ERRNOS:
         return UserError(f"cannot write to {folder}: {PLACE_ERRNOS[exc.errno]} ({exc.strerror}); {fix}")
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if type(exc).__name__ == "OperationalError" and any(s in text for s in DATABASE_FULL_OR_READ_ONLY):
-        from ..store.db import shown_url
-
-        reason = "the disk is full" if "full" in text else "it is read-only or unreachable"
-        return UserError(f"cannot write to the database {shown_url(db_url or '')}: {reason} "
-                         f"({text.splitlines()[0]}); nothing was stored: free space or give --db a writable database")
     return None
+
+
+def database_write_failure(exc: BaseException, db_url: str) -> UserError | None:
+    """A one-line UserError for a store write that failed because its database is full or read-only.
+
+    (SQLAlchemy's OperationalError around SQLite's "database or disk is full", "readonly database".)
+    None for any other failure.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if not isinstance(exc, OperationalError) or not any(s in text for s in DATABASE_FULL_OR_READ_ONLY):
+        return None
+    from ..store.db import shown_url
+
+    reason = "the disk is full" if "full" in text else "it is read-only or unreachable"
+    return UserError(f"cannot write to the database {shown_url(db_url)}: {reason} ({text.splitlines()[0]}); "
+                     f"nothing was stored: free space or give --db a writable database")
