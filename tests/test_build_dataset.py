@@ -219,13 +219,13 @@ PATH_FIELDS = ("image_path", "original_map_path", "finetuned_map_path", "origina
 
 @pytest.fixture(scope="module")
 def sweep(trained_tiny, tmp_path_factory) -> Path:
-    """A finished 2-job finetune multirun (rma x gradcam, guided_backprop) with a tiny budget; its dir."""
+    """A finished 2-job finetune multirun (rma, focus x gradcam) with a tiny budget; its dir."""
     root = tmp_path_factory.mktemp("build_dataset")
     weights = root / "tiny.pt"
     torch.save(trained_tiny.state_dict(), weights)
     outputs = root / "outputs"
-    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "-m", "metric=rma",
-               "attribution=gradcam,guided_backprop", *_outputs(outputs), f"backbone.weights={weights}",
+    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "-m", "metric=rma,focus",
+               "attribution=gradcam", *_outputs(outputs), f"backbone.weights={weights}",
                "data.train_size=128", "data.val_size=32", "data.test_size=64", "finetune.batch_size=16",
                "finetune.val_size=16", "finetune.val_batch_size=16", "finetune.plot_images=2",
                "trainer.val_check_interval=2", "trainer.max_steps=2", "trainer.enable_progress_bar=false"]
@@ -277,6 +277,7 @@ def gradcam_study(sweep, tmp_path_factory):
 
 
 def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(gradcam_study):
+    from harmony_cli.store import Store
     from lightning_modules.runs import load_finetune_run
 
     run_dir, db, (result,) = gradcam_study
@@ -296,13 +297,21 @@ def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(grad
     assert [(e.source_key, e.position) for e in rows] == expected
     considered = expected[-1][1] + 1
     assert sum(result.skipped.values()) == int((~both[:considered]).sum())
-    # what is stored per example: class, run, and each model's metric score on its own map
+    # what is stored per example: class, run, and each model's RMA on its own map, recomputed from
+    # the definition (positive relevance inside the object mask over all positive relevance)
     keys = [int(e.source_key) for e in rows]
     xs, ys = torch.stack([test[k]["image"] for k in keys]), torch.tensor([test[k]["label"] for k in keys])
-    masks = torch.stack([test[k]["mask"] for k in keys])
+    inside = (torch.stack([test[k]["mask"] for k in keys]).flatten(1) != 0).double()
     for side, model in (("original", run.original), ("finetuned", run.finetuned)):
-        scores = run.metric.score(model, xs, ys, run.explainer(model), masks=masks)
-        assert [getattr(e, f"{side}_score") for e in rows] == pytest.approx(scores.tolist(), abs=1e-5)
+        positive = run.explainer(model)(xs, ys).detach().double().flatten(1).clamp_min(0)
+        total = positive.sum(1)
+        expected_scores = torch.where(total > 0, (positive * inside).sum(1) / total.clamp_min(1e-300), 0.0)
+        assert [getattr(e, f"{side}_score") for e in rows] == pytest.approx(expected_scores.tolist(), abs=1e-5)
+    # the two models' scores differ, so stored scores (or maps) swapped between them would be caught
+    assert max(abs(e.original_score - e.finetuned_score) for e in rows) > 1e-4
+    store = Store.open(f"sqlite:///{db}")
+    assert store.study("test").config["higher_is_better"] == {"rma": True}  # RMA: more mass on the object
+    store.close()
     assert [e.class_name for e in rows] == [test[k]["class_name"] for k in keys]
     assert {e.run for e in rows} == {str(run_dir)}
     # the files exist, decode at the display size, and the two maps differ
@@ -369,7 +378,16 @@ def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_pa
                                                                    for e in reference]
 
 
-def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_path):
+def _cell_keys(db: Path, study: str) -> dict[str, set[str]]:
+    """metric -> the test-split indices of its cell's examples."""
+    _, rows = _examples(db, study)
+    keys: dict[str, set[str]] = {}
+    for e in rows:
+        keys.setdefault(e.metric, set()).add(e.source_key)
+    return keys
+
+
+def test_a_multirun_dir_becomes_one_cell_per_run_with_disjoint_images_and_is_the_default(sweep, tmp_path):
     """`harmony build-dataset` with no run= takes the latest run under outputs: here the sweep."""
     from typer.testing import CliRunner
 
@@ -378,8 +396,9 @@ def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_p
 
     db = tmp_path / "harmony.db"
     outputs = sweep.parent.parent
-    result = CliRunner().invoke(app, ["build-dataset", *_outputs(outputs), f"study.db_url=sqlite:///{db}",
-                                      "study.examples_per_cell=3", "study.batch_size=8", "study.image_size=64"])
+    args = ["build-dataset", *_outputs(outputs), f"study.db_url=sqlite:///{db}", "study.examples_per_cell=3",
+            "study.batch_size=8", "study.image_size=64"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     store = Store.open(f"sqlite:///{db}")
     try:
@@ -388,6 +407,21 @@ def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_p
     finally:
         store.close()
     assert study.name == f"finetune-multirun-{sweep.name}"
-    assert [(c["metric"], c["attribution"], c["examples"]) for c in cells] == [("rma", "gradcam", 3),
-                                                                             ("rma", "guided_backprop", 3)]
-    assert "guided_backprop" in result.output and "6 examples in 2 cell(s)" in result.output
+    assert [(c["metric"], c["attribution"], c["examples"]) for c in cells] == [("focus", "gradcam", 3),
+                                                                             ("rma", "gradcam", 3)]
+    assert study.config["higher_is_better"] == {"rma": True, "focus": True}
+    assert "focus / gradcam" in result.output and "6 examples in 2 cell(s)" in result.output
+    out = " ".join(result.output.split())
+    assert "images: disjoint across cells of the same backbone and attribution" in out
+    # the two cells share backbone and attribution: no test image in both
+    keys = _cell_keys(db, study.name)
+    assert len(keys["rma"]) == len(keys["focus"]) == 3 and not keys["rma"] & keys["focus"]
+
+    # study.disjoint_images=false: each cell takes the first both-correct images, shared across cells
+    shared_db = tmp_path / "shared.db"
+    result = CliRunner().invoke(app, [*args, f"study.db_url=sqlite:///{shared_db}", "study.disjoint_images=false",
+                                      "study.name=shared"])
+    assert result.exit_code == 0, result.output
+    assert "images: shared across cells" in " ".join(result.output.split())
+    keys = _cell_keys(shared_db, "shared")
+    assert keys["rma"] & keys["focus"]
