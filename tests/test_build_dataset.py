@@ -1,6 +1,7 @@
 """harmony build-dataset: rendering, blinding, the both-correct filter, idempotence, resume, multirun cells."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -17,7 +18,7 @@ from torch import nn
 from harmony_cli.commands.build_dataset import translate_overrides
 from harmony_cli.errors import UserError
 from harmony_cli.study.build import build_study
-from harmony_cli.study.files import content_name, write_content_named
+from harmony_cli.study.files import write_content_named
 from harmony_cli.study.pairs import ReusedMaps
 from harmony_cli.study.rendering import RenderSettings, colorize, encode_png, normalize_maps, render_pairs
 from harmony_cli.study.runs import check_distinct_cells, find_runs, latest_run
@@ -74,16 +75,21 @@ def test_render_settings_refuse_non_perceptual_colormaps_and_bad_sizes():
         RenderSettings(resample="lanczos9")
 
 
+def sha_name(data: bytes) -> str:
+    """The content-hash file name, from its definition: the first 32 hex digits of SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:32] + ".png"
+
+
 def test_png_files_are_named_by_content_written_atomically_and_carry_no_metadata(tmp_path):
     from PIL import Image
 
     a = encode_png(np.zeros((8, 8, 3), np.uint8))
     b = encode_png(np.full((8, 8, 3), 200, np.uint8))
     name_a = write_content_named(tmp_path, a)
-    assert name_a == content_name(a) and name_a != content_name(b)
+    assert name_a == sha_name(a) and name_a != sha_name(b)
     assert write_content_named(tmp_path, a) == name_a            # idempotent
     write_content_named(tmp_path, b)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name_a, content_name(b)])  # no tmp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name_a, sha_name(b)])  # no tmp files left
     assert (tmp_path / name_a).read_bytes() == a
     image = Image.open(io.BytesIO(a))
     assert not {k for k in image.info if k not in ("dpi",)}  # no text chunks (software, source, ...)
@@ -286,7 +292,7 @@ def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(grad
     assert result.cell == {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
     run = load_finetune_run(run_dir)
     test = run.datamodule.split("test")
-    order = seeded_order(len(test), 0)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)).tolist()  # study.seed=0
     items = [test[i] for i in order]
     x = torch.stack([item["image"] for item in items])
     y = torch.tensor([item["label"] for item in items])
