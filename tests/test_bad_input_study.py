@@ -183,7 +183,7 @@ def test_a_failing_build_dataset_says_one_line_and_leaves_no_trace(args, setup, 
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:") and expected in err, err
     assert row_counts(db) == before
-    assert files_under(images) == []
+    assert files_under(images) == [] and not list(images.glob("*"))  # no file, no study folder
 
 
 def test_a_rerun_with_a_corrected_image_dir_uses_it(finished_run, store_with_a_study, tmp_path, monkeypatch,

@@ -27,7 +27,8 @@ import torch
 from omegaconf import DictConfig
 
 from .cells import CellJob, CellResult, build_cell
-from .files import check_study_name, check_writable_folder, database_write_failure, file_write_failure
+from .files import (check_study_name, check_writable_folder, database_write_failure, file_write_failure,
+                    remove_empty_folder)
 from .runs import check_distinct_cells, default_study_name, find_runs, latest_run
 from .settings import BuildError, StudySettings
 from .study_row import StudyRow
@@ -66,7 +67,7 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
     device = device_of(settings.device)
     config = {**settings.pinned(), "examples_per_cell": settings.examples_per_cell,
               "source": str(source.resolve()), "runs": [str(r.resolve()) for r in run_dirs]}
-    store = Store.open(db or settings.db_url)
+    store, study = Store.open(db or settings.db_url), None
     try:
         image_dir = (settings.image_root(cfg.paths.outputs) / name).resolve()
         study = StudyRow.open(store, name, settings, config, image_dir)
@@ -87,6 +88,8 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
         return outcome
     finally:
         store.close()
+        if study is not None and study.id is None:  # nothing stored: not even an empty folder stays
+            remove_empty_folder(study.image_dir)
 
 
 def _build_cells(study: StudyRow, run_dirs: list[Path], settings: StudySettings, device: torch.device,

@@ -81,6 +81,14 @@ def remove_files(paths: list[Path]) -> None:
             pass
 
 
+def remove_empty_folder(folder: Path) -> None:
+    """Remove ``folder`` if it exists and is empty (what a failed step created and left unused)."""
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass  # not empty, not there, or not ours to remove
+
+
 def check_writable_folder(folder: Path, option: str) -> None:
     """Create ``folder`` and write (then remove) a probe file in it; a one-line UserError if either fails."""
     probe = Path(folder) / f".harmony-probe-{os.getpid()}"
