@@ -148,6 +148,7 @@ BUILD_CASES = [
      "study.examples_per_cell='abc' is not a whole number"),
     ("examples_per_cell=0", ["run={run}", "study.examples_per_cell=0"], None, "must be at least 1"),
     ("disjoint_images=maybe", ["run={run}", "study.disjoint_images=maybe"], None, "is not true or false"),
+    ("device=tpu0", ["run={run}", "study.device=tpu0"], None, "is not a torch device"),
     ("name with a path", ["run={run}", "study.name=../../escape"], None, "is not a study name"),
     ("run without a checkpoint", ["run={bare}"], None, "has no checkpoint"),
     ("latest is a run without a checkpoint", ["paths.outputs={bare_outputs}"], None,

@@ -50,9 +50,12 @@ def device_of(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise BuildError(f"study.device={name!r} is not a torch device: use auto, cpu or cuda") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BuildError(f"study.device={name} but this machine has no CUDA device: use study.device=auto or cpu")
+    return device
 
 
 def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> BuildOutcome:
