@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harmony_cli.study.build import explain_and_score, write_example_files
+from harmony_cli.study.pairs import explain_and_score, write_example_files
 from harmony_cli.study.rendering import RenderSettings, render_pairs
 from lightning_modules.attributions import GradCAM, GuidedBackprop
 from lightning_modules.backbones import torchvision_classifier

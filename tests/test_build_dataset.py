@@ -1,6 +1,7 @@
 """harmony build-dataset: rendering, blinding, the both-correct filter, idempotence, resume, multirun cells."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -14,10 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from harmony_cli.study import build as bd
-from harmony_cli.study.rendering import (RenderSettings, colorize, content_name, encode_png, normalize_maps, render_pairs,
-                                   write_atomic)
+from harmony_cli.commands.build_dataset import translate_overrides
 from harmony_cli.errors import UserError
+from harmony_cli.study.build import build_study
+from harmony_cli.study.files import write_content_named
+from harmony_cli.study.pairs import ReusedMaps
+from harmony_cli.study.rendering import RenderSettings, colorize, encode_png, normalize_maps, render_pairs
+from harmony_cli.study.runs import check_distinct_cells, find_runs, latest_run
+from harmony_cli.study.selection import correctness, seeded_order
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,16 +75,21 @@ def test_render_settings_refuse_non_perceptual_colormaps_and_bad_sizes():
         RenderSettings(resample="lanczos9")
 
 
+def sha_name(data: bytes) -> str:
+    """The content-hash file name, from its definition: the first 32 hex digits of SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:32] + ".png"
+
+
 def test_png_files_are_named_by_content_written_atomically_and_carry_no_metadata(tmp_path):
     from PIL import Image
 
     a = encode_png(np.zeros((8, 8, 3), np.uint8))
     b = encode_png(np.full((8, 8, 3), 200, np.uint8))
-    name_a = write_atomic(tmp_path, a)
-    assert name_a == content_name(a) and name_a != content_name(b)
-    assert write_atomic(tmp_path, a) == name_a            # idempotent
-    write_atomic(tmp_path, b)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name_a, content_name(b)])  # no tmp files left
+    name_a = write_content_named(tmp_path, a)
+    assert name_a == sha_name(a) and name_a != sha_name(b)
+    assert write_content_named(tmp_path, a) == name_a            # idempotent
+    write_content_named(tmp_path, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name_a, sha_name(b)])  # no tmp files left
     assert (tmp_path / name_a).read_bytes() == a
     image = Image.open(io.BytesIO(a))
     assert not {k for k in image.info if k not in ("dpi",)}  # no text chunks (software, source, ...)
@@ -104,15 +114,15 @@ def test_only_images_both_models_classify_correctly_are_kept():
     labels = torch.tensor([0, 1, 2, 3])
     original = FixedPredictions([0, 1, 0, 0])    # right on 0, 1
     finetuned = FixedPredictions([0, 0, 2, 0])   # right on 0, 2
-    keep, reasons = bd.correctness(original, finetuned, images, labels)
+    keep, reasons = correctness(original, finetuned, images, labels)
     assert keep.tolist() == [True, False, False, False]
     assert reasons == [None, "fine-tuned wrong", "original wrong", "both models wrong"]
 
 
 def test_seeded_order_is_a_permutation_fixed_by_the_seed():
-    assert sorted(bd.seeded_order(50, 3)) == list(range(50))
-    assert bd.seeded_order(50, 3) == bd.seeded_order(50, 3)
-    assert bd.seeded_order(50, 3) != bd.seeded_order(50, 4)
+    assert sorted(seeded_order(50, 3)) == list(range(50))
+    assert seeded_order(50, 3) == seeded_order(50, 3)
+    assert seeded_order(50, 3) != seeded_order(50, 4)
 
 
 def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anything_else():
@@ -123,7 +133,7 @@ def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anythi
         return torch.full((x.shape[0], 1, 2, 2), 7.0)
 
     x, y, maps = torch.randn(3, 3, 2, 2), torch.tensor([0, 1, 2]), torch.ones(3, 1, 2, 2)
-    reuse = bd.ReusedMaps(explainer, x, y, maps)
+    reuse = ReusedMaps(explainer, x, y, maps)
     assert reuse(x.clone(), y.clone()) is maps and calls == []
     assert reuse(x + 1, y)[0, 0, 0, 0] == 7.0 and calls == [3]           # perturbed input
     assert reuse(x, torch.tensor([2, 1, 0]))[0, 0, 0, 0] == 7.0            # another target
@@ -133,13 +143,16 @@ def test_metric_reuses_the_rendered_maps_for_the_same_images_and_explains_anythi
 # ---------------------------------------------------------------------------- runs on disk
 
 
-def _fake_run(path: Path, mtime: float | None = None, metric: str = "rma") -> Path:
-    """A run dir as finetune leaves it (config and metrics.json), without checkpoints."""
+def _fake_run(path: Path, mtime: float | None = None, metric: str = "rma", checkpoint: bool = True) -> Path:
+    """A run dir as finetune leaves it (config, metrics.json, an empty last checkpoint unless not ``checkpoint``)."""
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(
         f"data: {{name: synthetic}}\nmetric: {{name: {metric}}}\nbackbone: {{name: tiny}}\n"
         f"attribution: {{name: gradcam}}\n")
-    (path / "metrics.json").write_text("{}")
+    (path / "metrics.json").write_text('{"best_checkpoint": null}')
+    if checkpoint:
+        (path / "checkpoints").mkdir()
+        (path / "checkpoints" / "last.ckpt").write_bytes(b"")
     if mtime is not None:
         os.utime(path / "metrics.json", (mtime, mtime))
     return path
@@ -153,31 +166,36 @@ def test_runs_are_found_in_run_and_multirun_dirs_and_the_latest_finished_one_is_
     sweep = outputs / "finetune-multirun" / "2025-01-01_09-00-00"
     members = [_fake_run(sweep / name, now - 50) for name in ("10_rma_gradcam_tiny", "2_focus_gradcam_tiny")]
     (sweep / "3_road_gradcam_tiny").mkdir()                              # a failed member
-    assert bd.find_runs(single) == [single]
-    assert bd.find_runs(sweep) == [members[1], members[0]]               # job order, not string order
-    assert bd.latest_run(outputs) == sweep
+    assert find_runs(single) == [single]
+    assert find_runs(sweep) == [members[1], members[0]]               # job order, not string order
+    assert latest_run(outputs) == sweep
     os.utime(single / "metrics.json", (now, now))
-    assert bd.latest_run(outputs) == single
+    assert latest_run(outputs) == single
     with pytest.raises(UserError, match="no finished finetune run"):
-        bd.latest_run(tmp_path / "empty")
+        latest_run(tmp_path / "empty")
     with pytest.raises(UserError, match="does not exist"):
-        bd.find_runs(tmp_path / "nope")
+        find_runs(tmp_path / "nope")
     with pytest.raises(UserError, match="holds no finished finetune run"):
-        bd.find_runs(outputs / "finetune" / "2025-01-02_10-00-00")
+        find_runs(outputs / "finetune" / "2025-01-02_10-00-00")
+    # a run that trained no step (metrics.json, no checkpoint) is never the latest and cannot be built
+    empty = _fake_run(outputs / "finetune" / "2025-01-03_10-00-00", now + 100, checkpoint=False)
+    assert latest_run(outputs) == single
+    with pytest.raises(UserError, match="has no checkpoint"):
+        find_runs(empty)
 
 
 def test_two_runs_of_the_same_cell_are_refused_before_anything_is_built(tmp_path):
     runs = [_fake_run(tmp_path / "0_a", metric="rma"), _fake_run(tmp_path / "1_b", metric="focus")]
-    bd.check_distinct_cells(runs)
+    check_distinct_cells(runs)
     runs.append(_fake_run(tmp_path / "2_c", metric="rma"))
     with pytest.raises(UserError, match="same cell .synthetic / rma / tiny / gradcam"):
-        bd.check_distinct_cells(runs)
+        check_distinct_cells(runs)
 
 
 def test_run_override_composes_as_study_run():
     from harmony_cli.hydra_app import compose_config
 
-    cfg = compose_config(bd.translate_overrides(["run=/some/run", "study.examples_per_cell=5"]), task="build_dataset")
+    cfg = compose_config(translate_overrides(["run=/some/run", "study.examples_per_cell=5"]), task="build_dataset")
     assert cfg.study.run == "/some/run" and cfg.study.examples_per_cell == 5
 
 
@@ -195,7 +213,7 @@ def test_a_study_built_with_other_render_settings_is_not_mixed(tmp_path):
                               image_dir=str(tmp_path / "images"))
     store.close()
     with pytest.raises(UserError, match="colormap=viridis"):
-        bd.build_study(compose_config(bd.translate_overrides(base), task="build_dataset"))
+        build_study(compose_config(translate_overrides(base), task="build_dataset"))
 
 
 # ---------------------------------------------------------------------------- from real finetune runs
@@ -207,13 +225,13 @@ PATH_FIELDS = ("image_path", "original_map_path", "finetuned_map_path", "origina
 
 @pytest.fixture(scope="module")
 def sweep(trained_tiny, tmp_path_factory) -> Path:
-    """A finished 2-job finetune multirun (rma x gradcam, guided_backprop) with a tiny budget; its dir."""
+    """A finished 2-job finetune multirun (rma, focus x gradcam) with a tiny budget; its dir."""
     root = tmp_path_factory.mktemp("build_dataset")
     weights = root / "tiny.pt"
     torch.save(trained_tiny.state_dict(), weights)
     outputs = root / "outputs"
-    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "-m", "metric=rma",
-               "attribution=gradcam,guided_backprop", *_outputs(outputs), f"backbone.weights={weights}",
+    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "-m", "metric=rma,focus",
+               "attribution=gradcam", *_outputs(outputs), f"backbone.weights={weights}",
                "data.train_size=128", "data.val_size=32", "data.test_size=64", "finetune.batch_size=16",
                "finetune.val_size=16", "finetune.val_batch_size=16", "finetune.plot_images=2",
                "trainer.val_check_interval=2", "trainer.max_steps=2", "trainer.enable_progress_bar=false"]
@@ -238,7 +256,7 @@ def _build(run: Path | None, db: Path, *extra: str, outputs: Path | None = None)
                  "study.batch_size=4", "study.image_size=96", "study.name=test", *extra]
     if run is not None:
         overrides.append(f"run={run}")
-    return bd.build_study(compose_config(bd.translate_overrides(overrides), task="build_dataset"))
+    return build_study(compose_config(translate_overrides(overrides), task="build_dataset"))
 
 
 def _examples(db: Path, study: str = "test") -> tuple[Path, list]:
@@ -261,11 +279,11 @@ def gradcam_study(sweep, tmp_path_factory):
     """The rma/gradcam run of the sweep built into a study of 8 examples: (run dir, db, results)."""
     (run,) = [p for p in sweep.iterdir() if p.name.endswith("_rma_gradcam_tiny")]
     db = tmp_path_factory.mktemp("gradcam_study") / "harmony.db"
-    name, results = _build(run, db)
-    return run, db, results
+    return run, db, _build(run, db).results
 
 
 def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(gradcam_study):
+    from harmony_cli.store import Store
     from lightning_modules.runs import load_finetune_run
 
     run_dir, db, (result,) = gradcam_study
@@ -274,7 +292,7 @@ def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(grad
     assert result.cell == {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
     run = load_finetune_run(run_dir)
     test = run.datamodule.split("test")
-    order = bd.seeded_order(len(test), 0)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)).tolist()  # study.seed=0
     items = [test[i] for i in order]
     x = torch.stack([item["image"] for item in items])
     y = torch.tensor([item["label"] for item in items])
@@ -285,13 +303,21 @@ def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(grad
     assert [(e.source_key, e.position) for e in rows] == expected
     considered = expected[-1][1] + 1
     assert sum(result.skipped.values()) == int((~both[:considered]).sum())
-    # what is stored per example: class, run, and each model's metric score on its own map
+    # what is stored per example: class, run, and each model's RMA on its own map, recomputed from
+    # the definition (positive relevance inside the object mask over all positive relevance)
     keys = [int(e.source_key) for e in rows]
     xs, ys = torch.stack([test[k]["image"] for k in keys]), torch.tensor([test[k]["label"] for k in keys])
-    masks = torch.stack([test[k]["mask"] for k in keys])
+    inside = (torch.stack([test[k]["mask"] for k in keys]).flatten(1) != 0).double()
     for side, model in (("original", run.original), ("finetuned", run.finetuned)):
-        scores = run.metric.score(model, xs, ys, run.explainer(model), masks=masks)
-        assert [getattr(e, f"{side}_score") for e in rows] == pytest.approx(scores.tolist(), abs=1e-5)
+        positive = run.explainer(model)(xs, ys).detach().double().flatten(1).clamp_min(0)
+        total = positive.sum(1)
+        expected_scores = torch.where(total > 0, (positive * inside).sum(1) / total.clamp_min(1e-300), 0.0)
+        assert [getattr(e, f"{side}_score") for e in rows] == pytest.approx(expected_scores.tolist(), abs=1e-5)
+    # the two models' scores differ, so stored scores (or maps) swapped between them would be caught
+    assert max(abs(e.original_score - e.finetuned_score) for e in rows) > 1e-4
+    store = Store.open(f"sqlite:///{db}")
+    assert store.study("test").config["higher_is_better"] == {"rma": True}  # RMA: more mass on the object
+    store.close()
     assert [e.class_name for e in rows] == [test[k]["class_name"] for k in keys]
     assert {e.run for e in rows} == {str(run_dir)}
     # the files exist, decode at the display size, and the two maps differ
@@ -322,7 +348,7 @@ def test_building_a_complete_study_again_adds_nothing(gradcam_study):
     run_dir, db, _ = gradcam_study
     image_dir, before = _examples(db)
     files_before = sorted(p.name for p in image_dir.iterdir())
-    _, (again,) = _build(run_dir, db)
+    (again,) = _build(run_dir, db).results
     _, after = _examples(db)
     assert again.added == 0 and again.examples == 8 and not again.skipped
     assert [(e.id, e.source_key, e.image_path) for e in after] == [(e.id, e.source_key, e.image_path) for e in before]
@@ -337,8 +363,7 @@ def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_pa
     real_add, calls = Store.add_examples, []
 
     def killed_on_second_batch(self, *args, **kwargs):
-        if kwargs.get("session") is None:  # the outer call of a batch (it may recurse with a session)
-            calls.append(1)
+        calls.append(1)
         if len(calls) == 2:  # the second batch's files are on disk, its rows never commit
             raise KeyboardInterrupt
         return real_add(self, *args, **kwargs)
@@ -349,7 +374,7 @@ def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_pa
     _, partial = _examples(db)
     assert len(partial) == 4
     monkeypatch.setattr(Store, "add_examples", real_add)
-    _, (resumed,) = _build(run_dir, db)
+    (resumed,) = _build(run_dir, db).results
     assert (resumed.added, resumed.examples) == (4, 8)
     _, rows = _examples(db)
     _, reference = _examples(reference_db)
@@ -359,7 +384,16 @@ def test_an_interrupted_build_completes_without_duplicates(gradcam_study, tmp_pa
                                                                    for e in reference]
 
 
-def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_path):
+def _cell_keys(db: Path, study: str) -> dict[str, set[str]]:
+    """metric -> the test-split indices of its cell's examples."""
+    _, rows = _examples(db, study)
+    keys: dict[str, set[str]] = {}
+    for e in rows:
+        keys.setdefault(e.metric, set()).add(e.source_key)
+    return keys
+
+
+def test_a_multirun_dir_becomes_one_cell_per_run_with_disjoint_images_and_is_the_default(sweep, tmp_path):
     """`harmony build-dataset` with no run= takes the latest run under outputs: here the sweep."""
     from typer.testing import CliRunner
 
@@ -368,8 +402,9 @@ def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_p
 
     db = tmp_path / "harmony.db"
     outputs = sweep.parent.parent
-    result = CliRunner().invoke(app, ["build-dataset", *_outputs(outputs), f"study.db_url=sqlite:///{db}",
-                                      "study.examples_per_cell=3", "study.batch_size=8", "study.image_size=64"])
+    args = ["build-dataset", *_outputs(outputs), f"study.db_url=sqlite:///{db}", "study.examples_per_cell=3",
+            "study.batch_size=8", "study.image_size=64"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     store = Store.open(f"sqlite:///{db}")
     try:
@@ -378,6 +413,21 @@ def test_a_multirun_dir_becomes_one_cell_per_run_and_is_the_default(sweep, tmp_p
     finally:
         store.close()
     assert study.name == f"finetune-multirun-{sweep.name}"
-    assert [(c["metric"], c["attribution"], c["examples"]) for c in cells] == [("rma", "gradcam", 3),
-                                                                             ("rma", "guided_backprop", 3)]
-    assert "guided_backprop" in result.output and "6 examples in 2 cell(s)" in result.output
+    assert [(c["metric"], c["attribution"], c["examples"]) for c in cells] == [("focus", "gradcam", 3),
+                                                                             ("rma", "gradcam", 3)]
+    assert study.config["higher_is_better"] == {"rma": True, "focus": True}
+    assert "focus / gradcam" in result.output and "6 examples in 2 cell(s)" in result.output
+    out = " ".join(result.output.split())
+    assert "images: disjoint across cells of the same backbone and attribution" in out
+    # the two cells share backbone and attribution: no test image in both
+    keys = _cell_keys(db, study.name)
+    assert len(keys["rma"]) == len(keys["focus"]) == 3 and not keys["rma"] & keys["focus"]
+
+    # study.disjoint_images=false: each cell takes the first both-correct images, shared across cells
+    shared_db = tmp_path / "shared.db"
+    result = CliRunner().invoke(app, [*args, f"study.db_url=sqlite:///{shared_db}", "study.disjoint_images=false",
+                                      "study.name=shared"])
+    assert result.exit_code == 0, result.output
+    assert "images: shared across cells" in " ".join(result.output.split())
+    keys = _cell_keys(shared_db, "shared")
+    assert keys["rma"] & keys["focus"]

@@ -9,6 +9,11 @@ from typing import Optional
 import typer
 
 
+def translate_overrides(overrides: list[str]) -> list[str]:
+    """``run=PATH`` (the documented short form) is ``study.run=PATH`` in the config."""
+    return [f"study.{arg}" if arg.startswith("run=") else arg for arg in overrides]
+
+
 def command(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="run=PATH (a finetune run or multirun dir; default: the latest) and Hydra overrides, "
@@ -20,17 +25,20 @@ def command(
     from omegaconf import OmegaConf
     from rich.console import Console
 
-    from .build_dataset import BuildError, build_study, summary_table, translate_overrides
+    from ..errors import UserError
     from ..hydra_app import compose_config
 
     console = Console()
     cfg = compose_config(translate_overrides(list(overrides or [])), task="build_dataset")
     if cfg_only is not None:
         if cfg_only != "job":
-            raise BuildError(f"--cfg {cfg_only} is not supported here: use --cfg job")
+            raise UserError(f"--cfg {cfg_only} is not supported here: use --cfg job")
         print(OmegaConf.to_yaml(cfg))
         return
-    name, results = build_study(cfg, console=console, db=db)
-    console.print(summary_table(name, results))
-    console.print(f"study [bold]{name}[/]: {sum(r.examples for r in results)} examples in {len(results)} cell(s); "
-                  f"`harmony studies` lists it")
+    from ..study.build import build_study
+    from ..study.table import summary_table
+
+    outcome = build_study(cfg, console=console, db=db)
+    console.print(summary_table(outcome))
+    console.print(f"study [bold]{outcome.name}[/]: {sum(r.examples for r in outcome.results)} examples in "
+                  f"{len(outcome.results)} cell(s); `harmony studies` lists it")

@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from ..study.import_legacy import _check_images, import_legacy, read_legacy
 
 def command(
     path: Path = typer.Argument(..., help="The original app's SQLite database, or its Django fixtures folder."),
@@ -20,9 +19,13 @@ def command(
     from rich.console import Console
 
     from ..store import Store
+    from ..study.files import check_study_name
+    from ..study.import_legacy import check_images_folder, import_legacy
+    from ..study.legacy_format import read_legacy
 
     legacy = read_legacy(path)  # wrong input fails before the store is touched
-    _check_images(images)
+    check_study_name(study or path.stem, "--study")
+    check_images_folder(images)
     store = Store.open(db)
     try:
         report = import_legacy(store, path, images=images, study=study, progress=True, legacy=legacy)

@@ -6,11 +6,13 @@ from typing import Optional
 import typer
 
 from ..store import Store, StoreError
-from ..study.simulate import simulate
+from ..study.files import database_write_failure
+from ..study.simulate import MAX_ANNOTATORS, check_annotators, simulate
+
 
 def command(
     study: Optional[str] = typer.Option(None, help="Study to answer (default: the newest)."),
-    annotators: int = typer.Option(5, min=1, help="How many simulated annotators."),
+    annotators: int = typer.Option(5, help=f"How many simulated annotators (1 to {MAX_ANNOTATORS})."),
     preference: float = typer.Option(0.7, help="Probability a decisive answer prefers the fine-tuned map "
                                                "(0.5: the metric is imperceptible)."),
     neither: float = typer.Option(0.25, help="Probability of answering Neither."),
@@ -23,12 +25,25 @@ def command(
     """Answer a study with simulated annotators (marked simulated; never mixed with real labels)."""
     from rich import print as rprint
 
+    check_annotators(annotators)  # before the store is opened
     store = Store.open(db, create=False)
-    if study is None:
-        studies = store.studies()
-        if not studies:
-            raise StoreError(f"{store.url} has no study yet: run `harmony build-dataset` first")
-        study = studies[-1].name
-    written = simulate(store, study, annotators, preference, neither, noise, gain_weight, seed)
-    rprint(f"{annotators} simulated annotators answered study [bold]{study}[/]: {written} labels "
-           f"(preference {preference}, neither {neither}, noise {noise})")
+    try:
+        if study is None:
+            studies = store.studies()
+            if not studies:
+                raise StoreError(f"{store.url} has no study yet: run `harmony build-dataset` first")
+            study = studies[-1].name
+        try:
+            result = simulate(store, study, annotators, preference, neither, noise, gain_weight, seed)
+        except Exception as exc:
+            error = database_write_failure(exc, store.url)
+            if error is None:
+                raise
+            raise error from exc
+    finally:
+        store.close()
+    rprint(f"{annotators} simulated annotators answered study [bold]{study}[/]: {result.added} labels added, "
+           f"{result.kept} kept (preference {preference}, neither {neither}, noise {noise})")
+    if result.undirected_metrics:
+        rprint(f"note: the study records no direction for {', '.join(result.undirected_metrics)}: "
+               f"counted as higher-is-better")

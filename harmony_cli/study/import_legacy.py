@@ -1,26 +1,27 @@
 """``harmony import-legacy``: bring a study made with the original HARMONY Django app into the store.
 
-The original app kept its study in a Django SQLite database (tables
-``relevavance_*`` and ``auth_user``) and was seeded from Django fixtures
-(``dataset.json``, ``experiment.json``, ``cnnmodel.json``,
-``relevancymethod.json``, ``example.json``). Either can be imported. Names
-are mapped to harmony's config names, ``learn`` becomes ``finetuned``,
-duplicate submissions are collapsed to the latest, and the whole import is
-one transaction that a second run leaves unchanged.
+Either the original app's SQLite database or its Django fixtures can be imported
+(:mod:`.legacy_format` reads them). Names are mapped to harmony's config names,
+``learn`` becomes ``finetuned``, duplicate submissions are collapsed to the latest,
+each metric's direction is recorded from its class, and the whole import is one
+transaction that a second run leaves unchanged.
+
+Nothing is written outside the study's image folder: the study name must be a plain
+name, every legacy image path must stay inside the folders it is relative to, and a
+link in ``--images`` that leads out of it is refused before anything is written.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sqlite3
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional
 
-
 from ..errors import UserError
+from .files import check_study_name, file_write_failure, write_atomic
+from .legacy_format import LegacyStudy, _not_harmony, read_legacy
 
 # The original app's names -> harmony's config names (conf/<group>/<name>.yaml).
 METRIC_NAMES = {
@@ -47,22 +48,6 @@ CELL_SOURCES = {
 }
 # The three files of an example, legacy field -> harmony Example column.
 IMAGE_FIELDS = {"image": "image_path", "original": "original_map_path", "learn": "finetuned_map_path"}
-
-
-class LegacyFormatError(UserError):
-    """The path is not a database or fixtures folder of the original HARMONY app."""
-
-
-@dataclass
-class LegacyStudy:
-    """The original app's study, read from its database or fixtures; ids are the legacy primary keys."""
-
-    names: dict[str, dict[int, str]]        # dataset/experiment/cnnmodel/relevancymethod: pk -> name
-    # pk, dataset, experiment, cnnmodel, relevancymethod (legacy pks), image, original, learn, prediction
-    examples: list[dict]
-    users: dict[int, str] = field(default_factory=dict)   # pk -> username
-    labels: list[tuple[int, int, int, str]] = field(default_factory=list)  # (pk, user, example, choice)
-    format: str = "sqlite"
 
 
 @dataclass
@@ -109,158 +94,135 @@ class ImportReport:
         return out
 
 
-# reading the original app's data ------------------------------------------------------------
+@dataclass
+class PreparedImport:
+    """What the import stores, prepared before the store is touched."""
+
+    name: str
+    source: Path
+    format: str
+    image_dir: Path                     # where the study's images are (or go)
+    rows: list[dict]                    # examples, as Store.add_examples takes them
+    example_pks: list[int]              # the legacy pk of each row
+    labels: dict[tuple[int, int], str]  # (legacy user, legacy example) -> choice, the latest of each pair
+    users: dict[int, str]
+    higher_is_better: dict[str, bool]   # per metric of the study that harmony knows
 
 
-def _not_harmony(path: Path, why: str) -> LegacyFormatError:
-    return LegacyFormatError(f"{path} is not a study of the original HARMONY app ({why}): give import-legacy its "
-                             f"SQLite database (db.sqlite3) or its Django fixtures folder")
+def example_rows(legacy: LegacyStudy, path: Path, report: ImportReport) -> tuple[list[dict], list[int]]:
+    """Each legacy example as a store row (names mapped; unknown names kept and reported), with its pk."""
+    unknown: dict[str, set[str]] = {}
+    rows, pks = [], []
+    for example in legacy.examples:
+        cell = {}
+        for cell_field, (kind, mapping) in CELL_SOURCES.items():
+            legacy_name = legacy.names.get(kind, {}).get(example[kind])
+            if legacy_name is None:
+                raise _not_harmony(path, f"example {example['pk']} refers to {kind} {example[kind]}, which is missing")
+            if legacy_name not in mapping:
+                unknown.setdefault(kind, set()).add(legacy_name)
+            cell[cell_field] = mapping.get(legacy_name, legacy_name)
+        rows.append(dict(cell, source_key=str(example["pk"]), class_name=example["prediction"] or "",
+                         **{column: example[legacy_field] for legacy_field, column in IMAGE_FIELDS.items()}))
+        pks.append(example["pk"])
+    positions = Counter()
+    for row in rows:  # order within a cell: the legacy order
+        key = tuple(row[f] for f in CELL_SOURCES)
+        row["position"] = positions[key]
+        positions[key] += 1
+    report.unknown_names = {kind: sorted(names) for kind, names in unknown.items()}
+    report.examples, report.cells = len(rows), len(positions)
+    return rows, pks
 
 
-def read_legacy_sqlite(path: Path) -> LegacyStudy:
-    """Read the original app's SQLite database without writing to it."""
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise _not_harmony(path, f"cannot open it: {exc}") from exc
-    try:
-        try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise _not_harmony(path, f"not an SQLite database: {exc}") from exc
-        if "relevavance_example" not in tables:
-            if "harmony_meta" in tables:
-                raise LegacyFormatError(f"{path} is already a harmony store, not the original app's database: use "
-                                        f"it with --db {path}")
-            raise _not_harmony(path, "it has no relevavance_example table")
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(relevavance_example)")}
-        needed = {"id", "dataset_id", "experiment_id", "cnn_model_id", "relevancy_method_id", "image", "original",
-                  "learn"}
-        if needed - columns:
-            raise _not_harmony(path, f"relevavance_example lacks {', '.join(sorted(needed - columns))}")
-        names = {}
-        for kind in ("dataset", "experiment", "cnnmodel", "relevancymethod"):
-            names[kind] = dict(conn.execute(f"SELECT id, name FROM relevavance_{kind}"))
-        prediction = "prediction" if "prediction" in columns else "''"
-        examples = [
-            dict(pk=r[0], dataset=r[1], experiment=r[2], cnnmodel=r[3], relevancymethod=r[4], image=r[5],
-                 original=r[6], learn=r[7], prediction=r[8])
-            for r in conn.execute(
-                f"SELECT id, dataset_id, experiment_id, cnn_model_id, relevancy_method_id, image, original, learn, "
-                f"{prediction} FROM relevavance_example ORDER BY id")
-        ]
-        users, labels = {}, []
-        if "relevavance_label" in tables:
-            labels = [tuple(r) for r in conn.execute(
-                "SELECT id, user_id, example_id, choice FROM relevavance_label ORDER BY id")]
-        if "auth_user" in tables:
-            users = dict(conn.execute("SELECT id, username FROM auth_user"))
-    except sqlite3.DatabaseError as exc:
-        raise _not_harmony(path, f"unreadable: {exc}") from exc
-    finally:
-        conn.close()
-    return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="sqlite")
+def latest_labels(legacy: LegacyStudy, example_pks: set[int], report: ImportReport) -> dict[tuple[int, int], str]:
+    """Choices mapped, rows that point nowhere dropped, duplicates collapsed to the latest (highest pk)."""
+    report.label_rows = len(legacy.labels)
+    latest: dict[tuple[int, int], str] = {}
+    for _, user, example, choice in legacy.labels:  # sorted by pk: later rows overwrite earlier
+        mapped = CHOICE_NAMES.get(choice.strip().lower())
+        if mapped is None:
+            report.labels_skipped[f"unknown choice {choice!r}"] += 1
+        elif example not in example_pks:
+            report.labels_skipped["the example does not exist"] += 1
+        else:
+            report.duplicates_collapsed += (user, example) in latest
+            latest[(user, example)] = mapped
+    return latest
 
 
-def _pk(value, where: str, path: Path) -> int:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise _not_harmony(path, f"{where} refers to {value!r}, not a primary key (dump the fixtures without "
-                             f"natural keys)")
+def metric_directions(metrics: set[str]) -> dict[str, bool]:
+    """metric name -> ``higher_is_better`` of the class conf/metric/<name>.yaml names; unknown metrics left out."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from ..hydra_app import CONFIG_DIR
+
+    directions = {}
+    for name in sorted(metrics):
+        path = CONFIG_DIR / "metric" / f"{name}.yaml"
+        if not re.fullmatch(r"\w+", name) or not path.is_file():
+            continue  # a metric harmony has no config for (kept by name, reported as unknown)
+        cfg = OmegaConf.load(path)
+        target = OmegaConf.select(cfg, "metric._target_") or OmegaConf.select(cfg, "_target_")
+        if target:
+            directions[name] = bool(get_class(target).higher_is_better)
+    return directions
 
 
-def read_legacy_fixtures(folder: Path) -> LegacyStudy:
-    """Read a folder of the original app's Django fixtures (every ``*.json`` in it)."""
-    objects: dict[str, list[dict]] = {}
-    for file in sorted(folder.glob("*.json")):
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _not_harmony(folder, f"{file.name} is not JSON: {exc}") from exc
-        if not isinstance(data, list):
-            raise _not_harmony(folder, f"{file.name} is not a list of Django fixture objects")
-        for obj in data:
-            if not (isinstance(obj, dict) and isinstance(obj.get("model"), str)
-                    and isinstance(obj.get("fields"), dict)):
-                raise _not_harmony(folder, f"{file.name} holds an object without model and fields")
-            # "relevavance.example" -> "example"; "auth.user" -> "user"
-            objects.setdefault(obj["model"].lower().rsplit(".", 1)[-1], []).append(obj)
-    if not objects.get("example"):
-        raise _not_harmony(folder, "no relevavance.example objects in its *.json files")
-    names = {kind: {_pk(o.get("pk"), f"a {kind} object", folder): str(o["fields"].get("name", ""))
-                    for o in objects.get(kind, [])}
-             for kind in ("dataset", "experiment", "cnnmodel", "relevancymethod")}
-    examples = []
-    for o in objects["example"]:
-        f = o["fields"]
-        missing = {"dataset", "experiment", "cnn_model", "relevancy_method", "image", "original", "learn"} - set(f)
-        if missing:
-            raise _not_harmony(folder, f"example {o.get('pk')} lacks {', '.join(sorted(missing))}")
-        examples.append(dict(
-            pk=_pk(o.get("pk"), "an example", folder), dataset=_pk(f["dataset"], "an example's dataset", folder),
-            experiment=_pk(f["experiment"], "an example's experiment", folder),
-            cnnmodel=_pk(f["cnn_model"], "an example's cnn_model", folder),
-            relevancymethod=_pk(f["relevancy_method"], "an example's relevancy_method", folder),
-            image=f["image"], original=f["original"], learn=f["learn"], prediction=f.get("prediction", "")))
-    examples.sort(key=lambda e: e["pk"])
-    users = {_pk(o.get("pk"), "a user", folder): str(o["fields"].get("username", "")) for o in objects.get("user", [])}
-    labels = sorted((_pk(o.get("pk"), "a label", folder), _pk(o["fields"].get("user"), "a label's user", folder),
-                     _pk(o["fields"].get("example"), "a label's example", folder), str(o["fields"].get("choice", "")))
-                    for o in objects.get("label", []))
-    return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="fixtures")
+def check_image_paths(examples: list[dict], images: Optional[Path], image_dir: Path) -> None:
+    """Refuse, in one line, any legacy image path that would read or write outside its folder.
+
+    A path must be relative without ``..``; with ``images``, what it names there (links
+    followed) must lie inside ``images``; in ``image_dir`` it must not lead out through a link.
+    """
+    images_root = images.resolve() if images is not None else None
+    study_root = image_dir.resolve()
+    for example in examples:
+        for legacy_field in IMAGE_FIELDS:
+            rel = example[legacy_field]
+            if not rel:
+                continue
+            parts = PurePosixPath(rel.replace("\\", "/")).parts
+            if "\x00" in rel or PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).drive or ".." in parts:
+                raise UserError(f"example {example['pk']}: image path {rel!r} is not a relative path inside the "
+                                f"image folder: the import refuses it (correct the legacy data)")
+            if images_root is not None and os.path.lexists(images_root / rel) \
+                    and not (images_root / rel).resolve().is_relative_to(images_root):
+                raise UserError(f"--images {images}: {rel} is a link to {(images_root / rel).resolve()}, outside "
+                                f"the folder: the import refuses it (copy the file into the folder instead)")
+            if not (study_root / rel).resolve().is_relative_to(study_root):
+                raise UserError(f"{image_dir}: {rel} leads out of the study's image folder through a link: remove "
+                                f"the link")
 
 
-def read_legacy(path: Path) -> LegacyStudy:
-    """The original app's study at ``path``: its SQLite database or its fixtures folder."""
-    path = Path(path)
-    if not path.exists():
-        raise LegacyFormatError(f"{path} does not exist: give import-legacy the original app's SQLite database or "
-                                f"its fixtures folder")
-    if path.is_dir():
-        return read_legacy_fixtures(path)
-    with path.open("rb") as fh:
-        header = fh.read(16)
-    if header != b"SQLite format 3\x00":
-        raise _not_harmony(path, "not an SQLite database")
-    return read_legacy_sqlite(path)
+def copy_images(examples: list[dict], images: Optional[Path], image_dir: Path, progress: bool) -> tuple[int, int]:
+    """Copy each example's three files from ``images`` into ``image_dir`` (same relative paths), atomically.
 
-
-# importing ------------------------------------------------------------------------------
-
-
-def _copy_images(examples: list[dict], images: Optional[Path], image_dir: Path, progress: bool) -> tuple[int, int]:
-    """Copy each example's three files from ``images`` into ``image_dir`` (same relative paths).
-
-    Returns (files copied, examples of which a file is still missing). A file already there with the same
-    size is not copied again; paths that would leave ``image_dir`` are not copied.
+    Returns (files copied, examples of which a file is still missing). A file already there with the
+    same size is not copied again. The paths were checked by :func:`check_image_paths`.
     """
     from rich.progress import track
 
     if images is None and not image_dir.exists():
         return 0, len(examples)
     copied, without = 0, 0
-    items = track(examples, description="images", disable=not progress or images is None, transient=True)
-    for example in items:
+    for example in track(examples, description="images", disable=not progress or images is None, transient=True):
         complete = True
         for legacy_field in IMAGE_FIELDS:
             rel = example[legacy_field]
-            inside = not os.path.isabs(rel) and ".." not in Path(rel).parts
-            target = os.path.join(image_dir, rel) if inside else rel
-            if images is not None and inside:
-                source = os.path.join(images, rel)
-                if os.path.isfile(source) and not (os.path.isfile(target)
-                                                   and os.path.getsize(target) == os.path.getsize(source)):
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    shutil.copy2(source, target)
-                    copied += 1
-            complete = complete and os.path.isfile(target)
+            target = image_dir / rel
+            source = images / rel if images is not None and rel else None
+            if source is not None and source.is_file() and not (
+                    target.is_file() and target.stat().st_size == source.stat().st_size):
+                write_atomic(target, source.read_bytes())
+                copied += 1
+            complete = complete and bool(rel) and target.is_file()
         without += not complete
     return copied, without
 
 
-def _check_images(images: Optional[Path]) -> None:
+def check_images_folder(images: Optional[Path]) -> None:
     if images is not None and not Path(images).is_dir():
         raise UserError(f"--images {images} is not a folder: give the folder the original app's image paths are "
                         f"relative to")
@@ -274,6 +236,23 @@ def default_image_dir(study: str) -> Path:
     return Path(cfg.study.image_dir) / study
 
 
+def prepare_import(store, path: Path, legacy: LegacyStudy, images: Optional[Path], study: Optional[str],
+                   image_dir: Optional[Path], report: ImportReport) -> PreparedImport:
+    """Everything checked and mapped before the store is written: names, paths, labels, directions."""
+    name = check_study_name(study or path.stem, "--study")
+    check_images_folder(images)
+    found = store.study(name)
+    folder = Path(found.image_dir) if found is not None and found.image_dir else \
+        Path(image_dir or default_image_dir(name)).resolve()
+    report.study, report.image_dir = name, str(folder)
+    check_image_paths(legacy.examples, images, folder)
+    rows, pks = example_rows(legacy, path, report)
+    labels = latest_labels(legacy, set(pks), report)
+    return PreparedImport(name=name, source=path, format=legacy.format, image_dir=folder, rows=rows,
+                          example_pks=pks, labels=labels, users=legacy.users,
+                          higher_is_better=metric_directions({row["metric"] for row in rows}))
+
+
 def import_legacy(store, path: Path, images: Optional[Path] = None, study: Optional[str] = None,
                   image_dir: Optional[Path] = None, progress: bool = False,
                   legacy: Optional[LegacyStudy] = None) -> ImportReport:
@@ -283,94 +262,81 @@ def import_legacy(store, path: Path, images: Optional[Path] = None, study: Optio
     ``outputs/study_images/<study>``). ``legacy``: the data if read already. Returns what was done;
     importing the same data again adds nothing.
     """
-    from sqlalchemy import func, select
-
-    from ..store import Annotator, Example, StoreError, Study
-
     path = Path(path)
     legacy = legacy or read_legacy(path)
-    name = study or path.stem
-    _check_images(images)
-    image_dir = Path(image_dir or default_image_dir(name)).resolve()
-    report = ImportReport(study=name, format=legacy.format, image_dir=str(image_dir))
+    report = ImportReport(study="", format=legacy.format)
+    prepared = prepare_import(store, path, legacy, Path(images) if images else None, study, image_dir, report)
+    store_import(store, prepared, report)
+    try:
+        report.images_copied, report.examples_without_images = copy_images(
+            legacy.examples, Path(images) if images else None, prepared.image_dir, progress)
+    except OSError as exc:
+        error = file_write_failure(exc, prepared.image_dir, "the study and its labels are imported; free space "
+                                                            "and run the same import-legacy again to copy the rest")
+        if error is None:
+            raise
+        raise error from exc
+    return report
 
-    # Examples, with names mapped; unknown names are kept and reported.
-    unknown: dict[str, set[str]] = {}
-    rows, pk_of_row = [], []
-    for example in legacy.examples:
-        cell = {}
-        for cell_field, (kind, mapping) in CELL_SOURCES.items():
-            legacy_name = legacy.names.get(kind, {}).get(example[kind])
-            if legacy_name is None:
-                raise _not_harmony(path, f"example {example['pk']} refers to {kind} {example[kind]}, which is missing")
-            if legacy_name not in mapping:
-                unknown.setdefault(kind, set()).add(legacy_name)
-            cell[cell_field] = mapping.get(legacy_name, legacy_name)
-        rows.append(dict(cell, source_key=str(example["pk"]), class_name=example["prediction"] or "",
-                         **{column: example[legacy_field] for legacy_field, column in IMAGE_FIELDS.items()}))
-        pk_of_row.append(example["pk"])
-    positions = Counter()
-    for row in rows:  # order within a cell: the legacy order
-        key = tuple(row[f] for f in CELL_SOURCES)
-        row["position"] = positions[key]
-        positions[key] += 1
-    report.unknown_names = {kind: sorted(names) for kind, names in unknown.items()}
-    report.examples, report.cells = len(rows), len(positions)
 
-    # Labels: map choices, drop rows that point nowhere, collapse duplicates to the latest (highest pk).
-    report.label_rows = len(legacy.labels)
-    example_pks = set(pk_of_row)
-    latest: dict[tuple[int, int], str] = {}
-    for _, user, example, choice in legacy.labels:  # sorted by pk: later rows overwrite earlier
-        mapped = CHOICE_NAMES.get(choice.strip().lower())
-        if mapped is None:
-            report.labels_skipped[f"unknown choice {choice!r}"] += 1
-        elif example not in example_pks:
-            report.labels_skipped["the example does not exist"] += 1
-        else:
-            if (user, example) in latest:
-                report.duplicates_collapsed += 1
-            latest[(user, example)] = mapped
+def store_import(store, prepared: PreparedImport, report: ImportReport) -> None:
+    """The study, its examples, the annotators with labels and their labels, in one transaction."""
+    from sqlalchemy import func, select
+
+    from ..store import Example
 
     with store.write() as session:
-        found = session.scalar(select(Study).where(Study.name == name))
-        if found is not None and found.source != "legacy":
-            raise StoreError(f"study {name!r} exists already and was not imported from the original app: choose "
-                             f"another name with --study")
-        if found is None:
-            found = Study(name=name, source="legacy", image_dir=str(image_dir),
-                          config={"imported_from": str(path.resolve()), "format": legacy.format})
-            session.add(found)
-            session.flush()
-        study_id = found.id
-        report.image_dir = found.image_dir or str(image_dir)
-        count = select(func.count(Example.id)).where(Example.study_id == study_id)
+        study = _legacy_study(session, prepared)
+        count = select(func.count(Example.id)).where(Example.study_id == study.id)
         before = session.scalar(count)
-        example_ids = store.add_examples(study_id, rows, session=session)
+        example_ids = store.add_examples(study.id, prepared.rows, session=session)
         report.examples_added = session.scalar(count) - before
-        id_of_pk = dict(zip(pk_of_row, example_ids))
-
-        # Annotators: the users with labels, inactive and without a password; reused by name.
-        annotator_ids = {}
-        for user in sorted({u for u, _ in latest}):
-            username = legacy.users.get(user) or f"legacy_user_{user}"
-            annotator = session.scalar(select(Annotator).where(Annotator.name == username))
-            if annotator is None:
-                annotator = Annotator(name=username, password_hash=None, is_admin=False, active=False,
-                                      simulated=False)
-                session.add(annotator)
-                session.flush()
-                report.annotators_created.append(username)
-            else:
-                report.annotators_existing.append(username)
-            annotator_ids[user] = annotator.id
-
+        id_of_pk = dict(zip(prepared.example_pks, example_ids))
+        annotator_ids = _annotators(session, prepared, report)
         counts = store.add_labels(
-            [dict(annotator_id=annotator_ids[u], example_id=id_of_pk[e], choice=c) for (u, e), c in latest.items()],
-            source="import", session=session)
+            [dict(annotator_id=annotator_ids[u], example_id=id_of_pk[e], choice=c)
+             for (u, e), c in prepared.labels.items()], source="import", session=session)
         report.labels_added, report.labels_kept = counts["added"], counts["kept"]
         report.labels_kept_different = counts["kept_different"]
 
-    report.images_copied, report.examples_without_images = _copy_images(
-        legacy.examples, Path(images) if images else None, Path(report.image_dir), progress)
-    return report
+
+def _legacy_study(session, prepared: PreparedImport):
+    """The imported study's row: found (and given the metrics' directions) or created."""
+    from sqlalchemy import select
+
+    from ..store import StoreError, Study
+
+    found = session.scalar(select(Study).where(Study.name == prepared.name))
+    if found is not None and found.source != "legacy":
+        raise StoreError(f"study {prepared.name!r} exists already and was not imported from the original app: "
+                         f"choose another name with --study")
+    if found is None:
+        found = Study(name=prepared.name, source="legacy", image_dir=str(prepared.image_dir),
+                      config={"imported_from": str(prepared.source.resolve()), "format": prepared.format})
+        session.add(found)
+    recorded = dict((found.config or {}).get("higher_is_better") or {})
+    if any(recorded.get(k) != v for k, v in prepared.higher_is_better.items()):
+        found.config = {**(found.config or {}), "higher_is_better": {**recorded, **prepared.higher_is_better}}
+    session.flush()
+    return found
+
+
+def _annotators(session, prepared: PreparedImport, report: ImportReport) -> dict[int, int]:
+    """legacy user pk -> annotator id, for the users with labels: created inactive without a password, or reused."""
+    from sqlalchemy import select
+
+    from ..store import Annotator
+
+    ids = {}
+    for user in sorted({u for u, _ in prepared.labels}):
+        username = prepared.users.get(user) or f"legacy_user_{user}"
+        annotator = session.scalar(select(Annotator).where(Annotator.name == username))
+        if annotator is None:
+            annotator = Annotator(name=username, password_hash=None, is_admin=False, active=False, simulated=False)
+            session.add(annotator)
+            session.flush()
+            report.annotators_created.append(username)
+        else:
+            report.annotators_existing.append(username)
+        ids[user] = annotator.id
+    return ids

@@ -2,17 +2,13 @@
 
 Every map is normalized to its own maximum (as in the HARMONY study), drawn
 with a perceptually uniform colormap over a faint grey copy of the image, and
-upscaled for display. Files are named by a hash of their content, so a file
-name never says which model made a map, and writes are atomic (tmp file +
-``os.replace``): a file either exists whole or not at all.
+upscaled for display. The PNGs carry no metadata; :mod:`.files` names them by a hash
+of their content, so a file name never says which model made a map.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -129,32 +125,3 @@ def encode_png(array: np.ndarray) -> bytes:
     # level 1: ~4x faster than the default 6 for ~20% larger files (encoding dominated a build)
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
-
-
-def content_name(data: bytes, suffix: str = ".png") -> str:
-    """File name from the content's SHA-256: the same bytes, the same name."""
-    return hashlib.sha256(data).hexdigest()[:32] + suffix
-
-
-def write_atomic(folder: Path, data: bytes, suffix: str = ".png") -> str:
-    """Write ``data`` under ``folder`` as its content-hash name; the name relative to ``folder``.
-
-    A name that exists already holds the same bytes, so it is left alone
-    (idempotent); otherwise a tmp file in the same folder is renamed into place.
-    """
-    name = content_name(data, suffix)
-    path = Path(folder) / name
-    if path.is_file() and path.stat().st_size == len(data):
-        return name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        # atomic against a killed process (the failure resume must survive); no fsync:
-        # one per file would dominate the run time on slow disks
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return name

@@ -1,7 +1,7 @@
 """``harmony simulate-annotators``: a simulated annotation round, so the analysis has labels to read.
 
-Simulated annotators answer through the store like people would, but they are
-created with ``simulated=True`` (no password, inactive: they cannot log in), and
+Simulated annotators answer through the store in one transaction (a failure
+writes nothing), created with ``simulated=True`` (no password, inactive: they cannot log in), and
 ``harmony analyze`` never mixes their labels with real ones.
 
 The answer model, per annotator and example:
@@ -12,19 +12,21 @@ The answer model, per annotator and example:
 - otherwise they prefer the fine-tuned map with probability
   ``sigmoid(logit(preference) + gain_weight * z)``, where ``z`` is the example's
   standardized metric gain (fine-tuned score minus original score, sign-flipped
-  for lower-is-better metrics; 0 when the study has no scores). ``preference`` 0.5
+  for lower-is-better metrics as the study records them in ``config["higher_is_better"]``;
+  0 when the study has no scores). ``preference`` 0.5
   simulates a metric people cannot perceive; above 0.5, one they agree with.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Optional
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..store import CHOICES, Example, Store, StoreError, Study
+from ..store import CHOICES, Annotator, Example, Store, StoreError, Study
 
-LOWER_IS_BETTER = {"ris"}  # metrics whose gain is a decrease
+# Every simulated annotator labels every example: beyond this, a typo (an extra 0) not a plan.
+MAX_ANNOTATORS = 100
 
 
 def simulated_choices(gains: np.ndarray, n_annotators: int, preference: float, neither: float, noise: float,
@@ -50,11 +52,43 @@ def _left_map(annotator: str, example_id: int) -> str:
     return "original" if digest[0] % 2 else "finetuned"
 
 
+def check_annotators(n_annotators: int) -> None:
+    """A one-line error unless 1 <= n_annotators <= MAX_ANNOTATORS (every annotator labels every example)."""
+    if not 1 <= n_annotators <= MAX_ANNOTATORS:
+        raise StoreError(f"--annotators {n_annotators} is out of range: give 1 to {MAX_ANNOTATORS} (each simulated "
+                         f"annotator labels every example of the study)")
+
+
+def metric_gains(rows: list, higher_is_better: dict[str, bool]) -> np.ndarray:
+    """Per example (metric, original score, fine-tuned score): the gain, sign-flipped where lower is better.
+
+    ``higher_is_better``: the study's record (build-dataset and import-legacy write it); a metric
+    without an entry counts as higher-is-better. 0 where a score is missing.
+    """
+    return np.array([(f - o) * (1 if higher_is_better.get(m, True) else -1) if o is not None and f is not None
+                     else 0.0 for m, o, f in rows], dtype=float)
+
+
+@dataclass
+class SimulationResult:
+    """What a simulation wrote: labels added, labels kept (the pair had one), metrics without a direction."""
+
+    added: int
+    kept: int
+    undirected_metrics: list[str]
+
+
 def simulate(store: Store, study: str, n_annotators: int = 5, preference: float = 0.7, neither: float = 0.25,
-             noise: float = 0.1, gain_weight: float = 1.0, seed: int = 0, prefix: str = "simulated") -> int:
-    """Answer every example of ``study`` for ``n_annotators`` simulated annotators; labels written."""
+             noise: float = 0.1, gain_weight: float = 1.0, seed: int = 0, prefix: str = "simulated"
+             ) -> SimulationResult:
+    """Answer every example of ``study`` for ``n_annotators`` simulated annotators, in one transaction.
+
+    Accounts ``<prefix>-1 .. <prefix>-N`` are created (simulated, inactive, no password) or reused;
+    a pair that has a label already keeps it, so a rerun adds nothing.
+    """
     from sqlalchemy import select
 
+    check_annotators(n_annotators)
     with store.read() as session:
         study_row = session.scalar(select(Study).where(Study.name == study))
         if study_row is None:
@@ -63,24 +97,30 @@ def simulate(store: Store, study: str, n_annotators: int = 5, preference: float 
                                .where(Example.study_id == study_row.id).order_by(Example.id)).all()
     if not rows:
         raise StoreError(f"study {study!r} has no examples yet: run `harmony build-dataset` first")
-    gains = np.array([(f - o) * (-1 if m in LOWER_IS_BETTER else 1) if o is not None and f is not None else 0.0
-                      for _, m, o, f in rows])
+    directions = dict((study_row.config or {}).get("higher_is_better") or {})
+    gains = metric_gains([(m, o, f) for _, m, o, f in rows], directions)
     choices = simulated_choices(gains, n_annotators, preference, neither, noise, gain_weight, seed)
-    ids = []
-    for k in range(n_annotators):
-        name = f"{prefix}-{k + 1}"
-        annotator = store.annotator(name)
-        if annotator is None:
-            annotator = store.add_annotator(name, password=None, active=False, simulated=True)
-        elif not annotator.simulated:
-            raise StoreError(f"annotator {name!r} is a real account: choose another --prefix")
-        ids.append(annotator.id)
-    rng = np.random.default_rng(seed + 1)
-    response_ms = rng.lognormal(np.log(2500), 0.5, size=choices.shape).astype(int)
-    written = 0
-    for k, annotator_id in enumerate(ids):
-        for j, (example_id, *_rest) in enumerate(rows):
-            store.answer(annotator_id, example_id, str(choices[k, j]), left_map=_left_map(f"{prefix}-{k + 1}", example_id),
-                         response_ms=int(response_ms[k, j]), source="simulation")
-            written += 1
-    return written
+    response_ms = np.random.default_rng(seed + 1).lognormal(np.log(2500), 0.5, size=choices.shape).astype(int)
+    names = [f"{prefix}-{k + 1}" for k in range(n_annotators)]
+    with store.write() as session:
+        ids = [_simulated_account(session, name) for name in names]
+        labels = [dict(annotator_id=ids[k], example_id=example_id, choice=str(choices[k, j]),
+                       left_map=_left_map(names[k], example_id), response_ms=int(response_ms[k, j]))
+                  for k in range(n_annotators) for j, (example_id, *_rest) in enumerate(rows)]
+        counts = store.add_labels(labels, source="simulation", session=session)
+    undirected = sorted({m for _, m, _, _ in rows} - set(directions))
+    return SimulationResult(counts["added"], counts["kept"], undirected)
+
+
+def _simulated_account(session, name: str) -> int:
+    """The id of the simulated account ``name``, created (inactive, no password) in ``session`` if new."""
+    from sqlalchemy import select
+
+    annotator = session.scalar(select(Annotator).where(Annotator.name == name))
+    if annotator is None:
+        annotator = Annotator(name=name, password_hash=None, is_admin=False, active=False, simulated=True)
+        session.add(annotator)
+        session.flush()
+    elif not annotator.simulated:
+        raise StoreError(f"annotator {name!r} is a real account: choose another --prefix")
+    return annotator.id

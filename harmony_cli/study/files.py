@@ -1,0 +1,129 @@
+"""Files of a study: atomic writes, content-hash names, study names as folder names, write failures.
+
+Every file a study command writes goes through :func:`write_atomic` (a tmp file in the
+same folder renamed into place): a file exists whole or not at all, and a failing write
+leaves no tmp file behind. A failure the user can fix (a read-only or full disk, a
+read-only or full database) becomes one line through :func:`file_write_failure` and
+:func:`database_write_failure`.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from ..errors import UserError
+
+# A study name is also its image folder's name: letters, digits, dot, dash, underscore, space.
+STUDY_NAME = re.compile(r"^(?!\.)[\w.\- ]{1,200}$")
+# errno of a write that failed because of the place, not the program: the user can fix it.
+PLACE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
+                errno.EEXIST: "a file is in the way"}
+# What SQLite (through SQLAlchemy) says when its file cannot take the write.
+DATABASE_FULL_OR_READ_ONLY = ("database or disk is full", "readonly database", "read-only database",
+                              "disk i/o error", "unable to open database file")
+
+
+def check_study_name(name: str, option: str = "study.name") -> str:
+    """``name`` if it is usable as a study name and folder name, else a one-line UserError."""
+    if not isinstance(name, str) or not STUDY_NAME.match(name) or name.strip() != name or ".." in name:
+        raise UserError(f"{option}={name!r} is not a study name: use letters, digits, '.', '-', '_' or spaces "
+                        f"(no path separators, no '..', not starting with '.')")
+    return name
+
+
+def content_name(data: bytes, suffix: str = ".png") -> str:
+    """File name from the content's SHA-256: the same bytes, the same name."""
+    return hashlib.sha256(data).hexdigest()[:32] + suffix
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> bool:
+    """Write ``data`` to ``path`` through a tmp file renamed into place; whether a file was created.
+
+    A file of the same size already there is left alone (content-named files: the same bytes).
+    No fsync: atomic against a killed process (what resume must survive); one fsync per file
+    would dominate the run time on slow disks.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+def write_content_named(folder: str | os.PathLike, data: bytes, created: list[Path] | None = None,
+                        suffix: str = ".png") -> str:
+    """Write ``data`` under ``folder`` as its content-hash name; that name. New files go to ``created``."""
+    name = content_name(data, suffix)
+    if write_atomic(Path(folder) / name, data) and created is not None:
+        created.append(Path(folder) / name)
+    return name
+
+
+def remove_files(paths: list[Path]) -> None:
+    """Remove files a failed step created (best effort: the step's error is what the user sees)."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def remove_empty_folder(folder: Path) -> None:
+    """Remove ``folder`` if it exists and is empty (what a failed step created and left unused)."""
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass  # not empty, not there, or not ours to remove
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` and write (then remove) a probe file in it; a one-line UserError if either fails."""
+    probe = Path(folder) / f".harmony-probe-{os.getpid()}"
+    try:
+        write_atomic(probe, b"probe")
+        probe.unlink()
+    except OSError as exc:
+        fix = f"free space there or give a writable folder with {option}=PATH"
+        error = file_write_failure(exc, folder, fix) or UserError(f"cannot write to {folder} ({exc}); {fix}")
+        raise error from exc
+
+
+def file_write_failure(exc: BaseException, folder: str | os.PathLike, fix: str) -> UserError | None:
+    """A one-line UserError for a file write that failed because of its place (disk full, read-only, ...).
+
+    None for any other failure: a bug keeps its traceback.
+    """
+    if isinstance(exc, OSError) and exc.errno in PLACE_ERRNOS:
+        return UserError(f"cannot write to {folder}: {PLACE_ERRNOS[exc.errno]} ({exc.strerror}); {fix}")
+    return None
+
+
+def database_write_failure(exc: BaseException, db_url: str) -> UserError | None:
+    """A one-line UserError for a store write that failed because its database is full or read-only.
+
+    (SQLAlchemy's OperationalError around SQLite's "database or disk is full", "readonly database".)
+    None for any other failure.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if not isinstance(exc, OperationalError) or not any(s in text for s in DATABASE_FULL_OR_READ_ONLY):
+        return None
+    from ..store.db import shown_url
+
+    reason = "the disk is full" if "full" in text else "it is read-only or unreachable"
+    return UserError(f"cannot write to the database {shown_url(db_url)}: {reason} ({text.splitlines()[0]}); "
+                     f"nothing was stored: free space or give --db a writable database")

@@ -1,0 +1,112 @@
+"""The study a build writes into. Its row is created in the transaction of its first examples.
+
+So a build that fails before it stores anything (a read-only or full folder, a run without
+a checkpoint, a bad setting) leaves no empty study for ``analyze`` or ``simulate-annotators``
+to pick as the newest, and a rerun with corrected settings starts afresh.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .settings import PINNED_SETTINGS, BuildError, StudySettings
+
+
+@dataclass
+class StudyRow:
+    """Where a build's examples go: ``id`` is None until the first examples are stored.
+
+    ``config``: what the study records (pinned settings, source runs, ``higher_is_better`` per metric).
+    ``note``: a line for the summary when the stored study differs from the settings (its image folder).
+    """
+
+    store: Any
+    name: str
+    config: dict
+    image_dir: Path
+    id: Optional[int] = None
+    note: Optional[str] = None
+
+    @classmethod
+    def open(cls, store, name: str, settings: StudySettings, config: dict, image_dir: Path) -> "StudyRow":
+        """The study called ``name``: the stored one to complete, or a new one (not written yet)."""
+        found = store.study(name)
+        if found is None:
+            return cls(store, name, config, image_dir)
+        if found.source != "harmony" or not found.image_dir:
+            how = f"was imported ({found.source})" if found.source != "harmony" else "has no image folder"
+            raise BuildError(f"study {name!r} {how}, so build-dataset cannot add to it: give another study.name=")
+        recorded = found.config or {}
+        changed = [f"{k}={recorded[k]}" for k in PINNED_SETTINGS
+                   if k in recorded and recorded[k] != settings.pinned()[k]]
+        if changed:
+            raise BuildError(f"study {name!r} was built with {', '.join(changed)}: rerun with those settings, "
+                             f"or give a new study.name=")
+        with store.read() as session:
+            empty = not _has_examples(session, found.id)
+        if empty:  # a row an older harmony left behind: start it afresh
+            return cls(store, name, config, image_dir, id=found.id)
+        row = cls(store, name, recorded, Path(found.image_dir), id=found.id)
+        if Path(found.image_dir) != image_dir:
+            row.note = (f"study {name!r} keeps its images in {found.image_dir} (where it was started), not "
+                        f"{image_dir}")
+        return row
+
+    def add(self, rows: list[dict], higher_is_better: dict[str, bool]) -> None:
+        """Store ``rows`` (examples) and the metrics' directions; the study row too if it is new. One transaction."""
+        from ..store import Study
+
+        with self.store.write() as session:
+            study = session.get(Study, self.id) if self.id is not None else None
+            if study is None:
+                study = Study(name=self.name, source="harmony", config={}, image_dir=str(self.image_dir))
+                session.add(study)
+            if study.id is None or not _has_examples(session, study.id):
+                study.config, study.image_dir = dict(self.config), str(self.image_dir)
+            recorded = dict((study.config or {}).get("higher_is_better") or {})
+            if any(recorded.get(k) != v for k, v in higher_is_better.items()):
+                # a new dict: SQLAlchemy tracks the JSON column by assignment
+                study.config = {**study.config, "higher_is_better": {**recorded, **higher_is_better}}
+            session.flush()
+            self.store.add_examples(study.id, rows, session=session)
+        self.id = study.id
+
+    def keys(self, cell: dict) -> set[str]:
+        """``source_key`` of every example stored in ``cell``."""
+        return set() if self.id is None else self.store.example_keys(self.id, cell)
+
+    def keys_of_sibling_cells(self, cell: dict) -> set[str]:
+        """Test images used by the study's other cells of the same data, backbone and attribution."""
+        if self.id is None:
+            return set()
+        from sqlalchemy import select
+
+        from ..store import Example
+
+        with self.store.read() as session:
+            return set(session.scalars(select(Example.source_key).where(
+                Example.study_id == self.id, Example.dataset == cell["dataset"], Example.backbone == cell["backbone"],
+                Example.attribution == cell["attribution"], Example.metric != cell["metric"])))
+
+    def cell_means(self, cell: dict) -> tuple[float | None, float | None]:
+        """Mean original and fine-tuned score over a cell's examples (those with a defined score)."""
+        if self.id is None:
+            return None, None
+        from sqlalchemy import func, select
+
+        from ..store import Example
+
+        with self.store.read() as session:
+            original, finetuned = session.execute(
+                select(func.avg(Example.original_score), func.avg(Example.finetuned_score))
+                .filter_by(study_id=self.id, **cell)).one()
+        return (None if original is None else float(original)), (None if finetuned is None else float(finetuned))
+
+
+def _has_examples(session, study_id: int) -> bool:
+    from sqlalchemy import select
+
+    from ..store import Example
+
+    return session.scalar(select(Example.id).where(Example.study_id == study_id).limit(1)) is not None
