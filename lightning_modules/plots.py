@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .io import atomic_path
+
 
 def normalize_map(attribution: Tensor) -> Tensor:
     """(H,W) map -> [0,1] for display: positive relevance over its maximum (negative relevance shown as 0)."""
@@ -19,39 +21,19 @@ def _maps(explainer, x: Tensor, y: Tensor) -> Tensor:
     return explainer(x, y).detach().cpu()[:, 0]
 
 
-def finetune_figure(module, dataset, history: list[dict[str, float]], summary: dict, out: str | os.PathLike,
-                    n_images: int = 8) -> Path:
-    """Write ``out``: row 1 the first ``n_images`` of ``dataset``, rows 2-3 the original's and the
-    fine-tuned model's maps of their label, then the validation curves (metric of both models,
-    prediction agreement with its floor, accuracy of both) with the best step marked.
-
-    module: a FinetuneModule (``original``, ``finetuned``, ``explainer(which)``).
-    history: validation rows (``step``, ``val/<metric>``, ``val/<metric>_original``, ``val/agreement``, ...).
-    summary: the run's metrics.json content.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _map_rows(fig, grid, module, dataset, n_images: int) -> None:
+    """Rows 1-3 of the figure: the first ``n_images`` of ``dataset``, the original's and the fine-tuned maps."""
     from .data import denormalize
 
-    n = min(n_images, len(dataset))
-    items = [dataset[i] for i in range(n)]
+    items = [dataset[i] for i in range(min(n_images, len(dataset)))]
     items = [item for item in items if item is not None]
-    n = len(items)
     device = next(module.finetuned.parameters()).device
     x = torch.stack([item["image"] for item in items]).to(device)
     y = torch.tensor([int(item["label"]) for item in items], device=device)
     original_maps = _maps(module.explainer("original"), x, y)
     finetuned_maps = _maps(module.explainer("finetuned"), x, y)
     images = denormalize(x.cpu()).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-
-    name = summary["metric"]
-    columns = max(n, 3)
-    fig = plt.figure(figsize=(1.7 * columns, 1.7 * 3 + 2.8))
-    grid = fig.add_gridspec(4, columns, height_ratios=[1, 1, 1, 1.5], hspace=0.25, wspace=0.05)
-    for i in range(n):
+    for i in range(len(items)):
         for row, (title, picture) in enumerate([("image", None), ("original", original_maps[i]),
                                                 ("fine-tuned", finetuned_maps[i])]):
             ax = fig.add_subplot(grid[row, i])
@@ -67,6 +49,10 @@ def finetune_figure(module, dataset, history: list[dict[str, float]], summary: d
             if "mask" in items[i] and row > 0:
                 ax.contour(items[i]["mask"][0].numpy(), levels=[0.5], colors="white", linewidths=0.6)
 
+
+def _curves(fig, grid, history: list[dict[str, float]], summary: dict) -> None:
+    """The last row: validation curves of the metric, the agreement (with its floor) and the accuracy."""
+    name = summary["metric"]
     steps = [row["step"] for row in history]
     panels = [
         (f"{name} ({'higher' if summary.get('higher_is_better', True) else 'lower'} is better)",
@@ -88,13 +74,34 @@ def finetune_figure(module, dataset, history: list[dict[str, float]], summary: d
         ax.set_xlabel("step", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
-    fig.suptitle(f"{name} / {summary['attribution']} / {summary['backbone']} on {summary.get('data', '')}: "
-                 f"original {summary['original_score']:.3f} -> fine-tuned {summary['finetuned_score']:.3f}, "
-                 f"agreement {summary['agreement']:.3f}, {summary['steps']} steps", fontsize=9)
+
+
+def finetune_figure(module, dataset, history: list[dict[str, float]], summary: dict, out: str | os.PathLike,
+                    n_images: int = 8) -> Path:
+    """Write ``out``: row 1 the first ``n_images`` of ``dataset``, rows 2-3 the original's and the
+    fine-tuned model's maps of their label, then the validation curves (metric of both models,
+    prediction agreement with its floor, accuracy of both) with the best step marked.
+
+    module: a FinetuneModule (``original``, ``finetuned``, ``explainer(which)``).
+    history: validation rows (``step``, ``val/<metric>``, ``val/<metric>_original``, ``val/agreement``, ...).
+    summary: the run's metrics.json content.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(min(n_images, len(dataset)), 3)
+    fig = plt.figure(figsize=(1.7 * columns, 1.7 * 3 + 2.8))
+    grid = fig.add_gridspec(4, columns, height_ratios=[1, 1, 1, 1.5], hspace=0.25, wspace=0.05)
+    _map_rows(fig, grid, module, dataset, n_images)
+    _curves(fig, grid, history, summary)
+    fig.suptitle(f"{summary['metric']} / {summary['attribution']} / {summary['backbone']} on "
+                 f"{summary.get('data', '')}: original {summary['original_score']:.3f} -> fine-tuned "
+                 f"{summary['finetuned_score']:.3f}, agreement {summary['agreement']:.3f}, {summary['steps']} steps",
+                 fontsize=9)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, out)
     return out

@@ -284,7 +284,7 @@ def gradcam_study(sweep, tmp_path_factory):
 
 def test_a_run_becomes_one_cell_of_both_correct_test_images_in_seeded_order(gradcam_study):
     from harmony_cli.store import Store
-    from lightning_modules.runs import load_finetune_run
+    from lightning_modules.finetune import load_finetune_run
 
     run_dir, db, (result,) = gradcam_study
     image_dir, rows = _examples(db)

@@ -103,7 +103,8 @@ def not_a_db(tmp_path) -> Path:
     return path
 
 
-# (arguments, what the one line must say); {foreign} / {garbage} / {missing} are filled in per test.
+# (arguments, what the one line must say: never empty, "" is in every line); {foreign} / {garbage} /
+# {missing} are filled in per test.
 CASES = [
     (["finetune", "metric=nope"], "unknown metric 'nope'"),
     (["finetune", "nosuchoption=1"], "unknown config option 'nosuchoption'"),
@@ -114,10 +115,10 @@ CASES = [
     (["studies", "--db", "sqlite:///{foreign}"], "not a harmony store"),
     (["studies", "--db", "sqlite:///{garbage}"], "database"),
     (["analyze", "--db", "sqlite:///{foreign}"], "not a harmony store"),
-    (["analyze", "--db", "sqlite:///{missing}"], ""),
+    (["analyze", "--db", "sqlite:///{missing}"], "{missing}"),
     (["annotators", "list", "--db", "sqlite:///{foreign}"], "not a harmony store"),
     (["simulate-annotators", "--db", "sqlite:///{garbage}"], "database"),
-    (["import-legacy", "{missing}"], ""),
+    (["import-legacy", "{missing}"], "{missing}"),
     (["import-legacy", "{foreign}"], "HARMONY"),
     (["data", "preview", "data=nope"], "unknown data 'nope'"),
     (["data", "preview", "data=imagenet", "data.root={missing}"], "data.root"),
@@ -127,6 +128,7 @@ CASES = [
 @pytest.mark.parametrize("args, expected", CASES, ids=[" ".join(c[0][:2]) + f" #{i}" for i, c in enumerate(CASES)])
 def test_every_command_says_what_to_fix_in_one_line(args, expected, tmp_path, foreign_db, not_a_db):
     missing = tmp_path / "does-not-exist"
+    assert expected, "an empty expectation matches any line"
     fill = {"{foreign}": str(foreign_db), "{garbage}": str(not_a_db), "{missing}": str(missing)}
     for key, value in fill.items():
         args = [a.replace(key, value) for a in args]

@@ -100,7 +100,7 @@ def _build_cells(study: StudyRow, run_dirs: list[Path], settings: StudySettings,
     """One cell per run, in order, with a progress bar per cell."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lightning_modules.runs import load_finetune_run  # torch-heavy: after every check
+    from lightning_modules.finetune import load_finetune_run  # torch-heavy: after every check
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=False)

@@ -44,7 +44,7 @@ class CellJob:
     """Everything building one cell needs: the study, a loaded run, the settings, the device."""
 
     study: StudyRow
-    run: Any                       # lightning_modules.runs.FinetuneRun
+    run: Any                       # lightning_modules.finetune.FinetuneRun
     run_dir: Path
     settings: StudySettings
     device: torch.device

@@ -24,7 +24,7 @@ def checkpoint_of(run_dir: Path) -> Path:
 
 def is_usable_run(path: Path) -> bool:
     """A finished finetune run with its checkpoint: config, metrics.json and the .ckpt are there."""
-    from lightning_modules.runs import is_finetune_run
+    from lightning_modules.finetune import is_finetune_run
 
     return is_finetune_run(path) and checkpoint_of(path).is_file()
 
@@ -35,7 +35,7 @@ def find_runs(path: str | Path) -> list[Path]:
     if not path.exists():
         raise BuildError(f"run={path} does not exist: give a finetune run dir (outputs/finetune/<time>) "
                          f"or a multirun dir (outputs/finetune-multirun/<time>)")
-    from lightning_modules.runs import is_finetune_run
+    from lightning_modules.finetune import is_finetune_run
 
     if is_finetune_run(path):
         if not checkpoint_of(path).is_file():
