@@ -179,11 +179,11 @@ def test_annotator_passwords_are_argon2_hashes_and_inactive_accounts_cannot_log_
     with pytest.raises(StoreError, match="exists already"):
         store.add_annotator("ana", "another one")
     store.set_active("ana", False)
-    assert store.authenticate("ana", "correct horse") is None
+    assert store.login("ana", "correct horse", now=1e9).annotator is None  # `now`: past the throttle's delays
     store.set_active("ana", True)
     store.set_password("ana", "battery staple")
-    assert store.authenticate("ana", "correct horse") is None
-    assert store.authenticate("ana", "battery staple").name == "ana"
+    assert store.login("ana", "correct horse", now=2e9).annotator is None
+    assert store.login("ana", "battery staple", now=3e9).annotator.name == "ana"
     with pytest.raises(StoreError, match="no annotator"):
         store.set_password("nobody", "whatever1")
     store.close()

@@ -21,6 +21,8 @@ from ..errors import UserError
 from .models import APP_NAME, SCHEMA_VERSION, Base, Meta
 
 DEFAULT_DB_URL = "sqlite:///outputs/harmony.db"
+# Older schema versions this harmony upgrades in place when it opens them.
+UPGRADABLE = {1}
 # Tables that mark a database of the original HARMONY Django app.
 LEGACY_TABLE = "relevavance_example"
 
@@ -155,7 +157,7 @@ def _refuse_foreign(url: str, tables: set[str], meta: dict[str, str]) -> None:
     found = meta.get("schema_version")
     if found is None or not found.isdigit():
         raise StoreError(f"{shown} has an unknown harmony schema version ({found!r}): use a new database")
-    if int(found) != SCHEMA_VERSION:
+    if int(found) != SCHEMA_VERSION and int(found) not in UPGRADABLE:
         newer = "a newer" if int(found) > SCHEMA_VERSION else "an older"
         raise StoreError(f"{shown} has harmony schema version {found}, this harmony reads version "
                          f"{SCHEMA_VERSION}: open it with {newer} harmony, or use a new database")
@@ -183,6 +185,8 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
     tables, meta = _read_engine(engine, url)
     _refuse_foreign(url, tables, meta)
     if Meta.__tablename__ in tables:
+        if int(meta["schema_version"]) != SCHEMA_VERSION:
+            _upgrade(engine)
         return
     if not create:
         raise StoreError(f"{shown_url(url)} holds no harmony store yet: build a study first (harmony "
@@ -195,3 +199,16 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
                 session.add_all([Meta(key="app", value=APP_NAME),
                                  Meta(key="schema_version", value=str(SCHEMA_VERSION))])
                 session.flush()
+
+
+def _upgrade(engine: Engine) -> None:
+    """Version 1 -> 2 in one transaction: account session versions and the login guard table."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        with Session(conn) as session:
+            if session.get(Meta, "schema_version").value == str(SCHEMA_VERSION):
+                return  # another process upgraded it meanwhile
+        conn.exec_driver_sql("ALTER TABLE harmony_annotator ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+        Base.metadata.create_all(conn)  # the tables that are new (checkfirst)
+        with Session(conn) as session:
+            session.get(Meta, "schema_version").value = str(SCHEMA_VERSION)
+            session.flush()
