@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from .db import StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url
@@ -105,7 +105,7 @@ class StoreBase:
             try:
                 with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                     yield session
-            except (OperationalError, DataError) as exc:
+            except DBAPIError as exc:  # PostgreSQL's read-only transaction is an InternalError
                 failure = write_failure(exc, self.url)
                 if failure is None:
                     raise
