@@ -100,6 +100,23 @@ def is_streamlit_bundle(url: str) -> bool:
     return path.startswith("static/") or path in ("", "favicon.png")
 
 
+def answer_by_keys(page, rma: list[int]) -> tuple[dict, list[str], list[list[int]]]:
+    """Answer the rma cell's three examples with keys; what each answer must store (from the colours
+    on screen), the image URLs shown and their byte sizes."""
+    expected, sources, sizes = {}, [], []
+    for i, (key, button) in enumerate((("1", "A"), ("ArrowRight", "B"), ("2", "neither"))):
+        page.get_by_text(f"Example {i + 1} of 3").wait_for()
+        page.get_by_text(f"Model prediction: shape-0-{i}").wait_for()
+        shown = page.evaluate(SHOWN_MAPS)
+        sources += shown["sources"]
+        sizes.append(shown["sizes"])
+        left = "original" if tuple(shown["colourA"]) == RED else "finetuned"
+        expected[rma[i]] = ({"A": left, "B": "finetuned" if left == "original" else "original"}
+                            .get(button, "neither"), left)
+        page.keyboard.press(key)
+    return expected, sources, sizes
+
+
 def test_keyboard_annotation_in_a_real_browser_stays_blinded(page_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -136,18 +153,7 @@ def test_keyboard_annotation_in_a_real_browser_stays_blinded(page_server, tmp_pa
             number = next(i for i, row in enumerate(rows) if row["metric"] == "rma")
             page.locator(f".st-key-cell-{number} button").click()
 
-            expected, sources, sizes = {}, [], []
-            rma = page_server["cells"][0]
-            for i, (key, button) in enumerate((("1", "A"), ("ArrowRight", "B"), ("2", "neither"))):
-                page.get_by_text(f"Example {i + 1} of 3").wait_for()
-                page.get_by_text(f"Model prediction: shape-0-{i}").wait_for()
-                shown = page.evaluate(SHOWN_MAPS)
-                sources += shown["sources"]
-                sizes.append(shown["sizes"])
-                left = "original" if tuple(shown["colourA"]) == RED else "finetuned"
-                expected[rma[i]] = ({"A": left, "B": "finetuned" if left == "original" else "original"}
-                                    .get(button, "neither"), left)
-                page.keyboard.press(key)
+            expected, sources, sizes = answer_by_keys(page, page_server["cells"][0])
             page.get_by_text("Done: you answered all 3 examples of this cell").wait_for()
             page.screenshot(path=str(tmp_path / "annotation_done.png"))
             dom = page.content().encode()

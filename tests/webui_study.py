@@ -39,12 +39,13 @@ def make_study(db_url: str, image_dir: Path) -> dict:
         for i in range(cell["n"]):
             stem = f"{cell['metric']}_{i}"
             shade = 40 + 60 * i
-            ids.append(store.add_example(
-                study.id, **key, source_key=stem, position=i, class_name=f"shape-{cell_number}-{i}",
+            [example_id] = store.add_examples(study.id, [dict(
+                **key, source_key=stem, position=i, class_name=f"shape-{cell_number}-{i}",
                 image_path=_png(image_dir / f"{stem}_image.png", (shade, 200, shade)),
                 original_map_path=_png(image_dir / f"{stem}_original.png", RED),
                 finetuned_map_path=_png(image_dir / f"{stem}_learn.png", BLUE),
-                original_score=0.5, finetuned_score=0.7, run="runs/finetune/0"))
+                original_score=0.5, finetuned_score=0.7, run="runs/finetune/0")])
+            ids.append(example_id)
         cells.append(ids)
     people = {name: store.add_annotator(name, PASSWORD, active=active).id
               for name, active in (("ana", True), ("ben", True), ("cy", False))}

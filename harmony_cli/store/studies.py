@@ -1,8 +1,6 @@
 """Studies and their examples: creating, bulk-adding, listing cells."""
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import distinct, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -23,31 +21,14 @@ class StudiesMixin:
                 session.flush()
             return study
 
-    def study(self, name: str) -> Study | None:
-        with self.read() as session:
-            return session.scalar(select(Study).where(Study.name == name))
-
     def studies(self) -> list[Study]:
         with self.read() as session:
             return list(session.scalars(select(Study).order_by(Study.id)))
 
-    def add_example(self, study_id: int, **fields: Any) -> int:
-        """Insert an example unless one with the same study, cell and ``source_key`` exists; its id."""
-        key = {f: fields[f] for f in (*CELL_FIELDS, "source_key")}
-        with self.write() as session:
-            found = session.scalar(select(Example.id).filter_by(study_id=study_id, **key))
-            if found is not None:
-                return found
-            example = Example(study_id=study_id, **fields)
-            session.add(example)
-            session.flush()
-            return example.id
-
     def add_examples(self, study_id: int, rows: list[dict], session: Session | None = None) -> list[int]:
         """Insert many examples at once (one bulk insert); the id of each row, in order.
 
-        Like :meth:`add_example`, a row whose study, cell and ``source_key`` exist already is left as it is
-        (its id is returned). With ``session``, the work joins the caller's transaction.
+        A row whose study, cell and ``source_key`` exist already is left as it is (its id is returned). With ``session``, the work joins the caller's transaction.
         """
         if session is None:
             with self.write() as own:
