@@ -34,6 +34,7 @@ from webui.session import (BUTTONS, SECRET_NAME, CellCursor, choice_for, example
 
 P95_TARGET_S = 0.050
 CELL_SIZE = 1000
+ROUNDS = 5  # the two paths alternate this many times
 CHANGE_RATE = 0.05  # share of answers followed by going back and changing the previous one
 
 
@@ -129,6 +130,14 @@ def run_load(store: Store, secret: str, study_id: int, cells: list[dict], annota
             "expected": {(annotator_ids[i], e): c for i, r in enumerate(results) for e, c in r["expected"].items()}}
 
 
+def merge(total: dict, part: dict) -> None:
+    """Add one round's result to the running total of its path."""
+    total["wall"] = total.get("wall", 0.0) + part["wall"]
+    total["answers"] = total.get("answers", 0) + part["answers"]
+    total["latencies"] = sorted(total.get("latencies", []) + part["latencies"])
+    total["expected"] = {**total.get("expected", {}), **part["expected"]}
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
@@ -166,11 +175,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         backend = store.engine.dialect.name
         study_id, cells, annotator_ids = build_study(store, examples, 2 * args.annotators)
         secret = store.secret(SECRET_NAME)
-        # reference: the previous answer path, the same number of writers, on their own accounts
-        previous = run_load(store, secret, study_id, cells, annotator_ids[args.annotators:], seconds, bound=False)
-        load = run_load(store, secret, study_id, cells, annotator_ids[:args.annotators], seconds)
-        integrity = check_labels(store, {**previous["expected"], **load["expected"]}, previous["answers"] + load["answers"],
-                                 annotator_ids)
+        # reference: the previous answer path, the same number of writers, on their own accounts, in
+        # alternating rounds so that both meet the same machine load
+        previous, load = {}, {}
+        for _ in range(ROUNDS):
+            merge(previous, run_load(store, secret, study_id, cells, annotator_ids[args.annotators:],
+                                     seconds / ROUNDS, bound=False))
+            merge(load, run_load(store, secret, study_id, cells, annotator_ids[:args.annotators], seconds / ROUNDS))
+        integrity = check_labels(store, {**previous["expected"], **load["expected"]},
+                                 previous["answers"] + load["answers"], annotator_ids)
         store.close()
 
     n = args.annotators

@@ -360,6 +360,8 @@ def test_left_right_order_is_random_per_pair_yet_stable():
     for left in ("original", "finetuned"):
         for button in ("A", "neither", "B"):
             assert button_for(choice_for(button, left), left) == button
+    assert [choice_for(b, "original") for b in ("A", "neither", "B")] == ["original", "neither", "finetuned"]
+    assert [choice_for(b, "finetuned") for b in ("A", "neither", "B")] == ["finetuned", "neither", "original"]
 
 
 def test_the_page_says_plainly_when_the_database_is_not_there(tmp_path, monkeypatch):
