@@ -11,34 +11,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from .db import StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url
+from .db import StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url, write_failure
 
 # One lock per SQLite file for this process's writers (see StoreBase.write).
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
-
-# Driver messages that mean the store cannot be written, and what to say instead of the driver's text.
-_WRITE_FAILURES = (
-    (("readonly database", "read-only", "read only", "permission denied"),
-     "the store {url} is read-only: give --db a store you may write to, or fix the file's permissions"),
-    (("disk is full", "no space left", "could not extend", "disk full"),
-     "the disk of the store {url} is full: free some space and run it again (nothing was stored)"),
-)
-
-
-def write_failure(exc: BaseException, url: str) -> StoreError | None:
-    """A one-line StoreError for a write the database refused for lack of rights or space, else None.
-
-    Never built from the statement or its parameters (a password hash must not reach a message).
-    """
-    orig = str(getattr(exc, "orig", None) or exc).lower()
-    for needles, message in _WRITE_FAILURES:
-        if any(n in orig for n in needles):
-            return StoreError(message.format(url=shown_url(url)))
-    if isinstance(exc, DataError):
-        return StoreError("a value is too long or malformed for the store: shorten it and run it again")
-    return None
-
 
 class StoreBase:
     """A study store at a database URL (``--db``, ``HARMONY_DB_URL`` or the default SQLite file)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
@@ -29,6 +29,29 @@ LEGACY_TABLE = "relevavance_example"
 
 class StoreError(UserError):
     """The database cannot be used as a harmony store (wrong schema, not a database, ...)."""
+
+
+# Driver messages that mean the store cannot be written, and what to say instead of the driver's text.
+_WRITE_FAILURES = (
+    (("readonly database", "read-only", "read only", "permission denied"),
+     "the store {url} is read-only: give --db a store you may write to, or fix the file's permissions"),
+    (("disk is full", "no space left", "could not extend", "disk full"),
+     "the disk of the store {url} is full: free some space and run it again (nothing was stored)"),
+)
+
+
+def write_failure(exc: BaseException, url: str) -> StoreError | None:
+    """A one-line StoreError for a write the database refused for lack of rights or space, else None.
+
+    Never built from the statement or its parameters (a password hash must not reach a message).
+    """
+    orig = str(getattr(exc, "orig", None) or exc).lower()
+    for needles, message in _WRITE_FAILURES:
+        if any(n in orig for n in needles):
+            return StoreError(message.format(url=shown_url(url)))
+    if isinstance(exc, DataError):
+        return StoreError("a value is too long or malformed for the store: shorten it and run it again")
+    return None
 
 
 def resolve_db_url(db: str | None = None) -> str:
@@ -110,12 +133,16 @@ def _read_sqlite_file(path: Path, url: str) -> tuple[set[str], dict[str, str]]:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {url} ({_reason(exc)}): check the path and its permissions") from exc
+        raise write_failure(exc, url) or StoreError(f"cannot open {url} ({_reason(exc)}): check the path and its "
+                                                    f"permissions") from exc
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         meta = dict(conn.execute(f"SELECT key, value FROM {Meta.__tablename__}")) if Meta.__tablename__ in tables \
             else {}
     except sqlite3.DatabaseError as exc:
+        failure = write_failure(exc, url)
+        if failure is not None:
+            raise failure from exc
         raise StoreError(f"cannot open {url} as a database ({_reason(exc)}): give --db an SQLite file made by "
                          f"harmony, a new file, or a PostgreSQL URL") from exc
     finally:
@@ -131,6 +158,9 @@ def _read_engine(engine: Engine, url: str) -> tuple[set[str], dict[str, str]]:
             with Session(engine) as session:
                 meta = {k: v for k, v in session.execute(select(Meta.key, Meta.value))}
     except (DatabaseError, OperationalError) as exc:
+        failure = write_failure(exc, url)
+        if failure is not None:
+            raise failure from exc
         raise StoreError(f"cannot open {shown_url(url)} as a database ({_reason(exc)}): check the URL and that "
                          f"the server runs") from exc
     return tables, meta
