@@ -5,7 +5,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
@@ -78,15 +78,25 @@ class StoreBase:
         and PostgreSQL are unaffected (the database serializes them). A write refused for lack of
         rights or space is a one-line StoreError.
         """
-        with self._writer_lock():
-            try:
-                with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-                    yield session
-            except DBAPIError as exc:  # PostgreSQL's read-only transaction is an InternalError
-                failure = write_failure(exc, self.url)
-                if failure is None:
-                    raise
-                raise failure from exc
+        with self._writer_lock(), self._write_failures():
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """Like :meth:`write`, as a Core connection (no ORM unit of work: the page's hot path)."""
+        with self._writer_lock(), self._write_failures(), self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _write_failures(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:  # PostgreSQL's read-only transaction is an InternalError
+            failure = write_failure(exc, self.url)
+            if failure is None:
+                raise
+            raise failure from exc
 
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:

@@ -1,7 +1,9 @@
 """Labels: the page's answer (one upsert + audit row), bulk imports, reading them back."""
 from __future__ import annotations
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -11,6 +13,28 @@ from .models import CELL_FIELDS, CHOICES, SIDES, Annotator, Example, Label, Labe
 
 class SessionEnded(StoreError):
     """The annotator's page session ended (account deactivated or password changed): log in again."""
+
+
+def _upsert(dialect_insert):
+    values = {c: bindparam(c) for c in ("annotator_id", "example_id", "choice", "left_map", "response_ms")}
+    stmt = dialect_insert(Label).values(**values, created_at=bindparam("now"), updated_at=bindparam("now"))
+    return stmt.on_conflict_do_update(
+        index_elements=["annotator_id", "example_id"],
+        set_=dict(choice=stmt.excluded.choice, left_map=stmt.excluded.left_map,
+                  response_ms=stmt.excluded.response_ms, updated_at=stmt.excluded.updated_at))
+
+
+# The answer's statements, built once (building costs more Python time than SQLite takes to run them).
+_UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
+_session_row = select(Annotator.active, Annotator.session_version).where(Annotator.id == bindparam("annotator_id"))
+_SESSION = {"sqlite": _session_row, "postgresql": _session_row.with_for_update()}
+_PAIR_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:annotator_id AS integer), CAST(:example_id AS integer))")
+_PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
+                                       Label.example_id == bindparam("example_id"))
+_AUDIT = insert(LabelAudit).values(
+    annotator_id=bindparam("annotator_id"), example_id=bindparam("example_id"), choice=bindparam("choice"),
+    previous_choice=bindparam("previous"), left_map=bindparam("left_map"), response_ms=bindparam("response_ms"),
+    source=bindparam("source"), at=bindparam("now"))
 
 
 class LabelsMixin:
@@ -29,42 +53,28 @@ class LabelsMixin:
         if left_map is not None and left_map not in SIDES:
             raise StoreError(f"left_map must be one of {', '.join(SIDES)} or None, not {left_map!r}")
         now = utcnow()
-        values = dict(annotator_id=annotator_id, example_id=example_id, choice=choice, left_map=left_map,
-                      response_ms=response_ms, created_at=now, updated_at=now)
-        stmt = self.insert(Label).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["annotator_id", "example_id"],
-            set_=dict(choice=stmt.excluded.choice, left_map=stmt.excluded.left_map,
-                      response_ms=stmt.excluded.response_ms, updated_at=stmt.excluded.updated_at),
-        )
+        params = dict(annotator_id=annotator_id, example_id=example_id, choice=choice, left_map=left_map,
+                      response_ms=response_ms, now=now, source=source)
+        upsert = _UPSERT[self.dialect]
         try:
-            with self.write() as session:
+            with self.write_connection() as conn:
                 if session_version is not None:
-                    self._check_session(session, annotator_id, session_version)
+                    # FOR UPDATE (PostgreSQL): a deactivation committing meanwhile waits for this answer, or
+                    # this answer sees it; SQLite's BEGIN IMMEDIATE already holds the whole database.
+                    row = conn.execute(_SESSION[self.dialect], params).first()
+                    if row is None or not row.active or row.session_version != session_version:
+                        raise SessionEnded("your session has ended (the account was deactivated or its password "
+                                           "changed): log in again")
                 if self.dialect == "postgresql":
                     # Serialize answers to the same pair so each audit row's previous_choice is exact
                     # (SQLite's BEGIN IMMEDIATE already serializes every writer).
-                    session.execute(text("SELECT pg_advisory_xact_lock(CAST(:a AS integer), CAST(:e AS integer))"),
-                                    {"a": annotator_id, "e": example_id})
-                previous = session.scalar(select(Label.choice).filter_by(annotator_id=annotator_id,
-                                                                         example_id=example_id))
-                session.execute(stmt)
-                session.add(LabelAudit(annotator_id=annotator_id, example_id=example_id, choice=choice,
-                                       previous_choice=previous, left_map=left_map, response_ms=response_ms,
-                                       source=source, at=now))
+                    conn.execute(_PAIR_LOCK, params)
+                previous = conn.execute(_PREVIOUS, params).scalar()
+                conn.execute(upsert, params)
+                conn.execute(_AUDIT, {**params, "previous": previous})
         except IntegrityError as exc:
             raise StoreError(f"cannot store the answer: no annotator {annotator_id} or no example {example_id} "
                              f"in this store") from exc
-
-    @staticmethod
-    def _check_session(session: Session, annotator_id: int, session_version: int) -> None:
-        # FOR UPDATE (PostgreSQL): a deactivation committing meanwhile waits for this answer, or this
-        # answer sees it; SQLite's BEGIN IMMEDIATE already holds the whole database.
-        row = session.execute(select(Annotator.active, Annotator.session_version)
-                              .where(Annotator.id == annotator_id).with_for_update()).first()
-        if row is None or not row.active or row.session_version != session_version:
-            raise SessionEnded("your session has ended (the account was deactivated or its password changed): "
-                               "log in again")
 
     def add_labels(self, rows: list[dict], source: str = "import", session: Session | None = None) -> dict:
         """Insert many labels at once, each with its audit row; existing labels are left as they are.
