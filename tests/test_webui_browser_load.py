@@ -151,5 +151,6 @@ def test_every_stored_label_is_a_press_on_the_example_that_session_displayed(loa
         totals["presses"] += len(presses)
         totals["stored"] += len(stored)
         totals["refused"] += len(refused)
+    print(f"{SESSIONS} sessions, {PRESS_SECONDS} s: {totals}")  # shown with -s
     # the load did what it is for: each session stored answers, and presses that outran the page were refused
     assert totals["stored"] >= SESSIONS and totals["refused"] >= 1, totals
