@@ -100,6 +100,25 @@ def is_streamlit_bundle(url: str) -> bool:
     return path.startswith("static/") or path in ("", "favicon.png")
 
 
+def record_traffic(page, sent: list[tuple[str, bytes]]) -> None:
+    """Append (where, what) to ``sent`` for every websocket frame and every response the page receives."""
+    def on_websocket(ws):
+        def frame(payload):
+            sent.append((f"websocket {ws.url}", payload if isinstance(payload, bytes) else payload.encode()))
+        ws.on("framereceived", frame)
+
+    def on_response(response):
+        sent.append(("url", response.url.encode()))
+        if not is_streamlit_bundle(response.url):
+            try:
+                sent.append((f"body {response.url}", response.body()))
+            except Exception:  # a redirect or an aborted request has no body
+                pass
+
+    page.on("websocket", on_websocket)
+    page.on("response", on_response)
+
+
 def answer_by_keys(page, rma: list[int]) -> tuple[dict, list[str], list[list[int]]]:
     """Answer the rma cell's three examples with keys; what each answer must store (from the colours
     on screen), the image URLs shown and their byte sizes."""
@@ -121,26 +140,11 @@ def test_keyboard_annotation_in_a_real_browser_stays_blinded(page_server, tmp_pa
     from playwright.sync_api import sync_playwright
 
     sent: list[tuple[str, bytes]] = []  # (where, what) of everything the app sent
-
-    def on_websocket(ws):
-        def frame(payload):
-            sent.append((f"websocket {ws.url}", payload if isinstance(payload, bytes) else payload.encode()))
-        ws.on("framereceived", frame)
-
-    def on_response(response):
-        sent.append(("url", response.url.encode()))
-        if not is_streamlit_bundle(response.url):
-            try:
-                sent.append((f"body {response.url}", response.body()))
-            except Exception:  # a redirect or an aborted request has no body
-                pass
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1250})
-            page.on("websocket", on_websocket)
-            page.on("response", on_response)
+            record_traffic(page, sent)
             page.set_default_timeout(15_000)
             page.goto(page_server["address"])
 
