@@ -68,7 +68,8 @@ def list_(
         with store.read() as session:
             counts = {a: n for a, n in session.execute(select(Label.annotator_id, func.count(Label.id))
                                                        .group_by(Label.annotator_id))}
-        rows = [dict(name=a.name, admin=a.is_admin, active=a.active, can_log_in=a.active and bool(a.password_hash),
+        rows = [dict(name=a.name, admin=a.is_admin, active=a.active,
+                     can_log_in=a.active and bool(a.password_hash) and not a.simulated,
                      simulated=a.simulated, labels=counts.get(a.id, 0), created=a.created_at.isoformat())
                 for a in store.annotators()]
     finally:
