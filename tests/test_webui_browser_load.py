@@ -24,6 +24,7 @@ SESSIONS = 8
 EXAMPLES = 60
 PRESS_SECONDS = 12
 PRESS_GAP_MS = (40, 400)  # a redraw takes longer than the short gaps on 2 busy cores
+DOUBLE_PRESS = 0.2
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
@@ -94,6 +95,8 @@ async def annotate(browser, address: str, name: str, seed: int) -> dict:
     deadline = asyncio.get_running_loop().time() + PRESS_SECONDS
     while asyncio.get_running_loop().time() < deadline:
         await page.keyboard.press(rng.choice("123"))
+        if rng.random() < DOUBLE_PRESS:  # a second key at once: before any page could have redrawn
+            await page.keyboard.press(rng.choice("123"))
         await page.wait_for_timeout(rng.randint(*PRESS_GAP_MS))
     # every queued press reported back by the server, and the page idle
     await page.wait_for_function("() => { const p = document.querySelector('.hm-pending');"
