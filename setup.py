@@ -11,5 +11,5 @@ CONFIGS = ["harmony_cli.conf", *(f"harmony_cli.conf.{group}" for group in find_n
 setup(
     packages=[*CODE, *CONFIGS],
     package_dir={"harmony_cli.conf": "conf"},
-    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": [".streamlit/config.toml"]},
+    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": [".streamlit/config.toml", "pair.js", "pair.css"]},
 )

@@ -5,12 +5,13 @@
 Data: a legacy database in the original app's schema, generated here (the published
 study's shape: 30 cells x 200 examples, 5 annotators labelling every example; --quick: 20
 per cell). ours = ``import_legacy`` into a fresh SQLite store; reference = the same
-examples and labels stored row by row (``Store.add_example``, ``Store.answer``: one
+examples and labels stored row by row (one ``Store.add_examples`` call per row, ``Store.answer``: one
 transaction each) for a tenth of the examples. ratio = reference seconds per row / ours
 seconds per row, target >= 5 (the import is bulk work). The metric classes (and torch) are
 imported before timing: a fixed cost per command, not per row. ``main()`` returns the rows as dicts.
 """
 from __future__ import annotations
+
 
 import argparse
 import sqlite3
@@ -26,6 +27,11 @@ from harmony_cli.store import Store
 from harmony_cli.study.import_legacy import (ATTRIBUTION_NAMES, BACKBONE_NAMES, CHOICE_NAMES, METRIC_NAMES,
                                              import_legacy, metric_directions)
 from harmony_cli.study.legacy_format import read_legacy
+
+
+def add_example(store, study_id: int, **fields) -> int:
+    """One example in its own transaction (the row-by-row reference)."""
+    return store.add_examples(study_id, [fields])[0]
 
 USERS = 5
 
@@ -69,7 +75,7 @@ def row_by_row_seconds(store: Store, legacy_path: Path, fraction: int) -> tuple[
     start, rows = time.perf_counter(), 0
     ids = {}
     for pk, e in chosen.items():
-        ids[pk] = store.add_example(study.id, dataset="imagenet", metric=str(e["experiment"]),
+        ids[pk] = add_example(store, study.id, dataset="imagenet", metric=str(e["experiment"]),
                                     backbone=str(e["cnnmodel"]), attribution=str(e["relevancymethod"]),
                                     source_key=str(pk), class_name=e["prediction"], image_path=e["image"],
                                     original_map_path=e["original"], finetuned_map_path=e["learn"])

@@ -2,6 +2,7 @@
 study by default, Hydra overrides of the rule, the study's recorded metric directions, one-line errors."""
 from __future__ import annotations
 
+
 import io
 import json
 import sys
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harmony_cli.main import app
+from tests.store_helpers import add_example
 
 
 @pytest.fixture
@@ -26,8 +28,8 @@ def small_store(sqlite_url):
     for attribution in ("gradcam", "guided_backprop"):
         for e in range(12):
             original = float(rng.uniform(0.2, 0.5))
-            ids[(attribution, e)] = store.add_example(
-                study.id, dataset="synthetic", metric="rma", backbone="tiny", attribution=attribution,
+            ids[(attribution, e)] = add_example(
+                store, study.id, dataset="synthetic", metric="rma", backbone="tiny", attribution=attribution,
                 source_key=str(e), position=e, class_name="c", original_score=original,
                 finetuned_score=original + float(rng.normal(0.1, 0.1)))
     annotators = {name: store.add_annotator(name, None, simulated=name.startswith("sim")).id
@@ -108,7 +110,7 @@ def store_from_frame(url: str, name: str, frame: pd.DataFrame, config: dict | No
     store = Store.open(url)
     study = store.get_or_create_study(name, config=config or {}, image_dir=None)
     examples = frame.drop_duplicates("example_id")
-    ids = {row.example_id: store.add_example(study.id, dataset=row.dataset, metric=row.metric, backbone=row.backbone,
+    ids = {row.example_id: add_example(store, study.id, dataset=row.dataset, metric=row.metric, backbone=row.backbone,
                                               attribution=row.attribution, source_key=str(row.example_id),
                                               position=i, class_name="c")
            for i, row in enumerate(examples.itertuples())}

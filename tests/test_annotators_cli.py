@@ -170,3 +170,20 @@ def test_studies_refuses_files_that_are_not_this_harmony_store(tmp_path, monkeyp
     run = harmony("studies", "--db", str(db)) if kind == "text" else harmony_main(monkeypatch, capsys, "studies",
                                                                                     "--db", str(db))
     assert_one_line_error(run, expected)
+
+
+def test_unlock_lifts_a_lockout_and_add_stores_the_name_as_the_page_reads_it(tmp_path):
+    from harmony_cli.store.accounts import LOCK_AFTER
+
+    db = tmp_path / "h.db"
+    result = runner.invoke(app, ["annotators", "add", "  bob ", "--password-stdin", "--db", str(db)],
+                           input="long-enough\n")
+    assert result.exit_code == 0 and "added annotator bob" in result.output
+    with Store.open(str(db)) as store:
+        for attempt in range(LOCK_AFTER):
+            store.login("bob", "wrong", now=1000.0 * (attempt + 1))
+        assert "locked" in store.login("bob", "long-enough", now=1e6).message
+    result = runner.invoke(app, ["annotators", "unlock", "bob", "--db", str(db)])
+    assert result.exit_code == 0 and result.output.strip() == "unlocked bob"
+    with Store.open(str(db)) as store:
+        assert store.login("bob", "long-enough", now=2e6).annotator.name == "bob"

@@ -2,6 +2,7 @@
 Label Studio's JSON export; pseudonymous, never a password hash; bad input is one line, exit 2."""
 from __future__ import annotations
 
+
 import io
 import json
 import sqlite3
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import Annotator, Example, Store
+from tests.store_helpers import add_example
 
 IMAGE_DIR = "/data/pilot"
 CELL_RMA = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
@@ -55,12 +57,12 @@ def build_store(url: str) -> dict[str, int]:
         pilot = store.get_or_create_study("pilot", config={"examples_per_cell": 3}, image_dir=IMAGE_DIR)
         ids = {}
         for key, (cell, class_name, original, finetuned) in EXAMPLES.items():
-            ids[key] = store.add_example(pilot.id, **cell, source_key=key, class_name=class_name,
+            ids[key] = add_example(store, pilot.id, **cell, source_key=key, class_name=class_name,
                                          image_path=f"{key}-img.png", original_map_path=f"{key}-o.png",
                                          finetuned_map_path=f"{key}-f.png", original_score=original,
                                          finetuned_score=finetuned)
         other = store.get_or_create_study("other")
-        ids["x1"] = store.add_example(other.id, **CELL_RMA, source_key="x1", class_name="eel")
+        ids["x1"] = add_example(store, other.id, **CELL_RMA, source_key="x1", class_name="eel")
         people = {a.name: a.id for a in store.annotators()}
         store.answer(people["bob"], ids["e1"], "original", left_map="original", response_ms=5000)  # changed below
         for name, key, choice, left, ms, _ in ANSWERS:
@@ -335,7 +337,7 @@ def test_map_paths_that_name_the_map_are_withheld_from_label_studio_data(sqlite_
     store = Store.open(sqlite_url)
     try:
         study = store.get_or_create_study("legacy-like", image_dir="/data/old", source="legacy")
-        example = store.add_example(study.id, **CELL_RMA, source_key="7", class_name="cat",
+        example = add_example(store, study.id, **CELL_RMA, source_key="7", class_name="cat",
                                     image_path="cells/7_image.png", original_map_path="cells/7_original.png",
                                     finetuned_map_path="cells/7_learn.png")
         annotator = store.add_annotator("ann", None)

@@ -179,11 +179,11 @@ def test_annotator_passwords_are_argon2_hashes_and_inactive_accounts_cannot_log_
     with pytest.raises(StoreError, match="exists already"):
         store.add_annotator("ana", "another one")
     store.set_active("ana", False)
-    assert store.authenticate("ana", "correct horse") is None
+    assert store.login("ana", "correct horse", now=1e9).annotator is None  # `now`: past the throttle's delays
     store.set_active("ana", True)
     store.set_password("ana", "battery staple")
-    assert store.authenticate("ana", "correct horse") is None
-    assert store.authenticate("ana", "battery staple").name == "ana"
+    assert store.login("ana", "correct horse", now=2e9).annotator is None
+    assert store.login("ana", "battery staple", now=3e9).annotator.name == "ana"
     with pytest.raises(StoreError, match="no annotator"):
         store.set_password("nobody", "whatever1")
     store.close()
@@ -238,4 +238,8 @@ def test_database_url_comes_from_argument_then_environment_then_default(monkeypa
     assert resolve_db_url("x/y.db") == "sqlite:///x/y.db"
     assert resolve_db_url() == "postgresql+psycopg://u@h/db"
     monkeypatch.delenv("HARMONY_DB_URL")
+    monkeypatch.delenv("HARMONY_OUTPUTS", raising=False)
     assert resolve_db_url() == "sqlite:///outputs/harmony.db"
+    # one outputs root: HARMONY_OUTPUTS moves the default store with the runs and reports
+    monkeypatch.setenv("HARMONY_OUTPUTS", "/data/harmony-out")
+    assert resolve_db_url() == "sqlite:////data/harmony-out/harmony.db"

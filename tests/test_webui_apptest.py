@@ -2,6 +2,9 @@
 (webui/session.py, the store's per-annotator queries)."""
 from __future__ import annotations
 
+import io
+import itertools
+import json
 import re
 import shutil
 from pathlib import Path
@@ -11,10 +14,9 @@ from PIL import Image
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-import webui.session as page_logic
 from harmony_cli.store import Label, LabelAudit, Store
-from webui.session import (SECRET_NAME, LoginThrottle, button_for, choice_for, example_screen, left_map, open_cell,
-                           resolve_image, submit_answer)
+from webui import pair
+from webui.session import SECRET_NAME, button_for, choice_for, left_map, resolve_image
 from tests.webui_study import BLUE, PASSWORD, RED, make_study
 
 APP = Path(__file__).resolve().parent.parent / "webui" / "app.py"
@@ -35,9 +37,6 @@ def study(study_template, tmp_path, monkeypatch):
     shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
     url = f"sqlite:///{tmp_path / 'harmony.db'}"
     monkeypatch.setenv("HARMONY_DB_URL", url)
-    # The page drops answers that come within MIN_ANSWER_MS of a new example (double clicks);
-    # AppTest clicks faster than a person, so the guard is tested on its own below.
-    monkeypatch.setattr(page_logic, "MIN_ANSWER_MS", 0)
     store = Store.open(url)
     yield {**info, "url": url, "store": store, "image_dir": folder / "images"}
     store.close()
@@ -63,8 +62,37 @@ def markdown(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
+def displayed(at: AppTest) -> tuple[dict, list[bytes]]:
+    """What the page sent its browser component: the display's header and PNG bytes (image, map A, map B)."""
+    [component] = at.get("bidi_component")
+    return pair.unpack(component.proto.bytes)
+
+
 def shown_prediction(at: AppTest) -> str:
-    return re.search(r"Model prediction: \*\*(.+?)\*\*", markdown(at)).group(1)
+    return displayed(at)[0]["prediction"]
+
+
+def map_colours(at: AppTest) -> dict[str, str]:
+    """Which map each side shows, read from the served pixels (the study's originals are red,
+    fine-tuned maps blue): {"A": "original" | "finetuned", "B": ...}."""
+    _, (_, map_a, map_b) = displayed(at)
+    names = {RED: "original", BLUE: "finetuned"}
+    return {side: names[Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))]
+            for side, png in (("A", map_a), ("B", map_b))}
+
+
+_SEQ = itertools.count(1)
+
+
+def press(at: AppTest, button: str, token: str | None = None) -> AppTest:
+    """What the browser component sends for a press: its queue, each press with the display's token."""
+    token = displayed(at)[0]["token"] if token is None else token
+    at.session_state[pair.KEY] = {"presses": [{"seq": next(_SEQ), "token": token, "button": button}]}
+    return at.run()
+
+
+def refused(at: AppTest) -> list[str]:
+    return [message for _, message in displayed(at)[0]["refused"]]
 
 
 def label_rows(store: Store, annotator_id: int) -> list[Label]:
@@ -113,24 +141,8 @@ def test_login_refuses_wrong_password_unknown_name_and_inactive_account_alike(st
     study["store"].set_active("ben", False)  # an admin deactivates the account meanwhile
     at.run()
     assert [t.value for t in at.title] == ["harmony"]
-
-
-def test_repeated_failures_are_slowed_down_per_name_and_cleared_by_success():
-    now = [0.0]
-    throttle = LoginThrottle(free=3, base_s=1.0, max_s=10.0, window_s=900.0, clock=lambda: now[0])
-    delays = []
-    for _ in range(8):
-        delays.append(throttle.delay("ana"))
-        throttle.failed("ana")
-    assert delays == [0, 0, 0, 1, 2, 4, 8, 10]
-    assert throttle.delay("ben") == 0  # another name is not slowed
-    now[0] += 901  # failures older than the window are forgotten
-    assert throttle.delay("ana") == 0
-    for _ in range(5):
-        throttle.failed("ana")
-    assert throttle.delay("ana") > 0
-    throttle.succeeded("ana")
-    assert throttle.delay("ana") == 0
+    assert [w.value for w in at.warning] == ["Your session has ended (your account was changed by an admin): "
+                                             "log in again."]
 
 
 # start page ---------------------------------------------------------------------------------
@@ -177,20 +189,16 @@ def test_annotator_cells_and_next_unlabeled_follow_one_annotator(db_url, tmp_pat
 
 def test_answers_store_the_choice_of_the_side_shown_and_advance_to_the_done_screen(study):
     store, rma = study["store"], study["cells"][0]
-    secret = store.secret(SECRET_NAME)
     at = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")
     assert not at.exception
-    shortcuts = {b.key: b.proto.shortcut for b in at.button if b.key.startswith(("choice-", "arrow-"))}
-    assert shortcuts == {"choice-A": "1", "choice-neither": "2", "choice-B": "3",
-                         "arrow-A": "left", "arrow-neither": "down", "arrow-B": "right"}  # normalized by Streamlit
     expected = {}
     for i, button in enumerate(("A", "B", "neither")):
-        assert shown_prediction(at) == f"shape-0-{i}"
-        assert f"Example {i + 1} of 3" in at.get("progress")[0].proto.text
-        at.button(key=f"choice-{button}").click().run()
-        assert not at.exception
-        left = left_map(secret, study["ana"], rma[i])
-        expected[rma[i]] = (choice_for(button, left), left)
+        header, _ = displayed(at)
+        assert header["prediction"] == f"shape-0-{i}" and header["progress"].startswith(f"Example {i + 1} of 3")
+        sides = map_colours(at)  # the pixels the annotator saw, not the page's own bookkeeping
+        expected[rma[i]] = (sides.get(button, "neither"), sides["A"])
+        press(at, button)
+        assert not at.exception and refused(at) == []
     assert {row.example_id: (row.choice, row.left_map) for row in label_rows(store, study["ana"])} == expected
     assert all(row.response_ms is not None and row.response_ms >= 0 for row in label_rows(store, study["ana"]))
     assert [s.value for s in at.success] == ["Done: you answered all 3 examples of this cell. Thank you!"]
@@ -200,24 +208,21 @@ def test_answers_store_the_choice_of_the_side_shown_and_advance_to_the_done_scre
 
 def test_an_answered_example_shows_its_answer_and_a_change_updates_the_one_label(study):
     store, rma = study["store"], study["cells"][0]
-    secret = store.secret(SECRET_NAME)
     at = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")
-    at.button(key="choice-A").click().run()
+    sides = map_colours(at)
+    press(at, "A")
     assert shown_prediction(at) == "shape-0-1"
     at.button(key="nav-back").click().run()
     assert shown_prediction(at) == "shape-0-0"
-    assert at.button(key="choice-A").proto.type == "primary" and at.button(key="choice-B").proto.type != "primary"
-    assert "Your answer: **Map A**" in at.caption[0].value
+    assert displayed(at)[0]["answered"] == "A" and map_colours(at) == sides  # the same sides on every visit
 
-    at.button(key="choice-B").click().run()  # change it
-    left = left_map(secret, study["ana"], rma[0])
+    press(at, "B")  # change it
     rows = label_rows(store, study["ana"])
-    assert [(r.example_id, r.choice) for r in rows] == [(rma[0], choice_for("B", left))]
+    assert [(r.example_id, r.choice) for r in rows] == [(rma[0], sides["B"])]
     with store.read() as session:
         audit = list(session.scalars(select(LabelAudit).where(LabelAudit.example_id == rma[0])
                                      .order_by(LabelAudit.id)))
-    assert [(a.choice, a.previous_choice) for a in audit] == [(choice_for("A", left), None),
-                                                              (choice_for("B", left), choice_for("A", left))]
+    assert [(a.choice, a.previous_choice) for a in audit] == [(sides["A"], None), (sides["B"], sides["A"])]
     assert shown_prediction(at) == "shape-0-1"  # advanced to the next unanswered
 
 
@@ -243,16 +248,32 @@ def test_a_finished_cell_opens_on_the_done_screen_and_two_tabs_share_one_label(s
     store, focus = study["store"], study["cells"][1]
     tab1 = enter_cell(log_in(new_page(), "ben"), store, study["ben"], "focus")
     tab2 = enter_cell(log_in(new_page(), "ben"), store, study["ben"], "focus")
-    tab1.button(key="choice-A").click().run()
-    tab2.button(key="choice-neither").click().run()  # the same example, from the other tab
+    press(tab1, "A")
+    press(tab2, "neither")  # the same example, from the other tab
     rows = label_rows(store, study["ben"])
     assert [(r.example_id, r.choice) for r in rows] == [(focus[0], "neither")]
-    tab1.button(key="choice-neither").click().run()
+    press(tab1, "neither")
     assert len(label_rows(store, study["ben"])) == 2
     again = enter_cell(log_in(new_page(), "ben"), store, study["ben"], "focus")
     assert [s.value for s in again.success] == ["Done: you answered all 2 examples of this cell. Thank you!"]
     again.button(key="nav-back").click().run()  # review the last answer
     assert shown_prediction(again) == "shape-1-1"
+
+
+def test_a_press_on_a_display_no_longer_shown_is_refused_visibly_never_moved_to_another(study):
+    store, rma = study["store"], study["cells"][0]
+    at = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")
+    first = displayed(at)[0]["token"]
+    sides = map_colours(at)
+    press(at, "A", token=first)
+    press(at, "B", token=first)  # the second press of a double press, made before the page redrew
+    press(at, "neither", token="made-up")
+    assert [(r.example_id, r.choice) for r in label_rows(store, study["ana"])] == [(rma[0], sides["A"])]
+    assert len(refused(at)) == 2 and all("was not stored" in m for m in refused(at))
+    assert "“Map B”" in refused(at)[0] and "moved on" in refused(at)[0]
+    assert shown_prediction(at) == "shape-0-1"  # the page stays where the stored answer took it
+    with store.read() as session:
+        assert session.scalar(select(func.count(Label.id))) == 1
 
 
 def test_nothing_sent_to_the_page_names_the_maps(study):
@@ -262,37 +283,64 @@ def test_nothing_sent_to_the_page_names_the_maps(study):
     log_in(at, "ana")
     screens.append(sent_text(at))
     enter_cell(at, store, study["ana"], "rma")
-    screens.append(sent_text(at))
-    at.button(key="choice-A").click().run()
+    screens.append(sent_text(at) + json.dumps(displayed(at)[0]))
+    press(at, "A")
     at.button(key="nav-back").click().run()  # an answered example
-    screens.append(sent_text(at))
+    screens.append(sent_text(at) + json.dumps(displayed(at)[0]))
     for text in screens:
-        assert "Model prediction" in text or "Log in" in text or "study cells" in text
         assert not LEAK.search(text), LEAK.search(text).group(0)
-    images = [n for n in walk(at.main) if type(n).__name__ == "Image"]
-    assert [img.proto.imgs[0].alt for img in images] == ["the image", "map A", "map B"]
-    assert all(re.fullmatch(r"/mock/media/[0-9a-f]+\.png", img.value[0]) for img in images)
+    assert not [n for n in walk(at.main) if type(n).__name__ == "Image"]  # no media URL: bytes in the component
+    header, (image, map_a, map_b) = displayed(at)
+    assert header["images"] == [len(image), len(map_a), len(map_b)] and len(map_a) == len(map_b)
+    assert not re.search(LEAK.pattern.encode(), image + map_a + map_b, re.IGNORECASE)  # no name or metadata
+
+
+def test_both_maps_are_served_with_one_length_and_never_the_same_bytes_twice(tmp_path):
+    """A busy original map and a flat fine-tuned one, the sizes that gave the original away."""
+    import numpy as np
+
+    from webui.images import pair_images
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(tmp_path / "busy.png")
+    Image.new("RGB", (224, 224), BLUE).save(tmp_path / "flat.png")
+    Image.new("RGB", (64, 64), RED).save(tmp_path / "image.png")
+    assert (tmp_path / "busy.png").stat().st_size > 10 * (tmp_path / "flat.png").stat().st_size
+    first = pair_images(tmp_path / "image.png", tmp_path / "busy.png", tmp_path / "flat.png")
+    again = pair_images(tmp_path / "image.png", tmp_path / "busy.png", tmp_path / "flat.png")
+    assert len(first.map_a) == len(first.map_b) == len(again.map_a)
+    assert first.map_a != again.map_a and first.image != again.image  # a fresh nonce each time
+    decoded = np.asarray(Image.open(io.BytesIO(first.map_a)))
+    assert (decoded == np.asarray(Image.open(tmp_path / "busy.png"))).all()  # the pixels are untouched
 
 
 # images ---------------------------------------------------------------------------------------
 
-def test_images_outside_the_study_folder_or_missing_show_a_placeholder(tmp_path, monkeypatch):
+def test_a_missing_outside_or_oversized_image_shows_one_notice_and_takes_no_answer(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'harmony.db'}"
     study = {**make_study(url, tmp_path / "images"), "image_dir": tmp_path / "images", "store": Store.open(url)}
     monkeypatch.setenv("HARMONY_DB_URL", url)
     store, rma = study["store"], study["cells"][0]
     outside = tmp_path / "secret.png"
     Image.new("RGB", (4, 4)).save(outside)
-    with store.write() as session:
-        from harmony_cli.store import Example
+    bomb = study["image_dir"] / "bomb.png"  # 20000 x 10000 pixels in a few KB
+    Image.new("1", (20000, 10000)).save(bomb)
+    from harmony_cli.store import Example
 
-        example = session.get(Example, rma[0])
-        example.image_path = "../secret.png"
-        example.original_map_path = "gone.png"
-        example.finetuned_map_path = str(outside)  # absolute paths are held to the folder too
+    with store.write() as session:
+        session.get(Example, rma[0]).image_path = "../secret.png"
+        session.get(Example, rma[1]).original_map_path = str(outside)  # absolute paths are held to the folder too
+        session.get(Example, rma[2]).finetuned_map_path = "bomb.png"
     at = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")
-    assert not at.exception
-    assert [i.value for i in at.info] == ["Image not available."] * 3
+    for i in range(3):
+        assert not at.exception
+        header, parts = displayed(at)
+        assert header["prediction"] == f"shape-0-{i}"
+        assert parts == [] and "cannot be shown" in header["unavailable"]  # no images, so no buttons nor keys
+        press(at, "A")  # even a forged press for this display is not stored
+        assert "was not stored" in refused(at)[-1]
+        at.button(key="nav-next").click().run()  # the way to move on
+    assert label_rows(store, study["ana"]) == []
     assert resolve_image(str(study["image_dir"]), "rma_1_image.png") == study["image_dir"] / "rma_1_image.png"
     link = study["image_dir"] / "link.png"
     link.symlink_to(outside)
@@ -301,22 +349,7 @@ def test_images_outside_the_study_folder_or_missing_show_a_placeholder(tmp_path,
     store.close()
 
 
-def test_the_screen_puts_each_map_on_the_side_its_answer_records(study):
-    store, rma = study["store"], study["cells"][0]
-    secret = store.secret(SECRET_NAME)
-    cursor = open_cell(store, study["ana"], study["study_id"], store.annotator_cells(study["ana"])[1])
-    assert cursor.example_ids == rma
-    for example_id in rma:
-        cursor.show(rma.index(example_id))
-        screen = example_screen(store, secret, study["ana"], cursor, str(study["image_dir"]))
-        colour = {side: Image.open(path).getpixel((0, 0)) for side, path in (("A", screen.left), ("B", screen.right))}
-        left = left_map(secret, study["ana"], example_id)
-        assert colour["A"] == (RED if left == "original" else BLUE)
-        assert {colour["A"], colour["B"]} == {RED, BLUE}
-        assert choice_for("A", left) == ("original" if colour["A"] == RED else "finetuned")
-
-
-# side order and the double-click guard ----------------------------------------------------------------
+# side order ------------------------------------------------------------------------------------
 
 def test_left_right_order_is_random_per_pair_yet_stable():
     sides = [left_map("s3cret", 1, example) for example in range(400)]
@@ -327,24 +360,8 @@ def test_left_right_order_is_random_per_pair_yet_stable():
     for left in ("original", "finetuned"):
         for button in ("A", "neither", "B"):
             assert button_for(choice_for(button, left), left) == button
-
-
-def test_a_double_click_never_answers_the_next_example_unseen(study):
-    store, rma = study["store"], study["cells"][0]
-    secret = store.secret(SECRET_NAME)
-    cursor = open_cell(store, study["ana"], study["study_id"], store.annotator_cells(study["ana"])[1], now=100.0)
-    assert submit_answer(store, secret, study["ana"], cursor, "A", example_id=rma[0], now=101.0, min_answer_ms=250)
-    assert cursor.example_id == rma[1]
-    # the second click of the double click: drawn for the first example, or too soon for the second
-    assert not submit_answer(store, secret, study["ana"], cursor, "A", example_id=rma[0], now=101.05,
-                             min_answer_ms=250)
-    assert not submit_answer(store, secret, study["ana"], cursor, "A", example_id=rma[1], now=101.1,
-                             min_answer_ms=250)
-    assert [r.example_id for r in label_rows(store, study["ana"])] == [rma[0]]
-    assert label_rows(store, study["ana"])[0].response_ms == 1000
-    assert submit_answer(store, secret, study["ana"], cursor, "B", example_id=rma[1], now=102.5, min_answer_ms=250)
-    with store.read() as session:
-        assert session.scalar(select(func.count(Label.id))) == 2
+    assert [choice_for(b, "original") for b in ("A", "neither", "B")] == ["original", "neither", "finetuned"]
+    assert [choice_for(b, "finetuned") for b in ("A", "neither", "B")] == ["finetuned", "neither", "original"]
 
 
 def test_the_page_says_plainly_when_the_database_is_not_there(tmp_path, monkeypatch):

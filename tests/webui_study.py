@@ -39,14 +39,35 @@ def make_study(db_url: str, image_dir: Path) -> dict:
         for i in range(cell["n"]):
             stem = f"{cell['metric']}_{i}"
             shade = 40 + 60 * i
-            ids.append(store.add_example(
-                study.id, **key, source_key=stem, position=i, class_name=f"shape-{cell_number}-{i}",
+            [example_id] = store.add_examples(study.id, [dict(
+                **key, source_key=stem, position=i, class_name=f"shape-{cell_number}-{i}",
                 image_path=_png(image_dir / f"{stem}_image.png", (shade, 200, shade)),
                 original_map_path=_png(image_dir / f"{stem}_original.png", RED),
                 finetuned_map_path=_png(image_dir / f"{stem}_learn.png", BLUE),
-                original_score=0.5, finetuned_score=0.7, run="runs/finetune/0"))
+                original_score=0.5, finetuned_score=0.7, run="runs/finetune/0")])
+            ids.append(example_id)
         cells.append(ids)
     people = {name: store.add_annotator(name, PASSWORD, active=active).id
               for name, active in (("ana", True), ("ben", True), ("cy", False))}
     store.close()
     return {"study_id": study.id, "cells": cells, **people}
+
+
+def make_load_study(db_url: str, image_dir: Path, annotators: int, examples: int) -> dict:
+    """One cell of ``examples`` examples (class names ``shape-<i>``) and ``annotators`` active accounts
+    ``a0``, ``a1``, ... (password PASSWORD), for many sessions at once.
+
+    Returns {"study_id", "annotators": {name: id}, "examples": {class name: example id}}.
+    """
+    with Store.open(db_url) as store:
+        study = store.get_or_create_study("webui-load", image_dir=str(image_dir))
+        cell = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
+        rows = [dict(cell, source_key=f"e{i}", position=i, class_name=f"shape-{i}",
+                     image_path=_png(image_dir / f"e{i}_image.png", (40 + i % 200, 200, 40)),
+                     original_map_path=_png(image_dir / f"e{i}_original.png", RED),
+                     finetuned_map_path=_png(image_dir / f"e{i}_learn.png", BLUE)) for i in range(examples)]
+        ids = store.add_examples(study.id, rows)
+        people = {f"a{i}": store.add_annotator(f"a{i}", PASSWORD).id for i in range(annotators)}
+    return {"study_id": study.id, "annotators": people,
+            "examples": {row["class_name"]: example_id for row, example_id in zip(rows, ids)}}
+

@@ -2,37 +2,37 @@
 
 Annotators log in with the account an admin made (``harmony annotators add``), pick a
 study cell, and for each example choose the map that better explains the prediction.
-The database is ``HARMONY_DB_URL`` (default ``sqlite:///outputs/harmony.db``).
+The database is ``HARMONY_DB_URL`` (default ``sqlite:///$HARMONY_OUTPUTS/harmony.db``, ``outputs/`` by default).
 
-Blinding: the browser only ever sees "map A" / "map B", image bytes re-encoded without
-names or metadata, and neutral widget keys; the original/fine-tuned side is decided and
-translated on the server (webui/session.py).
+Blinding: the browser only ever sees "map A" / "map B", uncompressed PNGs of equal length
+with no names (webui/images.py) and neutral widget keys; the original/fine-tuned side is
+decided and translated on the server (webui/session.py). The example on screen and its
+answers are one browser component (webui/pair.py): an answer names the display it was made
+on, and the server stores it only for that display.
 """
 from __future__ import annotations
 
 import logging
-import time
 
 import streamlit as st
 
 from harmony_cli.store import Store, StoreError, resolve_db_url
-from webui.session import (SECRET_NAME, CellCursor, LoginThrottle, display_png, example_screen, open_cell,
-                           submit_answer)
+from webui import login as page_login
+from webui import pair
+from webui.images import pair_images
+from webui.session import (SECRET_NAME, CellCursor, PressLog, example_screen, handle_presses,
+                           open_cell)
 
 log = logging.getLogger("harmony.webui")
 
 INSTRUCTION = "Select the map that better explains the prediction, or Neither if they are of equal quality"
-# (button, label, number key, arrow key)
-ANSWER_BUTTONS = (("A", "Map A", "1", "Left"), ("neither", "Neither", "2", "Down"), ("B", "Map B", "3", "Right"))
-IMAGE_WIDTH = 224  # the maps fill their columns (about 270 px)
 PAGE_CSS = (
     "<style>"
-    # the arrow-key twins of the answer buttons (Streamlit binds one shortcut per button)
-    ".st-key-arrow-keys { display: none; }"
     # less empty space above the page, so that an example fits a laptop screen
     "[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; padding-bottom: 2rem; }"
     "</style>"
 )
+SESSION_KEYS = ("annotator_id", "annotator_name", "session_version", "cursor", "display")
 
 
 # shared per page server -------------------------------------------------------------------
@@ -43,40 +43,22 @@ def open_store(url: str) -> Store:
 
 
 @st.cache_resource(show_spinner=False)
-def side_secret(url: str) -> str:
-    return open_store(url).secret(SECRET_NAME)
+def store_secret(url: str, name: str) -> str:
+    return open_store(url).secret(name)
 
 
 @st.cache_resource(show_spinner=False)
-def login_throttle() -> LoginThrottle:
-    return LoginThrottle()
-
-
-# No spinner anywhere: Streamlit's spinner text names the function's arguments (paths, URLs).
-@st.cache_data(show_spinner=False, max_entries=1024)
-def image_bytes(path: str, mtime_ns: int) -> bytes | None:
-    from pathlib import Path
-
-    return display_png(Path(path))
-
-
-def show_image(path, alt: str, width: int | str) -> None:
-    """The image as bytes (served under a content hash), or a plain placeholder."""
-    try:
-        data = image_bytes(str(path), path.stat().st_mtime_ns) if path is not None else None
-    except OSError:  # removed since it was resolved
-        data = None
-    if data is None:
-        st.info("Image not available.")
-    else:
-        st.image(data, width=width, alt=alt, output_format="PNG")
+def pair_component():
+    return pair.component()
 
 
 # callbacks (run before the page redraws) ----------------------------------------------------
 
 def log_out() -> None:
-    for key in ("annotator_id", "annotator_name", "cursor"):
+    for key in SESSION_KEYS:
         st.session_state.pop(key, None)
+    if page_login.QUERY_KEY in st.query_params:
+        del st.query_params[page_login.QUERY_KEY]
 
 
 def enter_cell(url: str, row: dict) -> None:
@@ -88,21 +70,55 @@ def leave_cell() -> None:
     st.session_state.pop("cursor", None)
 
 
-def answer(url: str, button: str, example_id: int) -> None:
-    if "cursor" not in st.session_state or "annotator_id" not in st.session_state:
-        return  # a click from a screen already left (logged out, back to the cells)
-    submit_answer(open_store(url), side_secret(url), st.session_state.annotator_id, st.session_state.cursor,
-                  button, example_id=example_id)
-
-
 def first_unanswered(url: str) -> None:
     cursor: CellCursor = st.session_state.cursor
     st.session_state.cursor = open_cell(open_store(url), st.session_state.annotator_id, cursor.study_id, cursor.cell)
 
 
+def press_log() -> PressLog:
+    if "press_log" not in st.session_state:
+        st.session_state.press_log = PressLog()
+    return st.session_state.press_log
+
+
+def take_presses(store: Store, url: str) -> None:
+    """Store or refuse the presses the browser queued since the last run (before anything is drawn)."""
+    queued = pair.presses(st.session_state.get(pair.KEY))
+    if not queued:
+        return
+    log_ = press_log()
+    handle_presses(store, store_secret(url, SECRET_NAME), st.session_state.annotator_id,
+                   st.session_state.get("cursor"), queued, log_, st.session_state.session_version)
+    if log_.ended:
+        log_out()
+
+
+# login ----------------------------------------------------------------------------------------
+
+def start_session(url: str, annotator_id: int, name: str, session_version: int) -> None:
+    st.session_state.annotator_id = annotator_id
+    st.session_state.annotator_name = name
+    st.session_state.session_version = session_version
+    st.query_params[page_login.QUERY_KEY] = page_login.login_token(
+        store_secret(url, page_login.SECRET_NAME), annotator_id, session_version)
+
+
+def resume_session(store: Store, url: str) -> None:
+    """Log in again from the page URL's signed token after a reload; drop a token that is no longer good."""
+    token = st.query_params.get(page_login.QUERY_KEY)
+    if token is None:
+        return
+    found = page_login.read_login_token(store_secret(url, page_login.SECRET_NAME), token)
+    annotator = store.annotator_by_id(found[0]) if found else None
+    if found and annotator is not None and annotator.password_hash and store.session_valid(*found):
+        start_session(url, annotator.id, annotator.name, annotator.session_version)
+    else:
+        del st.query_params[page_login.QUERY_KEY]
+
+
 # screens ------------------------------------------------------------------------------------
 
-def login_screen(store: Store) -> None:
+def login_screen(store: Store, url: str) -> None:
     st.title("harmony")
     st.caption("Sign in with the account your study's admin made for you.")
     with st.form("login"):
@@ -111,17 +127,17 @@ def login_screen(store: Store) -> None:
         submitted = st.form_submit_button("Log in", type="primary")
     if not submitted:
         return
-    throttle = login_throttle()
-    name = name.strip()
-    time.sleep(throttle.delay(name))
-    annotator = store.authenticate(name, password)
-    if annotator is None:
-        throttle.failed(name)
-        st.error("Wrong name or password.")
+    try:
+        result = store.login(name, password)  # throttled in the store, for every page server alike
+    except StoreError as exc:
+        log.error("login failed in the store: %s", exc)
+        st.error("The study database cannot be used right now. Please tell your study's admin.")
         return
-    throttle.succeeded(name)
-    st.session_state.annotator_id = annotator.id
-    st.session_state.annotator_name = annotator.name
+    if result.annotator is None:
+        st.error(result.message)
+        return
+    annotator = result.annotator
+    start_session(url, annotator.id, annotator.name, annotator.session_version)
     st.rerun()
 
 
@@ -157,51 +173,42 @@ def end_screen(url: str, done: int, total: int) -> None:
     right.button("Back to your cells", key="nav-cells", on_click=leave_cell, width="stretch")
 
 
+def display_images(cursor: CellCursor, screen):
+    """The served images of the cursor's display, made once per display (each carries a fresh nonce)."""
+    cached = st.session_state.get("display")
+    if cached is None or cached[0] != cursor.token:
+        cached = (cursor.token, pair_images(screen.image, screen.left, screen.right))
+        st.session_state.display = cached
+        if cached[1] is None:
+            cursor.unanswerable = cursor.token  # no answer without both maps and the image on screen
+    return cached[1]
+
+
+def mount_pair(header: dict, images) -> None:
+    """The example on screen and its answer buttons/keys (webui/pair.js); mounted on every cell screen,
+    so that presses made just before the end screen are still reported."""
+    press_log_ = press_log()
+    header = {**header, "processed": press_log_.processed, "refused": press_log_.refused}
+    pair_component()(key=pair.KEY, data=pair.pack(header, images), default={"presses": []},
+                     on_presses_change=lambda: None)
+
+
 def example_screen_ui(store: Store, url: str) -> None:
     cursor: CellCursor = st.session_state.cursor
-    study_dir = st.session_state.image_dir
-    screen = example_screen(store, side_secret(url), st.session_state.annotator_id, cursor, study_dir)
+    screen = example_screen(store, store_secret(url, SECRET_NAME), st.session_state.annotator_id, cursor,
+                            st.session_state.image_dir)
     if screen is None:
+        mount_pair({"token": None}, None)
         done = store.count_answered(st.session_state.annotator_id, cursor.study_id, cursor.cell)
         end_screen(url, done, cursor.total)
         return
-    example_id = screen.example.id
-    st.progress(screen.done / screen.total,
-                text=f"Example {cursor.index + 1} of {screen.total} · {screen.done} answered")
-
-    with st.container(horizontal_alignment="center"):
-        show_image(screen.image, "the image", IMAGE_WIDTH)
-        st.markdown(f"Model prediction: **{screen.example.class_name}**", width="content")
-
-    st.markdown(f"##### {INSTRUCTION}", anchors=False, text_alignment="center")
-    side_a, neither, side_b = st.columns([2, 1, 2], vertical_alignment="center")
-    places = {"A": side_a, "neither": neither, "B": side_b}
-    with side_a:
-        show_image(screen.left, "map A", "stretch")
-    with side_b:
-        show_image(screen.right, "map B", "stretch")
-    for button, label, number_key, _ in ANSWER_BUTTONS:
-        places[button].button(label, key=f"choice-{button}", shortcut=number_key, width="stretch",
-                              type="primary" if screen.answered == button else "secondary",
-                              on_click=answer, args=(url, button, example_id))
-    with st.container(key="arrow-keys"):
-        for button, label, _, arrow_key in ANSWER_BUTTONS:
-            st.button(label, key=f"arrow-{button}", shortcut=arrow_key, on_click=answer, args=(url, button, example_id))
-    if screen.answered is not None:
-        shown = dict((b, label) for b, label, _, _ in ANSWER_BUTTONS)[screen.answered]
-        st.caption(f"Your answer: **{shown}**. Press another to change it.")
-    else:
-        st.caption("Keys: 1 or ← for map A, 2 or ↓ for Neither, 3 or → for map B.")
-
+    images = display_images(cursor, screen)
+    mount_pair({"token": cursor.token, "instruction": INSTRUCTION, "answered": screen.answered,
+                "progress": f"Example {cursor.index + 1} of {screen.total} · {screen.done} answered",
+                "prediction": screen.example.class_name}, images)
     back, _, forward = st.columns([1, 3, 1])
-    back.button("Back", key="nav-back", on_click=cursor.back, disabled=cursor.index == 0,
-                width="stretch")
+    back.button("Back", key="nav-back", on_click=cursor.back, disabled=cursor.index == 0, width="stretch")
     forward.button("Next", key="nav-next", on_click=cursor.next, width="stretch")
-
-
-def still_active(store: Store, name: str) -> bool:
-    annotator = store.annotator(name)
-    return annotator is not None and annotator.active
 
 
 def header(in_cell: bool) -> None:
@@ -222,10 +229,17 @@ def main() -> None:
         log.error("annotation page cannot open its store: %s", exc)  # the URL may hold a password: not shown
         st.error("The study database is not ready. Please tell your study's admin.")
         return
-    if "annotator_id" in st.session_state and not still_active(store, st.session_state.annotator_name):
-        log_out()  # deactivated by an admin since logging in
     if "annotator_id" not in st.session_state:
-        login_screen(store)
+        resume_session(store, url)
+    elif not store.session_valid(st.session_state.annotator_id, st.session_state.session_version):
+        log_out()  # deactivated, or a new password, since logging in
+        st.warning("Your session has ended (your account was changed by an admin): log in again.")
+    if "annotator_id" in st.session_state:
+        take_presses(store, url)
+        if "annotator_id" not in st.session_state:
+            st.warning("Your session has ended (your account was changed by an admin): log in again.")
+    if "annotator_id" not in st.session_state:
+        login_screen(store, url)
         return
     header(in_cell="cursor" in st.session_state)
     if "cursor" not in st.session_state:

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
-import threading
+import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_cli.store import SIDES, Store
+from harmony_cli.store import SIDES, SessionEnded, Store
 
 BUTTONS = ("A", "neither", "B")  # left map, "Neither", right map
 SECRET_NAME = "page-side-order"
-# An answer this soon after an example appeared is the second click of a double click (or a
-# held key) meant for the previous example: it is dropped instead of answering one unseen.
-MIN_ANSWER_MS = 250
+BUTTON_NAMES = {"A": "Map A", "neither": "Neither", "B": "Map B"}
 
 
 def left_map(secret: str, annotator_id: int, example_id: int) -> str:
@@ -87,44 +82,8 @@ def resolve_image(image_dir: str | None, relative: str | None) -> Path | None:
     return path
 
 
-def display_png(path: Path, min_side: int = 256) -> bytes | None:
-    """The image re-encoded as a plain PNG (no file name, no metadata), small ones enlarged
-    by a whole factor with nearest-neighbour so pixels stay sharp; None if unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except (OSError, UnidentifiedImageError):
-        return None
-    factor = max(1, min_side // max(image.size))
-    if factor > 1:
-        image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-_WRITER_QUEUES: dict[str, threading.Lock] = {}
-_WRITER_QUEUES_LOCK = threading.Lock()
-
-
-@contextmanager
-def _writer_queue(store: Store) -> Iterator[None]:
-    """Queue this server's answers to an SQLite store on a lock.
-
-    A page server's sessions are threads of one process. SQLite admits one writer at a time,
-    and a writer that finds it busy sleeps in growing steps (up to 100 ms) before retrying;
-    waiting on a lock instead hands the write over the moment the previous one commits.
-    Other servers and PostgreSQL are unaffected (the database still serializes them).
-    """
-    if store.engine.dialect.name != "sqlite":
-        yield
-        return
-    with _WRITER_QUEUES_LOCK:
-        lock = _WRITER_QUEUES.setdefault(store.url, threading.Lock())
-    with lock:
-        yield
+def new_token() -> str:
+    return secrets.token_urlsafe(12)
 
 
 @dataclass
@@ -132,7 +91,9 @@ class CellCursor:
     """Where an annotator is in one cell.
 
     ``index`` is the shown example's place in ``example_ids``, or None for the cell's end
-    screen; ``shown_at`` is when that example appeared (a monotonic clock, for response_ms).
+    screen; ``shown_at`` is when that example appeared (a monotonic clock, for response_ms);
+    ``token`` names this display of it: an opaque random string, new at every move, that the
+    browser sends back with an answer (see :func:`submit_answer`).
     """
 
     study_id: int
@@ -140,6 +101,8 @@ class CellCursor:
     example_ids: list[int]
     index: int | None
     shown_at: float = field(default_factory=time.monotonic)
+    token: str = field(default_factory=new_token)
+    unanswerable: str | None = None  # the token of a display whose images could not be shown
 
     @property
     def example_id(self) -> int | None:
@@ -152,6 +115,7 @@ class CellCursor:
     def show(self, index: int | None, now: float | None = None) -> None:
         self.index = index
         self.shown_at = time.monotonic() if now is None else now
+        self.token = new_token()
 
     def back(self, now: float | None = None) -> None:
         """The previous example (from the end screen: the last one)."""
@@ -176,32 +140,82 @@ def open_cell(store: Store, annotator_id: int, study_id: int, cell: dict, now: f
     return cursor
 
 
-def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCursor, button: str,
-                  example_id: int | None = None, now: float | None = None,
-                  min_answer_ms: int | None = None) -> bool:
-    """Store the answer for the shown example, then move to the next unanswered one.
+def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCursor, button: str, token: str,
+                  now: float | None = None, session_version: int | None = None) -> bool:
+    """Store the answer ``button`` pressed on the display named ``token``, then move to the next
+    unanswered example. Returns whether it was stored.
 
-    ``example_id`` is the example the pressed button was drawn for: a click that arrives
-    after the screen moved on is ignored, as is one within ``min_answer_ms`` (default MIN_ANSWER_MS)
-    of a new example.
-    Returns whether the answer was stored. One upsert per answer, so repeats never duplicate.
+    Only the display the cursor serves now is answerable: a press made on an earlier display (the
+    browser had not drawn the move yet, or a second press of a double click) is refused, never
+    re-targeted to the example now shown. Each display takes one answer. ``session_version``:
+    the account's version at login (the store refuses the answer if it changed since, see
+    Store.answer). One upsert per answer, so repeats never duplicate.
     """
+    if button not in BUTTONS:
+        raise ValueError(f"unknown button {button!r}: one of {', '.join(BUTTONS)}")
     now = time.monotonic() if now is None else now
     shown = cursor.example_id
-    if shown is None or (example_id is not None and example_id != shown):
+    if shown is None or not token or not hmac.compare_digest(token, cursor.token) or token == cursor.unanswerable:
         return False
     response_ms = int(round((now - cursor.shown_at) * 1000))
-    if response_ms < (MIN_ANSWER_MS if min_answer_ms is None else min_answer_ms):
-        return False
     left = left_map(secret, annotator_id, shown)
-    with _writer_queue(store):
-        store.answer(annotator_id, shown, choice_for(button, left), left_map=left, response_ms=response_ms,
-                     source="page")
+    store.answer(annotator_id, shown, choice_for(button, left), left_map=left, response_ms=response_ms,
+                 source="page", session_version=session_version)
     following = store.next_unlabeled(annotator_id, cursor.study_id, cursor.cell, after=shown)
     if following is not None and following not in cursor.example_ids:  # examples were added meanwhile
         cursor.example_ids = store.cell_example_ids(cursor.study_id, cursor.cell)
     cursor.show(None if following is None else cursor.example_ids.index(following), now)
     return True
+
+
+@dataclass
+class PressLog:
+    """The presses of one browser page handled so far: the last sequence number, and the
+    refused ones (with why) for the page to show."""
+
+    processed: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    ended: bool = False  # the account's session ended (deactivated, new password): log out
+    keep: int = 50
+
+    def refuse(self, seq: int, message: str) -> None:
+        self.refused = [*self.refused, (seq, message)][-self.keep:]
+
+
+def handle_presses(store: Store, secret: str, annotator_id: int, cursor: CellCursor | None, presses: list,
+                   log: PressLog, session_version: int | None = None) -> None:
+    """Handle the browser's queue of presses (dicts seq, token, button) in order, each once.
+
+    Every press ends stored or in ``log.refused``: none is dropped without a word.
+    """
+    for press in sorted((p for p in presses if isinstance(p, dict)), key=lambda p: int(p.get("seq", 0))):
+        seq, button = int(press.get("seq", 0)), press.get("button")
+        if seq <= log.processed:
+            continue
+        log.processed = seq
+        name = BUTTON_NAMES.get(button, "answer")
+        if button not in BUTTONS:
+            log.refuse(seq, f"Your press {seq} was not stored: it named no answer.")
+        elif log.ended:
+            log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: your session has ended; log in again.")
+        elif cursor is not None and press.get("token") == cursor.unanswerable:
+            log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: this example could not be shown, so it "
+                            f"takes no answer; use Next to move on.")
+        elif cursor is None or cursor.example_id is None:
+            log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: no example was open any more.")
+        else:
+            try:
+                stored = submit_answer(store, secret, annotator_id, cursor, button, str(press.get("token", "")),
+                                       session_version=session_version)
+            except SessionEnded:
+                log.ended = True
+                log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: your session has ended (the account "
+                                f"was deactivated or its password changed); log in again.")
+                continue
+            if not stored:
+                log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: the page had already moved on from "
+                                f"the example you pressed it on. Check the example shown and press again if you "
+                                f"meant it.")
 
 
 @dataclass
@@ -232,41 +246,3 @@ def example_screen(store: Store, secret: str, annotator_id: int, cursor: CellCur
     return Screen(example=example, image=resolve_image(image_dir, example.image_path),
                   left=resolve_image(image_dir, left_path), right=resolve_image(image_dir, right_path),
                   answered=button_for(example.choice, left), done=example.done, total=cursor.total)
-
-
-class LoginThrottle:
-    """Slows down repeated failed logins, per entered name (whether or not it exists).
-
-    The first ``free`` failures within ``window_s`` cost nothing; each further attempt
-    waits ``base_s`` doubled per extra failure, at most ``max_s``. A success clears the name.
-    Shared by every session of a page server, hence the lock.
-    """
-
-    def __init__(self, free: int = 3, base_s: float = 1.0, max_s: float = 10.0, window_s: float = 900.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.free, self.base_s, self.max_s, self.window_s, self.clock = free, base_s, max_s, window_s, clock
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, name: str) -> list[float]:
-        horizon = self.clock() - self.window_s
-        recent = [t for t in self._failures.get(name, []) if t > horizon]
-        if recent:
-            self._failures[name] = recent
-        else:
-            self._failures.pop(name, None)
-        return recent
-
-    def delay(self, name: str) -> float:
-        """Seconds to wait before checking this attempt's password."""
-        with self._lock:
-            extra = len(self._recent(name)) - self.free
-        return 0.0 if extra < 0 else min(self.max_s, self.base_s * 2 ** extra)
-
-    def failed(self, name: str) -> None:
-        with self._lock:
-            self._failures[name] = [*self._recent(name), self.clock()]
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)

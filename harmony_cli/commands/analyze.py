@@ -144,7 +144,7 @@ def analyze(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="Hydra overrides, e.g. analysis.settings.alpha=0.01 analysis.settings.equivalence_margin=0.05."),
     db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: HARMONY_DB_URL, "
-                                                        "else outputs/harmony.db)."),
+                                                        "else <outputs>/harmony.db)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the newest study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: outputs/reports/<study>-<time>/)."),
     simulated: Optional[bool] = typer.Option(

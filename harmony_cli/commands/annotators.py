@@ -1,4 +1,4 @@
-"""``harmony annotators``: the admin's accounts commands (add, list, deactivate, activate, set-password)."""
+"""``harmony annotators``: the admin's accounts commands (add, list, deactivate, activate, set-password, unlock)."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +12,7 @@ app = typer.Typer(help="Manage annotator accounts (passwords are stored as argon
                   no_args_is_help=True)
 
 MIN_PASSWORD_LENGTH = 8
-DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else outputs/harmony.db)."
+DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db; <outputs> is $HARMONY_OUTPUTS or ./outputs)."
 
 
 def read_password(password_stdin: bool) -> str:
@@ -36,8 +36,9 @@ def add(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Create an annotator account (the password is prompted for twice)."""
-    from ..store import Store
+    from ..store import Store, normalize_name
 
+    name = normalize_name(name)  # as the page will read it: stripped, NFC, no control characters
     store = Store.open(db)
     try:
         if store.annotator(name) is not None:  # say so before asking for a password
@@ -67,7 +68,8 @@ def list_(
         with store.read() as session:
             counts = {a: n for a, n in session.execute(select(Label.annotator_id, func.count(Label.id))
                                                        .group_by(Label.annotator_id))}
-        rows = [dict(name=a.name, admin=a.is_admin, active=a.active, can_log_in=a.active and bool(a.password_hash),
+        rows = [dict(name=a.name, admin=a.is_admin, active=a.active,
+                     can_log_in=a.active and bool(a.password_hash) and not a.simulated,
                      simulated=a.simulated, labels=counts.get(a.id, 0), created=a.created_at.isoformat())
                 for a in store.annotators()]
     finally:
@@ -133,8 +135,24 @@ def set_password(
         annotator = store.annotator(name)
         if annotator is None:
             raise StoreError(f"no annotator {name!r}: see `harmony annotators list`")
+        if annotator.simulated:
+            raise StoreError(f"annotator {annotator.name!r} is simulated (made by simulate-annotators): simulated "
+                             f"accounts never log in; add a real one with `harmony annotators add NAME`")
         store.set_password(name, read_password(password_stdin))
     finally:
         store.close()
     hint = "" if annotator.active else f"; it is inactive: `harmony annotators activate {name}` to let it log in"
     typer.echo(f"set the password of annotator {name}{hint}")
+
+
+@app.command("unlock")
+def unlock(
+    name: str = typer.Argument(..., help="Login name (as typed at the login, whether or not an account has it)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Lift the lockout after too many failed logins, and forget the failed attempts."""
+    from ..store import Store
+
+    with Store.open(db, create=False) as store:
+        was_locked = store.unlock(name)
+    typer.echo(f"unlocked {name}" if was_locked else f"{name} was not locked (its failed logins are forgotten)")

@@ -14,7 +14,7 @@ def command(
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: outputs/exports/STUDY.<ext>)."),
     names: bool = typer.Option(False, "--names", help="Add the annotators' login names beside their pseudonyms."),
     db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else outputs/harmony.db)."),
+                                                        "else <outputs>/harmony.db)."),
 ) -> None:
     """Write every label of a study (pseudonymous annotators, cell, choice, side shown, times, scores)."""
     from ..errors import UserError

@@ -20,7 +20,7 @@ def command(
     gain_weight: float = typer.Option(1.0, help="How strongly a larger metric gain raises the preference."),
     seed: int = typer.Option(0, help="Random seed."),
     db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: HARMONY_DB_URL or "
-                                                        "sqlite:///outputs/harmony.db)."),
+                                                        "<outputs>/harmony.db)."),
 ) -> None:
     """Answer a study with simulated annotators (marked simulated; never mixed with real labels)."""
     from rich import print as rprint

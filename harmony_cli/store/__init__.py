@@ -1,10 +1,13 @@
 """The study store: studies, examples, annotators, labels and their audit (SQLAlchemy 2)."""
+from .accounts import NAME_MAX, LoginResult, normalize_name
 from .api import Store
-from .db import DEFAULT_DB_URL, StoreError, resolve_db_url
-from .models import (CELL_FIELDS, CHOICES, SCHEMA_VERSION, SIDES, Annotator, Example, Label, LabelAudit, Meta,
-                     Study)
+from .db import StoreError, default_db_url, resolve_db_url
+from .labels import SessionEnded
+from .models import (CELL_FIELDS, CHOICES, SCHEMA_VERSION, SIDES, Annotator, Example, Label, LabelAudit, LoginGuard,
+                     Meta, Study)
 
 __all__ = [
-    "Annotator", "CELL_FIELDS", "CHOICES", "DEFAULT_DB_URL", "Example", "Label", "LabelAudit", "Meta",
-    "SCHEMA_VERSION", "SIDES", "Store", "StoreError", "Study", "resolve_db_url",
+    "Annotator", "CELL_FIELDS", "CHOICES", "default_db_url", "Example", "Label", "LabelAudit", "LoginGuard",
+    "LoginResult", "Meta", "NAME_MAX", "SCHEMA_VERSION", "SIDES", "SessionEnded", "Store", "StoreError", "Study",
+    "normalize_name", "resolve_db_url",
 ]

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
 
 from .models import APP_NAME, SCHEMA_VERSION, Base, Meta
 
-DEFAULT_DB_URL = "sqlite:///outputs/harmony.db"
+# Older schema versions this harmony upgrades in place when it opens them.
+UPGRADABLE = {1}
 # Tables that mark a database of the original HARMONY Django app.
 LEGACY_TABLE = "relevavance_example"
 
@@ -29,12 +30,40 @@ class StoreError(UserError):
     """The database cannot be used as a harmony store (wrong schema, not a database, ...)."""
 
 
+# Driver messages that mean the store cannot be written, and what to say instead of the driver's text.
+_WRITE_FAILURES = (
+    (("readonly database", "read-only", "read only", "permission denied"),
+     "the store {url} is read-only: give --db a store you may write to, or fix the file's permissions"),
+    (("disk is full", "no space left", "could not extend", "disk full"),
+     "the disk of the store {url} is full: free some space and run it again (nothing was stored)"),
+)
+
+
+def write_failure(exc: BaseException, url: str) -> StoreError | None:
+    """A one-line StoreError for a write the database refused for lack of rights or space, else None.
+
+    Never built from the statement or its parameters (a password hash must not reach a message).
+    """
+    orig = str(getattr(exc, "orig", None) or exc).lower()
+    for needles, message in _WRITE_FAILURES:
+        if any(n in orig for n in needles):
+            return StoreError(message.format(url=shown_url(url)))
+    if isinstance(exc, DataError):
+        return StoreError("a value is too long or malformed for the store: shorten it and run it again")
+    return None
+
+
+def default_db_url() -> str:
+    """The store under the outputs root: ``sqlite:///$HARMONY_OUTPUTS/harmony.db`` (``outputs/`` by default)."""
+    return f"sqlite:///{Path(os.environ.get('HARMONY_OUTPUTS', 'outputs')) / 'harmony.db'}"
+
+
 def resolve_db_url(db: str | None = None) -> str:
-    """``--db`` if given, else ``HARMONY_DB_URL``, else ``sqlite:///outputs/harmony.db``.
+    """``--db`` if given, else ``HARMONY_DB_URL``, else :func:`default_db_url`.
 
     A plain file path is taken as an SQLite database.
     """
-    url = db or os.environ.get("HARMONY_DB_URL") or DEFAULT_DB_URL
+    url = db or os.environ.get("HARMONY_DB_URL") or default_db_url()
     if "://" not in url:
         url = f"sqlite:///{url}"
     return url
@@ -108,12 +137,16 @@ def _read_sqlite_file(path: Path, url: str) -> tuple[set[str], dict[str, str]]:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {url} ({_reason(exc)}): check the path and its permissions") from exc
+        raise write_failure(exc, url) or StoreError(f"cannot open {url} ({_reason(exc)}): check the path and its "
+                                                    f"permissions") from exc
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         meta = dict(conn.execute(f"SELECT key, value FROM {Meta.__tablename__}")) if Meta.__tablename__ in tables \
             else {}
     except sqlite3.DatabaseError as exc:
+        failure = write_failure(exc, url)
+        if failure is not None:
+            raise failure from exc
         raise StoreError(f"cannot open {url} as a database ({_reason(exc)}): give --db an SQLite file made by "
                          f"harmony, a new file, or a PostgreSQL URL") from exc
     finally:
@@ -129,6 +162,9 @@ def _read_engine(engine: Engine, url: str) -> tuple[set[str], dict[str, str]]:
             with Session(engine) as session:
                 meta = {k: v for k, v in session.execute(select(Meta.key, Meta.value))}
     except (DatabaseError, OperationalError) as exc:
+        failure = write_failure(exc, url)
+        if failure is not None:
+            raise failure from exc
         raise StoreError(f"cannot open {shown_url(url)} as a database ({_reason(exc)}): check the URL and that "
                          f"the server runs") from exc
     return tables, meta
@@ -155,7 +191,7 @@ def _refuse_foreign(url: str, tables: set[str], meta: dict[str, str]) -> None:
     found = meta.get("schema_version")
     if found is None or not found.isdigit():
         raise StoreError(f"{shown} has an unknown harmony schema version ({found!r}): use a new database")
-    if int(found) != SCHEMA_VERSION:
+    if int(found) != SCHEMA_VERSION and int(found) not in UPGRADABLE:
         newer = "a newer" if int(found) > SCHEMA_VERSION else "an older"
         raise StoreError(f"{shown} has harmony schema version {found}, this harmony reads version "
                          f"{SCHEMA_VERSION}: open it with {newer} harmony, or use a new database")
@@ -183,6 +219,8 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
     tables, meta = _read_engine(engine, url)
     _refuse_foreign(url, tables, meta)
     if Meta.__tablename__ in tables:
+        if int(meta["schema_version"]) != SCHEMA_VERSION:
+            _upgrade(engine)
         return
     if not create:
         raise StoreError(f"{shown_url(url)} holds no harmony store yet: build a study first (harmony "
@@ -195,3 +233,16 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
                 session.add_all([Meta(key="app", value=APP_NAME),
                                  Meta(key="schema_version", value=str(SCHEMA_VERSION))])
                 session.flush()
+
+
+def _upgrade(engine: Engine) -> None:
+    """Version 1 -> 2 in one transaction: account session versions and the login guard table."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        with Session(conn) as session:
+            if session.get(Meta, "schema_version").value == str(SCHEMA_VERSION):
+                return  # another process upgraded it meanwhile
+        conn.exec_driver_sql("ALTER TABLE harmony_annotator ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+        Base.metadata.create_all(conn)  # the tables that are new (checkfirst)
+        with Session(conn) as session:
+            session.get(Meta, "schema_version").value = str(SCHEMA_VERSION)
+            session.flush()

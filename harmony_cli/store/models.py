@@ -13,8 +13,9 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# The store's schema version, recorded in harmony_meta; a database of another version is refused.
-SCHEMA_VERSION = 1
+# The store's schema version, recorded in harmony_meta; a database of another version is refused
+# (version 1, without account sessions and login guards, is upgraded in place: see db.py).
+SCHEMA_VERSION = 2
 APP_NAME = "harmony"
 CHOICES = ("original", "finetuned", "neither")
 SIDES = ("original", "finetuned")
@@ -85,7 +86,19 @@ class Annotator(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)  # made by simulate-annotators
+    # Bumped by deactivation and password changes: a page session of an older version has ended.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LoginGuard(Base):
+    """Login attempts per entered name (whether or not an account has it), shared by every page server."""
+
+    __tablename__ = "harmony_login_guard"
+    name: Mapped[str] = mapped_column(String(150), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed (or in flight) since the last success
+    last_attempt_at: Mapped[Optional[float]] = mapped_column(Float)  # seconds since the epoch
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # until an admin unlocks the name
 
 
 class Label(Base):

@@ -1,0 +1,109 @@
+"""The store's connection: opening, closing, read and write sessions, and what a failed write says."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from .db import StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url, write_failure
+
+# One lock per SQLite file for this process's writers (see StoreBase.write).
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+class StoreBase:
+    """A study store at a database URL (``--db``, ``HARMONY_DB_URL`` or the default SQLite file)."""
+
+    def __init__(self, engine: Engine, url: str):
+        self.engine = engine
+        self.url = url
+        # Writers take SQLite's write lock up front (BEGIN IMMEDIATE); ignored elsewhere.
+        self._write_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+
+    @classmethod
+    def open(cls, db: str | None = None, create: bool = True):
+        """Open (and, when ``create``, initialise) the store; raises StoreError with one line.
+
+        Also a context manager: ``with Store.open(url) as store: ...`` closes it at the end.
+        """
+        url = resolve_db_url(db)
+        precheck(url, create=create)  # a foreign SQLite file is refused before anything writes to it
+        engine = make_engine(url)
+        try:
+            check_schema(engine, url, create=create)
+        except (OperationalError, DataError) as exc:
+            engine.dispose()
+            raise (write_failure(exc, url) or StoreError(f"cannot open the store {shown_url(url)}: "
+                                                         f"{type(exc.orig or exc).__name__}")) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def insert(self, table):
+        """The dialect's INSERT (with ON CONFLICT support) for ``table``."""
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose work commits at the end of the block, or not at all.
+
+        On SQLite, this process's writers first queue on a lock: SQLite admits one writer at a
+        time, and a writer that finds it busy sleeps in growing steps (up to 100 ms) before
+        retrying, while a lock hands over the moment the previous write commits. Other processes
+        and PostgreSQL are unaffected (the database serializes them). A write refused for lack of
+        rights or space is a one-line StoreError.
+        """
+        with self._writer_lock(), self._write_failures():
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """Like :meth:`write`, as a Core connection (no ORM unit of work: the page's hot path)."""
+        with self._writer_lock(), self._write_failures(), self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _write_failures(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:  # PostgreSQL's read-only transaction is an InternalError
+            failure = write_failure(exc, self.url)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        if self.dialect != "sqlite":
+            yield
+            return
+        with _WRITER_LOCKS_GUARD:
+            lock = _WRITER_LOCKS.setdefault(self.url, threading.Lock())
+        with lock:
+            yield

@@ -1,0 +1,149 @@
+"""Labels: the page's answer (one upsert + audit row), bulk imports, reading them back."""
+from __future__ import annotations
+
+from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db import StoreError
+from .models import CELL_FIELDS, CHOICES, SIDES, Annotator, Example, Label, LabelAudit, Study, utcnow
+
+
+class SessionEnded(StoreError):
+    """The annotator's page session ended (account deactivated or password changed): log in again."""
+
+
+def _upsert(dialect_insert):
+    values = {c: bindparam(c) for c in ("annotator_id", "example_id", "choice", "left_map", "response_ms")}
+    stmt = dialect_insert(Label).values(**values, created_at=bindparam("now"), updated_at=bindparam("now"))
+    return stmt.on_conflict_do_update(
+        index_elements=["annotator_id", "example_id"],
+        set_=dict(choice=stmt.excluded.choice, left_map=stmt.excluded.left_map,
+                  response_ms=stmt.excluded.response_ms, updated_at=stmt.excluded.updated_at))
+
+
+# The answer's statements, built once (building costs more Python time than SQLite takes to run them).
+_UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
+_session_row = select(Annotator.active, Annotator.session_version).where(Annotator.id == bindparam("annotator_id"))
+_SESSION = {"sqlite": _session_row, "postgresql": _session_row.with_for_update()}
+_PAIR_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:annotator_id AS integer), CAST(:example_id AS integer))")
+_PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
+                                       Label.example_id == bindparam("example_id"))
+_AUDIT = insert(LabelAudit).values(
+    annotator_id=bindparam("annotator_id"), example_id=bindparam("example_id"), choice=bindparam("choice"),
+    previous_choice=bindparam("previous"), left_map=bindparam("left_map"), response_ms=bindparam("response_ms"),
+    source=bindparam("source"), at=bindparam("now"))
+
+
+class LabelsMixin:
+    """Part of :class:`harmony_cli.store.Store` (needs ``read``/``write`` from StoreBase)."""
+
+    def answer(self, annotator_id: int, example_id: int, choice: str, left_map: str | None = None,
+               response_ms: int | None = None, source: str = "page", session_version: int | None = None) -> None:
+        """Store an annotator's answer: one upsert of the (annotator, example) label plus its audit row.
+
+        With ``session_version`` (the account's version when the page session logged in), the same
+        transaction first checks that the account is still active and its version unchanged (a
+        deactivation or password change bumps it), else raises SessionEnded and stores nothing.
+        """
+        if choice not in CHOICES:
+            raise StoreError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
+        if left_map is not None and left_map not in SIDES:
+            raise StoreError(f"left_map must be one of {', '.join(SIDES)} or None, not {left_map!r}")
+        now = utcnow()
+        params = dict(annotator_id=annotator_id, example_id=example_id, choice=choice, left_map=left_map,
+                      response_ms=response_ms, now=now, source=source)
+        upsert = _UPSERT[self.dialect]
+        try:
+            with self.write_connection() as conn:
+                if session_version is not None:
+                    # FOR UPDATE (PostgreSQL): a deactivation committing meanwhile waits for this answer, or
+                    # this answer sees it; SQLite's BEGIN IMMEDIATE already holds the whole database.
+                    row = conn.execute(_SESSION[self.dialect], params).first()
+                    if row is None or not row.active or row.session_version != session_version:
+                        raise SessionEnded("your session has ended (the account was deactivated or its password "
+                                           "changed): log in again")
+                if self.dialect == "postgresql":
+                    # Serialize answers to the same pair so each audit row's previous_choice is exact
+                    # (SQLite's BEGIN IMMEDIATE already serializes every writer).
+                    conn.execute(_PAIR_LOCK, params)
+                previous = conn.execute(_PREVIOUS, params).scalar()
+                conn.execute(upsert, params)
+                conn.execute(_AUDIT, {**params, "previous": previous})
+        except IntegrityError as exc:
+            raise StoreError(f"cannot store the answer: no annotator {annotator_id} or no example {example_id} "
+                             f"in this store") from exc
+
+    def add_labels(self, rows: list[dict], source: str = "import", session: Session | None = None) -> dict:
+        """Insert many labels at once, each with its audit row; existing labels are left as they are.
+
+        ``rows``: dicts with annotator_id, example_id, choice and optionally left_map, response_ms
+        (a pair given twice: the last row counts). Meant for imports and simulations, where re-running
+        must not overwrite answers given since. Returns counts ``added``, ``kept`` (the pair had a label)
+        and ``kept_different`` (of those, with another choice than the row's).
+        """
+        if session is None:
+            with self.write() as own:
+                return self.add_labels(rows, source=source, session=own)
+        latest: dict[tuple[int, int], dict] = {}
+        for row in rows:
+            if row["choice"] not in CHOICES:
+                raise StoreError(f"choice must be one of {', '.join(CHOICES)}, not {row['choice']!r}")
+            if row.get("left_map") is not None and row["left_map"] not in SIDES:
+                raise StoreError(f"left_map must be one of {', '.join(SIDES)} or None, not {row['left_map']!r}")
+            latest[(row["annotator_id"], row["example_id"])] = row
+        annotator_ids = sorted({a for a, _ in latest})
+        have: dict[tuple[int, int], str] = {}
+        for start in range(0, len(annotator_ids), 500):  # stay under the bound-parameter limits
+            query = select(Label.annotator_id, Label.example_id, Label.choice).where(
+                Label.annotator_id.in_(annotator_ids[start:start + 500]))
+            have.update({(a, e): c for a, e, c in session.execute(query)})
+        now = utcnow()
+        labels, audit = [], []
+        kept_different = 0
+        for (annotator_id, example_id), row in latest.items():
+            if (annotator_id, example_id) in have:
+                kept_different += have[(annotator_id, example_id)] != row["choice"]
+                continue
+            values = dict(annotator_id=annotator_id, example_id=example_id, choice=row["choice"],
+                          left_map=row.get("left_map"), response_ms=row.get("response_ms"))
+            labels.append({**values, "created_at": now, "updated_at": now})
+            audit.append({**values, "previous_choice": None, "source": source, "at": now})
+        try:
+            if labels:
+                session.execute(insert(Label.__table__), labels)  # Core executemany: fast for thousands of rows
+                session.execute(insert(LabelAudit.__table__), audit)
+        except IntegrityError as exc:
+            raise StoreError("cannot add the labels: an annotator or example is missing, or labels changed "
+                             "meanwhile: run it again") from exc
+        return {"added": len(labels), "kept": len(latest) - len(labels), "kept_different": kept_different}
+
+    def label(self, annotator_id: int, example_id: int) -> Label | None:
+        with self.read() as session:
+            return session.scalar(select(Label).filter_by(annotator_id=annotator_id, example_id=example_id))
+
+    def labels_frame(self, study: str | None = None):
+        """Every label with its example's cell and scores, as a pandas DataFrame.
+
+        Columns: study, example_id, dataset, metric, backbone, attribution,
+        original_score, finetuned_score, annotator, simulated, choice, left_map, response_ms.
+        """
+        import pandas as pd
+
+        query = (
+            select(Study.name.label("study"), Example.id.label("example_id"),
+                   *[getattr(Example, f) for f in CELL_FIELDS], Example.original_score, Example.finetuned_score,
+                   Annotator.name.label("annotator"), Annotator.simulated, Label.choice, Label.left_map,
+                   Label.response_ms)
+            .join(Example, Example.id == Label.example_id)
+            .join(Study, Study.id == Example.study_id)
+            .join(Annotator, Annotator.id == Label.annotator_id)
+            .order_by(Label.id)
+        )
+        if study is not None:
+            query = query.where(Study.name == study)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+

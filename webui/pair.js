@@ -1,0 +1,199 @@
+// The example on screen and its answers, in the browser (a Streamlit v2 component).
+//
+// Each render brings one *display*: an opaque token and the image, map A and map B as PNG bytes.
+// The display is swapped in only once all three images are decoded; until then the previous one
+// stays on screen, and a key answers what is on screen. Every press (key 1/2/3, arrows, or a
+// button) gets a sequence number and the token of the display it was made on, and joins a queue
+// sent whole to the server (so presses made during one server round trip are never merged
+// away). One send at a time: the next waits until the server has reported the previous one
+// (or RESEND_MS passed), because each send reruns the page's script, and a rerun requested
+// while one runs interrupts it, so a steady stream of sends would keep the next display from
+// ever being drawn. The server stores a press only if its token is the display it currently
+// serves, and reports every press back: stored, or refused with a reason that is shown here.
+const KEYS = { "1": "A", ArrowLeft: "A", "2": "neither", ArrowDown: "neither", "3": "B", ArrowRight: "B" };
+const NAMES = { A: "Map A", neither: "Neither", B: "Map B" };
+const NOTICE_MS = 8000;
+const MAX_NOTICES = 6;
+const RESEND_MS = 3000;
+
+let api = null;      // the latest component handle (setStateValue lives on it)
+let root = null;     // our element inside the component's parent
+let shown = null;    // {token} of the display on screen and answerable, else null
+let renderCount = 0; // a newer display abandons an older one still decoding
+let wanted;           // the token of the display last asked for
+let seq = 0;         // presses counted on this page
+let queue = [];      // presses not yet reported back by the server
+let sentUpTo = 0;     // the last press sent and not yet reported back
+let sentAt = 0;
+const reported = new Set();
+const urls = [];     // blob URLs of the display on screen (names that mean nothing, never reused)
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function parse(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getUint32(0);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + headerLength)));
+  const parts = [];
+  let at = 4 + headerLength;
+  for (const length of header.images || []) {
+    parts.push(bytes.slice(at, at + length));
+    at += length;
+  }
+  return { header, parts };
+}
+
+function notice(text, pressSeq) {
+  const list = root.querySelector(".hm-notices");
+  const item = el("div", "hm-refused", text);
+  if (pressSeq !== undefined) item.dataset.press = String(pressSeq);
+  list.appendChild(item);
+  while (list.children.length > MAX_NOTICES) list.firstChild.remove();
+  setTimeout(() => item.remove(), NOTICE_MS);
+}
+
+function updatePending() {
+  const pending = root.querySelector(".hm-pending");
+  pending.dataset.pending = String(queue.length);
+  pending.textContent = queue.length ? `Saving ${queue.length} answer${queue.length > 1 ? "s" : ""}…` : "";
+}
+
+function press(button) {
+  if (!root || !root.isConnected) return; // not on an annotation screen
+  seq += 1;
+  if (!shown) {
+    notice(`Your “${NAMES[button]}” (press ${seq}) was not stored: no example is on screen yet.`, seq);
+    return;
+  }
+  queue.push({ seq, token: shown.token, button });
+  updatePending();
+  send();
+}
+
+function send() {
+  if (!queue.length || !api) return;
+  if (sentUpTo && Date.now() - sentAt < RESEND_MS) return; // the previous send is still under way
+  sentUpTo = queue[queue.length - 1].seq;
+  sentAt = Date.now();
+  api.setStateValue("presses", queue.slice());
+}
+setInterval(send, RESEND_MS);
+
+function onKey(event) {
+  const button = KEYS[event.key];
+  if (!button || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+  if (!root || !root.isConnected) return;
+  event.preventDefault();
+  press(button);
+}
+document.addEventListener("keydown", onKey);
+
+function buildRoot(parent) {
+  root = el("div", "hm-pair");
+  root.append(el("div", "hm-display"), el("div", "hm-pending"), el("div", "hm-notices"));
+  parent.appendChild(root);
+}
+
+function imageOf(bytes, alt, cls) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+  const img = el("img", cls);
+  img.alt = alt;
+  img.src = url;
+  return { img, url };
+}
+
+function buildDisplay(header, parts) {
+  const display = el("div", "hm-display");
+  display.append(el("div", "hm-progress", header.progress));
+  if (!parts.length) {
+    display.append(el("div", "hm-unavailable", header.unavailable));
+    return { display, made: [] };
+  }
+  const made = [imageOf(parts[0], "the image", "hm-image"), imageOf(parts[1], "map A", "hm-map"),
+    imageOf(parts[2], "map B", "hm-map")];
+  const top = el("div", "hm-top");
+  const prediction = el("div", "hm-prediction", "Model prediction: ");
+  prediction.append(el("b", "hm-class", header.prediction));
+  top.append(made[0].img, prediction);
+  const row = el("div", "hm-row");
+  const column = (img, button) => {
+    const box = el("div", "hm-side");
+    if (img) box.append(img);
+    const b = el("button", "hm-button" + (header.answered === button ? " hm-chosen" : ""), NAMES[button]);
+    b.type = "button";
+    b.dataset.choice = button;
+    b.addEventListener("click", () => press(button));
+    box.append(b);
+    return box;
+  };
+  row.append(column(made[1].img, "A"), column(null, "neither"), column(made[2].img, "B"));
+  const caption = header.answered
+    ? `Your answer: ${NAMES[header.answered]}. Press another to change it.`
+    : "Keys: 1 or ← for map A, 2 or ↓ for Neither, 3 or → for map B.";
+  display.append(top, el("div", "hm-instruction", header.instruction), row, el("div", "hm-caption", caption));
+  return { display, made };
+}
+
+async function showDisplay(header, parts, mine) {
+  const { display, made } = buildDisplay(header, parts);
+  try {
+    await Promise.all(made.map((m) => m.img.decode()));
+  } catch (error) {
+    made.forEach((m) => URL.revokeObjectURL(m.url));
+    if (mine !== renderCount) return;
+    shown = null;
+    root.querySelector(".hm-display").replaceWith(
+      el("div", "hm-display hm-unavailable", "The images of this example could not be shown: use Next to move on."));
+    return;
+  }
+  if (mine !== renderCount) { made.forEach((m) => URL.revokeObjectURL(m.url)); return; }
+  root.querySelector(".hm-display").replaceWith(display);
+  urls.splice(0).forEach((u) => URL.revokeObjectURL(u));
+  made.forEach((m) => urls.push(m.url));
+  shown = made.length && header.token ? { token: header.token } : null;
+  root.dataset.token = header.token || "";
+}
+
+function report(header) {
+  const processed = header.processed || 0;
+  root.dataset.processed = String(processed);
+  for (const [pressSeq, message] of header.refused || []) {
+    if (!reported.has(pressSeq)) {
+      reported.add(pressSeq);
+      notice(message, pressSeq);
+    }
+  }
+  queue = queue.filter((p) => p.seq > processed);
+  if (processed >= sentUpTo) sentUpTo = 0;
+  updatePending();
+  send();
+}
+
+export default function (component) {
+  api = component;
+  if (!root || !root.isConnected || root.parentNode !== component.parentElement) {
+    buildRoot(component.parentElement);
+    shown = null;
+    wanted = undefined;
+  }
+  const { header, parts } = parse(component.data);
+  report(header);
+  const token = header.token || "";
+  if (token === wanted) return; // the same display (or one already decoding): nothing to redraw
+  wanted = token;
+  renderCount += 1;
+  if (!token) {
+    shown = null;
+    root.dataset.token = "";
+    root.querySelector(".hm-display").replaceWith(el("div", "hm-display"));
+  } else {
+    showDisplay(header, parts, renderCount);
+  }
+}
