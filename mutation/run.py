@@ -1,0 +1,261 @@
+"""Mutation testing of harmony's scientific core with cosmic-ray (`make mutate`).
+
+For each module of mutation/modules.toml: cosmic-ray lists every mutant of the file
+(a flipped operator, a changed number, a negated condition, ...); mutants outside the
+module's `scope`, in never-evaluated annotations, or listed in mutation/equivalent.toml
+are skipped; each remaining mutant is applied to a scratch copy of the tree
+(outputs/mutation/tree, never the checkout) and the module's tests run once against it.
+A mutant is killed when the tests fail (or hang past the timeout). Results live in one
+cosmic-ray session per module (outputs/mutation/sessions/), so an interrupted run resumes,
+and outputs/mutation/summary.md lists the killed share and every surviving mutant.
+
+    python mutation/run.py                       # every module (make mutate)
+    python mutation/run.py --module metrics.rma  # one or several (comma-separated names or paths)
+    python mutation/run.py --summary             # rewrite summary.md from the sessions only
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cosmic_ray
+from cosmic_ray.commands import init as cr_init
+from cosmic_ray.mutating import mutate_and_test
+from cosmic_ray.testing import run_tests
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary import EQUIVALENT_TAG, OUT_OF_SCOPE_TAG, write_summary  # noqa: E402  (beside this file)
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "mutation" / "modules.toml"
+EQUIVALENT = REPO / "mutation" / "equivalent.toml"
+OUT = Path(os.environ.get("HARMONY_OUTPUTS", REPO / "outputs")) / "mutation"
+
+
+class MutationError(Exception):
+    """A configuration or baseline problem, printed as one line."""
+
+
+@dataclass
+class Module:
+    name: str
+    path: str
+    tests: list[str]
+    select: str | None = None
+    scope: list[str] = field(default_factory=list)
+
+    def key(self, equivalents: list[dict]) -> str:
+        """Changes whenever the file, its entry, its exclusions or cosmic-ray change: the session restarts."""
+        payload = json.dumps([self.__dict__, [e for e in equivalents if e["path"] == self.path],
+                              cosmic_ray.__version__ if hasattr(cosmic_ray, "__version__") else ""], sort_keys=True)
+        return hashlib.sha256((REPO / self.path).read_bytes() + payload.encode()).hexdigest()
+
+
+def load_config() -> tuple[dict, list[Module], list[dict]]:
+    config = tomllib.loads(CONFIG.read_text())
+    modules = [Module(**entry) for entry in config.get("module", [])]
+    equivalents = tomllib.loads(EQUIVALENT.read_text()).get("equivalent", [])
+    for entry in equivalents:
+        missing = {"path", "operator", "line", "reason"} - entry.keys()
+        if missing:
+            raise MutationError(f"{EQUIVALENT.name}: an entry lacks {sorted(missing)}: each needs path, operator, "
+                                f"line and reason")
+    return config.get("settings", {}), modules, equivalents
+
+
+def pick(modules: list[Module], wanted: str | None) -> list[Module]:
+    if not wanted:
+        return modules
+    chosen = []
+    for item in (w.strip() for w in wanted.split(",") if w.strip()):
+        match = [m for m in modules if item in (m.name, m.path)]
+        if not match:
+            raise MutationError(f"no module {item!r} in {CONFIG.relative_to(REPO)}: one of "
+                                f"{', '.join(m.name for m in modules)}")
+        chosen += match
+    return chosen
+
+
+# --------------------------------------------------------------------------- which mutants count
+
+
+def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
+    return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
+
+
+def definition_spans(tree: ast.Module) -> dict[str, tuple]:
+    """Qualified name ("Store.answer") -> span of every function and class."""
+    spans = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                spans[name] = _span(child)
+                visit(child, f"{name}.")
+    visit(tree, "")
+    return spans
+
+
+def annotation_spans(tree: ast.Module) -> list[tuple]:
+    """Spans of annotations, when `from __future__ import annotations` makes them unevaluated strings."""
+    postponed = any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                    and any(a.name == "annotations" for a in n.names) for n in tree.body)
+    if not postponed:
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            spans.append(_span(node.returns))
+        elif isinstance(node, ast.arg) and node.annotation is not None:
+            spans.append(_span(node.annotation))
+        elif isinstance(node, ast.AnnAssign):
+            spans.append(_span(node.annotation))
+    return spans
+
+
+def _inside(start, end, span) -> bool:
+    return span[0] <= tuple(start) and tuple(end) <= span[1]
+
+
+def skip_reason(mutation, module: Module, tree, lines: list[str], equivalents: list[dict]) -> str | None:
+    """Why this mutant is not run (out of scope / equivalent), or None."""
+    start, end = mutation.start_pos, mutation.end_pos
+    if module.scope:
+        spans = definition_spans(tree)
+        unknown = [name for name in module.scope if name not in spans]
+        if unknown:
+            raise MutationError(f"{module.name}: scope {unknown} not found in {module.path}: update "
+                                f"{CONFIG.relative_to(REPO)} (defined: {', '.join(sorted(spans))})")
+        if not any(_inside(start, end, spans[name]) for name in module.scope):
+            return OUT_OF_SCOPE_TAG + "outside " + ", ".join(module.scope)
+    if any(_inside(start, end, span) for span in annotation_spans(tree)):
+        return EQUIVALENT_TAG + "an annotation, never evaluated (from __future__ import annotations)"
+    text = lines[start[0] - 1].strip()
+    for entry in equivalents:
+        if (entry["path"] == module.path and entry["operator"] == mutation.operator_name
+                and entry["line"].strip() == text and entry.get("col", start[1]) == start[1]):
+            return EQUIVALENT_TAG + entry["reason"]
+    return None
+
+
+# --------------------------------------------------------------------------- running
+
+
+def copy_tree(dest: Path) -> None:
+    """A scratch copy of the checkout's files (tracked and new, not ignored) that mutants may edit."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    shutil.rmtree(dest, ignore_errors=True)
+    for rel in files:
+        source = REPO / rel
+        if source.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / rel)
+    shared = REPO.parent / "shared"  # tests read ../shared (the published study's db) when present
+    if shared.is_dir() and not (dest.parent / "shared").exists():
+        (dest.parent / "shared").symlink_to(shared)
+
+
+def test_command(module: Module, timeout: float) -> str:
+    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+            f"--timeout={int(timeout)}", *module.tests]
+    if module.select:
+        args += ["-k", module.select]
+    return shlex.join(args)
+
+
+def prepare_session(module: Module, session: Path, equivalents: list[dict], tree_dir: Path) -> None:
+    """Create (or keep, when nothing changed) the module's session, with skipped mutants marked."""
+    key_file = session.with_suffix(".key")
+    key = module.key(equivalents)
+    if session.exists() and key_file.exists() and key_file.read_text() == key:
+        return
+    session.unlink(missing_ok=True)
+    source = (tree_dir / module.path).read_text()
+    tree, lines = ast.parse(source), source.splitlines()
+    with use_db(str(session), WorkDB.Mode.create) as db:
+        cr_init([Path(module.path)], db, {})
+        for item in db.work_items:
+            reason = skip_reason(item.mutations[0], module, tree, lines, equivalents)
+            if reason:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=reason))
+    key_file.write_text(key)
+
+
+def run_module(module: Module, settings: dict, equivalents: list[dict], tree_dir: Path) -> None:
+    sessions = OUT / "sessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    session = sessions / f"{module.name}.sqlite"
+    if not (tree_dir / module.path).is_file():
+        raise MutationError(f"{module.name}: {module.path} does not exist: update {CONFIG.relative_to(REPO)}")
+    prepare_session(module, session, equivalents, tree_dir)
+    timeout = float(settings.get("timeout", 300))
+    command = test_command(module, timeout)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        pending = list(db.pending_work_items)
+        total = db.num_work_items
+        print(f"[{module.name}] {total} mutants, {len(pending)} to run: {command}", flush=True)
+        if not pending:
+            return
+        started = time.monotonic()
+        outcome, output = run_tests(command, timeout)
+        if outcome != TestOutcome.SURVIVED:
+            raise MutationError(f"{module.name}: its tests fail without any mutant ({command}); fix them first:\n"
+                                + output[-2000:])
+        for done, item in enumerate(pending, 1):
+            result = mutate_and_test(item.mutations, command, timeout)
+            db.set_result(item.job_id, result)
+            mutation = item.mutations[0]
+            print(f"[{module.name}] {done}/{len(pending)} line {mutation.start_pos[0]} "
+                  f"{mutation.operator_name}: {result.test_outcome}", flush=True)
+        _record_time(sessions / f"{module.name}.time.json", time.monotonic() - started, len(pending))
+
+
+def _record_time(path: Path, seconds: float, mutants: int) -> None:
+    previous = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "mutants": 0}
+    path.write_text(json.dumps({"seconds": previous["seconds"] + seconds, "mutants": previous["mutants"] + mutants}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", help="names or paths from mutation/modules.toml, comma-separated")
+    parser.add_argument("--summary", action="store_true", help="only rewrite summary.md from the sessions")
+    args = parser.parse_args(argv)
+    try:
+        settings, modules, equivalents = load_config()
+        chosen = pick(modules, args.module)
+        if not args.summary:
+            tree_dir = OUT / "tree"
+            copy_tree(tree_dir)
+            os.chdir(tree_dir)  # cosmic-ray edits module paths relative to the working directory
+            os.environ["PYTHONPATH"] = str(tree_dir)
+            os.environ.setdefault("HARMONY_TEST_CACHE", str(REPO / "outputs" / "test-cache"))
+            threads = str(settings.get("threads", 1))
+            os.environ.setdefault("OMP_NUM_THREADS", threads)
+            os.environ.setdefault("MKL_NUM_THREADS", threads)
+            for module in chosen:
+                run_module(module, settings, equivalents, tree_dir)
+        path = write_summary(OUT, modules, equivalents, float(settings.get("target", 0.9)))
+    except MutationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"summary: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
