@@ -4,7 +4,7 @@ For each module of mutation/modules.toml: cosmic-ray lists every mutant of the f
 (a flipped operator, a changed number, a negated condition, ...); mutants outside the
 module's `scope`, in never-evaluated annotations, or listed in mutation/equivalent.toml
 are skipped; each remaining mutant is applied to a scratch copy of the tree
-(outputs/mutation/tree, never the checkout) and the module's tests run once against it.
+(outputs/mutation/trees/<module>, never the checkout) and the module's tests run once against it.
 A mutant is killed when the tests fail (or hang past the timeout). Results live in one
 cosmic-ray session per module (outputs/mutation/sessions/), so an interrupted run resumes,
 and outputs/mutation/summary.md lists the killed share and every surviving mutant.
@@ -12,6 +12,7 @@ and outputs/mutation/summary.md lists the killed share and every surviving mutan
     python mutation/run.py                       # every module (make mutate)
     python mutation/run.py --module metrics.rma  # one or several (comma-separated names or paths)
     python mutation/run.py --summary             # rewrite summary.md from the sessions only
+    python mutation/run.py --plan                # count mutants, time each module's tests once
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import ast
 import hashlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -166,8 +168,17 @@ def copy_tree(dest: Path) -> None:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / rel)
     shared = REPO.parent / "shared"  # tests read ../shared (the published study's db) when present
-    if shared.is_dir() and not (dest.parent / "shared").exists():
+    if shared.is_dir() and not (dest.parent / "shared").is_symlink():
         (dest.parent / "shared").symlink_to(shared)
+
+
+def use_tree(name: str) -> Path:
+    """A fresh scratch copy for one module's mutants (so modules may run side by side), made current."""
+    tree_dir = OUT / "trees" / name
+    copy_tree(tree_dir)
+    os.chdir(tree_dir)  # cosmic-ray edits module paths relative to the working directory
+    os.environ["PYTHONPATH"] = str(tree_dir)
+    return tree_dir
 
 
 def test_command(module: Module, timeout: float) -> str:
@@ -211,7 +222,7 @@ def run_module(module: Module, settings: dict, equivalents: list[dict], tree_dir
         print(f"[{module.name}] {total} mutants, {len(pending)} to run: {command}", flush=True)
         if not pending:
             return
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), children_cpu()
         outcome, output = run_tests(command, timeout)
         if outcome != TestOutcome.SURVIVED:
             raise MutationError(f"{module.name}: its tests fail without any mutant ({command}); fix them first:\n"
@@ -222,39 +233,85 @@ def run_module(module: Module, settings: dict, equivalents: list[dict], tree_dir
             mutation = item.mutations[0]
             print(f"[{module.name}] {done}/{len(pending)} line {mutation.start_pos[0]} "
                   f"{mutation.operator_name}: {result.test_outcome}", flush=True)
-        _record_time(sessions / f"{module.name}.time.json", time.monotonic() - started, len(pending))
+        _record_time(sessions / f"{module.name}.time.json", time.monotonic() - started,
+                     children_cpu() - cpu_started, len(pending))
 
 
-def _record_time(path: Path, seconds: float, mutants: int) -> None:
-    previous = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "mutants": 0}
-    path.write_text(json.dumps({"seconds": previous["seconds"] + seconds, "mutants": previous["mutants"] + mutants}))
+def children_cpu() -> float:
+    """CPU seconds used by finished child processes (the test runs): a load-independent cost."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _record_time(path: Path, seconds: float, cpu: float, mutants: int) -> None:
+    """Accumulate wall and CPU seconds of the runs (the baseline run included) per module."""
+    totals = json.loads(path.read_text()) if path.exists() else {}
+    for key, value in (("seconds", seconds), ("cpu_seconds", cpu), ("mutants", mutants)):
+        totals[key] = totals.get(key, 0) + value
+    path.write_text(json.dumps(totals))
+
+
+def plan(modules: list[Module], settings: dict, equivalents: list[dict], tree_dir: Path) -> None:
+    """Per module: mutants to run and the CPU seconds of one run of its tests (an upper bound per mutant)."""
+    timeout, total = float(settings.get("timeout", 300)), 0.0
+    for module in modules:
+        source = (tree_dir / module.path).read_text()
+        tree, lines = ast.parse(source), source.splitlines()
+        with use_db(":memory:", WorkDB.Mode.create) as db:
+            cr_init([Path(module.path)], db, {})
+            mutations = [item.mutations[0] for item in db.work_items]
+        to_run = sum(skip_reason(m, module, tree, lines, equivalents) is None for m in mutations)
+        before = children_cpu()
+        outcome, _ = run_tests(test_command(module, timeout), timeout)
+        cpu = children_cpu() - before
+        total += to_run * cpu
+        print(f"{module.name}: {to_run} of {len(mutations)} mutants to run; its tests {outcome.value} in "
+              f"{cpu:.0f} CPU s -> at most {to_run * cpu / 60:.0f} CPU min", flush=True)
+    print(f"all: at most {total / 3600:.1f} CPU hours (killed mutants stop at the first failing test)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", help="names or paths from mutation/modules.toml, comma-separated")
     parser.add_argument("--summary", action="store_true", help="only rewrite summary.md from the sessions")
+    parser.add_argument("--plan", action="store_true",
+                        help="count each module's mutants and time one run of its tests; run no mutant")
     args = parser.parse_args(argv)
+    failed: list[str] = []
     try:
         settings, modules, equivalents = load_config()
         chosen = pick(modules, args.module)
         if not args.summary:
-            tree_dir = OUT / "tree"
-            copy_tree(tree_dir)
-            os.chdir(tree_dir)  # cosmic-ray edits module paths relative to the working directory
-            os.environ["PYTHONPATH"] = str(tree_dir)
-            os.environ.setdefault("HARMONY_TEST_CACHE", str(REPO / "outputs" / "test-cache"))
             threads = str(settings.get("threads", 1))
+            os.environ.setdefault("HARMONY_TEST_CACHE", str(REPO / "outputs" / "test-cache"))
             os.environ.setdefault("OMP_NUM_THREADS", threads)
             os.environ.setdefault("MKL_NUM_THREADS", threads)
-            for module in chosen:
-                run_module(module, settings, equivalents, tree_dir)
+            if args.plan:
+                plan(chosen, settings, equivalents, use_tree("_plan"))
+                return 0
+            failed = run_modules(chosen, settings, equivalents)
         path = write_summary(OUT, modules, equivalents, float(settings.get("target", 0.9)))
     except MutationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"summary: {path}")
-    return 0
+    return 2 if not args.summary and failed else 0
+
+
+def run_modules(modules: list[Module], settings: dict, equivalents: list[dict]) -> list[str]:
+    """Run each module; one whose tests fail unmutated is noted (summary.md says so) and the rest go on."""
+    failed = []
+    for module in modules:
+        error_file = OUT / "sessions" / f"{module.name}.error"
+        error_file.parent.mkdir(parents=True, exist_ok=True)
+        error_file.unlink(missing_ok=True)
+        try:
+            run_module(module, settings, equivalents, use_tree(module.name))
+        except MutationError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            error_file.write_text(str(exc).splitlines()[0])
+            failed.append(module.name)
+    return failed
 
 
 if __name__ == "__main__":

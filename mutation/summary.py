@@ -60,7 +60,8 @@ def _row(module, results: dict | None, target: float, timing: dict | None) -> st
     judged = c["killed"] + c["survived"]
     share = c["killed"] / judged if judged else float("nan")
     status = "pending" if c["pending"] else ("ok" if share >= target else "**below**")
-    seconds = f"{timing['seconds'] / max(timing['mutants'], 1):.1f}" if timing else ""
+    per = max(timing["mutants"], 1) if timing else 1
+    seconds = f"{timing['seconds'] / per:.0f} / {timing.get('cpu_seconds', 0) / per:.0f}" if timing else ""
     return (f"| {module.name} | `{module.path}` | {judged + c['pending']} | {c['equivalent']} | {c['killed']} | "
             f"{c['survived']} | {share:.0%} | {status} | {seconds} |")
 
@@ -72,11 +73,16 @@ def write_summary(out: Path, modules: list, equivalents: list[dict], target: flo
              f"cosmic-ray mutants per module (mutation/modules.toml), each run against the module's tests; "
              f"target: >= {target:.0%} of the non-equivalent mutants killed. Equivalent mutants "
              f"(mutation/equivalent.toml, and annotations that are never evaluated) are not counted.", "",
-             "| module | file | mutants | equivalent | killed | survived | killed share | target | s/mutant |",
+             "| module | file | mutants (non-equivalent) | equivalent | killed | survived | killed share | target | s/mutant (wall / CPU) |",
              "|---|---|---|---|---|---|---|---|---|"]
     details, used_reasons = [], set()
     for module in modules:
         session = sessions / f"{module.name}.sqlite"
+        error_file = sessions / f"{module.name}.error"
+        if error_file.exists():
+            lines.append(f"| {module.name} | `{module.path}` | **not run: {error_file.read_text().strip()}** "
+                         f"| | | | | | |")
+            continue
         results = module_results(session) if session.exists() else None
         timing_file = sessions / f"{module.name}.time.json"
         timing = json.loads(timing_file.read_text()) if timing_file.exists() else None
