@@ -73,7 +73,8 @@ def write_summary(out: Path, modules: list, equivalents: list[dict], target: flo
              f"cosmic-ray mutants per module (mutation/modules.toml), each run against the module's tests; "
              f"target: >= {target:.0%} of the non-equivalent mutants killed. Equivalent mutants "
              f"(mutation/equivalent.toml, and annotations that are never evaluated) are not counted.", "",
-             "| module | file | mutants (non-equivalent) | equivalent | killed | survived | killed share | target | s/mutant (wall / CPU) |",
+             "| module | file | mutants (non-equivalent) | equivalent | killed | survived | killed share | target "
+             "| s/mutant (wall / CPU) |",
              "|---|---|---|---|---|---|---|---|---|"]
     details, used_reasons = [], set()
     for module in modules:
