@@ -4,7 +4,7 @@ For each module of mutation/modules.toml: cosmic-ray lists every mutant of the f
 (a flipped operator, a changed number, a negated condition, ...); mutants outside the
 module's `scope`, in never-evaluated annotations, or listed in mutation/equivalent.toml
 are skipped; each remaining mutant is applied to a scratch copy of the tree
-(outputs/mutation/trees/<module>, never the checkout) and the module's tests run once against it.
+(outputs/mutation/trees/<module>/<worker>, never the checkout) and the module's tests run once against it.
 A mutant is killed when the tests fail (or hang past the timeout). Results live in one
 cosmic-ray session per module (outputs/mutation/sessions/), so an interrupted run resumes,
 and outputs/mutation/summary.md lists the killed share and every surviving mutant.
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
 import os
+import queue
+import re
 import resource
 import shlex
 import shutil
@@ -28,9 +31,11 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import attrs
 import cosmic_ray
 from cosmic_ray.commands import init as cr_init
 from cosmic_ray.mutating import mutate_and_test
@@ -59,11 +64,15 @@ class Module:
     select: str | None = None
     scope: list[str] = field(default_factory=list)
 
-    def key(self, equivalents: list[dict]) -> str:
-        """Changes whenever the file, its entry, its exclusions or cosmic-ray change: the session restarts."""
-        payload = json.dumps([self.__dict__, [e for e in equivalents if e["path"] == self.path],
-                              cosmic_ray.__version__ if hasattr(cosmic_ray, "__version__") else ""], sort_keys=True)
-        return hashlib.sha256((REPO / self.path).read_bytes() + payload.encode()).hexdigest()
+    def keys(self, equivalents: list[dict], skip_operators: list[dict]) -> dict[str, str]:
+        """"source": changes with the file, its tests or cosmic-ray (results are void: the session restarts);
+        "rules": changes with which mutants are skipped (results of mutants still run are kept)."""
+        version = getattr(cosmic_ray, "__version__", "")
+        source = json.dumps([self.path, self.tests, self.select, version])
+        rules = json.dumps([self.scope, [e for e in equivalents if e["path"] == self.path], skip_operators],
+                           sort_keys=True)
+        return {"source": hashlib.sha256((REPO / self.path).read_bytes() + source.encode()).hexdigest(),
+                "rules": hashlib.sha256(rules.encode()).hexdigest()}
 
 
 def load_config() -> tuple[dict, list[Module], list[dict]]:
@@ -133,9 +142,13 @@ def _inside(start, end, span) -> bool:
     return span[0] <= tuple(start) and tuple(end) <= span[1]
 
 
-def skip_reason(mutation, module: Module, tree, lines: list[str], equivalents: list[dict]) -> str | None:
-    """Why this mutant is not run (out of scope / equivalent), or None."""
+def skip_reason(mutation, module: Module, tree, lines: list[str], equivalents: list[dict],
+                skip_operators: list[dict]) -> str | None:
+    """Why this mutant is not run (out of scope / not sampled / equivalent), or None."""
     start, end = mutation.start_pos, mutation.end_pos
+    for rule in skip_operators:
+        if re.fullmatch(rule["pattern"], mutation.operator_name):
+            return OUT_OF_SCOPE_TAG + rule["reason"]
     if module.scope:
         spans = definition_spans(tree)
         unknown = [name for name in module.scope if name not in spans]
@@ -172,67 +185,103 @@ def copy_tree(dest: Path) -> None:
         (dest.parent / "shared").symlink_to(shared)
 
 
-def use_tree(name: str) -> Path:
-    """A fresh scratch copy for one module's mutants (so modules may run side by side), made current."""
-    tree_dir = OUT / "trees" / name
-    copy_tree(tree_dir)
-    os.chdir(tree_dir)  # cosmic-ray edits module paths relative to the working directory
-    os.environ["PYTHONPATH"] = str(tree_dir)
-    return tree_dir
+def make_trees(name: str, count: int) -> list[Path]:
+    """Fresh scratch copies for one module's mutants, one per parallel worker (modules may run side by side)."""
+    trees = [OUT / "trees" / name / str(k) for k in range(count)]
+    for tree in trees:
+        copy_tree(tree)
+    # `python -m` puts the working directory first on sys.path: make it a folder without the project,
+    # so that each test run imports the project from its own tree (PYTHONPATH) only.
+    os.chdir(OUT / "trees")
+    return trees
 
 
-def test_command(module: Module, timeout: float) -> str:
-    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-            f"--timeout={int(timeout)}", *module.tests]
+def test_command(module: Module, timeout: float, tree: Path) -> str:
+    args = ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+            f"--rootdir={tree}", f"--timeout={int(timeout)}", *[str(tree / test) for test in module.tests]]
     if module.select:
         args += ["-k", module.select]
     return shlex.join(args)
 
 
-def prepare_session(module: Module, session: Path, equivalents: list[dict], tree_dir: Path) -> None:
-    """Create (or keep, when nothing changed) the module's session, with skipped mutants marked."""
+def _spec_key(mutation) -> tuple:
+    return mutation.operator_name, mutation.occurrence, tuple(mutation.start_pos), tuple(mutation.end_pos)
+
+
+def _kept_results(session: Path) -> dict[tuple, WorkResult]:
+    """The results of the mutants that were run (not skipped) in an existing session."""
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+        return {_spec_key(item.mutations[0]): results[item.job_id] for item in db.work_items
+                if item.job_id in results and results[item.job_id].worker_outcome != WorkerOutcome.SKIPPED}
+
+
+def prepare_session(module: Module, session: Path, equivalents: list[dict], skip_operators: list[dict],
+                    tree_dir: Path) -> None:
+    """Create the module's session with skipped mutants marked; keep it when nothing changed, and keep its
+    results when only the skip rules changed."""
     key_file = session.with_suffix(".key")
-    key = module.key(equivalents)
-    if session.exists() and key_file.exists() and key_file.read_text() == key:
+    keys = module.keys(equivalents, skip_operators)
+    try:
+        old = json.loads(key_file.read_text()) if session.exists() else {}
+    except (OSError, ValueError):
+        old = {}
+    if old == keys:
         return
+    kept = _kept_results(session) if old.get("source") == keys["source"] else {}
     session.unlink(missing_ok=True)
     source = (tree_dir / module.path).read_text()
     tree, lines = ast.parse(source), source.splitlines()
-    with use_db(str(session), WorkDB.Mode.create) as db:
-        cr_init([Path(module.path)], db, {})
+    with use_db(str(session), WorkDB.Mode.create) as db, contextlib.chdir(tree_dir):
+        cr_init([Path(module.path)], db, {})  # paths relative to a tree
         for item in db.work_items:
-            reason = skip_reason(item.mutations[0], module, tree, lines, equivalents)
+            reason = skip_reason(item.mutations[0], module, tree, lines, equivalents, skip_operators)
             if reason:
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=reason))
-    key_file.write_text(key)
+            elif _spec_key(item.mutations[0]) in kept:
+                db.set_result(item.job_id, kept[_spec_key(item.mutations[0])])
+    key_file.write_text(json.dumps(keys))
 
 
-def run_module(module: Module, settings: dict, equivalents: list[dict], tree_dir: Path) -> None:
+def run_module(module: Module, settings: dict, equivalents: list[dict], trees: list[Path]) -> None:
     sessions = OUT / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
     session = sessions / f"{module.name}.sqlite"
-    if not (tree_dir / module.path).is_file():
+    if not (trees[0] / module.path).is_file():
         raise MutationError(f"{module.name}: {module.path} does not exist: update {CONFIG.relative_to(REPO)}")
-    prepare_session(module, session, equivalents, tree_dir)
+    prepare_session(module, session, equivalents, settings.get("skip_operators", []), trees[0])
     timeout = float(settings.get("timeout", 300))
-    command = test_command(module, timeout)
     with use_db(str(session), WorkDB.Mode.open) as db:
         pending = list(db.pending_work_items)
-        total = db.num_work_items
-        print(f"[{module.name}] {total} mutants, {len(pending)} to run: {command}", flush=True)
+        print(f"[{module.name}] {db.num_work_items} mutants, {len(pending)} to run on {len(trees)} workers: "
+              f"{test_command(module, timeout, trees[0])}", flush=True)
         if not pending:
             return
         started, cpu_started = time.monotonic(), children_cpu()
-        outcome, output = run_tests(command, timeout)
+        outcome, output = run_tests(test_command(module, timeout, trees[0]), timeout)
         if outcome != TestOutcome.SURVIVED:
-            raise MutationError(f"{module.name}: its tests fail without any mutant ({command}); fix them first:\n"
+            raise MutationError(f"{module.name}: its tests fail without any mutant; fix them first:\n"
                                 + output[-2000:])
-        for done, item in enumerate(pending, 1):
-            result = mutate_and_test(item.mutations, command, timeout)
-            db.set_result(item.job_id, result)
-            mutation = item.mutations[0]
-            print(f"[{module.name}] {done}/{len(pending)} line {mutation.start_pos[0]} "
-                  f"{mutation.operator_name}: {result.test_outcome}", flush=True)
+        free = queue.Queue()
+        for tree in trees:
+            free.put(tree)
+
+        def run_one(item):
+            tree = free.get()
+            try:  # the session holds paths relative to a tree: this worker mutates its own
+                mutations = [attrs.evolve(m, module_path=tree / m.module_path) for m in item.mutations]
+                return mutate_and_test(mutations, test_command(module, timeout, tree), timeout)
+            finally:
+                free.put(tree)
+
+        with ThreadPoolExecutor(len(trees)) as pool:
+            futures = {pool.submit(run_one, item): item for item in pending}
+            for done, future in enumerate(as_completed(futures), 1):
+                item, result = futures[future], future.result()
+                db.set_result(item.job_id, result)
+                mutation = item.mutations[0]
+                print(f"[{module.name}] {done}/{len(pending)} line {mutation.start_pos[0]} "
+                      f"{mutation.operator_name}: {result.test_outcome}", flush=True)
         _record_time(sessions / f"{module.name}.time.json", time.monotonic() - started,
                      children_cpu() - cpu_started, len(pending))
 
@@ -251,23 +300,29 @@ def _record_time(path: Path, seconds: float, cpu: float, mutants: int) -> None:
     path.write_text(json.dumps(totals))
 
 
-def plan(modules: list[Module], settings: dict, equivalents: list[dict], tree_dir: Path) -> None:
-    """Per module: mutants to run and the CPU seconds of one run of its tests (an upper bound per mutant)."""
+def plan(modules: list[Module], settings: dict, equivalents: list[dict], tree_dir: Path, timed: bool) -> None:
+    """Per module: mutants to run and (``timed``) the CPU seconds of one run of its tests, an upper bound
+    per mutant (a killed mutant stops at the first failing test)."""
     timeout, total = float(settings.get("timeout", 300)), 0.0
     for module in modules:
         source = (tree_dir / module.path).read_text()
         tree, lines = ast.parse(source), source.splitlines()
         with use_db(":memory:", WorkDB.Mode.create) as db:
-            cr_init([Path(module.path)], db, {})
+            cr_init([tree_dir / module.path], db, {})
             mutations = [item.mutations[0] for item in db.work_items]
-        to_run = sum(skip_reason(m, module, tree, lines, equivalents) is None for m in mutations)
+        skip_operators = settings.get("skip_operators", [])
+        to_run = sum(skip_reason(m, module, tree, lines, equivalents, skip_operators) is None for m in mutations)
+        if not timed:
+            print(f"{module.name}: {to_run} of {len(mutations)} mutants to run", flush=True)
+            continue
         before = children_cpu()
-        outcome, _ = run_tests(test_command(module, timeout), timeout)
+        outcome, _ = run_tests(test_command(module, timeout, tree_dir), timeout)
         cpu = children_cpu() - before
         total += to_run * cpu
         print(f"{module.name}: {to_run} of {len(mutations)} mutants to run; its tests {outcome.value} in "
               f"{cpu:.0f} CPU s -> at most {to_run * cpu / 60:.0f} CPU min", flush=True)
-    print(f"all: at most {total / 3600:.1f} CPU hours (killed mutants stop at the first failing test)")
+    if timed:
+        print(f"all: at most {total / 3600:.1f} CPU hours")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", action="store_true", help="only rewrite summary.md from the sessions")
     parser.add_argument("--plan", action="store_true",
                         help="count each module's mutants and time one run of its tests; run no mutant")
+    parser.add_argument("--count", action="store_true", help="only count each module's mutants")
+    parser.add_argument("--jobs", type=int, help="mutants run at once (default: settings.jobs in modules.toml)")
     args = parser.parse_args(argv)
     failed: list[str] = []
     try:
@@ -286,10 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("HARMONY_TEST_CACHE", str(REPO / "outputs" / "test-cache"))
             os.environ.setdefault("OMP_NUM_THREADS", threads)
             os.environ.setdefault("MKL_NUM_THREADS", threads)
-            if args.plan:
-                plan(chosen, settings, equivalents, use_tree("_plan"))
+            if args.plan or args.count:  # counting reads the checkout; timing runs tests in a copy
+                plan(chosen, settings, equivalents, make_trees("_plan", 1)[0] if args.plan else REPO,
+                     timed=args.plan)
                 return 0
-            failed = run_modules(chosen, settings, equivalents)
+            failed = run_modules(chosen, settings, equivalents, args.jobs or int(settings.get("jobs", 2)))
         path = write_summary(OUT, modules, equivalents, float(settings.get("target", 0.9)))
     except MutationError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -298,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2 if not args.summary and failed else 0
 
 
-def run_modules(modules: list[Module], settings: dict, equivalents: list[dict]) -> list[str]:
+def run_modules(modules: list[Module], settings: dict, equivalents: list[dict], jobs: int) -> list[str]:
     """Run each module; one whose tests fail unmutated is noted (summary.md says so) and the rest go on."""
     failed = []
     for module in modules:
@@ -306,7 +364,7 @@ def run_modules(modules: list[Module], settings: dict, equivalents: list[dict]) 
         error_file.parent.mkdir(parents=True, exist_ok=True)
         error_file.unlink(missing_ok=True)
         try:
-            run_module(module, settings, equivalents, use_tree(module.name))
+            run_module(module, settings, equivalents, make_trees(module.name, jobs))
         except MutationError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             error_file.write_text(str(exc).splitlines()[0])
