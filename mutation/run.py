@@ -64,15 +64,27 @@ class Module:
     select: str | None = None
     scope: list[str] = field(default_factory=list)
 
-    def keys(self, equivalents: list[dict], skip_operators: list[dict]) -> dict[str, str]:
-        """"source": changes with the file, its tests or cosmic-ray (results are void: the session restarts);
-        "rules": changes with which mutants are skipped (results of mutants still run are kept)."""
+    def keys(self, equivalents: list[dict], skip_operators: list[dict]) -> dict:
+        """"source": the file and cosmic-ray (when it changes, every result is void); "tests": which tests
+        run; "rules": which mutants are skipped."""
         version = getattr(cosmic_ray, "__version__", "")
-        source = json.dumps([self.path, self.tests, self.select, version])
         rules = json.dumps([self.scope, [e for e in equivalents if e["path"] == self.path], skip_operators],
                            sort_keys=True)
-        return {"source": hashlib.sha256((REPO / self.path).read_bytes() + source.encode()).hexdigest(),
-                "rules": hashlib.sha256(rules.encode()).hexdigest()}
+        return {"source": hashlib.sha256((REPO / self.path).read_bytes() + version.encode()).hexdigest(),
+                "tests": [sorted(self.tests), self.select], "rules": hashlib.sha256(rules.encode()).hexdigest()}
+
+
+def results_still_valid(old: dict, new: dict) -> set[str]:
+    """Which outcomes of an old session hold for the new one: none when the file changed; a killed
+    mutant stays killed when the tests only grew; a survivor only when the tests are the same."""
+    if old.get("source") != new["source"]:
+        return set()
+    if old.get("tests") == new["tests"]:
+        return {TestOutcome.KILLED, TestOutcome.SURVIVED, TestOutcome.INCOMPETENT}
+    (old_tests, old_select), (new_tests, new_select) = old.get("tests", [[], ""]), new["tests"]
+    if set(old_tests) <= set(new_tests) and new_select in (None, old_select):
+        return {TestOutcome.KILLED, TestOutcome.INCOMPETENT}
+    return set()
 
 
 def load_config() -> tuple[dict, list[Module], list[dict]]:
@@ -196,9 +208,20 @@ def make_trees(name: str, count: int) -> list[Path]:
     return trees
 
 
+def test_paths(module: Module, tree: Path) -> list[str]:
+    """The module's tests inside ``tree``; a pattern (tests/test_analysis*.py) names every file it matches."""
+    paths = []
+    for test in module.tests:
+        matches = sorted(tree.glob(test)) if any(c in test for c in "*?[") else [tree / test]
+        if not matches:
+            raise MutationError(f"{module.name}: no test file matches {test!r}: update {CONFIG.relative_to(REPO)}")
+        paths += [str(path) for path in matches]
+    return paths
+
+
 def test_command(module: Module, timeout: float, tree: Path) -> str:
     args = ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-            f"--rootdir={tree}", f"--timeout={int(timeout)}", *[str(tree / test) for test in module.tests]]
+            f"--rootdir={tree}", f"--timeout={int(timeout)}", *test_paths(module, tree)]
     if module.select:
         args += ["-k", module.select]
     return shlex.join(args)
@@ -208,18 +231,21 @@ def _spec_key(mutation) -> tuple:
     return mutation.operator_name, mutation.occurrence, tuple(mutation.start_pos), tuple(mutation.end_pos)
 
 
-def _kept_results(session: Path) -> dict[tuple, WorkResult]:
-    """The results of the mutants that were run (not skipped) in an existing session."""
+def _kept_results(session: Path, outcomes: set[str]) -> dict[tuple, WorkResult]:
+    """The results of the mutants run in an existing session whose outcome is in ``outcomes``."""
+    if not outcomes:
+        return {}
     with use_db(str(session), WorkDB.Mode.open) as db:
         results = dict(db.results)
         return {_spec_key(item.mutations[0]): results[item.job_id] for item in db.work_items
-                if item.job_id in results and results[item.job_id].worker_outcome != WorkerOutcome.SKIPPED}
+                if item.job_id in results and results[item.job_id].worker_outcome != WorkerOutcome.SKIPPED
+                and results[item.job_id].test_outcome in outcomes}
 
 
 def prepare_session(module: Module, session: Path, equivalents: list[dict], skip_operators: list[dict],
                     tree_dir: Path) -> None:
-    """Create the module's session with skipped mutants marked; keep it when nothing changed, and keep its
-    results when only the skip rules changed."""
+    """Create the module's session with skipped mutants marked; keep it when nothing changed, else keep
+    the results that still hold (see :func:`results_still_valid`)."""
     key_file = session.with_suffix(".key")
     keys = module.keys(equivalents, skip_operators)
     try:
@@ -228,7 +254,7 @@ def prepare_session(module: Module, session: Path, equivalents: list[dict], skip
         old = {}
     if old == keys:
         return
-    kept = _kept_results(session) if old.get("source") == keys["source"] else {}
+    kept = _kept_results(session, results_still_valid(old, keys))
     session.unlink(missing_ok=True)
     source = (tree_dir / module.path).read_text()
     tree, lines = ast.parse(source), source.splitlines()
