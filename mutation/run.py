@@ -391,6 +391,7 @@ def run_modules(modules: list[Module], settings: dict, equivalents: list[dict], 
         error_file.unlink(missing_ok=True)
         try:
             run_module(module, settings, equivalents, make_trees(module.name, jobs))
+            shutil.rmtree(OUT / "trees" / module.name, ignore_errors=True)  # kept only when something failed
         except MutationError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             error_file.write_text(str(exc).splitlines()[0])
