@@ -38,7 +38,8 @@ from pathlib import Path
 import attrs
 import cosmic_ray
 from cosmic_ray.commands import init as cr_init
-from cosmic_ray.mutating import mutate_and_test
+import cosmic_ray.plugins
+from cosmic_ray.mutating import mutate_and_test, mutate_code
 from cosmic_ray.testing import run_tests
 from cosmic_ray.work_db import WorkDB, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
@@ -174,9 +175,17 @@ def skip_reason(mutation, module: Module, tree, lines: list[str], equivalents: l
     text = lines[start[0] - 1].strip()
     for entry in equivalents:
         if (entry["path"] == module.path and entry["operator"] == mutation.operator_name
-                and entry["line"].strip() == text and entry.get("col", start[1]) == start[1]):
+                and entry["line"].strip() == text and entry.get("col", start[1]) == start[1]
+                and ("mutant" not in entry or mutated_line(mutation, lines) == entry["mutant"].strip())):
             return EQUIVALENT_TAG + entry["reason"]
     return None
+
+
+def mutated_line(mutation, lines: list[str]) -> str:
+    """The mutated source line, stripped (cosmic-ray applies the mutation to the module's text)."""
+    operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**mutation.operator_args)
+    code = mutate_code("\n".join(lines) + "\n", operator, mutation.occurrence)
+    return code.splitlines()[mutation.start_pos[0] - 1].strip() if code else ""
 
 
 # --------------------------------------------------------------------------- running

@@ -90,3 +90,22 @@ def test_results_survive_only_what_cannot_change_them(run):
     assert run.results_still_valid(old, more_tests) == {TestOutcome.KILLED, TestOutcome.INCOMPETENT}
     assert run.results_still_valid(old, dict(old, tests=[["tests/u.py"], None])) == set()
     assert run.results_still_valid(old, dict(old, source="b")) == set()
+
+
+
+def test_an_entry_with_a_mutant_matches_only_that_mutation(run, tmp_path):
+    """`2` in `x * 2` gives two mutants at one position (3 and 1): `mutant` names one of them."""
+    path = tmp_path / "toy.py"
+    path.write_text(TOY)
+    module = run.Module(name="toy", path="toy.py", tests=[])
+    entry = dict(path="toy.py", operator="core/NumberReplacer", line="return x * 2", mutant="return x * 3",
+                 reason="toy")
+    with use_db(":memory:", WorkDB.Mode.create) as db:
+        cr_init([path], db, {})
+        numbers = [item.mutations[0] for item in db.work_items
+                   if item.mutations[0].operator_name == "core/NumberReplacer" and item.mutations[0].start_pos[0] == 5]
+    lines = TOY.splitlines()
+    assert sorted(run.mutated_line(m, lines) for m in numbers) == ["return x * 1", "return x * 3"]
+    skipped = {run.mutated_line(m, lines): run.skip_reason(m, module, ast.parse(TOY), lines, [entry], [])
+               for m in numbers}
+    assert skipped == {"return x * 3": "equivalent: toy", "return x * 1": None}
