@@ -9,7 +9,7 @@ HARMONY := $(VENV)/bin/harmony
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean mutate
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# Mutation testing of the scientific core (mutation/modules.toml); MODULE=name[,name] runs a few.
+# Resumable; writes outputs/mutation/summary.md.
+mutate: install
+	nice -n 15 $(PY) mutation/run.py $(if $(MODULE),--module $(MODULE))
 
 clean:
 	rm -rf outputs multirun
