@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from lightning_modules.backbones import TinyCNN
-from lightning_modules.metrics import (focus, irof, make_mosaics, noisy_linear_imputation, relative_input_stability,
+from lightning_modules.metrics import (MetricInputError, focus, irof, make_mosaics, noisy_linear_imputation, relative_input_stability,
                                        relevance_mass_accuracy, road, road_curve, slic_segments)
 from tests.metric_cases import gray_model, synthetic_batch
 
@@ -205,3 +205,50 @@ def test_ris_equals_quantus(tiny, nan_on_prediction_change, quantus):
     assert np.isfinite(np.asarray(reference)).any()
 
 
+
+
+def test_road_lerf_equals_quantus_on_the_negated_map(quantus):
+    """Quantus has MoRF only; its MoRF curve of c - a (the order of -a; Quantus refuses all-negative
+    maps) is the LeRF curve of a."""
+    model = gray_model()
+    x, _, _ = synthetic_batch(4, 16)
+    x = x.mean(1, keepdim=True)
+    y = model(x).argmax(1)
+    maps = x.abs() + 0.01 * torch.rand(4, 1, 16, 16)
+    percentages = [30, 60, 90]
+    lerf = road_curve(model, x, y, maps, percentages, noise=0.0, order="lerf")
+    morf = road_curve(model, x, y, maps, percentages, noise=0.0)
+    for i in range(4):
+        for given, ours in ((maps.max() + 0.1 - maps, lerf), (maps, morf)):
+            result = quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
+                model=model, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(),
+                a_batch=given[i:i + 1].numpy(), device="cpu")
+            np.testing.assert_array_equal(ours[i].numpy(), [result[p] for p in percentages])
+    assert not torch.equal(lerf, morf)  # the two orders differ here: the comparison is not vacuous
+    combined = road(model, x, y, maps, percentages, noise=0.0, curve="combined")
+    assert torch.allclose(combined, lerf.float().mean(1) - morf.float().mean(1))
+
+
+def test_road_quantus_grid_is_quantus_default(quantus):
+    """ROAD(percentages="quantus") evaluates exactly the percentages of quantus.ROAD()."""
+    from lightning_modules.metrics import ROAD
+
+    model = gray_model()
+    x = synthetic_batch(1, 8)[0].mean(1, keepdim=True)
+    y = model(x).argmax(1)
+    result = quantus.ROAD(noise=0.0, disable_warnings=True)(
+        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=torch.rand(1, 1, 8, 8).numpy(), device="cpu")
+    assert ROAD(percentages="quantus").percentages == tuple(float(p) for p in result)
+
+
+@pytest.mark.parametrize("relevance", ["absolute", "signed"])
+def test_rma_relevance_modes_against_quantus(quantus, relevance):
+    """signed equals Quantus' sum(a*s)/sum(a) on signed maps; absolute equals Quantus on |a|."""
+    x, y, masks = synthetic_batch(5, 32)
+    maps = torch.randn(5, 1, 32, 32) + 0.5  # positive totals: Quantus' ratio is finite
+    given = maps.abs() if relevance == "absolute" else maps
+    reference = quantus.RelevanceMassAccuracy(disable_warnings=True, normalise=False)(
+        model=TinyCNN(num_classes=8).eval(), x_batch=x.numpy(), y_batch=y.numpy(), a_batch=given.numpy(),
+        s_batch=masks.numpy())
+    ours = relevance_mass_accuracy(maps, masks, relevance)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-5)
