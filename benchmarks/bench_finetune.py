@@ -101,7 +101,8 @@ def step_rows(quick: bool) -> list[dict]:
             ours_times.append(time.perf_counter() - start)
         ours_s, plain_s = statistics.median(ours_times), statistics.median(plain_times)
         ratio = ours_s / plain_s
-        rows.append({"benchmark": "finetune step", "case": f"{family}: {metric} + {attribution} {' '.join(overrides)} (batch {batch_size})",
+        rows.append({"benchmark": "finetune step", "case": f"{family}: {metric} + {attribution} {' '.join(overrides)} "
+                                                       f"(batch {batch_size})",
                      "ours_s": ours_s, "reference_s": plain_s, "ratio": ratio,
                      "target": f"<= {target}" if target else "report", "ok": (ratio <= target) if target else None,
                      "notes": "reference: plain cross-entropy step, same model and batch"})

@@ -60,7 +60,8 @@ class FastForward:
                     outs.append(self._first_chunk(chunk))
                     continue
                 # the plain model gets contiguous (N,C,H,W) memory, as a model that flattens with .view needs
-                chunk = chunk.contiguous(memory_format=torch.channels_last if self.optimized else torch.contiguous_format)
+                memory = torch.channels_last if self.optimized else torch.contiguous_format
+                chunk = chunk.contiguous(memory_format=memory)
                 outs.append(self.module(chunk).float())
         return torch.cat(outs) if outs else x.new_zeros((0, 0))
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from lightning_modules.backbones import TinyCNN
-from lightning_modules.metrics import (MetricInputError, focus, irof, make_mosaics, noisy_linear_imputation, relative_input_stability,
+from lightning_modules.metrics import (MetricInputError, focus, irof, make_mosaics, noisy_linear_imputation,
+                                       relative_input_stability,
                                        relevance_mass_accuracy, road, road_curve, slic_segments)
 from tests.metric_cases import gray_model, synthetic_batch
 

@@ -10,7 +10,8 @@ Functions (x (B,C,H,W), y (B,), maps (B,1,H,W); each returns (B,) per-image valu
 
 Classes (conf/metric/<name>.yaml ``metric._target_``), each with the class attributes
 ``name``, ``family``, ``higher_is_better``, ``needs_masks`` (the single source of these
-facts; :func:`metric_class` finds the class for a config name or a metric config), ``score(model, x, y, explain, masks=None) -> (B,)``
+facts; :func:`metric_class` finds the class for a config name or a metric config),
+``score(model, x, y, explain, masks=None) -> (B,)``
 (no gradient) and ``loss(model, x, y, explain, masks=None) -> scalar`` (differentiable
 through ``explain(..., create_graph=True)``, lower is better):
 :class:`RelevanceMassAccuracy`, :class:`Focus`, :class:`ROAD`, :class:`IROF`,
