@@ -144,8 +144,8 @@ class RelativeInputStability(Metric):
     The score's elementwise division by e(x) is not trainable (it divides by the
     map's many near-zero values); this symmetric global change is.
     detach_unperturbed: True (default, as the original study's code): e(x) is a fixed
-        target computed without a graph and only e' is pulled toward it, which saves
-        the second-order pass through e(x); False: both maps train.
+        target and only e' is pulled toward it, which saves the second-order pass through
+        e(x) (its logits keep their graph, for a caller's agreement term); False: both maps train.
     """
 
     name = "ris"
@@ -173,8 +173,11 @@ class RelativeInputStability(Metric):
         y, _ = check_images(x, y)
         low, high = self.noise
         delta = low + (high - low) * torch.rand_like(x)
-        # x itself (with a graph): a caller may reuse its logits
-        maps = explain_maps(explain, x, y, create_graph=not self.detach_unperturbed)
+        # x itself, explained with a graph so that a caller may reuse its logits (the agreement term);
+        # detached, the map is a fixed target and no second-order pass runs through it
+        maps = explain_maps(explain, x, y, create_graph=True)
+        if self.detach_unperturbed:
+            maps = maps.detach()
         maps_perturbed = explain_maps(explain, x + delta, y, create_graph=True)
         change = (maps - maps_perturbed).flatten(1).norm(dim=1)
         scale = maps.flatten(1).norm(dim=1) + maps_perturbed.flatten(1).norm(dim=1)
