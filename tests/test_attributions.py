@@ -12,6 +12,7 @@ from torch import nn
 from lightning_modules.attributions import ExcitationBackprop, GradCAM, GuidedBackprop, InputXGradient
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
 from lightning_modules.errors import UserError
+from tests.attribution_references import randomized_batch_norms, small_resnet, zhang_reference
 
 LAYERS = {"tiny": "features.20", "resnet18": "layer4"}
 METHODS = {
@@ -94,20 +95,50 @@ def test_input_space_methods_match_captum(models, name, method):
 
 
 @pytest.mark.parametrize("name", ["tiny", "resnet18"])
-@pytest.mark.parametrize("method", ["guided_backprop", "excitation_backprop"])
+@pytest.mark.parametrize("method", ["guided_backprop", "excitation_backprop", "excitation_backprop_uncanonized"])
 def test_rule_based_methods_match_zennit(models, name, method):
+    """ExcitationBackprop on these BatchNorm models is canonized by default: zennit's composite
+    with zennit's own canonizers (BatchNorm merge; ResNet blocks' Sum) is the reference."""
     from zennit.attribution import Gradient
+    from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.composites import ExcitationBackprop as ZennitExcitationBackprop
     from zennit.composites import GuidedBackprop as ZennitGuidedBackprop
+    from zennit.torchvision import ResNetCanonizer
 
-    model = models[name]
+    model = randomized_batch_norms(models[name])
     x, target = batch(name)
-    composite = {"guided_backprop": ZennitGuidedBackprop, "excitation_backprop": ZennitExcitationBackprop}[method]()
+    canonizers = [ResNetCanonizer() if name == "resnet18" else SequentialMergeBatchNorm()]
+    composite = {"guided_backprop": lambda: ZennitGuidedBackprop(),
+                 "excitation_backprop": lambda: ZennitExcitationBackprop(canonizers=canonizers),
+                 "excitation_backprop_uncanonized": lambda: ZennitExcitationBackprop()}[method]()
     with Gradient(model, composite) as attributor:
         _, reference = attributor(x, lambda out: F.one_hot(target, out.shape[1]).to(out))
-    out = METHODS[method](model, name).explain(x, target)
+    explain = ExcitationBackprop(model, canonize=False) if method.endswith("uncanonized") else \
+        METHODS[method](model, name)
+    out = explain.explain(x, target)
     assert_same(out.raw, reference)
     assert_same(out.maps, reference.sum(1, keepdim=True))
+
+
+def test_canonized_excitation_backprop_equals_zhang_reference():
+    model = small_resnet()
+    x, _ = batch("tiny", size=32, n=3, dtype=torch.float64)
+    target = torch.tensor([0, 3, 4])
+    reference = zhang_reference(model, x, target).detach()
+    ours = ExcitationBackprop(model, stabilizer=1e-12).explain(x, target).raw
+    assert ExcitationBackprop(model).canonize and not ExcitationBackprop(model, canonize=False).canonize
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-9 * float(reference.abs().max()))
+    plain = ExcitationBackprop(model, canonize=False).explain(x, target).raw
+    assert (plain - reference).abs().max() > 0.1 * reference.abs().max()  # canonizing matters here
+
+
+def test_canonized_excitation_backprop_second_order_matches_finite_differences():
+    """The merge lives in the rules: the map stays differentiable in conv *and* BatchNorm parameters."""
+    model = small_resnet()
+    x, _ = batch("tiny", size=32, n=2, dtype=torch.float64)
+    params = {name: model.get_parameter(name) for name in
+              ("conv1.weight", "bn1.weight", "layer1.0.conv2.weight", "layer2.0.bn2.bias", "fc.weight")}
+    finite_difference_check(model, ExcitationBackprop(model), x, params)
 
 
 # ----------------------------------------------------------------- gradients of a loss on the maps

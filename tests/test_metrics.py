@@ -1,8 +1,9 @@
-"""Explanation metrics: equal to Quantus 0.6 on the same inputs, edge cases, and the
-score/loss interface the fine-tuning module calls. Small images, few samples: fast."""
+"""Explanation metrics: edge cases, properties the definitions imply, any user model, and the
+score/loss interface the fine-tuning module calls. Small images, few samples: fast.
+(Comparisons with Quantus: test_metrics_quantus.py; Quantus' own fixtures: test_metrics_fixtures.py.)"""
 from __future__ import annotations
 
-import warnings
+import logging
 
 import numpy as np
 import pytest
@@ -10,41 +11,12 @@ import torch
 from torch import nn
 
 from lightning_modules.backbones import TinyCNN
-from lightning_modules.data.synthetic import render
-from lightning_modules.data.transforms import normalize
 from lightning_modules.errors import UserError
-from lightning_modules.metrics import (IROF, ROAD, FastForward, Focus, MetricInputError, RelevanceMassAccuracy,
-                                       focus, irof, irof_curves, make_mosaics, noisy_linear_imputation,
-                                       relative_input_stability, relevance_mass_accuracy, road, road_curve,
-                                       slic_segments)
-
-quantus = pytest.importorskip("quantus", reason="quantus (a dev dependency) is the reference implementation")
-from quantus.functions.perturb_func import baseline_replacement_by_mask  # noqa: E402
-from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation  # noqa: E402
-
-warnings.filterwarnings("ignore", module="quantus")
-
-
-@pytest.fixture(autouse=True)
-def numpy_trapz(monkeypatch):
-    """Quantus 0.6 calls np.trapz, which NumPy 2.4 removed; np.trapezoid is the same function."""
-    if not hasattr(np, "trapz"):
-        monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
-
-
-def synthetic_batch(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n normalized synthetic test images (n,3,size,size), labels, object masks (n,1,size,size)."""
-    images, masks, labels = zip(*[render(seed, "test", i, size) for i in range(n)])
-    x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255)
-    return x, torch.tensor(labels), torch.from_numpy(np.stack(masks))[:, None].float()
-
-
-def gray_model(classes: int = 4) -> nn.Module:
-    """A small random CNN on single-channel images (where Quantus' ROAD and IROF run unpatched)."""
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.ReLU(),
-                         nn.Conv2d(8, 8, 3, padding=1, stride=2, bias=False), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes, bias=False)).eval()
+from lightning_modules.metrics import (IROF, ROAD, FastForward, Focus, MetricInputError, RelativeInputStability,
+                                       RelevanceMassAccuracy,
+                                       focus, irof, irof_curves, make_mosaics, relative_input_stability,
+                                       relevance_mass_accuracy, road, road_curve)
+from tests.metric_cases import LeftTexture, LeNet, half_maps, one_line, plain_cnn, synthetic_batch
 
 
 @pytest.fixture(scope="module")
@@ -52,27 +24,7 @@ def tiny():
     torch.manual_seed(0)
     return TinyCNN(num_classes=8).eval()
 
-
-def one_line(exc: pytest.ExceptionInfo) -> str:
-    message = str(exc.value)
-    assert "\n" not in message and message
-    return message
-
-
 # ----------------------------------------------------------------------------- RMA
-
-def test_rma_equals_quantus_on_positive_relevance(tiny):
-    x, y, masks = synthetic_batch(5, 32)
-    maps = torch.randn(5, 1, 32, 32)
-    reference = quantus.RelevanceMassAccuracy(disable_warnings=True)(
-        model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.clamp_min(0).numpy(), s_batch=masks.numpy())
-    ours = relevance_mass_accuracy(maps, masks)
-    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-5)
-    # Quantus sums signed relevance; on signed maps the values differ (documented choice).
-    signed = quantus.RelevanceMassAccuracy(disable_warnings=True, normalise=False)(
-        model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.numpy(), s_batch=masks.numpy())
-    assert not np.allclose(ours.numpy(), np.asarray(signed))
-
 
 def test_rma_edge_cases():
     masks = torch.zeros(3, 1, 8, 8)
@@ -93,6 +45,25 @@ def test_rma_edge_cases():
     assert issubclass(MetricInputError, UserError) and issubclass(MetricInputError, ValueError)
     with pytest.raises(MetricInputError):
         relevance_mass_accuracy(torch.rand(3, 3, 8, 8), masks)
+
+
+def test_rma_relevance_modes_by_hand():
+    """One 2x2 map, mask = left column: positive, absolute and signed relevance, computed by hand."""
+    maps = torch.tensor([[[[2.0, -1.0], [1.0, -3.0]]]])
+    masks = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    assert relevance_mass_accuracy(maps, masks).item() == pytest.approx(3 / 3)  # (2+1) / (2+1)
+    assert relevance_mass_accuracy(maps, masks, "absolute").item() == pytest.approx(3 / 7)  # (2+1) / (2+1+1+3)
+    assert relevance_mass_accuracy(maps, masks, "signed").item() == pytest.approx(3 / -1)  # (2+1) / (2-1+1-3)
+    flipped = -maps  # all modes see a different map: only "absolute" is sign-blind
+    assert relevance_mass_accuracy(flipped, masks).item() == pytest.approx(0.0)  # (0+0) / (1+3)
+    assert relevance_mass_accuracy(flipped, masks, "absolute").item() == pytest.approx(3 / 7)
+    nonnegative = maps.clamp_min(0)
+    values = [relevance_mass_accuracy(nonnegative, masks, mode).item() for mode in ("positive", "absolute", "signed")]
+    assert values == pytest.approx([1.0, 1.0, 1.0])
+    assert RelevanceMassAccuracy(relevance="absolute").relevance == "absolute"
+    with pytest.raises(MetricInputError) as exc:
+        RelevanceMassAccuracy(relevance="negative")
+    assert "positive, absolute, signed" in one_line(exc)
 
 
 def test_rma_metric_needs_masks(tiny):
@@ -126,22 +97,21 @@ def test_make_mosaics_places_each_image_among_other_classes():
     assert "two classes" in one_line(exc)
 
 
-def test_focus_equals_quantus(tiny):
+def test_half_mosaics_hold_half_resolution_images():
+    """mosaic="half": an H x W mosaic whose quadrants are the 2x2 means of the images."""
     x, y, _ = synthetic_batch(6, 16)
-    mosaics, labels, quadrants = make_mosaics(x, y)
-    maps = torch.randn(6, 1, 32, 32)
-    reference = quantus.Focus(disable_warnings=True)(
-        model=tiny, x_batch=mosaics.numpy(), y_batch=labels.numpy(), a_batch=maps.numpy(),
-        custom_batch=quadrants.int().numpy())
-    ours = focus(maps, quadrants)
-    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-5, atol=1e-7)
-    two_targets = torch.tensor([[True, True, False, False]])  # the paper's layout, 2 target quadrants
-    one = torch.zeros(1, 1, 4, 4)
-    one[..., :2, :] = 1
-    assert focus(one, two_targets).item() == 1.0
-    assert focus(torch.zeros(1, 1, 4, 4), two_targets).item() == 0.0  # no positive relevance
+    mosaics, _, quadrants = make_mosaics(x, y, seed=1, mosaic="half")
+    full, _, same_quadrants = make_mosaics(x, y, seed=1, mosaic="full")
+    assert mosaics.shape == (6, 3, 16, 16) and full.shape == (6, 3, 32, 32) and torch.equal(quadrants, same_quadrants)
+    for i in range(6):
+        q = int(quadrants[i].nonzero())
+        rows, cols = divmod(q, 2)
+        tile = mosaics[i, :, rows * 8:(rows + 1) * 8, cols * 8:(cols + 1) * 8]
+        by_hand = x[i].reshape(3, 8, 2, 8, 2).mean((2, 4))
+        torch.testing.assert_close(tile, by_hand)
     with pytest.raises(MetricInputError):
-        focus(maps, quadrants[:, :3])
+        Focus(mosaic="quarter")
+    assert Focus().loss_fraction == 1.0 and Focus(mosaic="full").loss_fraction == 0.25
 
 
 def test_focus_metric_single_class_batch_is_nan(tiny):
@@ -154,66 +124,6 @@ def test_focus_metric_single_class_batch_is_nan(tiny):
 
 # ----------------------------------------------------------------------------- ROAD
 
-@pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("kind", ["scattered", "blob"])
-def test_imputation_equals_quantus(channels, kind):
-    torch.manual_seed(0)
-    x, _, _ = synthetic_batch(3, 24)
-    x = x[:, :channels]
-    maps = torch.rand(3, 1, 24, 24) if kind == "scattered" else \
-        nn.functional.interpolate(torch.rand(3, 1, 3, 3), size=(24, 24), mode="bilinear")
-    order = torch.argsort(maps.flatten(1), dim=1, descending=True)
-    for percentage in (9, 50, 90):
-        k = int(24 * 24 * percentage / 100)
-        unknown = torch.zeros(3, 24 * 24, dtype=torch.bool).scatter_(1, order[:, :k], True).view(3, 1, 24, 24)
-        ours = noisy_linear_imputation(x, unknown, noise=0.0)
-        for i in range(3):
-            reference = quantus_imputation(x[i].double().numpy(), order[i, :k].numpy(), noise=0.0)
-            np.testing.assert_allclose(ours[i].numpy(), reference, atol=5e-4 * float(x.std()))
-        assert torch.equal(ours[~unknown.expand_as(x)], x[~unknown.expand_as(x)])  # kept pixels untouched
-    noisy = noisy_linear_imputation(x, unknown, noise=0.5, generator=torch.Generator().manual_seed(0))
-    difference = (noisy - ours)[unknown.expand_as(x)]
-    assert 0.4 < float(difference.std()) < 0.6 and torch.equal(noisy[~unknown.expand_as(x)], x[~unknown.expand_as(x)])
-
-
-def test_road_equals_quantus_on_single_channel_input():
-    model = gray_model()
-    x, _, _ = synthetic_batch(6, 16)
-    x = x.mean(1, keepdim=True)
-    y = model(x).argmax(1)  # correctly classified: the curve starts at 1
-    maps = x.abs() + 0.01 * torch.rand(6, 1, 16, 16)  # extreme pixels first: the predictions change
-    percentages = [10, 40, 70, 95]
-    ours = road_curve(model, x, y, maps, percentages, noise=0.0)
-    for i in range(6):
-        result = quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
-            model=model, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(), a_batch=maps[i:i + 1].numpy(),
-            device="cpu")
-        np.testing.assert_array_equal(ours[i].numpy(), [result[p] for p in percentages])
-    assert ours.float().mean() < 1  # the removal changes some predictions: the comparison is not vacuous
-    scores = road(model, x, y, maps, percentages, noise=0.0)
-    assert torch.allclose(scores, 1 - ours.float().mean(1))
-
-
-def test_road_rgb_equals_quantus_per_pixel(tiny):
-    """Quantus' ROAD fails on RGB (it ranks the map broadcast over channels: IndexError);
-    its own loop with the map ranked per pixel is the reference."""
-    x, _, _ = synthetic_batch(3, 16)
-    y = tiny(x).argmax(1)
-    maps = torch.rand(3, 1, 16, 16)
-    percentages = [20, 60, 90]
-    with pytest.raises(IndexError):
-        quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
-            model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.numpy(), device="cpu")
-    ours = road_curve(tiny, x, y, maps, percentages, noise=0.0)
-    order = np.argsort(-maps.flatten(1).numpy(), axis=1)
-    for j, p in enumerate(percentages):
-        k = int(16 * 16 * p / 100)
-        imputed = np.stack([quantus_imputation(x[i].numpy(), order[i, :k], noise=0.0) for i in range(3)])
-        with torch.no_grad():
-            correct = tiny(torch.from_numpy(imputed).float()).argmax(1) == y
-        assert torch.equal(ours[:, j], correct)
-
-
 def test_perturbation_metrics_reject_bad_inputs(tiny):
     x, y, _ = synthetic_batch(2, 16)
     maps = torch.rand(2, 1, 16, 16)
@@ -224,67 +134,44 @@ def test_perturbation_metrics_reject_bad_inputs(tiny):
         one_line(exc)
 
 
-# ----------------------------------------------------------------------------- IROF
-
-def test_irof_equals_quantus_times_segments():
-    model = gray_model()
-    x, _, _ = synthetic_batch(3, 32)
-    x = x.mean(1, keepdim=True)
-    y = torch.tensor([0, 1, 2])
-    maps = torch.rand(3, 1, 32, 32)
-    ours = irof(model, x, y, maps)
-    counts = slic_segments(x).flatten(1).amax(1) + 1
-    assert (counts > 10).all()
-    for i in range(3):
-        baseline = x[i:i + 1].mean(dim=(2, 3), keepdim=True).expand(1, 1, 32, 32).numpy()
-        reference = quantus.IROF(return_aggregate=False, perturb_baseline=baseline, disable_warnings=True)(
-            model=model, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(), a_batch=maps[i:i + 1].numpy(),
-            device="cpu", batch_size=1)
-        np.testing.assert_allclose(float(ours[i]) * int(counts[i]), reference[0], rtol=1e-4)
-
-
-def test_irof_rgb_equals_quantus_with_broadcast_mask(tiny):
-    x, y, _ = synthetic_batch(2, 32)
-    maps = torch.rand(2, 1, 32, 32)
-    ours = irof(tiny, x, y, maps, n_segments=30)
-    counts = slic_segments(x, n_segments=30).flatten(1).amax(1) + 1
-    with pytest.raises(AssertionError, match="shape"):  # Quantus' own mask replacement on RGB input
-        quantus.IROF(return_aggregate=False, disable_warnings=True)(
-            model=tiny, x_batch=x[:1].numpy(), y_batch=y[:1].numpy(), a_batch=maps[:1].numpy(), device="cpu")
-
-    def broadcast_mask(arr, mask, **kwargs):
-        return baseline_replacement_by_mask(arr, np.broadcast_to(mask, arr.shape), **kwargs)
-
-    import quantus.helpers.utils as quantus_utils
-    from skimage.segmentation import slic
-    original = quantus_utils.get_superpixel_segments
-    quantus_utils.get_superpixel_segments = lambda img, segmentation_method: slic(img, n_segments=30, start_label=0)
-    try:
-        for i in range(2):
-            baseline = x[i:i + 1].mean(dim=(2, 3), keepdim=True).expand(1, 3, 32, 32).numpy()
-            reference = quantus.IROF(return_aggregate=False, perturb_func=broadcast_mask, perturb_baseline=baseline,
-                                     disable_warnings=True)(
-                model=tiny, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(), a_batch=maps[i:i + 1].numpy(),
-                device="cpu", batch_size=1)
-            np.testing.assert_allclose(float(ours[i]) * int(counts[i]), reference[0], rtol=1e-4)
-    finally:
-        quantus_utils.get_superpixel_segments = original
-
-
-class LeftTexture(nn.Module):
-    """Two classes; the evidence for class 0 is the fine detail (horizontal steps) of the left half."""
+class TextureVote(nn.Module):
+    """Class 0 while the left half's fine detail (horizontal steps) exceeds half the right half's."""
 
     def forward(self, x):
-        left = x[..., : x.shape[-1] // 2]
-        texture = (left[..., 1:] - left[..., :-1]).abs().mean(dim=(1, 2, 3)) * 10
-        return torch.stack([texture, -texture], 1)
+        steps = (x[..., 1:] - x[..., :-1]).abs()
+        half = steps.shape[-1] // 2
+        return torch.stack([steps[..., :half].mean((1, 2, 3)), 0.5 * steps[..., half:].mean((1, 2, 3))], 1)
 
 
-def half_maps(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    left = torch.zeros(n, 1, size, size)
-    left[..., : size // 2] = 1
-    return left + 0.01 * torch.rand(n, 1, size, size), 1 - left + 0.01 * torch.rand(n, 1, size, size)
+def test_road_curves_follow_the_relevance_order():
+    """The map marking the half the model reads: removing its top pixels (MoRF) flips the
+    prediction, removing its bottom ones (LeRF) does not; the map marking the other half does
+    the reverse. Every score: higher = more faithful."""
+    torch.manual_seed(0)
+    model, x, y = TextureVote(), torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long)
+    left, right = half_maps(3, 32)
+    grid = [40, 48]  # 80-96% of one half of the image
+    assert road_curve(model, x, y, left, [1], noise=0.0).all()  # intact enough: class 0
+    assert not road_curve(model, x, y, left, grid, noise=0.0).any()
+    assert road_curve(model, x, y, left, grid, noise=0.0, order="lerf").all()
+    assert road_curve(model, x, y, right, grid, noise=0.0).all()
+    assert not road_curve(model, x, y, right, grid, noise=0.0, order="lerf").any()
+    for curve, best, worst in (("morf", 1.0, 0.0), ("lerf", 1.0, 0.0), ("combined", 1.0, -1.0)):
+        assert road(model, x, y, left, grid, noise=0.0, curve=curve).tolist() == [best] * 3
+        assert road(model, x, y, right, grid, noise=0.0, curve=curve).tolist() == [worst] * 3
 
+
+def test_road_grid_presets():
+    assert ROAD().percentages == (5, 14, 23, 32, 41, 50, 59, 68, 77, 86)
+    assert ROAD(percentages="quantus").percentages == tuple(float(p) for p in range(1, 100, 2))
+    assert ROAD(percentages=[10, 90]).percentages == (10.0, 90.0)
+    for bad in ({"percentages": "paper-ish"}, {"curve": "both"}):
+        with pytest.raises(MetricInputError) as exc:
+            ROAD(**bad)
+        one_line(exc)
+
+
+# ----------------------------------------------------------------------------- IROF
 
 def test_irof_curve_follows_relevance_order():
     """A map marking the half the model reads scores higher than one marking the other half."""
@@ -319,37 +206,66 @@ def test_fast_forward_equals_the_model_and_leaves_it_alone(tiny):
     fast = FastForward(tiny, batch_size=2)
     with torch.no_grad():
         torch.testing.assert_close(fast.logits(x), tiny(x), rtol=1e-4, atol=1e-5)
-    assert fast.channels_last and fast.module is not tiny
+    assert fast.optimized and fast.channels_last and fast.module is not tiny
     assert [m.inplace for m in tiny.modules() if isinstance(m, nn.ReLU)] == relus
     assert all(p.is_contiguous() for p in tiny.parameters())
     assert FastForward(tiny.train()).module is tiny  # train mode: run as it is
     tiny.eval()
 
 
+def test_fast_forward_falls_back_to_the_plain_model_with_one_log_line(caplog):
+    """LeNet flattens with .view, which a channels-last tensor refuses: the copy raises on the
+    first chunk, so the model itself runs (same logits, one log line saying why)."""
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x, _, _ = synthetic_batch(5, 32)
+    with caplog.at_level(logging.INFO, logger="lightning_modules.fast_forward"):
+        fast = FastForward(model, batch_size=2)
+        logits = fast.logits(x)
+        fast.logits(x)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, torch.cat([model(chunk) for chunk in x.split(2)]), rtol=0, atol=0)
+    assert fast.optimized is False and fast.module is model
+    lines = [r.getMessage() for r in caplog.records if r.name == "lightning_modules.fast_forward"]
+    assert len(lines) == 1 and "LeNet" in lines[0] and "plain model" in lines[0] and "\n" not in lines[0]
+
+
+def test_fast_forward_rejects_a_copy_with_other_logits():
+    """A copy that runs but computes something else is never used."""
+    torch.manual_seed(0)
+    model = plain_cnn().eval()
+    fast = FastForward(model, batch_size=3)
+    fast._candidate = plain_cnn().eval()  # other weights: other logits
+    x, _, _ = synthetic_batch(3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast.logits(x), model(x), rtol=0, atol=0)
+    assert fast.optimized is False
+
+
+USER_MODELS = {"lenet_view": LeNet, "no_batchnorm": plain_cnn}
+ANY_MODEL_METRICS = {"rma": RelevanceMassAccuracy(), "focus": Focus(mosaic="half"),
+                     "road": ROAD(percentages=[20, 60], curve="combined"), "irof": IROF(n_segments=12),
+                     "ris": RelativeInputStability(n_samples=2)}
+
+
+@pytest.mark.parametrize("metric", list(ANY_MODEL_METRICS))
+@pytest.mark.parametrize("model_name", list(USER_MODELS))
+def test_every_metric_scores_and_trains_a_user_model(model_name, metric):
+    """A user's nn.Module (LeNet with .view, a CNN without BatchNorm) scores under every metric."""
+    from lightning_modules.attributions import InputXGradient
+
+    torch.manual_seed(0)
+    model = USER_MODELS[model_name]().eval()
+    x, y, masks = synthetic_batch(4, 32)
+    explain = InputXGradient(model)
+    scores = ANY_MODEL_METRICS[metric].score(model, x, y, explain, masks)
+    assert scores.shape == (4,) and torch.isfinite(scores).all()
+    loss = ANY_MODEL_METRICS[metric].loss(model, x, y, explain, masks)
+    loss.backward()
+    assert torch.isfinite(loss) and model.conv_1.weight.grad is not None if model_name == "lenet_view" else True
+
+
 # ----------------------------------------------------------------------------- RIS
-
-@pytest.mark.parametrize("nan_on_prediction_change", [True, False])
-def test_ris_equals_quantus(tiny, nan_on_prediction_change):
-    from lightning_modules.attributions import GradCAM
-
-    x, y, _ = synthetic_batch(4, 32)
-    explain = GradCAM(tiny, "features.20")
-    n_samples = 3
-
-    def quantus_explain(model, inputs, targets, **kwargs):
-        return explain(torch.from_numpy(inputs).float(), torch.from_numpy(np.asarray(targets)).long()).numpy()
-
-    np.random.seed(7)
-    draws = np.stack([np.random.uniform(0.02, 0.2, size=(4, x[0].numel())) for _ in range(n_samples)])
-    np.random.seed(7)
-    reference = quantus.RelativeInputStability(nr_samples=n_samples, disable_warnings=True,
-                                               return_nan_when_prediction_changes=nan_on_prediction_change)(
-        model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), explain_func=quantus_explain, device="cpu")
-    ours = relative_input_stability(tiny, x, y, explain, perturbations=torch.from_numpy(draws).view(n_samples, *x.shape),
-                                    nan_on_prediction_change=nan_on_prediction_change)
-    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-4)
-    assert np.isfinite(np.asarray(reference)).any()
-
 
 def test_ris_skips_changed_predictions_and_plain_callables():
     torch.manual_seed(0)
@@ -388,12 +304,33 @@ def metric_configs():
     return out
 
 
+# The study's facts, written out here (not read from the code under test).
+FACTS = {"rma": ("localization", True, True), "focus": ("localization", True, False),
+         "road": ("perturbation", True, False), "irof": ("perturbation", True, False),
+         "ris": ("stability", False, False)}
+
+
 @pytest.mark.parametrize("name", METRICS)
-def test_metric_config_matches_class(metric_configs, name):
+def test_a_metric_owns_its_facts(metric_configs, name):
+    """The class holds name, family, direction and mask need; the YAML only how to build and train it."""
+    from lightning_modules.metrics import metric_class
+
     cfg, metric = metric_configs[name]
-    assert (metric.name, metric.family, metric.higher_is_better, metric.needs_masks) == \
-        (cfg.name, cfg.family, cfg.higher_is_better, cfg.needs_masks)
-    assert cfg.family in ("localization", "perturbation", "stability") and cfg.loss_weight > 0
+    cls = metric_class(name)
+    assert type(metric) is cls and metric_class(cfg) is cls and metric_class(cfg.metric._target_) is cls
+    assert (cls.name, cls.family, cls.higher_is_better, cls.needs_masks) == (name, *FACTS[name])
+    assert not {"family", "higher_is_better", "needs_masks"} & set(cfg), "a fact is back in the YAML"
+    assert cfg.loss_weight > 0
+
+
+def test_metric_class_of_an_unknown_name_lists_the_known_ones():
+    from lightning_modules.metrics import metric_class
+
+    with pytest.raises(MetricInputError) as exc:
+        metric_class("accuracy")
+    assert all(name in one_line(exc) for name in METRICS)
+    with pytest.raises(MetricInputError):
+        metric_class("lightning_modules.attributions.GradCAM")  # a class, but not a metric
 
 
 SMALL = {"rma": {}, "focus": {}, "road": {"percentages": [20, 60]}, "irof": {"n_segments": 12},

@@ -8,8 +8,10 @@ Functions (x (B,C,H,W), y (B,), maps (B,1,H,W); each returns (B,) per-image valu
 - :func:`irof` (model, x, y, maps): perturbation, Rieger & Hansen 2020 (SLIC superpixels).
 - :func:`relative_input_stability` (model, x, y, explain): stability, Agarwal et al. 2022.
 
-Classes (conf/metric/<name>.yaml ``metric._target_``), each with ``name``, ``family``,
-``higher_is_better``, ``needs_masks``, ``score(model, x, y, explain, masks=None) -> (B,)``
+Classes (conf/metric/<name>.yaml ``metric._target_``), each with the class attributes
+``name``, ``family``, ``higher_is_better``, ``needs_masks`` (the single source of these
+facts; :func:`metric_class` finds the class for a config name or a metric config),
+``score(model, x, y, explain, masks=None) -> (B,)``
 (no gradient) and ``loss(model, x, y, explain, masks=None) -> scalar`` (differentiable
 through ``explain(..., create_graph=True)``, lower is better):
 :class:`RelevanceMassAccuracy`, :class:`Focus`, :class:`ROAD`, :class:`IROF`,
@@ -20,12 +22,14 @@ from .base import FastForward, Metric, MetricInputError
 from .focus import Focus, focus, make_mosaics
 from .imputation import noisy_linear_imputation
 from .irof import IROF, irof, irof_curves, slic_segments
+from .lookup import metric_class
 from .ris import RelativeInputStability, relative_input_stability
 from .rma import RelevanceMassAccuracy, relevance_mass_accuracy
-from .road import ROAD, road, road_curve
+from .road import PERCENTAGE_PRESETS, ROAD, road, road_curve
 
 __all__ = [
-    "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "ROAD", "RelativeInputStability",
-    "RelevanceMassAccuracy", "focus", "irof", "irof_curves", "make_mosaics", "noisy_linear_imputation",
-    "relative_input_stability", "relevance_mass_accuracy", "road", "road_curve", "slic_segments",
+    "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "PERCENTAGE_PRESETS", "ROAD",
+    "RelativeInputStability", "RelevanceMassAccuracy", "focus", "irof", "irof_curves", "make_mosaics",
+    "metric_class", "noisy_linear_imputation", "relative_input_stability", "relevance_mass_accuracy", "road",
+    "road_curve", "slic_segments",
 ]

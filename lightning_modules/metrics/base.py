@@ -8,7 +8,6 @@ callable ``explain(x, y, create_graph=False) -> (B,1,H,W)`` (``lightning_modules
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Callable
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
+from ..fast_forward import FastForward  # noqa: F401 - re-exported: the finetune module imports it from here
 
 Explain = Callable[..., Tensor]
 
@@ -125,65 +125,6 @@ def grad_ready(t: Tensor) -> Tensor:
     """An inference-mode tensor cannot enter an autograd graph (not even as a gather index): clone it
     (inside :class:`grad_mode`)."""
     return t.clone() if t.is_inference() else t
-
-
-# --------------------------------------------------------------------------- scoring forward passes
-
-class FastForward:
-    """Batched no-grad forward passes for scoring, faster than calling ``model`` plainly.
-
-    For a model in eval mode, a traced copy (``torch.fx``) with each BatchNorm folded into
-    the convolution before it (``torch.fx.experimental.optimization.fuse``), ReLUs made
-    in-place where their input has no other use, and channels-last memory runs chunks of
-    ``batch_size`` images: on CPU this runs the perturbation metrics' hundreds of passes
-    1.5-3x faster than plain ``model(x)`` (TinyCNN, resnet18), with the same results to
-    float rounding (~1e-6). A model in train mode is used as it is (folding would freeze
-    its batch statistics); one that cannot be traced is copied to channels-last only.
-    The caller's model is never modified.
-    """
-
-    def __init__(self, model: nn.Module, batch_size: int = 64, optimize: bool = True):
-        self.batch_size = max(1, int(batch_size))
-        self.channels_last = False
-        self.module = model
-        if optimize and not model.training:
-            try:
-                from torch.fx.experimental.optimization import fuse
-                fast = fuse(model, inplace=False)
-                _inplace_relus(fast)
-            except Exception:  # noqa: BLE001 - untraceable models (dynamic control flow) run unfused
-                fast = copy.deepcopy(model)
-            self.module = fast.to(memory_format=torch.channels_last)
-            self.channels_last = True
-
-    def logits(self, x: Tensor) -> Tensor:
-        """(N,C,H,W) -> (N,K) logits, in chunks."""
-        outs = []
-        with torch.inference_mode():
-            for chunk in x.split(self.batch_size):
-                if self.channels_last:
-                    chunk = chunk.contiguous(memory_format=torch.channels_last)
-                outs.append(self.module(chunk).float())
-        return torch.cat(outs) if outs else x.new_zeros((0, 0))
-
-    def probabilities(self, x: Tensor) -> Tensor:
-        """(N,C,H,W) -> (N,K) softmax probabilities."""
-        return self.logits(x).softmax(-1)
-
-
-def _inplace_relus(graph_module) -> None:
-    """Make the traced copy's ReLU modules in-place where that is safe: every call of the module
-    takes an intermediate value (not the model's input) that nothing else reads."""
-    calls: dict[str, list[bool]] = {}
-    for node in graph_module.graph.nodes:
-        if node.op == "call_module" and isinstance(graph_module.get_submodule(node.target), nn.ReLU):
-            source = node.args[0] if node.args else None
-            safe = (hasattr(source, "op") and source.op not in ("placeholder", "get_attr")
-                    and len(source.users) == 1)
-            calls.setdefault(node.target, []).append(safe)
-    for target, safe in calls.items():
-        if all(safe):
-            graph_module.get_submodule(target).inplace = True
 
 
 # --------------------------------------------------------------------------- removal loss

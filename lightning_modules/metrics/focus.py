@@ -13,6 +13,12 @@ Equal to Quantus 0.6 (``quantus.Focus``: ``clip(a, 0)``, quadrant masks from
 The paper builds mosaics with two images of the target class; harmony's score builds,
 for each image, one mosaic with that image in one quadrant and three images of other
 classes from the same batch (:func:`make_mosaics`), so each image gets its own score.
+
+The ``mosaic`` setting says how large a mosaic is: ``half`` (default) shrinks the four
+images to half resolution (2x2 area mean) so the mosaic has the input's size H x W, as
+the original study's code built them: the model sees its usual input size and a
+mosaic costs one image's forward and backward pass. ``full`` tiles the images as they
+are into 2H x 2W mosaics (4x the pixels; the model must accept that size).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from torch import Tensor, nn
 from .base import Explain, Metric, MetricInputError, as_maps, check_images, explain_maps, share
 
 QUADRANTS = ("top_left", "top_right", "bottom_left", "bottom_right")
+MOSAICS = ("half", "full")
 
 
 def quadrant_sums(maps: Tensor) -> Tensor:
@@ -87,18 +94,28 @@ def mosaic_plan(y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
     return tiles.to(y.device), position.to(y.device)
 
 
-def make_mosaics(x: Tensor, y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def _mosaic(mosaic: str) -> str:
+    if mosaic not in MOSAICS:
+        raise MetricInputError(f"unknown Focus mosaic {mosaic!r}: use half (H x W mosaics of half-resolution "
+                               f"images) or full (2H x 2W)")
+    return mosaic
+
+
+def make_mosaics(x: Tensor, y: Tensor, seed: int = 0, mosaic: str = "full") -> tuple[Tensor, Tensor, Tensor]:
     """One 2x2 mosaic per image: the image in one quadrant, three images of other classes around it.
 
-    x (B,C,H,W), y (B,) -> (mosaics (B,C,2H,2W), labels (B,) = y, target_quadrants (B,4)
+    x (B,C,H,W), y (B,) -> (mosaics (B,C,2H,2W), or (B,C,2(H//2),2(W//2)) with ``mosaic="half"``
+    (each image shrunk by a 2x2 area mean first), labels (B,) = y, target_quadrants (B,4)
     bool with exactly one True, in the order top-left, top-right, bottom-left,
     bottom-right). Mosaic i is built for image i; partners and positions are drawn as in
     :func:`mosaic_plan` (deterministic for a given ``seed``). Needs at least two classes
     in the batch (MetricInputError otherwise).
     """
     y, _ = check_images(x, y)
+    if _mosaic(mosaic) == "half":
+        x = torch.nn.functional.interpolate(x, size=(x.shape[2] // 2, x.shape[3] // 2), mode="area")
     tiles, position = mosaic_plan(y, seed)
-    parts = x[tiles]  # (B,4,C,H,W)
+    parts = x[tiles]  # (B,4,C,h,w)
     top = torch.cat([parts[:, 0], parts[:, 1]], dim=-1)
     bottom = torch.cat([parts[:, 2], parts[:, 3]], dim=-1)
     mosaics = torch.cat([top, bottom], dim=-2)
@@ -115,9 +132,11 @@ class Focus(Metric):
     (differentiable; 0 for a single-class batch).
 
     seed: seeds the choice of partner images and positions (deterministic scores).
-    loss_fraction: the share of the batch's mosaics the loss explains. A mosaic has four
-        images' pixels, so 0.25 keeps a training step as costly as one on the plain batch
-        (every image still appears, as a target or a partner, in expectation).
+    mosaic: "half" (H x W mosaics of half-resolution images, the original study's) or
+        "full" (2H x 2W), see the module docstring.
+    loss_fraction: the share of the batch's mosaics the loss explains; default 1.0 for
+        half mosaics and 0.25 for full ones (a full mosaic has four images' pixels), so a
+        training step costs as much as one on the plain batch either way.
     """
 
     name = "focus"
@@ -125,11 +144,14 @@ class Focus(Metric):
     higher_is_better = True
     needs_masks = False
 
-    def __init__(self, seed: int = 0, loss_fraction: float = 0.25):
+    def __init__(self, seed: int = 0, mosaic: str = "half", loss_fraction: float | None = None):
+        self.mosaic = _mosaic(mosaic)
+        if loss_fraction is None:
+            loss_fraction = 1.0 if self.mosaic == "half" else 0.25
         if not 0.0 < loss_fraction <= 1.0:
-            raise ValueError(f"loss_fraction must lie in (0, 1], not {loss_fraction}")
+            raise MetricInputError(f"Focus loss_fraction must lie in (0, 1], not {loss_fraction}")
         self.seed = seed
-        self.loss_fraction = loss_fraction
+        self.loss_fraction = float(loss_fraction)
 
     @staticmethod
     def _single_class(y: Tensor) -> bool:
@@ -139,7 +161,7 @@ class Focus(Metric):
         y, _ = check_images(x, y)
         if self._single_class(y):
             return torch.full((x.shape[0],), float("nan"), device=x.device)
-        mosaics, labels, quadrants = make_mosaics(x, y, self.seed)
+        mosaics, labels, quadrants = make_mosaics(x, y, self.seed, self.mosaic)
         maps = explain_maps(explain, mosaics, labels)
         with torch.no_grad():
             return focus(maps, quadrants)
@@ -148,7 +170,7 @@ class Focus(Metric):
         y, _ = check_images(x, y)
         if self._single_class(y):
             return x.new_zeros(())  # no mosaic, no signal: adds nothing to the fine-tuning loss
-        mosaics, labels, quadrants = make_mosaics(x, y, self.seed)
+        mosaics, labels, quadrants = make_mosaics(x, y, self.seed, self.mosaic)
         keep = max(1, math.ceil(len(y) * self.loss_fraction))
         maps = explain_maps(explain, mosaics[:keep], labels[:keep], create_graph=True)
         return -focus(maps, quadrants[:keep]).mean()

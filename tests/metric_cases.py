@@ -1,0 +1,78 @@
+"""Shared inputs of the metric tests: synthetic images, small models, hand-made maps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.data.synthetic import render
+from lightning_modules.data.transforms import normalize
+
+
+def synthetic_batch(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """n normalized synthetic test images (n,3,size,size), labels, object masks (n,1,size,size)."""
+    images, masks, labels = zip(*[render(seed, "test", i, size) for i in range(n)])
+    x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255).contiguous()
+    return x, torch.tensor(labels), torch.from_numpy(np.stack(masks))[:, None].float()
+
+
+def gray_model(classes: int = 4) -> nn.Module:
+    """A small random CNN on single-channel images (where Quantus' ROAD and IROF run unpatched)."""
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, stride=2, bias=False), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes, bias=False)).eval()
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message and message
+    return message
+
+
+class LeftTexture(nn.Module):
+    """Two classes; the evidence for class 0 is the fine detail (horizontal steps) of the left half."""
+
+    def forward(self, x):
+        left = x[..., : x.shape[-1] // 2]
+        texture = (left[..., 1:] - left[..., :-1]).abs().mean(dim=(1, 2, 3)) * 10
+        return torch.stack([texture, -texture], 1)
+
+
+def half_maps(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    left = torch.zeros(n, 1, size, size)
+    left[..., : size // 2] = 1
+    return left + 0.01 * torch.rand(n, 1, size, size), 1 - left + 0.01 * torch.rand(n, 1, size, size)
+
+
+class LeNet(nn.Module):
+    """LeNet-5 as in Quantus' test fixtures: flattens with ``.view`` (fails on channels-last
+    tensors) and takes 32x32 input only."""
+
+    def __init__(self, channels: int = 3, classes: int = 8):
+        super().__init__()
+        self.conv_1 = nn.Conv2d(channels, 6, 5)
+        self.pool_1 = nn.MaxPool2d(2, 2)
+        self.relu_1 = nn.ReLU()
+        self.conv_2 = nn.Conv2d(6, 16, 5)
+        self.pool_2 = nn.MaxPool2d(2, 2)
+        self.relu_2 = nn.ReLU()
+        self.fc_1 = nn.Linear(16 * 5 * 5, 120)
+        self.relu_3 = nn.ReLU()
+        self.fc_2 = nn.Linear(120, 84)
+        self.relu_4 = nn.ReLU()
+        self.fc_3 = nn.Linear(84, classes)
+
+    def forward(self, x):
+        x = self.pool_1(self.relu_1(self.conv_1(x)))
+        x = self.pool_2(self.relu_2(self.conv_2(x)))
+        x = x.view(-1, 16 * 5 * 5)
+        return self.fc_3(self.relu_4(self.fc_2(self.relu_3(self.fc_1(x)))))
+
+
+def plain_cnn(classes: int = 8) -> nn.Module:
+    """A CNN with no BatchNorm (nothing to fold) that accepts any input size."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(16, classes))
