@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harmony_cli.main import app
-from tests.store_helpers import add_example
+from tests.helpers import add_example
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from harmony_cli.main import app
 from harmony_cli.store import Store
+from tests.helpers import run_main
 
 REPO = Path(__file__).resolve().parent.parent
 HARMONY = REPO / ".venv" / "bin" / "harmony"
@@ -25,20 +26,8 @@ def harmony(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 
 def harmony_main(monkeypatch, capsys, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     """The console entry ``harmony_cli.main:main`` in this process (same error path, no interpreter start)."""
-    import io
-
-    from harmony_cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["harmony", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
+    code, out, err = run_main(monkeypatch, capsys, *args, stdin=stdin)
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

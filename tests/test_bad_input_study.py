@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import errno
-import io
 import os
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from sqlalchemy import func, select
 from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store, Study
 from tests.conftest import TEST_CACHE
 from tests.test_finetune import tiny_weights  # noqa: F401  (fixture)
+from tests.helpers import run_main
 
 REPO = Path(__file__).resolve().parent.parent
 TABLES = (Study, Example, Label, LabelAudit, Annotator)
@@ -30,17 +30,8 @@ TABLES = (Study, Example, Label, LabelAudit, Annotator)
 
 def cli_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """``harmony_cli.main:main`` in-process: (exit status, stderr)."""
-    from harmony_cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["harmony", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    return code, err
 
 
 def row_counts(db: Path) -> dict[str, int]:

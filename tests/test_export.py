@@ -3,7 +3,6 @@ Label Studio's JSON export; pseudonymous, never a password hash; bad input is on
 from __future__ import annotations
 
 
-import io
 import json
 import sqlite3
 import sys
@@ -18,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import Annotator, Example, Store
-from tests.store_helpers import add_example
+from tests.helpers import add_example, run_main
 
 IMAGE_DIR = "/data/pilot"
 CELL_RMA = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
@@ -85,18 +84,7 @@ def opened(url: str):
 
 def cli_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """``harmony_cli.main:main`` in-process: (exit status, stdout, stderr)."""
-    from harmony_cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["harmony", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def read_rows(path: Path, fmt: str) -> list[dict]:

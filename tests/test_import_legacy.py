@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sqlite3
 import subprocess
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from harmony_cli.study.import_legacy import import_legacy
 from harmony_cli.main import app
 from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store
+from tests.helpers import run_main
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -168,17 +168,8 @@ def test_fixtures_folder_imports_with_images_and_only_once(db_url, tmp_path, tmp
 
 def cli_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """``harmony_cli.main:main`` in-process: (exit status, stderr)."""
-    from harmony_cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["harmony", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    return code, err
 
 
 def test_files_that_are_not_a_harmony_study_give_one_line(tmp_path, monkeypatch, capsys):

@@ -11,10 +11,8 @@ compared with a binomial test (labels are independent draws given the example).
 """
 from __future__ import annotations
 
-import io
 import math
 from contextlib import closing
-import sys
 
 import pytest
 from sqlalchemy import select
@@ -23,6 +21,7 @@ from scipy.stats import binomtest
 from harmony_cli.store import Store
 from harmony_cli.store import Annotator, StoreError
 from harmony_cli.store.passwords import hash_password
+from tests.helpers import run_main
 
 N_EXAMPLES = 100
 N_ANNOTATORS = 6  # 600 labels per run
@@ -31,18 +30,8 @@ CELL = dict(dataset="synthetic", backbone="tiny", attribution="gradcam")
 
 def run_harmony(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """`harmony ARGS` through the console entry harmony_cli.main:main, in this process."""
-    from harmony_cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["harmony", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 def make_study(db: str, metric: str = "rma", gains: list[float] | None = None) -> None:
