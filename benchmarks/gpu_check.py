@@ -4,10 +4,10 @@
 
 On a machine without CUDA it prints one line and exits with status 2. On a CUDA machine:
 
-1. The miniature paper cells: ``harmony data make-miniature`` into a temporary folder, then
-   ``harmony finetune -m experiment=paper ... trainer=gpu`` over every metric and both
-   backbones (GradCAM, 2 steps, 64 px), ``build-dataset``, ``simulate-annotators`` and
-   ``analyze``, through the command line, as a user would. Prints each command's seconds.
+1. The miniature paper cells: README's miniature block (``harmony data make-miniature``,
+   ``harmony finetune -m experiment=paper ...`` over the five metrics on resnet18 and a vgg16
+   cell, ``build-dataset``, ``simulate-annotators``, ``analyze``) in a temporary folder with
+   ``trainer=gpu`` in place of ``trainer=cpu``, through the command line. Prints each command's seconds.
 2. A full-size fine-tuning step per backbone (resnet18, vgg16; 1000 classes, random weights:
    timing only) x attribution (gradcam, guided_backprop, excitation_backprop) x metric (one
    per family and all five: rma, focus, road, irof, ris) at 224 px, batch 32, in fp32 and
@@ -23,6 +23,8 @@ import argparse
 import copy
 import json
 import os
+import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -50,28 +52,28 @@ def harmony(*args: str, cwd: Path, env: dict) -> float:
     return time.perf_counter() - start
 
 
+def readme_miniature_block() -> list[list[str]]:
+    """The commands of README's miniature block (the one tests/test_paper_study.py runs), split as the shell would."""
+    text = (REPO / "README.md").read_text()
+    block = re.findall(r"```bash\n(.*?)```", text[text.index("<!-- miniature-study"):], flags=re.S)[0]
+    return [w for line in block.replace("\\\n", " ").splitlines() if (w := shlex.split(line, comments=True))]
+
+
 def miniature_rows(workdir: Path) -> list[dict]:
-    """The miniature paper sweep on the GPU, end to end through the CLI."""
-    mini = workdir / "mini"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "TORCH_HOME": str(mini / "torch_home"), "HARMONY_DB_URL": f"sqlite:///{workdir / 'harmony.db'}"}
-    sweep = workdir / "outputs" / "paper-mini"
-    steps = [
-        ("make-miniature", ["data", "make-miniature", str(mini)]),
-        ("finetune sweep (10 cells)", ["finetune", "-m", "experiment=paper", f"paper.imagenet_root={mini}/ILSVRC/Data/CLS-LOC",
-                                       f"paper.imagenet_s_root={mini}/ImageNetS", "metric=rma,focus,road,irof,ris",
-                                       "backbone=resnet18,vgg16", "attribution=gradcam", "trainer=gpu",
-                                       "trainer.max_steps=2", "data.image_size=64", "data.num_workers=2",
-                                       "finetune.batch_size=8", "finetune.val_size=8", "finetune.lr=1e-5",
-                                       f"hydra.sweep.dir={sweep}", f"paths.outputs={workdir / 'outputs'}"]),
-        ("build-dataset", ["build-dataset", f"run={sweep}", "study.name=paper-mini", "study.examples_per_cell=4",
-                           f"paths.outputs={workdir / 'outputs'}"]),
-        ("simulate-annotators", ["simulate-annotators", "--study", "paper-mini", "--annotators", "3"]),
-        ("analyze", ["analyze", "--study", "paper-mini", "--out", str(workdir / "report")]),
-    ]
+    """README's miniature paper study on the GPU (``trainer=cpu`` -> ``trainer=gpu``), through the CLI."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("HARMONY_DB_URL", None)
+    env.pop("HARMONY_OUTPUTS", None)
     rows = []
-    for name, args in steps:
+    for words in readme_miniature_block():
+        if words[0] == "export":
+            key, _, value = words[1].partition("=")
+            env[key] = value
+            continue
+        args = ["trainer=gpu" if w == "trainer=cpu" else w for w in words[1:]]
         seconds = harmony(*args, cwd=workdir, env=env)
+        name = " ".join(args[:2]) + (f" ({next(w for w in args if w.startswith('backbone='))})"
+                                     if args[0] == "finetune" else "")
         rows.append({"part": "miniature", "case": name, "seconds": round(seconds, 1)})
         print(f"miniature {name}: {seconds:.1f} s", flush=True)
     return rows
@@ -160,10 +162,10 @@ def step_rows(batch_size: int, image_size: int, repeats: int, quick: bool) -> li
                 for precision in ("fp32", "bf16"):
                     try:
                         pair.append(step_row(original, arch, metric, attribution, batch, precision, repeats))
-                    except torch.cuda.OutOfMemoryError:
+                    except Exception as exc:  # noqa: BLE001 - report the case (e.g. out of memory) and go on
                         torch.cuda.empty_cache()
                         pair.append({"part": "step", "arch": arch, "attribution": attribution, "metric": metric,
-                                     "precision": precision, "error": "out of GPU memory"})
+                                     "precision": precision, "error": f"{type(exc).__name__}: {exc}"[:120]})
                 timed = [r for r in pair if "step_s" in r]
                 if timed:
                     min(timed, key=lambda r: r["step_s"])["best"] = True
