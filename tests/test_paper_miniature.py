@@ -57,7 +57,7 @@ def test_layout_mapping_and_val_solution(mini):
     assert all(len(list((train / w).glob("*.JPEG"))) == 16 for w in FIRST_WNIDS)
     with open(root / "LOC_val_solution.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 32 and {r["PredictionString"].split()[0] for r in rows} == set(FIRST_WNIDS)
+    assert len(rows) == 64 and {r["PredictionString"].split()[0] for r in rows} == set(FIRST_WNIDS)
     for row in rows:  # the box of each row holds mostly its class's colour: labels belong to their files
         wnid, *box = row["PredictionString"].split()
         x0, y0, x1, y1 = map(int, box)
@@ -85,7 +85,7 @@ def test_imagenet_s_masks_use_r_plus_256g(mini):
 def test_real_loaders_read_the_miniature(mini):
     imagenet = ImageNetDataModule(mini.imagenet_root, image_size=64)  # num_classes=1000 as in the study
     assert imagenet.num_classes == 1000 and imagenet.class_names[:2] == ["red circle", "green square"]
-    assert [len(imagenet.split(s)) for s in ("train", "val", "test")] == [64, 16, 16]
+    assert [len(imagenet.split(s)) for s in ("train", "val", "test")] == [64, 32, 32]
     segmented = ImageNetSDataModule(mini.imagenet_s_root, image_size=64)
     assert [len(segmented.split(s)) for s in ("train", "val", "test")] == [16, 16, 16]
     assert all("train-semi" in str(s[0]) for s in segmented.split("train").samples)

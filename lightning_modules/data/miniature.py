@@ -167,7 +167,7 @@ def _check_target(path: Path) -> None:
                         f"(or remove that one)")
 
 
-def make_miniature(path: str | os.PathLike, classes: int = 4, train_per_class: int = 16, val_per_class: int = 8,
+def make_miniature(path: str | os.PathLike, classes: int = 4, train_per_class: int = 16, val_per_class: int = 16,
                    validation_per_class: int = 8, semi_per_class: int = 4, image_size: int = 80,
                    seed: int = 0) -> MiniatureTree:
     """Write a miniature ILSVRC + ImageNet-S tree at ``path`` (new or empty) and describe it.
