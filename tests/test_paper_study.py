@@ -9,9 +9,11 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from omegaconf import OmegaConf
@@ -57,8 +59,9 @@ def clean_env(cwd: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def paper_study(tmp_path_factory) -> Path:
-    """Run README's miniature block in a fresh folder; the folder it ran in."""
+def paper_study(tmp_path_factory) -> Iterator[Path]:
+    """Run README's miniature block in a fresh folder; the folder it ran in (removed afterwards: the
+    stand-in weights and the vgg16 cell's checkpoints take ~5 GB)."""
     cwd = tmp_path_factory.mktemp("paper-study")
     env = clean_env(cwd)
     for words in miniature_block():
@@ -69,7 +72,8 @@ def paper_study(tmp_path_factory) -> Path:
         assert words[0] == "harmony", f"the miniature block runs only harmony commands and exports: {words}"
         result = subprocess.run(harmony(words[1:]), cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
         assert result.returncode == 0, f"{shlex.join(words)} failed:\n{(result.stdout + result.stderr)[-3000:]}"
-    return cwd
+    yield cwd
+    shutil.rmtree(cwd, ignore_errors=True)
 
 
 def run_dirs(cwd: Path) -> list[Path]:
