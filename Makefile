@@ -36,3 +36,8 @@ mutate: install
 
 clean:
 	rm -rf outputs multirun
+
+# The real study's GPU check (benchmarks/gpu_check.py): one line and status 2 without CUDA.
+.PHONY: gpu-check
+gpu-check: install
+	$(PY) benchmarks/gpu_check.py

@@ -301,6 +301,23 @@ def test_gain_regression_undefined_cases_are_notes():
     assert any("clustered errors need at least 3" in n for n in cell["notes"])
 
 
+def test_gain_regression_with_a_huge_odds_ratio_still_writes_valid_json():
+    """One example with a gain far from the rest, all its labels fine-tuned, one opposite: the slope
+    stays finite (about 10.9) but exp(slope * SD of the gain) overflows float64. The regression must
+    stay valid JSON (no inf) and say why the odds ratio is missing; the slope is still reported."""
+    from harmony_cli.analysis.regression import gain_regression
+
+    gain = np.array([0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 1000.0, -0.5])
+    finetuned = np.array([2, 3, 2, 3, 2, 3, 5, 0])
+    original = np.array([3, 2, 3, 2, 3, 2, 0, 5])
+    reg = gain_regression(gain, finetuned, original)
+    json.dumps(reg, allow_nan=False)  # raises on inf / nan
+    assert reg["coefficient"] > 0 and np.isfinite(reg["coefficient"])
+    assert reg["odds_ratio_per_sd"] is None and any("too large" in n for n in reg["notes"])
+    small = gain_regression(gain[:6], finetuned[:6], original[:6])  # no outlier: an odds ratio is reported
+    assert small["odds_ratio_per_sd"] is not None and np.isfinite(small["odds_ratio_per_sd"])
+
+
 @pytest.mark.parametrize("n_examples, annotators", [(150, 6), (3000, 3)])  # index draws / pattern draws
 def test_cluster_bootstrap_equals_resampling_examples(n_examples, annotators):
     """Each cell's interval has the distribution of resampling the cell's examples with replacement."""

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,19 +60,18 @@ def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout_s: floa
     raise TimeoutError(f"streamlit did not answer on port {port} within {timeout_s} s")
 
 
-@pytest.fixture
-def page_server(tmp_path):
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    info = make_study(url, tmp_path / "images")
+@contextmanager
+def running_page(folder: Path, url: str):
+    """A page server on a free loopback port for the store ``url``; yields its address."""
     port = free_port()
     env = {**os.environ, "HARMONY_DB_URL": url}
-    log = tmp_path / "streamlit.log"
+    log = folder / "streamlit.log"
     with log.open("w") as log_file:  # a file, not a pipe: a full pipe would stall the server
-        server = subprocess.Popen(streamlit_command(port), cwd=tmp_path, env=env, stdout=log_file,
+        server = subprocess.Popen(streamlit_command(port), cwd=folder, env=env, stdout=log_file,
                                   stderr=subprocess.STDOUT)
     try:
         wait_healthy(port, server, log)
-        yield {**info, "url": url, "address": f"http://127.0.0.1:{port}"}
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         try:
@@ -79,6 +79,14 @@ def page_server(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture
+def page_server(tmp_path):
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    info = make_study(url, tmp_path / "images")
+    with running_page(tmp_path, url) as address:
+        yield {**info, "url": url, "address": address}
 
 
 # The images on screen, read in the page: their URLs, byte sizes, and map A's colour.

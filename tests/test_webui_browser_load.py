@@ -9,15 +9,13 @@ given the map colours it saw (original maps are red, fine-tuned blue).
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
 
 import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import LabelAudit, Store
-from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, free_port, streamlit_command, wait_healthy
+from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, running_page
 from tests.webui_study import BLUE, PASSWORD, RED, make_load_study
 
 SESSIONS = 8
@@ -62,21 +60,8 @@ new MutationObserver((mutations) => {
 def load_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'harmony.db'}"
     info = make_load_study(url, tmp_path / "images", SESSIONS, EXAMPLES)
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(streamlit_command(port), cwd=tmp_path, env={**os.environ, "HARMONY_DB_URL": url},
-                                  stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(port, server, log)
-        yield {**info, "url": url, "address": f"http://127.0.0.1:{port}"}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with running_page(tmp_path, url) as address:
+        yield {**info, "url": url, "address": address}
 
 
 async def annotate(browser, address: str, name: str, seed: int) -> dict:

@@ -85,11 +85,15 @@ def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarra
     # Spread of the gain over the decisive labels: an effect size comparable across metrics.
     mean = np.average(gain, weights=n)
     sd = math.sqrt(np.average((gain - mean) ** 2, weights=n))
+    with np.errstate(over="ignore"):
+        odds_ratio = float(np.exp(coefficient * sd)) if sd > 0 else None
+    if odds_ratio is not None and not math.isfinite(odds_ratio):
+        # a nearly separating gain: the slope is finite, its odds ratio per SD is not (JSON has no inf)
+        out["notes"].append("odds ratio per SD of gain too large to report (the gain nearly separates the choices)")
+        odds_ratio = None
     out.update(intercept=intercept, coefficient=coefficient, std_error=std_error, p_value=p_value,
-               std_error_independent=float(fit.bse[1]),
-               odds_ratio_per_sd=float(np.exp(coefficient * sd)) if sd > 0 else None)
+               std_error_independent=float(fit.bse[1]), odds_ratio_per_sd=odds_ratio)
     return out
-
 
 
 def gain_bins(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarray, n_bins: int = 5) -> list[dict]:

@@ -1,16 +1,31 @@
-"""``harmony data preview``: look at the data a run will use."""
+"""``harmony data``: look at the data a run will use (``preview``), or make a miniature ImageNet to try
+the real loaders with (``make-miniature``)."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Inspect data sets.", no_args_is_help=True)
+from ..errors import UserError
+
+app = typer.Typer(help="Inspect data sets; make a miniature ImageNet + ImageNet-S.", no_args_is_help=True)
+
+
+def check_writable(out: Path) -> None:
+    """Fail with one line, before any data is loaded, when ``out`` cannot be written."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write {out} ({exc.strerror or exc}): give --out a file in a writable folder") from exc
 
 
 def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8) -> Path:
-    """Write a PNG grid of ``n`` items of ``split`` with their class and mask outline."""
+    """Write a PNG grid of ``n`` items of ``split`` with their class and mask outline (atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,9 +49,15 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
         ax.set_title(item["class_name"], fontsize=7)
     fig.suptitle(f"{datamodule.name} / {split}: first {n} items (white: object mask)", fontsize=9)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {out} ({exc.strerror or exc}): give --out a file in a writable folder") from exc
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -53,7 +74,47 @@ def preview(
 
     from ..hydra_app import compose_config
 
+    check_writable(out)
     cfg = compose_config(overrides or [], task="data")
     datamodule = instantiate(cfg.data)
     path = preview_grid(datamodule, out, split=split, n=n)
     rprint(f"wrote [bold]{path}[/]")
+
+
+STANDIN_ARCHS = ("resnet18", "vgg16")
+
+
+@app.command("make-miniature")
+def make_miniature_command(
+    path: Path = typer.Argument(..., help="A new (or empty) folder to write the miniature into."),
+    classes: int = typer.Option(4, help="Classes with images (1-8; the mapping still lists 1000)."),
+    image_size: int = typer.Option(80, help="Side of the square images in pixels."),
+    weights: str = typer.Option("resnet18,vgg16", help="Stand-in IMAGENET1K_V1 files to write under "
+                                "PATH/torch_home (comma-separated archs, or 'none'); vgg16's is 527 MB."),
+    weights_image_size: int = typer.Option(64, help="The data.image_size the runs will use: the stand-ins' "
+                                           "heads are fitted at it."),
+    seed: int = typer.Option(0, help="Seed of the drawings and of the stand-ins' random weights."),
+) -> None:
+    """Write a miniature ILSVRC-2012 + ImageNet-S tree (synthetic shapes as JPEGs, masks, CSVs) in seconds."""
+    from rich.console import Console
+
+    from lightning_modules.data.miniature import make_miniature
+
+    rprint = Console(soft_wrap=True, highlight=False).print  # whole lines: the paths are copied from here
+
+    archs = [] if weights.strip().lower() == "none" else [a.strip() for a in weights.split(",") if a.strip()]
+    unknown = sorted(set(archs) - set(STANDIN_ARCHS))
+    if unknown:
+        raise UserError(f"--weights {unknown[0]} has no stand-in: use {', '.join(STANDIN_ARCHS)} or none")
+    tree = make_miniature(path, classes=classes, image_size=image_size, seed=seed)
+    counts = ", ".join(f"{n} {part}" for part, n in tree.counts.items())
+    rprint(f"wrote a miniature of {len(tree.wnids)} classes ({counts} images) in [bold]{tree.root}[/]")
+    rprint(f"  paper.imagenet_root={tree.imagenet_root} paper.imagenet_s_root={tree.imagenet_s_root}")
+    if archs:
+        from lightning_modules.backbones.standin import write_miniature_standins
+
+        torch_home = tree.root / "torch_home"
+        files = write_miniature_standins(tree.imagenet_root, archs, torch_home, image_size=weights_image_size,
+                                         seed=seed)
+        rprint(f"  stand-in weights (random features, head fitted on the miniature; not pretrained): "
+               f"{', '.join(f.name for f in files)}; use them with TORCH_HOME={torch_home}")

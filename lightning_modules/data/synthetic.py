@@ -85,11 +85,16 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def render(seed: int, split: str, index: int, image_size: int = 64) -> tuple[np.ndarray, np.ndarray, int]:
-    """Render one item: (H,W,3) uint8 image, (H,W) bool target mask, class index."""
+def render(seed: int, split: str, index: int, image_size: int = 64,
+           label: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Render one item: (H,W,3) uint8 image, (H,W) bool target mask, class index.
+
+    ``label``: draw this class instead of a random one (the rest of the scene is the same draw).
+    """
     rng = np.random.default_rng([seed, SPLITS[split], index, image_size])
     size = image_size
-    label = int(rng.integers(len(CLASSES)))
+    drawn = int(rng.integers(len(CLASSES)))
+    label = drawn if label is None else int(label)
     img = _background(rng, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     others = [k for k in range(len(CLASSES)) if k != label]
