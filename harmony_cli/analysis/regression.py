@@ -24,6 +24,19 @@ def clustered_covariance(exog: np.ndarray, successes: np.ndarray, trials: np.nda
     return factor * bread @ (scores.T @ scores) @ bread
 
 
+def _undefined_reason(gain: np.ndarray, fin: np.ndarray, orig: np.ndarray) -> str | None:
+    """Why the regression cannot be fitted on these examples, or None."""
+    if (fin + orig).sum() == 0:
+        return "no decisive label on an example with both scores"
+    if fin.sum() == 0 or orig.sum() == 0:
+        return f"every decisive label is {'original' if fin.sum() == 0 else 'finetuned'!r}"
+    if len(gain) < 3:
+        return f"{len(gain)} example(s) with decisive labels and scores (clustered errors need at least 3)"
+    if np.ptp(gain) <= 1e-9 * max(1.0, float(np.abs(gain).max())):  # equal up to rounding
+        return "every example has the same metric gain"
+    return None
+
+
 def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarray) -> dict:
     """Does the metric gain predict the choice? Logistic regression of finetuned-vs-original on the gain.
 
@@ -46,19 +59,9 @@ def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarra
     n = fin + orig
     out = {"n_labels": int(n.sum()), "n_examples": int(keep.sum()), "intercept": None, "coefficient": None,
            "std_error": None, "p_value": None, "std_error_independent": None, "odds_ratio_per_sd": None, "notes": []}
-    if out["n_labels"] == 0:
-        out["notes"].append("gain regression undefined: no decisive label on an example with both scores")
-        return out
-    if fin.sum() == 0 or orig.sum() == 0:
-        side = "original" if fin.sum() == 0 else "finetuned"
-        out["notes"].append(f"gain regression undefined: every decisive label is {side!r}")
-        return out
-    if len(gain) < 3:
-        out["notes"].append(f"gain regression undefined: {len(gain)} example(s) with decisive labels and scores "
-                            f"(clustered errors need at least 3)")
-        return out
-    if np.ptp(gain) <= 1e-9 * max(1.0, float(np.abs(gain).max())):  # equal up to rounding
-        out["notes"].append("gain regression undefined: every example has the same metric gain")
+    reason = _undefined_reason(gain, fin, orig)
+    if reason is not None:
+        out["notes"].append(f"gain regression undefined: {reason}")
         return out
     exog = sm.add_constant(gain, has_constant="add")
     try:

@@ -97,12 +97,11 @@ on one example); annotators are exchangeable and independent given the example; 
 judged by the analyze rule (conf/analysis/), with the Bonferroni bound for a Holm family of --cells cells, \
 so directional power is a lower bound.
     """
-    import pandas as pd
     from hydra.utils import instantiate
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..analysis.power import PowerModel, power_figure, power_grid
+    from ..analysis.power import PowerModel, power_grid
     from ..hydra_app import compose_config
 
     console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
@@ -120,10 +119,20 @@ so directional power is a lower bound.
         task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
         rows = power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
                           progress=lambda: bar.advance(task))
+    folder = out or Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    write_power(folder, rows, model, family, target, simulations, settings, console)
+
+
+def write_power(folder: Path, rows: list[dict], model, family: int, target: str, simulations: int, settings,
+                console) -> None:
+    """power.csv, power.json and the figure in ``folder``, and the table on the console."""
+    import pandas as pd
+
+    from ..analysis.power import power_figure
+
     title = (f"P({target}) with Neither {model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, "
              f"correlation {model.correlation:.2f}; {simulations} simulations, Holm family of {family} cells; "
              f"rule: {settings.describe()}")
-    folder = out or Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(folder / "power.csv", index=False)
     (folder / "power.json").write_text(json.dumps({"model": model.to_dict(), "family": family, "target": target,
