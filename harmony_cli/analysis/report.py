@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from .latex import latex_table
 from .markdown import markdown
 
@@ -52,6 +53,20 @@ def cells_frame(report: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _staging_folder(out_dir: Path) -> Path:
+    """A new empty folder beside ``out_dir`` to write the report into; one-line errors when impossible."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder: give a folder for the report (it is created)")
+    staging = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()  # unlike tempfile.mkdtemp, keeps the umask's permissions for the renamed folder
+    except OSError as exc:
+        raise UserError(f"cannot write the report into {out_dir} ({exc.strerror or exc}): give a writable "
+                        f"folder with --out") from exc
+    return staging
+
+
 def write_report(report: dict, out_dir: Path, plot: bool = True) -> dict[str, Path]:
     """Write report.json, cells.csv, report.md, report.tex and the figures (PNG and PDF) into ``out_dir`` at once.
 
@@ -61,10 +76,8 @@ def write_report(report: dict, out_dir: Path, plot: bool = True) -> dict[str, Pa
     only when all of them are complete. Returns {file name: path}.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     text = to_json(report)  # fails before anything is written if a NaN slipped in
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
-    staging.mkdir()  # unlike tempfile.mkdtemp, keeps the umask's permissions for the renamed folder
+    staging = _staging_folder(out_dir)
     try:
         (staging / "report.json").write_text(text + "\n", encoding="utf-8")
         cells_frame(report).to_csv(staging / "cells.csv", index=False)

@@ -5,7 +5,7 @@ reader sees the rule that produced each verdict.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from ..errors import UserError
 
@@ -40,6 +40,7 @@ class AnalysisSettings:
     seed: int = 0
 
     def __post_init__(self):
+        self._check_types()
         for name in ("alpha", "confidence", "perceptibility_margin", "equivalence_margin", "neither_dominant"):
             value = getattr(self, name)
             if not 0 < value < 1:
@@ -49,6 +50,21 @@ class AnalysisSettings:
             if getattr(self, name) < 0:
                 raise UserError(f"analysis {name} must be >= 0, not {getattr(self, name)}: "
                                 f"set analysis.settings.{name}")
+
+    def _check_types(self) -> None:
+        """Numbers given as text on the command line (``analysis.settings.alpha=abc``) say which key to fix."""
+        for item in fields(self):
+            kind = float if item.type in ("float", float) else int
+            value = getattr(self, item.name)
+            try:
+                number = kind(value)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or isinstance(value, bool) or (kind is int and number != float(value)):
+                what = "number" if kind is float else "whole number"
+                raise UserError(f"analysis.settings.{item.name}={value!r} is not a {what}: "
+                                f"set e.g. analysis.settings.{item.name}={getattr(AnalysisSettings, item.name)}")
+            object.__setattr__(self, item.name, number)
 
     def to_dict(self) -> dict:
         return asdict(self)
