@@ -75,7 +75,7 @@ def database_full(monkeypatch) -> None:
     """Every INSERT/UPDATE of the store fails as SQLite fails on a full disk."""
     from sqlalchemy import event
 
-    import harmony_cli.store.api as api
+    import harmony_cli.store.base as api
 
     real_make_engine = api.make_engine
 
@@ -148,7 +148,7 @@ BUILD_CASES = [
     ("image folder full", ["run={run}"], ("fail", errno.ENOSPC, 0), "the disk is full"),
     ("disk fills during the build", ["run={run}"], ("fail", errno.ENOSPC, 3), "the disk is full"),
     ("image folder below a file", ["run={run}", "study.image_dir={file}/images"], None, "not a folder"),
-    ("database full", ["run={run}"], ("database_full",), "cannot write to the database"),
+    ("database full", ["run={run}"], ("database_full",), "is full: free some space"),
 ]
 
 
@@ -202,7 +202,7 @@ def test_a_rerun_with_a_corrected_image_dir_uses_it(finished_run, store_with_a_s
 SIMULATE_CASES = [
     ("a billion annotators", ["--annotators", "1000000000"], None, "--annotators 1000000000 is out of range"),
     ("no annotators", ["--annotators", "0"], None, "--annotators 0 is out of range"),
-    ("database full", [], "database_full", "the disk is full"),
+    ("database full", [], "database_full", "is full: free some space"),
     ("an unknown study", ["--study", "nope"], None, "no study named 'nope'"),
     ("a probability above 1", ["--neither", "1.5"], None, "--neither must be a probability"),
 ]

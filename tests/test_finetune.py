@@ -141,7 +141,7 @@ def test_agreement_loss_is_a_row_wise_cosine():
 
 # (metric, cheaper settings, lr, steps, the score must go: +1 up / -1 down): expectations of the study,
 # not of the code: RMA is higher-is-better, RIS lower-is-better.
-IMPROVES = [("rma", [], 1e-3, 4, +1), ("ris", ["+metric.metric.n_samples=2"], 1e-3, 4, -1)]
+IMPROVES = [("rma", [], 1e-3, 4, +1), ("ris", ["++metric.metric.n_samples=2"], 1e-3, 4, -1)]
 
 
 @pytest.mark.parametrize("metric_name, extra, lr, steps, direction", IMPROVES, ids=[c[0] for c in IMPROVES])
@@ -215,8 +215,8 @@ def test_every_paper_cell_composes_with_the_right_data():
 
 
 # Cheaper settings of the costly scores (fewer removal steps, superpixels, perturbations).
-CHEAP_SCORES = {"road": ["+metric.metric.percentages=[20,60]"], "irof": ["+metric.metric.n_segments=16"],
-                "ris": ["+metric.metric.n_samples=2"]}
+CHEAP_SCORES = {"road": ["++metric.metric.percentages=[20,60]"], "irof": ["++metric.metric.n_segments=16"],
+                "ris": ["++metric.metric.n_samples=2"]}
 
 
 @pytest.mark.parametrize("metric_name", PAPER_METRICS)

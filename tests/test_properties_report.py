@@ -11,9 +11,8 @@ from itertools import product
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
+import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
 
 from harmony_cli.store import Store
 
@@ -83,13 +82,17 @@ def test_rollups_match_an_independent_count(report_and_labels, field):
         assert row["counts"] == {c: int(count[c]) for c in CHOICES}
         for c in CHOICES:
             assert row["shares"][c] == pytest.approx(count[c] / n)
-        fin, dec = int(count["finetuned"]), int(count["finetuned"] + count["original"])
-        assert row["decisive_finetuned_share"] == pytest.approx(fin / dec)
-        low, high = proportion_confint(fin, dec, alpha=0.05, method="wilson")
-        assert row["decisive_interval"] == pytest.approx([low, high])
-        p = binomtest(fin, dec, 0.5).pvalue
-        assert row["p_value"] == pytest.approx(p)
-        p_values.append((row["p_value_holm"], p))
+        # the pooled figures, clustered by example as a cell's: statsmodels' cluster-robust OLS of
+        # per-label indicators on a constant (decisive: not Neither; net: +1 fine-tuned, -1 original)
+        group = labels[labels[field] == name]
+        decisive = (group["choice"] != "neither").to_numpy(float)
+        net = group["choice"].map({"finetuned": 1.0, "original": -1.0, "neither": 0.0}).to_numpy()
+        clusters = group["example_id"].to_numpy()
+        assert row["decisive_rate"] == pytest.approx(decisive.mean())
+        assert row["net_preference"] == pytest.approx(net.mean())
+        fit = sm.OLS(net, np.ones(len(net))).fit(cov_type="cluster", cov_kwds={"groups": clusters})
+        assert row["p_value"] == pytest.approx(fit.pvalues[0], rel=1e-6)
+        p_values.append((row["p_value_holm"], row["p_value"]))
     holm = multipletests([p for _, p in p_values], method="holm")[1]
     assert [h for h, _ in p_values] == pytest.approx(list(holm))
 

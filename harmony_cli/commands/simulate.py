@@ -6,7 +6,6 @@ from typing import Optional
 import typer
 
 from ..store import Store, StoreError
-from ..study.files import database_write_failure
 from ..study.simulate import MAX_ANNOTATORS, check_annotators, simulate
 
 
@@ -33,13 +32,8 @@ def command(
             if not studies:
                 raise StoreError(f"{store.url} has no study yet: run `harmony build-dataset` first")
             study = studies[-1].name
-        try:
-            result = simulate(store, study, annotators, preference, neither, noise, gain_weight, seed)
-        except Exception as exc:
-            error = database_write_failure(exc, store.url)
-            if error is None:
-                raise
-            raise error from exc
+        # one transaction: a full or read-only store is one line from the store, and nothing is written
+        result = simulate(store, study, annotators, preference, neither, noise, gain_weight, seed)
     finally:
         store.close()
     rprint(f"{annotators} simulated annotators answered study [bold]{study}[/]: {result.added} labels added, "

@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from .cells import CellJob, CellResult, build_cell
-from .files import (check_study_name, check_writable_folder, database_write_failure, file_write_failure,
+from .files import (check_study_name, check_writable_folder, file_write_failure,
                     remove_empty_folder)
 from .runs import check_distinct_cells, default_study_name, find_runs, latest_run
 from .settings import BuildError, StudySettings
@@ -80,8 +80,8 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
         try:
             _build_cells(study, run_dirs, settings, device, outcome, console)
         except Exception as exc:
-            error = (file_write_failure(exc, study.image_dir, "free space there or give study.image_dir=PATH")
-                     or database_write_failure(exc, store.url))
+            # (a full or read-only store is already one line: the store says so itself)
+            error = file_write_failure(exc, study.image_dir, "free space there or give study.image_dir=PATH")
             if error is None:
                 raise
             raise error from exc

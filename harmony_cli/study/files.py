@@ -2,9 +2,9 @@
 
 Every file a study command writes goes through :func:`write_atomic` (a tmp file in the
 same folder renamed into place): a file exists whole or not at all, and a failing write
-leaves no tmp file behind. A failure the user can fix (a read-only or full disk, a
-read-only or full database) becomes one line through :func:`file_write_failure` and
-:func:`database_write_failure`.
+leaves no tmp file behind. A failure the user can fix (a read-only or full disk) becomes one
+line through :func:`file_write_failure`; a full or read-only store says so itself
+(:mod:`harmony_cli.store.db`).
 """
 from __future__ import annotations
 
@@ -23,9 +23,6 @@ PLACE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota 
                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                 errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
                 errno.EEXIST: "a file is in the way"}
-# What SQLite (through SQLAlchemy) says when its file cannot take the write.
-DATABASE_FULL_OR_READ_ONLY = ("database or disk is full", "readonly database", "read-only database",
-                              "disk i/o error", "unable to open database file")
 
 
 def check_study_name(name: str, option: str = "study.name") -> str:
@@ -111,19 +108,3 @@ def file_write_failure(exc: BaseException, folder: str | os.PathLike, fix: str) 
     return None
 
 
-def database_write_failure(exc: BaseException, db_url: str) -> UserError | None:
-    """A one-line UserError for a store write that failed because its database is full or read-only.
-
-    (SQLAlchemy's OperationalError around SQLite's "database or disk is full", "readonly database".)
-    None for any other failure.
-    """
-    from sqlalchemy.exc import OperationalError
-
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if not isinstance(exc, OperationalError) or not any(s in text for s in DATABASE_FULL_OR_READ_ONLY):
-        return None
-    from ..store.db import shown_url
-
-    reason = "the disk is full" if "full" in text else "it is read-only or unreachable"
-    return UserError(f"cannot write to the database {shown_url(db_url)}: {reason} ({text.splitlines()[0]}); "
-                     f"nothing was stored: free space or give --db a writable database")
