@@ -7,7 +7,7 @@
    step of the same model and batch, measured alternately in the same run; ratio = ours / plain.
    Targets: GradCAM localization (RMA, Focus with its default ``mosaic: half``) <= 1.5, guided
    backprop localization <= 3.5; Focus with ``mosaic=full`` (B/4 mosaics of 2H x 2W), RIS with
-   both maps trained (``detach_unperturbed=false``, the previous default) and the perturbation
+   the unperturbed map detached (``detach_unperturbed=true``, the original code's way; off by default) and the perturbation
    family report their ratio, side by side with the defaults in the same run.
 2. (full mode, unless --no-runs) ``harmony finetune metric=<m>`` with the default config for
    each metric: seconds, original -> fine-tuned score, agreement. Targets: rma and focus improve
@@ -43,7 +43,7 @@ STEP_CASES = [
     ("road", "gradcam", "perturbation", None, ()),
     ("irof", "gradcam", "perturbation", None, ()),
     ("ris", "gradcam", "stability", None, ()),  # the map of x without a graph
-    ("ris", "gradcam", "stability", None, ("metric.metric.detach_unperturbed=false",)),
+    ("ris", "gradcam", "stability", None, ("metric.metric.detach_unperturbed=true",)),
 ]
 RUN_METRICS = ("rma", "focus", "road", "irof", "ris")
 
