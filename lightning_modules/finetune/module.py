@@ -127,7 +127,7 @@ class FinetuneModule(pl.LightningModule):
         """
         fast = self._fast_original
         if fast is None or fast[0] != x.device:
-            from ..metrics.base import FastForward
+            from ..fast_forward import FastForward
 
             fast = self._fast_original = (x.device, FastForward(self.original, batch_size=max(len(x), 1)))
         return fast[1].logits(x).clone()  # a normal tensor: inference tensors cannot enter a graph

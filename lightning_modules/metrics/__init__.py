@@ -18,7 +18,8 @@ through ``explain(..., create_graph=True)``, lower is better):
 :class:`RelativeInputStability`. Each module's docstring says how it follows its paper
 and where it differs from Quantus 0.6, the reference the tests compare against.
 """
-from .base import FastForward, Metric, MetricInputError
+from ..fast_forward import FastForward
+from .base import Metric, MetricInputError, RemovalMetric
 from .focus import Focus, focus, make_mosaics
 from .imputation import noisy_linear_imputation
 from .irof import IROF, irof, irof_curves, slic_segments
@@ -28,7 +29,7 @@ from .rma import RelevanceMassAccuracy, relevance_mass_accuracy
 from .road import PERCENTAGE_PRESETS, ROAD, road, road_curve
 
 __all__ = [
-    "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "PERCENTAGE_PRESETS", "ROAD",
+    "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "PERCENTAGE_PRESETS", "ROAD", "RemovalMetric",
     "RelativeInputStability", "RelevanceMassAccuracy", "focus", "irof", "irof_curves", "make_mosaics",
     "metric_class", "noisy_linear_imputation", "relative_input_stability", "relevance_mass_accuracy", "road",
     "road_curve", "slic_segments",

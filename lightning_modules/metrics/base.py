@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
-from ..fast_forward import FastForward  # noqa: F401 - re-exported: the finetune module imports it from here
 
 Explain = Callable[..., Tensor]
 
@@ -66,7 +65,7 @@ def share(inside: Tensor, total: Tensor) -> Tensor:
 class Metric:
     """An explanation-quality metric as the fine-tuning module uses it.
 
-    Class attributes (mirrored in conf/metric/<name>.yaml): ``name``, ``family``
+    Class attributes, the single source of a metric's facts (its YAML holds none): ``name``, ``family``
     (localization | perturbation | stability), ``higher_is_better`` (of :meth:`score`),
     ``needs_masks``.
 
@@ -160,6 +159,28 @@ def removal_loss(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, baseline:
     removed = x + m * (baseline - x)
     probs = model(removed).softmax(-1)
     return probs.gather(1, y[:, None]).mean()
+
+
+class RemovalMetric(Metric):
+    """A perturbation metric whose training term is :func:`removal_loss` toward :meth:`baseline`.
+
+    loss_fraction, loss_temperature: the soft top share of each map removed in the loss.
+    batch_size: images per forward pass when scoring.
+    """
+
+    def __init__(self, loss_fraction: float = 0.25, loss_temperature: float = 0.1, batch_size: int = 64):
+        self.loss_fraction = loss_fraction
+        self.loss_temperature = loss_temperature
+        self.batch_size = batch_size
+
+    def baseline(self, x: Tensor) -> Tensor:
+        """(B,C,H,W) -> what a removed pixel becomes (broadcastable to x)."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
+        y, _ = check_images(x, y)
+        maps = explain_maps(explain, x, y, create_graph=True)
+        return removal_loss(model, x, y, maps, self.baseline(x), self.loss_fraction, self.loss_temperature)
 
 
 def channel_mean(x: Tensor) -> Tensor:

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import (Explain, FastForward, Metric, MetricInputError, channel_mean, check_images, explain_maps,
-                   removal_loss)
+from ..fast_forward import FastForward
+from .base import (Explain, MetricInputError, RemovalMetric, channel_mean, check_images,
+                   explain_maps)
 
 
 def slic_segments(x: Tensor, n_segments: int = 100, compactness: float = 10.0) -> Tensor:
@@ -151,7 +152,7 @@ def irof(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, n_segments: int =
     return (1.0 - area).float()
 
 
-class IROF(Metric):
+class IROF(RemovalMetric):
     """IROF as a fine-tuning target (conf/metric/irof.yaml).
 
     score: :func:`irof` of ``explain(x, y)`` (higher is better).
@@ -167,18 +168,14 @@ class IROF(Metric):
 
     def __init__(self, n_segments: int = 100, compactness: float = 10.0, loss_fraction: float = 0.25,
                  loss_temperature: float = 0.1, batch_size: int = 64):
+        super().__init__(loss_fraction, loss_temperature, batch_size)
         self.n_segments = n_segments
         self.compactness = compactness
-        self.loss_fraction = loss_fraction
-        self.loss_temperature = loss_temperature
-        self.batch_size = batch_size
 
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         y, _ = check_images(x, y)
         maps = explain_maps(explain, x, y)
         return irof(model, x, y, maps, self.n_segments, self.compactness, batch_size=self.batch_size)
 
-    def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        y, _ = check_images(x, y)
-        maps = explain_maps(explain, x, y, create_graph=True)
-        return removal_loss(model, x, y, maps, channel_mean(x), self.loss_fraction, self.loss_temperature)
+    def baseline(self, x: Tensor) -> Tensor:
+        return channel_mean(x)  # IROF's per-image channel mean

@@ -34,7 +34,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import (Explain, FastForward, Metric, MetricInputError, as_maps, check_images, explain_maps,
+from ..fast_forward import FastForward
+from .base import (Explain, Metric, MetricInputError, as_maps, check_images, explain_maps,
                    grad_mode, grad_ready)
 
 

@@ -48,8 +48,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import (Explain, FastForward, Metric, MetricInputError, box_blur, check_images, explain_maps,
-                   removal_loss)
+from ..fast_forward import FastForward
+from .base import Explain, MetricInputError, RemovalMetric, box_blur, check_images, explain_maps
 from .imputation import solve_imputation
 
 PERCENTAGE_PRESETS = {"harmony": tuple(range(5, 95, 9)), "quantus": tuple(range(1, 100, 2))}
@@ -159,7 +159,7 @@ def road(model: nn.Module, x: Tensor, y: Tensor, maps: Tensor, percentages: Sequ
     return score + 1.0 if curve == "morf" else score
 
 
-class ROAD(Metric):
+class ROAD(RemovalMetric):
     """ROAD as a fine-tuning target (conf/metric/road.yaml).
 
     score: :func:`road` of ``explain(x, y)`` (higher is better) on the ``curve`` ("morf",
@@ -182,13 +182,11 @@ class ROAD(Metric):
     def __init__(self, percentages: Sequence[float] | str = "harmony", noise: float = 0.01, seed: int = 0,
                  loss_fraction: float = 0.25, loss_temperature: float = 0.1, batch_size: int = 64,
                  curve: str = "morf"):
+        super().__init__(loss_fraction, loss_temperature, batch_size)
         self.percentages = tuple(_percentages(percentages))
         self.curve = _curve(curve)
         self.noise = float(noise)
         self.seed = seed
-        self.loss_fraction = loss_fraction
-        self.loss_temperature = loss_temperature
-        self.batch_size = batch_size
 
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         y, _ = check_images(x, y)
@@ -196,7 +194,5 @@ class ROAD(Metric):
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
         return road(model, x, y, maps, self.percentages, self.noise, generator, self.batch_size, self.curve)
 
-    def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        y, _ = check_images(x, y)
-        maps = explain_maps(explain, x, y, create_graph=True)
-        return removal_loss(model, x, y, maps, box_blur(x), self.loss_fraction, self.loss_temperature)
+    def baseline(self, x: Tensor) -> Tensor:
+        return box_blur(x)  # a differentiable stand-in for ROAD's linear imputation
