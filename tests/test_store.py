@@ -243,3 +243,14 @@ def test_database_url_comes_from_argument_then_environment_then_default(monkeypa
     # one outputs root: HARMONY_OUTPUTS moves the default store with the runs and reports
     monkeypatch.setenv("HARMONY_OUTPUTS", "/data/harmony-out")
     assert resolve_db_url() == "sqlite:////data/harmony-out/harmony.db"
+
+
+def test_study_settings_are_merged_into_its_config_and_an_unknown_study_is_refused(db_url):
+    with Store.open(db_url) as store:
+        store.get_or_create_study("s", config={"metric": "rma", "labels_per_example": 5})
+        assert store.update_study_config("s", labels_per_example=2, instructions="Look") == {
+            "metric": "rma", "labels_per_example": 2, "instructions": "Look"}
+        assert store.study("s").config == {"metric": "rma", "labels_per_example": 2, "instructions": "Look"}
+        with pytest.raises(StoreError, match="no study called 'other'"):
+            store.update_study_config("other", open=False)
+        assert store.study("s").config["labels_per_example"] == 2

@@ -26,6 +26,19 @@ class StudiesMixin:
         with self.read() as session:
             return session.scalar(select(Study).where(Study.name == name))
 
+    def update_study_config(self, name: str, **values) -> dict:
+        """Set keys of a study's settings (``Study.config``) in one transaction; the new settings.
+
+        Study-level settings the page reads (``labels_per_example``, ``instructions``, ``open``)
+        live here beside what the study was built with.
+        """
+        with self.write() as session:
+            study = session.scalar(select(Study).where(Study.name == name).with_for_update())
+            if study is None:
+                raise StoreError(f"no study called {name!r}; `harmony studies` lists them")
+            study.config = {**(study.config or {}), **values}  # a new dict: JSON columns track assignment
+            return dict(study.config)
+
     def studies(self) -> list[Study]:
         with self.read() as session:
             return list(session.scalars(select(Study).order_by(Study.id)))
