@@ -1,10 +1,11 @@
-"""``harmony studies``: what the store holds, one row per study and cell."""
+"""``harmony studies``: what the store holds, one row per study and cell; ``set-instructions``."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 from enum import Enum
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -56,6 +57,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def studies(
+    ctx: typer.Context,
     db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
                                                         "else <outputs>/harmony.db)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table (rich), markdown, csv or json."),
@@ -63,6 +65,9 @@ def studies(
 ) -> None:
     """List studies by cell: examples, labels, and annotators with at least one label."""
     from ..store import Store
+
+    if ctx.invoked_subcommand is not None:  # `harmony studies set-instructions ...`: not the listing
+        return
 
     store = Store.open(db, create=False)
     try:
@@ -81,3 +86,32 @@ def studies(
         typer.echo(as_csv(rows))
     else:
         print_table(rows)
+
+
+# `harmony studies set-instructions` -----------------------------------------------------------
+
+def set_instructions(
+    study: str = typer.Argument(..., help="The study's name (`harmony studies` lists them)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="A UTF-8 Markdown file with the instructions."),
+    text: Optional[str] = typer.Option(None, "--text", help="The instructions themselves (Markdown)."),
+    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
+                                                        "else <outputs>/harmony.db)."),
+) -> None:
+    """Set a study's instructions (Markdown), shown before an annotator's first example and behind Help."""
+    from ..errors import UserError
+    from ..store import Store
+    from ..study import instructions
+
+    fix = "give --file PATH (a Markdown file) or --text TEXT"
+    if (file is None) == (text is None):
+        raise UserError(f"set-instructions takes exactly one of --file and --text: {fix}")
+    value = instructions.read_file(file, fix) if file is not None else instructions.checked_text(text, "--text", fix)
+    with Store.open(db, create=False) as store:
+        store.update_study_config(study, **{instructions.CONFIG_KEY: value})
+    typer.echo(f"study {study}: instructions set ({len(value):,} characters); annotators see them before their "
+               f"first example and behind the page's Help button")
+
+
+app = typer.Typer(help="List the studies in the store by cell, or change a study's settings.")
+app.callback(invoke_without_command=True)(studies)
+app.command("set-instructions")(set_instructions)

@@ -34,6 +34,7 @@ class StudySettings:
     db_url: Optional[str] = None
     image_dir: Optional[str] = None
     disjoint_images: bool = True
+    instructions: Optional[str] = None  # Markdown for the annotators, or a file's path (study_row records it)
 
     @classmethod
     def from_config(cls, study: Any) -> "StudySettings":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from . import instructions as study_instructions
 from .settings import PINNED_SETTINGS, BuildError, StudySettings
 
 
@@ -17,7 +18,9 @@ from .settings import PINNED_SETTINGS, BuildError, StudySettings
 class StudyRow:
     """Where a build's examples go: ``id`` is None until the first examples are stored.
 
-    ``config``: what the study records (pinned settings, source runs, ``higher_is_better`` per metric).
+    ``config``: what the study records (pinned settings, source runs, ``higher_is_better`` per metric,
+    the annotators' ``instructions`` when ``study.instructions`` gives them: a later build that gives
+    others replaces them).
     ``note``: a line for the summary when the stored study differs from the settings (its image folder).
     """
 
@@ -32,6 +35,9 @@ class StudyRow:
     def open(cls, store, name: str, settings: StudySettings, config: dict, image_dir: Path) -> "StudyRow":
         """The study called ``name``: the stored one to complete, or a new one (not written yet)."""
         found = store.study(name)
+        instructions = study_instructions.from_setting(settings.instructions)
+        if instructions is not None:
+            config = {**config, study_instructions.CONFIG_KEY: instructions}
         if found is None:
             return cls(store, name, config, image_dir)
         if found.source != "harmony" or not found.image_dir:
@@ -47,6 +53,8 @@ class StudyRow:
             empty = not _has_examples(session, found.id)
         if empty:  # a row an older harmony left behind: start it afresh
             return cls(store, name, config, image_dir, id=found.id)
+        if instructions is not None and recorded.get(study_instructions.CONFIG_KEY) != instructions:
+            recorded = store.update_study_config(name, **{study_instructions.CONFIG_KEY: instructions})
         row = cls(store, name, recorded, Path(found.image_dir), id=found.id)
         if Path(found.image_dir) != image_dir:
             row.note = (f"study {name!r} keeps its images in {found.image_dir} (where it was started), not "
