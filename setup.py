@@ -7,9 +7,11 @@ from setuptools import find_namespace_packages, find_packages, setup
 
 CODE = find_packages(include=["harmony_cli*", "lightning_modules*", "webui*"])
 CONFIGS = ["harmony_cli.conf", *(f"harmony_cli.conf.{group}" for group in find_namespace_packages(where="conf"))]
+# The page's files beside its code: Streamlit settings, the pair component, the practice pair's PNGs.
+PAGE_FILES = [".streamlit/config.toml", "pair.js", "pair.css", "practice_pair/*.png"]
 
 setup(
     packages=[*CODE, *CONFIGS],
     package_dir={"harmony_cli.conf": "conf"},
-    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": [".streamlit/config.toml", "pair.js", "pair.css"]},
+    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": PAGE_FILES},
 )

@@ -25,13 +25,17 @@ def _png(path: Path, color: tuple[int, int, int], size: int = 16) -> str:
     return path.name
 
 
-def make_study(db_url: str, image_dir: Path) -> dict:
+def make_study(db_url: str, image_dir: Path, instructions_first: bool = False) -> dict:
     """A study of two cells (3 and 2 examples) and three annotators: ana, ben (active), cy (inactive).
+
+    ``instructions_first``: whether the page shows the instructions and practice pair before the first
+    example (webui/instructions.py); off by default, so that tests of the examples start on one.
 
     Returns {"study_id", "ana", "ben", "cy" (ids), "cells": [[example ids in order] per cell]}.
     """
     store = Store.open(db_url)
     study = store.get_or_create_study("webui-test", image_dir=str(image_dir))
+    store.update_study_config(study.name, instructions_first=instructions_first)
     cells = []
     for cell_number, cell in enumerate(CELLS):
         key = {k: cell[k] for k in ("dataset", "metric", "backbone", "attribution")}
@@ -61,6 +65,7 @@ def make_load_study(db_url: str, image_dir: Path, annotators: int, examples: int
     """
     with Store.open(db_url) as store:
         study = store.get_or_create_study("webui-load", image_dir=str(image_dir))
+        store.update_study_config(study.name, instructions_first=False)  # straight to the examples
         cell = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
         rows = [dict(cell, source_key=f"e{i}", position=i, class_name=f"shape-{i}",
                      image_path=_png(image_dir / f"e{i}_image.png", (40 + i % 200, 200, 40)),

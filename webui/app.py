@@ -17,6 +17,7 @@ import logging
 import streamlit as st
 
 from harmony_cli.store import Store, StoreError, resolve_db_url
+from webui import instructions as page_instructions
 from webui import login as page_login
 from webui import pair
 from webui.images import pair_images
@@ -25,7 +26,7 @@ from webui.session import (SECRET_NAME, CellCursor, PressLog, example_screen, ha
 
 log = logging.getLogger("harmony.webui")
 
-INSTRUCTION = "Select the map that better explains the prediction, or Neither if they are of equal quality"
+INSTRUCTION = page_instructions.INSTRUCTION  # one source: the study's default instructions say it in full
 PAGE_CSS = (
     "<style>"
     # less empty space above the page, so that an example fits a laptop screen
@@ -206,8 +207,9 @@ def example_screen_ui(store: Store, url: str) -> None:
     mount_pair({"token": cursor.token, "instruction": INSTRUCTION, "answered": screen.answered,
                 "progress": f"Example {cursor.index + 1} of {screen.total} · {screen.done} answered",
                 "prediction": screen.example.class_name}, images)
-    back, _, forward = st.columns([1, 3, 1])
+    back, help_, forward = st.columns([1, 3, 1])
     back.button("Back", key="nav-back", on_click=cursor.back, disabled=cursor.index == 0, width="stretch")
+    page_instructions.help_button(help_, st.session_state.annotator_id, cursor)
     forward.button("Next", key="nav-next", on_click=cursor.next, width="stretch")
 
 
@@ -235,6 +237,7 @@ def main() -> None:
         log_out()  # deactivated, or a new password, since logging in
         st.warning("Your session has ended (your account was changed by an admin): log in again.")
     if "annotator_id" in st.session_state:
+        page_instructions.take_practice_presses(st.session_state.annotator_id, press_log())  # never stored
         take_presses(store, url)
         if "annotator_id" not in st.session_state:
             st.warning("Your session has ended (your account was changed by an admin): log in again.")
@@ -244,8 +247,8 @@ def main() -> None:
     header(in_cell="cursor" in st.session_state)
     if "cursor" not in st.session_state:
         cells_screen(store, url)
-    else:
-        example_screen_ui(store, url)
+    elif not page_instructions.screen(store, st.session_state.annotator_id, st.session_state.cursor, mount_pair):
+        example_screen_ui(store, url)  # (instructions, the practice pair or Help come first when due)
 
 
 if __name__ == "__main__":
