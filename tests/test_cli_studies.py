@@ -53,32 +53,31 @@ def _study_config(url: str, name: str) -> dict:
         return dict(store.study(name).config or {})
 
 
-def test_set_instructions_from_a_file_or_the_text_replaces_the_studys_instructions(sqlite_url, tmp_path,
-                                                                                   monkeypatch, capsys):
+def test_set_instructions_from_a_file_or_the_text_replaces_the_studys_instructions(db_url, tmp_path, monkeypatch,
+                                                                                   capsys):
     from tests.helpers import run_main
 
-    with Store.open(sqlite_url) as store:
+    with Store.open(db_url) as store:
         store.get_or_create_study("s1")
         store.update_study_config("s1", labels_per_example=3)
     path = tmp_path / "how-to.md"
     path.write_text(f"\n{INSTRUCTIONS}\n\n", encoding="utf-8")
     code, out, err = run_main(monkeypatch, capsys, "studies", "set-instructions", "s1", "--file", str(path),
-                              "--db", sqlite_url)
+                              "--db", db_url)
     assert (code, err) == (0, "") and "study s1: instructions set" in out
-    assert _study_config(sqlite_url, "s1") == {"labels_per_example": 3, "instructions": INSTRUCTIONS}
+    assert _study_config(db_url, "s1") == {"labels_per_example": 3, "instructions": INSTRUCTIONS}
     code, out, err = run_main(monkeypatch, capsys, "studies", "set-instructions", "s1", "--text", "Just *look*.",
-                              "--db", sqlite_url)
+                              "--db", db_url)
     assert code == 0, err
-    assert _study_config(sqlite_url, "s1") == {"labels_per_example": 3, "instructions": "Just *look*."}
-    code, out, _ = run_main(monkeypatch, capsys, "studies", "--json", "--db", sqlite_url)  # the listing still works
+    assert _study_config(db_url, "s1") == {"labels_per_example": 3, "instructions": "Just *look*."}
+    code, out, _ = run_main(monkeypatch, capsys, "studies", "--json", "--db", db_url)  # the listing still works
     assert code == 0 and json.loads(out) == []
 
 
-def test_set_instructions_refuses_bad_input_in_one_line_and_changes_nothing(sqlite_url, tmp_path, monkeypatch,
-                                                                            capsys):
+def test_set_instructions_refuses_bad_input_in_one_line_and_changes_nothing(db_url, tmp_path, monkeypatch, capsys):
     from tests.test_annotators_cli import assert_one_line_error, harmony_main
 
-    with Store.open(sqlite_url) as store:
+    with Store.open(db_url) as store:
         store.get_or_create_study("s1")
         store.update_study_config("s1", instructions=INSTRUCTIONS)
     (tmp_path / "blank.md").write_text(" \n\n", encoding="utf-8")
@@ -94,13 +93,12 @@ def test_set_instructions_refuses_bad_input_in_one_line_and_changes_nothing(sqli
         (("s1", "--text", "hi", "--file", str(tmp_path / "blank.md")), ("exactly one of --file and --text",)),
     ]
     for args, fragments in cases:
-        result = harmony_main(monkeypatch, capsys, "studies", "set-instructions", *args, "--db", sqlite_url)
+        result = harmony_main(monkeypatch, capsys, "studies", "set-instructions", *args, "--db", db_url)
         assert_one_line_error(result, *fragments)
-        assert _study_config(sqlite_url, "s1") == {"instructions": INSTRUCTIONS}, args
+        assert _study_config(db_url, "s1") == {"instructions": INSTRUCTIONS}, args
 
 
-def test_study_instructions_are_recorded_when_the_study_is_built_and_replaced_by_a_later_build(sqlite_url,
-                                                                                             tmp_path):
+def test_study_instructions_are_recorded_when_the_study_is_built_and_replaced_by_a_later_build(db_url, tmp_path):
     import pytest
 
     from harmony_cli.errors import UserError
@@ -112,18 +110,18 @@ def test_study_instructions_are_recorded_when_the_study_is_built_and_replaced_by
     path = tmp_path / "how-to.md"
     path.write_text(INSTRUCTIONS, encoding="utf-8")
     rows = [dict(CELL, source_key=str(i), class_name="c") for i in range(2)]
-    with Store.open(sqlite_url) as store:
+    with Store.open(db_url) as store:
         plain = StudyRow.open(store, "plain", StudySettings(), {"seed": 0}, tmp_path / "plain")
         plain.add(rows, {"rma": True})
         built = StudyRow.open(store, "built", StudySettings(instructions=str(path)), {"seed": 0}, tmp_path / "b")
         built.add(rows, {"rma": True})
-        assert "instructions" not in _study_config(sqlite_url, "plain")  # the page's default applies
-        assert _study_config(sqlite_url, "built")["instructions"] == INSTRUCTIONS
+        assert "instructions" not in _study_config(db_url, "plain")  # the page's default applies
+        assert _study_config(db_url, "built")["instructions"] == INSTRUCTIONS
         StudyRow.open(store, "built", StudySettings(), {"seed": 0}, tmp_path / "b")  # null keeps them
-        assert _study_config(sqlite_url, "built")["instructions"] == INSTRUCTIONS
+        assert _study_config(db_url, "built")["instructions"] == INSTRUCTIONS
         again = StudyRow.open(store, "built", StudySettings(instructions="Other *text*"), {"seed": 0}, tmp_path / "b")
-        assert again.config["instructions"] == _study_config(sqlite_url, "built")["instructions"] == "Other *text*"
-        assert _study_config(sqlite_url, "built")["higher_is_better"] == {"rma": True}  # the rest is kept
+        assert again.config["instructions"] == _study_config(db_url, "built")["instructions"] == "Other *text*"
+        assert _study_config(db_url, "built")["higher_is_better"] == {"rma": True}  # the rest is kept
         for value, fragment in ((str(tmp_path / "typo.md"), "typo.md does not exist"), (" ", "is empty")):
             with pytest.raises(UserError, match=fragment):
                 StudyRow.open(store, "new", StudySettings(instructions=value), {}, tmp_path / "new")

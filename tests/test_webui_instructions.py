@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -81,7 +82,9 @@ def test_instructions_then_the_practice_pair_come_first_and_the_practice_stores_
         assert stored_rows(store) == (0, 0)  # neither a label nor an audit row
     assert not at.button(key="intro-start").disabled
 
+    clicked = time.monotonic()
     at.button(key="intro-start").click().run()
+    assert at.session_state["cursor"].shown_at >= clicked  # the first answer's time starts on its example
     header, _ = displayed(at)
     assert header["prediction"] == "shape-0-0" and header["progress"].startswith("Example 1 of 3")
     press(at, "neither")
@@ -147,7 +150,9 @@ def test_help_shows_the_instructions_and_returns_to_the_same_example_as_a_new_di
     assert displayed(at)[0]["token"] is None  # the help screen takes no answer
     press(at, "A", token="")  # what a key pressed on the help screen carries: no display
     assert stored_rows(store) == (0, 0) and "was not stored" in refused(at)[-1]
+    clicked = time.monotonic()
     at.button(key="help-back").click().run()
+    assert at.session_state["cursor"].shown_at >= clicked  # time on the help screen is not the answer's
     after = displayed(at)[0]
     assert after["prediction"] == "shape-0-1" and after["token"] != before["token"]
     press(at, "B", token=before["token"])  # made on the display shown before Help
