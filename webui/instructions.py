@@ -121,7 +121,9 @@ def screen(store: Store, annotator_id: int, cursor: CellCursor, mount: Mount) ->
 
 
 def help_button(container, annotator_id: int, cursor: CellCursor) -> None:
-    container.button("Help", key="nav-help", on_click=open_help, args=(annotator_id, cursor))
+    """The Help button, centred in ``container`` (the column between Back and Next)."""
+    _, middle, _ = container.columns([1, 1, 1])
+    middle.button("Help", key="nav-help", on_click=open_help, args=(annotator_id, cursor), width="stretch")
 
 
 # callbacks ---------------------------------------------------------------------------------------
