@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
+from console import table_console  # benchmarks/console.py, beside this file
 
 REPO = Path(__file__).resolve().parent.parent
 # (metric, attribution, family, target ratio ours/plain or None: reported only, extra overrides)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         table.add_row(*[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, "") or "")
                         for c in columns])
-    Console().print(table)
+    table_console().print(table)
     return rows
 
 
