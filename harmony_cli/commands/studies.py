@@ -1,4 +1,5 @@
-"""``harmony studies``: what the store holds, one row per study and cell; ``set-instructions``."""
+"""``harmony studies``: what the store holds, one row per study and cell; and a study's settings
+(``open``/``close`` to new labels, ``set-labels-per-example``, ``set-instructions``)."""
 from __future__ import annotations
 
 import csv
@@ -56,19 +57,23 @@ def print_table(rows: list[dict]) -> None:
     console.print(table)
 
 
+DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db)."
+app = typer.Typer(help="List studies by cell (without a subcommand), or change a study's settings.",
+                  invoke_without_command=True)
+
+
+@app.callback()
 def studies(
     ctx: typer.Context,
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table (rich), markdown, csv or json."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """List studies by cell: examples, labels, and annotators with at least one label."""
     from ..store import Store
 
-    if ctx.invoked_subcommand is not None:  # `harmony studies set-instructions ...`: not the listing
+    if ctx.invoked_subcommand is not None:
         return
-
     store = Store.open(db, create=False)
     try:
         rows = [{k: row[k] for k in STUDY_KEYS} for row in store.cells()]
@@ -88,30 +93,68 @@ def studies(
         print_table(rows)
 
 
-# `harmony studies set-instructions` -----------------------------------------------------------
+# study settings (assign) ----------------------------------------------------------------------
 
+def _set(study: str, db: Optional[str], **values) -> dict:
+    from ..store import Store
+
+    with Store.open(db, create=False) as store:
+        return store.update_study_config(study, **values)
+
+
+@app.command("open")
+def open_(
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Open a study to new labels on the page (imported studies are closed until opened)."""
+    _set(study, db, open=True)
+    typer.echo(f"study {study} is open to new labels from the annotators assigned to it")
+
+
+@app.command("close")
+def close(
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Close a study to new labels: the page refuses them, even from sessions already open; labels stay."""
+    _set(study, db, open=False)
+    typer.echo(f"study {study} is closed to new labels")
+
+
+@app.command("set-labels-per-example")
+def set_labels_per_example(
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
+    count: int = typer.Argument(..., help="Labels each example gets (the page hands out examples until each "
+                                          "has this many)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Set how many labels each example of a study gets (default 5, as in the published study)."""
+    from ..errors import UserError
+
+    if count < 1:
+        raise UserError(f"labels per example must be at least 1, not {count}")
+    _set(study, db, labels_per_example=count)
+    typer.echo(f"study {study}: {count} labels per example")
+
+
+# `harmony studies set-instructions` (instructions) ----------------------------------------------
+
+@app.command("set-instructions")
 def set_instructions(
-    study: str = typer.Argument(..., help="The study's name (`harmony studies` lists them)."),
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
     file: Optional[Path] = typer.Option(None, "--file", help="A UTF-8 Markdown file with the instructions."),
     text: Optional[str] = typer.Option(None, "--text", help="The instructions themselves (Markdown)."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Set a study's instructions (Markdown), shown before an annotator's first example and behind Help."""
     from ..errors import UserError
-    from ..store import Store
     from ..study import instructions
 
     fix = "give --file PATH (a Markdown file) or --text TEXT"
     if (file is None) == (text is None):
         raise UserError(f"set-instructions takes exactly one of --file and --text: {fix}")
     value = instructions.read_file(file, fix) if file is not None else instructions.checked_text(text, "--text", fix)
-    with Store.open(db, create=False) as store:
-        store.update_study_config(study, **{instructions.CONFIG_KEY: value})
+    _set(study, db, **{instructions.CONFIG_KEY: value})
     typer.echo(f"study {study}: instructions set ({len(value):,} characters); annotators see them before their "
                f"first example and behind the page's Help button")
-
-
-app = typer.Typer(help="List the studies in the store by cell, or change a study's settings.")
-app.callback(invoke_without_command=True)(studies)
-app.command("set-instructions")(set_instructions)
