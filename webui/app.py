@@ -17,6 +17,7 @@ import logging
 import streamlit as st
 
 from harmony_cli.store import Store, StoreError, resolve_db_url
+from webui import dashboard as admin_dashboard
 from webui import login as page_login
 from webui import pair
 from webui.images import pair_images
@@ -242,6 +243,8 @@ def main() -> None:
         login_screen(store, url)
         return
     header(in_cell="cursor" in st.session_state)
+    if admin_dashboard.show(store):  # admins: the dashboard (webui/dashboard.py); a non-admin is refused it
+        return
     if "cursor" not in st.session_state:
         cells_screen(store, url)
     else:

@@ -1,0 +1,179 @@
+"""The admin dashboard (webui/dashboard.py, webui/admin_accounts.py) under Streamlit's AppTest.
+
+The study of tests/webui_study.py (cells rma: 3 examples, focus: 2) with labels_per_example 2, an admin
+``root`` and the labels of SEED; every expected figure below is worked out by hand from SEED.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from harmony_cli.store import Annotator, Store
+from tests.helpers import run_main
+from tests.webui_study import PASSWORD, make_study
+from webui.dashboard import REFUSED
+
+APP = Path(__file__).resolve().parent.parent / "webui" / "app.py"
+O, N, F = "original", "neither", "finetuned"
+# (annotator, cell, example index, choice, map shown left, response ms)
+SEED = [("ana", 0, 0, O, O, 2000), ("ana", 0, 1, F, O, 4000), ("ana", 0, 2, N, F, 30000),
+        ("ben", 0, 0, F, F, 1000), ("ben", 1, 0, O, F, 3000)]
+
+
+def seed_dashboard_study(url: str, image_dir: Path) -> dict:
+    """make_study's store with an admin ``root``, labels_per_example 2 and the SEED labels."""
+    info = make_study(url, image_dir)
+    with Store.open(url) as store:
+        info["root"] = store.add_annotator("root", PASSWORD, admin=True).id
+        store.update_study_config("webui-test", labels_per_example=2)
+        for who, cell, index, choice, left, ms in SEED:
+            store.answer(info[who], info["cells"][cell][index], choice, left_map=left, response_ms=ms)
+    return info
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dashboard-study")
+    return folder, seed_dashboard_study(f"sqlite:///{folder / 'harmony.db'}", folder / "images")
+
+
+@pytest.fixture
+def study(template, tmp_path, monkeypatch):
+    folder, info = template
+    shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    monkeypatch.setenv("HARMONY_DB_URL", url)
+    with Store.open(url) as store:
+        yield {**info, "url": url, "store": store}
+
+
+def logged_in(name: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.text_input(key="login-name").input(name)
+    at.text_input(key="login-password").input(PASSWORD)
+    return at.button[0].click().run()
+
+
+def titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.title]
+
+
+def submit(at: AppTest, label: str) -> AppTest:
+    return next(b for b in at.button if b.label == label).click().run()
+
+
+def rows(table) -> dict[str, dict]:
+    frame = table.value
+    return {row[frame.columns[0]]: row.to_dict() for _, row in frame.iterrows()}
+
+
+def test_an_admin_lands_on_the_dashboard_with_the_studys_figures(study):
+    at = logged_in("root")
+    assert not at.exception
+    assert titles(at) == ["Dashboard"]
+    cells, annotators, accounts = (rows(t) for t in at.table)
+    # quota 2: rma r0 has 2 labels, r1 and r2 one each (4 of 6); focus f0 one (1 of 4)
+    assert cells["rma · tiny · gradcam"]["progress"] == "4 / 6 (67%)"
+    assert cells["focus · tiny · gradcam"]["progress"] == "1 / 4 (25%)"
+    assert (cells["rma · tiny · gradcam"]["examples"], cells["rma · tiny · gradcam"]["labels"]) == (3, 4)
+    assert cells["rma · tiny · gradcam"]["verdict"].endswith("(incomplete: 4 of 6 labels)")
+    assert cells["focus · tiny · gradcam"]["verdict"].endswith("(incomplete: 1 of 4 labels)")
+    # decisive with a side, rma: ana r0 O|left O (left), ana r1 F|left O (right), ben r0 F|left F (left)
+    assert cells["rma · tiny · gradcam"]["chose left"].startswith("67% [")
+    assert cells["focus · tiny · gradcam"]["chose left"].startswith("0% [")  # ben f0 O|left F
+    assert "**2 of 4** decisive labels chose the map shown on the left (50%" in "\n".join(m.value for m in at.markdown)
+    # ana: 3 labels in 1, 4 and 30 s (median 4); ben: 2 labels in 1 and 3 s; 5 examples in the study
+    assert annotators["ana"] == {"annotator": "ana", "labels": 3, "cells": 1, "of the examples": "60%",
+                                 "median s / answer": "4.0"}
+    assert annotators["ben"] == {"annotator": "ben", "labels": 2, "cells": 2, "of the examples": "40%",
+                                 "median s / answer": "2.0"}
+    assert set(accounts) == {"ana", "ben", "cy", "root"} and accounts["root"]["admin"] == "yes"
+    assert accounts["cy"]["active"] == "–"
+
+    at.selectbox(key="dashboard-scope").select("focus · tiny · gradcam").run()
+    assert rows(at.table[1]) == {"ben": {"annotator": "ben", "labels": 1, "cells": 1, "of the examples": "50%",
+                                         "median s / answer": "3.0"}}
+
+
+def test_a_non_admin_never_gets_the_dashboard_even_when_asking_for_it(study):
+    at = logged_in("ana")
+    assert titles(at) == ["Your study cells"]
+    assert not [b for b in at.button if b.label in ("Dashboard", "Annotate")]
+    at.query_params["view"] = "dashboard"  # a forged request
+    at.run()
+    assert titles(at) == ["Your study cells"]
+    assert [e.value for e in at.error] == [REFUSED]
+    assert not at.table and not [b for b in at.button if b.label == "Add account"]
+
+
+def test_an_admin_demoted_meanwhile_loses_the_dashboard_at_once(study):
+    at = logged_in("root")
+    assert titles(at) == ["Dashboard"]
+    with study["store"].write() as session:
+        session.get(Annotator, study["root"]).is_admin = False
+    at.run()
+    assert titles(at) == ["Your study cells"] and not at.table
+
+
+def test_an_admin_switches_between_the_dashboard_and_annotating(study):
+    at = logged_in("root")
+    at.button(key="dashboard-annotate").click().run()
+    assert titles(at) == ["Your study cells"]
+    at.button(key="header-dashboard").click().run()
+    assert titles(at) == ["Dashboard"]
+
+
+def cli_error(monkeypatch, capsys, url: str, *args: str, stdin: str = "") -> str:
+    """The CLI's one error line for ``harmony annotators ARGS --db url``, without its ``error: ``."""
+    code, _, err = run_main(monkeypatch, capsys, "annotators", *args, "--db", url, stdin=stdin)
+    [line] = err.strip().splitlines()
+    assert code == 2 and line.startswith("error: ")
+    return line.removeprefix("error: ")
+
+
+def add_account(at: AppTest, name: str, password: str) -> AppTest:
+    at.text_input(key="account-add-name").input(name)
+    at.text_input(key="account-add-password").input(password)
+    return submit(at, "Add account")
+
+
+def test_a_bad_account_input_gives_the_clis_line_and_changes_nothing(study, monkeypatch, capsys):
+    store, url = study["store"], study["url"]
+    at = logged_in("root")
+    for name, password, cli_args, stdin in (
+            ("zed", "short", ("add", "zed", "--password-stdin"), "short\n"),
+            ("ana", "long enough", ("add", "ana", "--password-stdin"), "long enough\n"),
+            ("bad\tname", "long enough", ("add", "bad\tname", "--password-stdin"), "long enough\n")):
+        add_account(at, name, password)
+        assert not at.exception
+        assert [e.value for e in at.error] == [cli_error(monkeypatch, capsys, url, *cli_args, stdin=stdin)]
+    assert {a.name for a in store.annotators()} == {"ana", "ben", "cy", "root"}
+
+    at.selectbox(key="account-password-name").select("ana")
+    at.text_input(key="account-password-new").input("tiny")
+    submit(at, "Set password")
+    assert [e.value for e in at.error] == [cli_error(monkeypatch, capsys, url, "set-password", "ana",
+                                                     "--password-stdin", stdin="tiny\n")]
+    assert store.authenticate("ana", PASSWORD) is not None  # unchanged
+
+
+def test_an_admin_adds_deactivates_and_resets_accounts_from_the_page(study):
+    store = study["store"]
+    at = add_account(logged_in("root"), " Zoë ", "zoe-password-1")
+    assert [s.value for s in at.success] == ["added annotator Zoë"]
+    assert store.authenticate("Zoë", "zoe-password-1") is not None and not store.annotator("Zoë").is_admin
+    assert "Zoë" in rows(at.table[-1])  # the accounts table shows the change made in this run
+
+    at.selectbox(key="account-active-name").select("ben")
+    submit(at, "Deactivate")
+    assert [s.value for s in at.success] == ["deactivated annotator ben"]
+    assert not store.annotator("ben").active
+
+    at.selectbox(key="account-password-name").select("ana")
+    at.text_input(key="account-password-new").input("a-new-password")
+    submit(at, "Set password")
+    assert [s.value for s in at.success] == ["set the password of annotator ana"]
+    assert store.authenticate("ana", "a-new-password") is not None and store.authenticate("ana", PASSWORD) is None

@@ -1,0 +1,191 @@
+"""The admin dashboard: where each study stands, and the accounts (admin accounts only).
+
+Admins land on it after login (``?view=dashboard``, the default for them) and switch to their own
+annotation cells with "Annotate" (``?view=annotate``). Every run re-reads the logged-in account from
+the store: a non-admin (or an admin demoted or deactivated meanwhile) never gets the dashboard, and a
+request for it (the URL's ``view=dashboard``) is refused with a message. The figures come from
+harmony_cli.analysis.progress; the verdicts from ``harmony analyze``'s own ``study_report`` with the
+analysis settings of ``conf/analysis`` (the same pre-registered rule).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import streamlit as st
+
+from harmony_cli.analysis import select_label_source
+from harmony_cli.analysis.encoding import CELL_FIELDS
+from harmony_cli.analysis.progress import (annotator_progress, labels_per_example, left_choice,
+                                           study_overview)
+from harmony_cli.commands.analyze import pick_study, study_report
+from harmony_cli.errors import UserError
+from harmony_cli.store import Store
+from webui import admin_accounts
+
+VIEW_KEY = "view"  # query parameter: "dashboard" | "annotate"
+REFUSED = "The dashboard is for admin accounts only."
+ALL_CELLS = "All cells"
+
+
+# figures (no Streamlit) ---------------------------------------------------------------------
+
+@dataclass
+class StudyFigures:
+    """What the dashboard shows for one study (see harmony_cli.analysis.progress for each figure)."""
+
+    study: str
+    per_example: int
+    label_source: str | None  # "real" | "simulated" (never both, as in harmony analyze); None: no labels
+    labels: pd.DataFrame      # the labels of that source
+    cells: list[dict]         # study_overview rows
+    notes: list[str] = field(default_factory=list)
+
+
+def study_figures(store: Store, name: str, settings) -> StudyFigures:
+    """The figures of study ``name`` with the analysis ``settings`` (an AnalysisSettings)."""
+    study = store.study(name)
+    per_example = labels_per_example(study.config)
+    cells = store.cells(name)
+    labels = store.labels_frame(name)
+    source, report, notes = None, None, []
+    if len(labels):
+        labels, source = select_label_source(labels, study=f"study {name!r}")
+        report = study_report(store, name, settings, simulated=source == "simulated")
+        notes = report["notes"]
+        if report["labels_left_out"]:
+            notes = [f"{report['labels_left_out']} other labels (real and simulated are never mixed) left out",
+                     *notes]
+    rows = study_overview(labels, cells, per_example, report, settings.confidence)
+    return StudyFigures(name, per_example, source, labels, rows, notes)
+
+
+def cell_name(cell: dict, with_dataset: bool = False) -> str:
+    return (f"{cell['dataset']} · " if with_dataset else "") + f"{cell['metric']} · {cell['backbone']} · " \
+                                                               f"{cell['attribution']}"
+
+
+def _number(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _share(share, interval) -> str:
+    if share is None:
+        return "–"
+    return f"{share:.0%} [{interval[0]:.0%}, {interval[1]:.0%}]"
+
+
+def cell_names(figures: StudyFigures) -> list[str]:
+    """The cells' names as shown (with the dataset only when the study has several)."""
+    several = len({c["dataset"] for c in figures.cells}) > 1
+    return [cell_name(c, several) for c in figures.cells]
+
+
+def cells_table(figures: StudyFigures) -> pd.DataFrame:
+    """One line per cell, as shown."""
+    return pd.DataFrame([{
+        "cell": name, "examples": c["examples"], "labels": c["labels"],
+        "progress": f"{c['counted']} / {c['needed']} ({c['progress']:.0%})",
+        "Fleiss κ": _number(c["fleiss_kappa"]), "Krippendorff α": _number(c["krippendorff_alpha"]),
+        "chose left": _share(c["left_share"], c["left_interval"]),
+        "verdict": (c["verdict"] or "–") + (" †" if c["neither_dominant"] else "")
+                   + (f" ({c['caveat']})" if c["caveat"] else ""),
+    } for name, c in zip(cell_names(figures), figures.cells)])
+
+
+def annotators_table(figures: StudyFigures, scope: str) -> pd.DataFrame:
+    """One line per annotator with labels in ``scope`` (a cell's name, or ALL_CELLS)."""
+    cells = [c for name, c in zip(cell_names(figures), figures.cells) if scope in (ALL_CELLS, name)]
+    labels = figures.labels
+    if scope != ALL_CELLS and len(labels):
+        [cell] = cells
+        labels = labels[(labels[list(CELL_FIELDS)].astype(str) == pd.Series({f: str(cell[f]) for f in CELL_FIELDS})
+                         ).all(axis=1)]
+    rows = annotator_progress(labels, sum(c["examples"] for c in cells))
+    return pd.DataFrame([{
+        "annotator": r["annotator"], "labels": r["labels"], "cells": r["cells"],
+        "of the examples": "–" if r["progress"] is None else f"{r['progress']:.0%}",
+        "median s / answer": _number(r["median_seconds"], 1),
+    } for r in rows], columns=["annotator", "labels", "cells", "of the examples", "median s / answer"])
+
+
+# page ---------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def analysis_settings():
+    """``harmony analyze``'s settings (conf/analysis, no overrides): the dashboard's verdicts use the same rule."""
+    from hydra.utils import instantiate
+
+    from harmony_cli.hydra_app import compose_config
+
+    return instantiate(compose_config([], task="analyze").analysis.settings)
+
+
+def is_admin(store: Store) -> bool:
+    """Whether the logged-in account is an active admin now (read from the store on every run)."""
+    annotator = store.annotator_by_id(st.session_state.annotator_id)
+    return annotator is not None and annotator.is_admin and annotator.active and not annotator.simulated
+
+
+def set_view(view: str) -> None:
+    st.session_state.pop("cursor", None)  # leave the annotation cell, if any
+    st.query_params[VIEW_KEY] = view
+
+
+def show(store: Store) -> bool:
+    """The hook in webui/app.py, after login: whether the dashboard took the page (admins only).
+
+    Non-admins asking for it get REFUSED and their own cells. Nothing here runs in a widget callback:
+    account changes happen in this function's run, after the admin check.
+    """
+    wanted = st.query_params.get(VIEW_KEY)
+    if not is_admin(store):
+        if wanted == "dashboard":
+            del st.query_params[VIEW_KEY]
+            st.error(REFUSED)
+        return False
+    if wanted == "annotate":
+        st.button("Dashboard", key="header-dashboard", on_click=set_view, args=("dashboard",))
+        return False
+    st.button("Annotate", key="dashboard-annotate", on_click=set_view, args=("annotate",))
+    dashboard(store)
+    return True
+
+
+def dashboard(store: Store) -> None:
+    st.title("Dashboard")
+    progress_tab, accounts_tab = st.tabs(["Progress", "Accounts"])
+    with progress_tab:
+        progress_panel(store)
+    with accounts_tab:
+        admin_accounts.accounts_panel(store)
+
+
+def progress_panel(store: Store) -> None:
+    studies = [s.name for s in store.studies()]
+    if not studies:
+        st.info("No study yet: build one (harmony build-dataset) or import one (harmony import-legacy).")
+        return
+    newest = pick_study(store, None).name
+    name = st.selectbox("Study", studies, index=studies.index(newest), key="dashboard-study")
+    settings = analysis_settings()
+    try:
+        figures = study_figures(store, name, settings)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    source = f"{figures.label_source} labels" if figures.label_source else "no labels yet"
+    st.caption(f"{source} · {figures.per_example} labels per example · verdicts by the rule of `harmony analyze` "
+               f"(so far; † Neither dominant)")
+    st.table(cells_table(figures), hide_index=True)
+    bias = left_choice(figures.labels, settings.confidence) if len(figures.labels) else None
+    if bias and bias["decisive"]:
+        low, high = bias["left_interval"]
+        st.markdown(f"Position bias: **{bias['chose_left']} of {bias['decisive']}** decisive labels chose the map "
+                    f"shown on the left ({bias['left_share']:.0%}, {settings.confidence:.0%} interval "
+                    f"{low:.0%}–{high:.0%}).")
+    scope = st.selectbox("Annotators in", [ALL_CELLS, *cell_names(figures)],
+                         key="dashboard-scope")
+    st.table(annotators_table(figures, scope), hide_index=True)
+    for note in figures.notes:
+        st.caption(f"note: {note}")
