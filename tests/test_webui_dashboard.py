@@ -177,3 +177,46 @@ def test_an_admin_adds_deactivates_and_resets_accounts_from_the_page(study):
     submit(at, "Set password")
     assert [s.value for s in at.success] == ["set the password of annotator ana"]
     assert store.authenticate("ana", "a-new-password") is not None and store.authenticate("ana", PASSWORD) is None
+
+
+def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels_out(tmp_path):
+    """Two cells with different verdicts (one all Neither, one mostly fine-tuned), quota 3 unmet, and a
+    simulated annotator whose labels must not count."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from harmony_cli.analysis import AnalysisSettings
+    from harmony_cli.main import app
+    from webui.dashboard import cached_analysis, run_analysis, study_figures
+
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    with Store.open(url) as store:
+        study = store.get_or_create_study("verdicts", config={"labels_per_example": 3})
+        people = [store.add_annotator(name, None).id for name in ("p", "q")]
+        robot = store.add_annotator("robot", None, simulated=True).id
+        labels = []
+        for metric, n, choose in (("road", 40, lambda i: "neither"),
+                                  ("irof", 30, lambda i: "original" if i < 3 else "finetuned")):
+            cell = dict(dataset="synthetic", metric=metric, backbone="tiny", attribution="gradcam")
+            ids = store.add_examples(study.id, [dict(cell, source_key=f"{metric}{i}", position=i, class_name="c")
+                                                for i in range(n)])
+            labels += [dict(annotator_id=a, example_id=e, choice=choose(i), left_map="original")
+                       for i, e in enumerate(ids) for a in people]
+            labels += [dict(annotator_id=robot, example_id=ids[0], choice="original", left_map="finetuned")]
+        store.add_labels(labels, source="test")
+        figures = study_figures(store, "verdicts", AnalysisSettings(), run_analysis)
+        cached = study_figures(store, "verdicts", AnalysisSettings(), cached_analysis)
+    result = CliRunner().invoke(app, ["analyze", "--db", url, "--study", "verdicts", "--format", "json",
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    cli = {c["metric"]: c["verdict"] for c in json.loads(result.stdout[result.stdout.index("{"):])["cells"]}
+    shown = {c["metric"]: c["verdict"] for c in figures.cells}
+    assert shown == cli and len(set(shown.values())) == 2  # the cells' verdicts differ: each went to its own cell
+    assert {c["metric"]: c["verdict"] for c in cached.cells} == cli
+    rows = {c["metric"]: c for c in figures.cells}
+    # the robot's label on each cell's first example is left out: 2 real labels per example, quota 3
+    assert (rows["road"]["labels"], rows["road"]["caveat"]) == (80, "incomplete: 80 of 120 labels")
+    assert (rows["irof"]["labels"], rows["irof"]["caveat"]) == (60, "incomplete: 60 of 90 labels")
+    assert figures.label_source == "real" and figures.notes[0].startswith("2 simulated labels left out")
+    assert (rows["irof"]["decisive"], rows["irof"]["chose_left"]) == (60, 6)  # original on the left: 3 x 2

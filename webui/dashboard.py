@@ -4,21 +4,23 @@ Admins land on it after login (``?view=dashboard``, the default for them) and sw
 annotation cells with "Annotate" (``?view=annotate``). Every run re-reads the logged-in account from
 the store: a non-admin (or an admin demoted or deactivated meanwhile) never gets the dashboard, and a
 request for it (the URL's ``view=dashboard``) is refused with a message. The figures come from
-harmony_cli.analysis.progress; the verdicts from ``harmony analyze``'s own ``study_report`` with the
-analysis settings of ``conf/analysis`` (the same pre-registered rule).
+harmony_cli.analysis.progress; the verdicts from ``harmony analyze``'s analysis (``analyze_labels`` with the
+study's metric directions and the settings of ``conf/analysis``: the same pre-registered rule and Holm family).
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
 
-from harmony_cli.analysis import select_label_source
+from harmony_cli.analysis import AnalysisSettings, analyze_labels, select_label_source
 from harmony_cli.analysis.encoding import CELL_FIELDS
 from harmony_cli.analysis.progress import (annotator_progress, labels_per_example, left_choice,
                                            study_overview)
-from harmony_cli.commands.analyze import pick_study, study_report
+from harmony_cli.commands.analyze import pick_study, study_directions
 from harmony_cli.errors import UserError
 from harmony_cli.store import Store
 from webui import admin_accounts
@@ -42,20 +44,27 @@ class StudyFigures:
     notes: list[str] = field(default_factory=list)
 
 
-def study_figures(store: Store, name: str, settings) -> StudyFigures:
-    """The figures of study ``name`` with the analysis ``settings`` (an AnalysisSettings)."""
+def run_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool]) -> dict:
+    """``harmony analyze``'s analysis of these labels (as ``study_report`` runs it)."""
+    return analyze_labels(labels, settings, cells=pd.DataFrame(cells), higher_is_better=directions)
+
+
+def study_figures(store: Store, name: str, settings, analysis: Callable[..., dict] = run_analysis) -> StudyFigures:
+    """The figures of study ``name`` with the analysis ``settings`` (an AnalysisSettings); ``analysis``:
+    :func:`run_analysis` or a cached stand-in with its signature."""
     study = store.study(name)
     per_example = labels_per_example(study.config)
     cells = store.cells(name)
     labels = store.labels_frame(name)
     source, report, notes = None, None, []
     if len(labels):
-        labels, source = select_label_source(labels, study=f"study {name!r}")
-        report = study_report(store, name, settings, simulated=source == "simulated")
-        notes = report["notes"]
-        if report["labels_left_out"]:
-            notes = [f"{report['labels_left_out']} other labels (real and simulated are never mixed) left out",
-                     *notes]
+        chosen, source = select_label_source(labels, study=f"study {name!r}")
+        report = analysis(chosen, cells, settings, study_directions(study))
+        notes = list(report["notes"])
+        if len(chosen) < len(labels):
+            notes.insert(0, f"{len(labels) - len(chosen)} {'real' if source == 'simulated' else 'simulated'} "
+                            f"labels left out (real and simulated labels are never mixed)")
+        labels = chosen
     rows = study_overview(labels, cells, per_example, report, settings.confidence)
     return StudyFigures(name, per_example, source, labels, rows, notes)
 
@@ -121,6 +130,20 @@ def analysis_settings():
     return instantiate(compose_config([], task="analyze").analysis.settings)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _cached_analysis(_labels: pd.DataFrame, cells: str, settings: str, directions: str, fingerprint: int) -> dict:
+    return run_analysis(_labels, json.loads(cells), AnalysisSettings(**json.loads(settings)), json.loads(directions))
+
+
+def cached_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool]) -> dict:
+    """:func:`run_analysis`, computed again only when the labels (their full content), cells, settings or
+    metric directions change: every click on the dashboard reruns the page."""
+    fingerprint = int(pd.util.hash_pandas_object(labels, index=False).sum())
+    return _cached_analysis(labels, json.dumps(cells, sort_keys=True, default=str),
+                            json.dumps(settings.to_dict(), sort_keys=True), json.dumps(directions, sort_keys=True),
+                            fingerprint)
+
+
 def is_admin(store: Store) -> bool:
     """Whether the logged-in account is an active admin now (read from the store on every run)."""
     annotator = store.annotator_by_id(st.session_state.annotator_id)
@@ -170,7 +193,7 @@ def progress_panel(store: Store) -> None:
     name = st.selectbox("Study", studies, index=studies.index(newest), key="dashboard-study")
     settings = analysis_settings()
     try:
-        figures = study_figures(store, name, settings)
+        figures = study_figures(store, name, settings, cached_analysis)
     except UserError as exc:
         st.error(str(exc))
         return

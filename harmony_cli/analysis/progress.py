@@ -96,8 +96,9 @@ def left_choice(labels: pd.DataFrame, confidence: float = 0.95) -> dict:
 
 def position_bias_by_cell(labels: pd.DataFrame, cells: Iterable[dict], confidence: float = 0.95) -> list[dict]:
     """:func:`left_choice` per cell (cells in the order given)."""
-    keys = labels[list(CELL_FIELDS)].astype(str).agg(tuple, axis=1) if len(labels) else pd.Series(dtype=object)
-    return [{**{f: cell[f] for f in CELL_FIELDS}, **left_choice(labels[keys == cell_key(cell)], confidence)}
+    groups = {tuple(str(k) for k in key): part for key, part in labels.groupby(list(CELL_FIELDS), observed=True)} \
+        if len(labels) else {}
+    return [{**{f: cell[f] for f in CELL_FIELDS}, **left_choice(groups.get(cell_key(cell), labels.iloc[:0]), confidence)}
             for cell in cells]
 
 
