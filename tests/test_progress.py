@@ -45,8 +45,8 @@ def seed_store(url: str, per_example: int | None = 2) -> Store:
 
 
 @pytest.fixture
-def store(sqlite_url):
-    with seed_store(sqlite_url) as store:
+def store(db_url):
+    with seed_store(db_url) as store:
         yield store
 
 
