@@ -6,12 +6,14 @@ The study of tests/webui_study.py (cells rma: 3 examples, focus: 2) with labels_
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from harmony_cli.store import Annotator, Store
+from harmony_cli.store.accounts import LOCK_AFTER
 from tests.helpers import run_main
 from tests.webui_study import PASSWORD, make_study
 from webui.dashboard import REFUSED
@@ -177,6 +179,15 @@ def test_an_admin_adds_deactivates_and_resets_accounts_from_the_page(study):
     submit(at, "Set password")
     assert [s.value for s in at.success] == ["set the password of annotator ana"]
     assert store.authenticate("ana", "a-new-password") is not None and store.authenticate("ana", PASSWORD) is None
+
+    later = time.time() + 1000  # after the logins above, which took the clock's time
+    for attempt in range(LOCK_AFTER + 1):  # far enough apart to pass every delay, until the lock
+        store.login("ana", "wrong", now=later + 100 * attempt)
+    assert "locked" in store.login("ana", "a-new-password", now=later + 10_000).message
+    at.selectbox(key="account-active-name").select("ana")
+    submit(at, "Unlock logins")
+    assert [s.value for s in at.success] == ["unlocked ana"]
+    assert store.login("ana", "a-new-password", now=later + 10_001).annotator is not None
 
 
 def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels_out(tmp_path):

@@ -51,6 +51,12 @@ def reset_password(store: Store, name: str, password: str) -> str:
     return f"set the password of annotator {account.name}{hint}"
 
 
+def unlock_account(store: Store, name: str) -> str:
+    """``harmony annotators unlock NAME``: lift the lockout after too many failed logins."""
+    was_locked = store.unlock(name)
+    return f"unlocked {name}" if was_locked else f"{name} was not locked (its failed logins are forgotten)"
+
+
 def accounts_frame(store: Store) -> pd.DataFrame:
     yes = lambda flag: "yes" if flag else "–"  # noqa: E731
     return pd.DataFrame([{"name": a.name, "admin": yes(a.is_admin), "active": yes(a.active),
@@ -93,13 +99,15 @@ def accounts_panel(store: Store) -> None:
 
 def change_forms(store: Store, names: list[str]) -> None:
     with st.form("account-active"):
-        st.markdown("**Deactivate or activate an account**")
+        st.markdown("**Deactivate, activate or unlock an account**")
         name = st.selectbox("Account", names, key="account-active-name")
-        deactivate, activate = st.columns(2)
+        deactivate, activate, unlock = st.columns(3)
         if deactivate.form_submit_button("Deactivate"):
             report(set_account_active, store, name, False)
         if activate.form_submit_button("Activate"):
             report(set_account_active, store, name, True)
+        if unlock.form_submit_button("Unlock logins", help="After too many failed logins a name is locked."):
+            report(unlock_account, store, name)
     with st.form("account-password", clear_on_submit=True):
         st.markdown("**Reset a password**")
         name = st.selectbox("Account", names, key="account-password-name")
