@@ -15,7 +15,7 @@ from scipy.stats import norm
 from typer.testing import CliRunner
 
 from harmony_cli.analysis.progress import (annotator_progress, cell_progress, cell_verdicts, labels_per_example,
-                                           left_choice, position_bias_by_cell, study_overview)
+                                           left_choice, open_examples, position_bias_by_cell, study_overview)
 from harmony_cli.errors import UserError
 from harmony_cli.store import Store
 
@@ -93,10 +93,27 @@ def test_annotator_progress_and_median_seconds_per_answer(store):
     rows = {r["annotator"]: r for r in annotator_progress(store.labels_frame("progress-test"), examples=5)}
     assert list(rows) == ["a", "b", "c"]
     # a answered in 1, 3 and 20 s: the median is 3 (the mean would be 8)
-    assert rows["a"] == dict(annotator="a", labels=3, cells=1, progress=3 / 5, median_seconds=3.0)
+    assert rows["a"] == dict(annotator="a", labels=3, cells=1, examples=5, progress=3 / 5, median_seconds=3.0)
     # b's focus answer has no recorded time: it counts as a label, not as 0 s (median of 2, 4, 6)
-    assert rows["b"] == dict(annotator="b", labels=4, cells=2, progress=4 / 5, median_seconds=4.0)
-    assert rows["c"] == dict(annotator="c", labels=1, cells=1, progress=1 / 5, median_seconds=9.0)
+    assert rows["b"] == dict(annotator="b", labels=4, cells=2, examples=5, progress=4 / 5, median_seconds=4.0)
+    assert rows["c"] == dict(annotator="c", labels=1, cells=1, examples=5, progress=1 / 5, median_seconds=9.0)
+
+
+def test_assignments_open_examples_per_annotator_and_progress_follows_them(store):
+    cells = store.cells("progress-test")  # focus: 2 examples, rma: 3
+    whole = dict(study="progress-test", dataset=None, metric=None, backbone=None, attribution=None)
+    assignments = [{**whole, "annotator": "a", "metric": "rma"},
+                   {**whole, "annotator": "b"}, {**whole, "annotator": "b", "metric": "focus"},  # focus twice: once
+                   {**whole, "annotator": "d", **FOCUS}, {**whole, "annotator": "e", "study": "another"}]
+    opened = open_examples(assignments, cells)
+    assert opened == {"a": 3, "b": 5, "d": 2, "e": 0}
+    rows = {r["annotator"]: r for r in annotator_progress(store.labels_frame("progress-test"), 5, opened)}
+    assert list(rows) == ["a", "b", "c", "d", "e"]  # assigned without labels (d, e) too
+    assert (rows["a"]["examples"], rows["a"]["progress"]) == (3, 1.0)
+    assert (rows["b"]["examples"], rows["b"]["progress"]) == (5, 4 / 5)
+    assert (rows["c"]["labels"], rows["c"]["examples"], rows["c"]["progress"]) == (1, None, None)  # not assigned
+    assert rows["d"] == dict(annotator="d", labels=0, cells=0, examples=2, progress=0.0, median_seconds=None)
+    assert (rows["e"]["examples"], rows["e"]["progress"]) == (0, None)
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

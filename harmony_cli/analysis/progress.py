@@ -69,15 +69,36 @@ def cell_progress(labels: pd.DataFrame, cells: Iterable[dict], per_example: int)
     return rows
 
 
-def annotator_progress(labels: pd.DataFrame, examples: int) -> list[dict]:
-    """Per annotator (by name): labels, cells labelled in, progress (labels / ``examples``, the examples
-    they may label) and the median seconds per answer (None when no response time was recorded)."""
+def open_examples(assignments: Iterable[dict], cells: list[dict]) -> dict[str, int]:
+    """Per assigned annotator: how many examples their assignments open (``Store.assignments`` rows; a None
+    field matches every cell; a cell opened by several assignments counts once). ``cells``: one study's."""
+    opened: dict[str, set[int]] = {}
+    for assignment in assignments:
+        mine = opened.setdefault(str(assignment["annotator"]), set())
+        for number, cell in enumerate(cells):
+            if all(assignment.get(f) is None or str(assignment[f]) == str(cell.get(f))
+                   for f in ("study", *CELL_FIELDS)):
+                mine.add(number)
+    return {name: sum(int(cells[n]["examples"]) for n in numbers) for name, numbers in opened.items()}
+
+
+def annotator_progress(labels: pd.DataFrame, examples: int, open_to: dict[str, int] | None = None) -> list[dict]:
+    """Per annotator (by name): labels, cells labelled in, the examples they may label, progress (labels /
+    those examples) and the median seconds per answer (None when no response time was recorded).
+
+    examples: what everyone may label; with ``open_to`` (see :func:`open_examples`) each annotator's own
+    instead: assigned annotators without labels are listed too, and one with labels but no assignment
+    has None examples and progress.
+    """
+    grouped = {str(name): mine for name, mine in labels.groupby("annotator")} if len(labels) else {}
     rows = []
-    for name, mine in labels.groupby("annotator", sort=True):
+    for name in sorted({*map(str, grouped), *(open_to or {})}):
+        mine = grouped.get(name, labels.iloc[:0])
         seconds = pd.to_numeric(mine["response_ms"], errors="coerce").dropna() / 1000.0
-        rows.append({"annotator": str(name), "labels": int(len(mine)),
-                     "cells": int(len(mine[list(CELL_FIELDS)].drop_duplicates())),
-                     "progress": len(mine) / examples if examples else None,
+        allowed = examples if open_to is None else open_to.get(name)
+        rows.append({"annotator": name, "labels": int(len(mine)),
+                     "cells": int(len(mine[list(CELL_FIELDS)].drop_duplicates())), "examples": allowed,
+                     "progress": len(mine) / allowed if allowed else None,
                      "median_seconds": finite(seconds.median()) if len(seconds) else None})
     return rows
 
