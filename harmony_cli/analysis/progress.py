@@ -119,7 +119,8 @@ def position_bias_by_cell(labels: pd.DataFrame, cells: Iterable[dict], confidenc
     """:func:`left_choice` per cell (cells in the order given)."""
     groups = {tuple(str(k) for k in key): part for key, part in labels.groupby(list(CELL_FIELDS), observed=True)} \
         if len(labels) else {}
-    return [{**{f: cell[f] for f in CELL_FIELDS}, **left_choice(groups.get(cell_key(cell), labels.iloc[:0]), confidence)}
+    none = labels.iloc[:0]
+    return [{**{f: cell[f] for f in CELL_FIELDS}, **left_choice(groups.get(cell_key(cell), none), confidence)}
             for cell in cells]
 
 
