@@ -26,10 +26,10 @@ from itertools import product
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
 from harmony_cli.analysis import CELL_FIELDS, CHOICES, AnalysisSettings, analyze_labels
+from console import table_console  # benchmarks/console.py, beside this file
 
 METRICS = ("focus", "irof", "ris", "rma", "road")
 BACKBONES = ("resnet18", "vgg16")
@@ -175,7 +175,7 @@ def print_rows(rows: list[dict], resamples: int, with_previous: bool) -> None:
                       "–" if row["reference_s"] is None else f"{row['reference_s']:.3f}",
                       "–" if row["ratio"] is None else f"{row['ratio']:.2f}", row["target"],
                       "yes" if row["ok"] else "NO", row.get("notes", ""))
-    Console().print(table)
+    table_console().print(table)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import LayerAttribution, LayerGradCam
-from rich.console import Console
 from rich.table import Table
 from zennit.attribution import Gradient
 from zennit.composites import ExcitationBackprop as ZennitExcitationBackprop
 
 from lightning_modules.attributions import ExcitationBackprop, GradCAM, GuidedBackprop, InputXGradient
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
+from console import table_console  # benchmarks/console.py, beside this file
 
 
 def median_seconds(*fns, repeats: int, warmup: int = 1) -> list[float]:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         table.add_row(row["benchmark"], row["case"], f"{row['ours_s']:.4f}", f"{row['reference_s']:.4f}",
                       f"{row['ratio']:.2f}", row["target"], "yes" if row["ok"] else "NO")
-    Console(width=max(120, Console().width)).print(table)
+    table_console().print(table)
     return rows
 
 

@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from harmony_cli.study.pairs import explain_and_score, write_example_files
@@ -30,6 +29,7 @@ from harmony_cli.study.rendering import RenderSettings, render_pairs
 from lightning_modules.attributions import GradCAM, GuidedBackprop
 from lightning_modules.backbones import torchvision_classifier
 from lightning_modules.metrics import RelevanceMassAccuracy
+from console import table_console  # benchmarks/console.py, beside this file
 
 EXPLAINERS = {
     "gradcam": lambda model: GradCAM(model, "layer4"),
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         table.add_row(row["benchmark"], row["case"], f"{row['ours_s']:.3f}", f"{row['reference_s']:.3f}",
                       f"{row['examples_per_s']:.1f}", f"{row['reference_examples_per_s']:.1f}",
                       f"{row['ratio']:.2f}", row["target"], "yes" if row["ok"] else "NO")
-    Console().print(table)
+    table_console().print(table)
     return rows
 
 

@@ -20,13 +20,13 @@ import time
 from itertools import product
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from harmony_cli.store import Store
 from harmony_cli.study.import_legacy import (ATTRIBUTION_NAMES, BACKBONE_NAMES, CHOICE_NAMES, METRIC_NAMES,
                                              import_legacy, metric_directions)
 from harmony_cli.study.legacy_format import read_legacy
+from console import table_console  # benchmarks/console.py, beside this file
 
 
 def add_example(store, study_id: int, **fields) -> int:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         table.add_column(column, justify="left" if column in ("case", "target", "ok") else "right")
     table.add_row(row["case"], f"{ours_s:.2f}", f"{reference_s:.2f}", f"{row['ours_rows_per_s']:.0f}",
                   f"{row['reference_rows_per_s']:.0f}", f"{ratio:.1f}", row["target"], "yes" if row["ok"] else "NO")
-    Console().print(table)
+    table_console().print(table)
     return [row]
 
 

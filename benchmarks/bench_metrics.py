@@ -30,7 +30,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 
 from lightning_modules.attributions import GradCAM
@@ -39,6 +38,7 @@ from lightning_modules.data.synthetic import render
 from lightning_modules.data.transforms import normalize
 from lightning_modules.metrics import (focus, irof_curves, make_mosaics, relative_input_stability,
                                        relevance_mass_accuracy, road_curve)
+from console import table_console  # benchmarks/console.py, beside this file
 
 METRICS = ("rma", "focus", "road", "irof", "ris")
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         table.add_row(r["case"], f"{r['ours_s']:.4g}", f"{r['reference_s']:.4g}", f"{r['ratio']:.1f}",
                       f"{floor:.4g}" if floor else "", f"{r['ours_s'] / floor:.2f}" if floor else "", r["target"],
                       "yes" if r["ok"] else "NO", f"{r['max_abs_diff']:.2g}")
-    Console(width=max(130, Console().width)).print(table)
+    table_console().print(table)
     return rows
 
 

@@ -176,7 +176,7 @@ def step_rows(batch_size: int, image_size: int, repeats: int, quick: bool) -> li
 
 
 def print_table(rows: list[dict], device: str) -> None:
-    from rich.console import Console
+    from console import table_console  # benchmarks/console.py, beside this file
     from rich.table import Table
 
     table = Table(title=f"gpu_check on {device}: full-size step vs a plain cross-entropy step (same model, batch, "
@@ -188,7 +188,7 @@ def print_table(rows: list[dict], device: str) -> None:
         if row["part"] == "step":
             table.add_row(*[str(row.get(c, row.get("error", "")) if c != "best" else ("*" if row.get("best") else ""))
                             for c in columns])
-    Console(width=160).print(table)
+    table_console().print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

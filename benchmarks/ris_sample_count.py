@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from lightning_modules import attributions
 from lightning_modules.backbones import TinyCNN, build_backbone
 from lightning_modules.data import SyntheticDataModule
 from lightning_modules.metrics import relative_input_stability
+from console import table_console  # benchmarks/console.py, beside this file
 
 COUNTS = (10, 20, 30, 50, 80, 100, 150, 200)
 METHODS = {"gradcam": lambda m: attributions.GradCAM(m, "features.20"),
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         table.add_column(f"{name} p5")
     for n in COUNTS:
         table.add_row(str(n), *[f"{results[m][n][k]:.4f}" for m in args.methods for k in (0, 1)])
-    Console(width=160).print(table)
+    table_console().print(table)
     return results
 
 

@@ -20,7 +20,7 @@ app.command("finetune", context_settings={"allow_extra_args": True, "ignore_unkn
     finetune.command)
 app.command("build-dataset")(build_dataset.command)
 app.add_typer(annotators.app, name="annotators")
-app.command("studies")(studies.studies)
+app.add_typer(studies.app, name="studies")
 app.command("import-legacy")(import_legacy.command)
 app.command("analyze")(analyze.analyze)
 app.command("simulate-annotators")(simulate.command)

@@ -176,3 +176,67 @@ def test_unlock_lifts_a_lockout_and_add_stores_the_name_as_the_page_reads_it(tmp
     assert result.exit_code == 0 and result.output.strip() == "unlocked bob"
     with Store.open(str(db)) as store:
         assert store.login("bob", "long-enough", now=2e6).annotator.name == "bob"
+
+
+def _assign_store(db: Path) -> None:
+    with Store.open(str(db)) as store:
+        study = store.get_or_create_study("pilot")
+        cell = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
+        store.add_examples(study.id, [dict(c, source_key="0", class_name="c")
+                                      for c in (cell, dict(cell, metric="focus"))])
+        store.get_or_create_study("old", source="legacy")
+        store.add_annotator("ana", None)
+
+
+def test_assign_unassign_and_list_assignments(tmp_path):
+    db = tmp_path / "h.db"
+    _assign_store(db)
+    result = runner.invoke(app, ["annotators", "assign", "ana", "--study", "pilot", "--cell", "rma/tiny/gradcam",
+                                 "--cell", "synthetic/focus/tiny/gradcam", "--db", str(db)])
+    assert result.exit_code == 0 and "assigned rma/tiny/gradcam, synthetic/focus/tiny/gradcam of study pilot to ana" \
+        in result.output, result.output
+    rows = json.loads(runner.invoke(app, ["annotators", "assignments", "--json", "--db", str(db)]).output)
+    assert [(r["annotator"], r["study"], r["dataset"], r["metric"]) for r in rows] == [
+        ("ana", "pilot", "synthetic", "focus"), ("ana", "pilot", None, "rma")]  # by cell
+    listed = runner.invoke(app, ["annotators", "assignments", "--study", "pilot", "--db", str(db)]).output
+    assert "ana\tpilot\tfocus/tiny/gradcam (synthetic)" in listed and "ana\tpilot\trma/tiny/gradcam" in listed
+    result = runner.invoke(app, ["annotators", "unassign", "ana", "--study", "pilot", "--cell", "focus/tiny/gradcam",
+                                 "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert [r["metric"] for r in json.loads(runner.invoke(app, ["annotators", "assignments", "--json", "--db",
+                                                                str(db)]).output)] == ["rma"]
+    runner.invoke(app, ["annotators", "unassign", "ana", "--study", "pilot", "--db", str(db)])
+    assert "no assignments yet" in runner.invoke(app, ["annotators", "assignments", "--db", str(db)]).output
+
+
+def test_assignment_errors_are_one_line_with_exit_status_2(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "h.db"
+    _assign_store(db)
+    cli = lambda *args: harmony_main(monkeypatch, capsys, *args, "--db", str(db))  # noqa: E731
+    assert_one_line_error(cli("annotators", "assign", "bob", "--study", "pilot"), "no annotator 'bob'")
+    assert_one_line_error(cli("annotators", "assign", "ana", "--study", "nope"), "no study called 'nope'")
+    assert_one_line_error(cli("annotators", "assign", "ana", "--study", "pilot", "--cell", "road/tiny/gradcam"),
+                          "no cell road/tiny/gradcam", "rma/tiny/gradcam")
+    assert_one_line_error(cli("annotators", "assign", "ana", "--study", "pilot", "--cell", "rma-tiny"),
+                          "metric/backbone/attribution")
+    assert_one_line_error(cli("annotators", "unassign", "bob", "--study", "pilot"), "no annotator 'bob'")
+    assert_one_line_error(cli("annotators", "assignments", "--study", "nope"), "no study called 'nope'")
+    assert_one_line_error(cli("studies", "open", "nope"), "no study called 'nope'")
+    assert_one_line_error(cli("studies", "set-labels-per-example", "pilot", "0"), "at least 1")
+    with Store.open(str(db)) as store:
+        assert store.assignments() == []
+
+
+def test_studies_open_close_and_labels_per_example(tmp_path):
+    db = tmp_path / "h.db"
+    _assign_store(db)
+    with Store.open(str(db)) as store:
+        assert store.study_open("pilot") and not store.study_open("old")  # imported: closed until opened
+    result = runner.invoke(app, ["annotators", "assign", "ana", "--study", "old", "--db", str(db)])
+    assert "closed to new labels: `harmony studies open old`" in result.output
+    assert runner.invoke(app, ["studies", "open", "old", "--db", str(db)]).exit_code == 0
+    assert runner.invoke(app, ["studies", "close", "pilot", "--db", str(db)]).exit_code == 0
+    assert runner.invoke(app, ["studies", "set-labels-per-example", "pilot", "2", "--db", str(db)]).exit_code == 0
+    with Store.open(str(db)) as store:
+        assert store.study_open("old") and not store.study_open("pilot")
+        assert store.study_rules(store.study("pilot").id).labels_per_example == 2

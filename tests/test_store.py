@@ -254,3 +254,24 @@ def test_study_settings_are_merged_into_its_config_and_an_unknown_study_is_refus
         with pytest.raises(StoreError, match="no study called 'other'"):
             store.update_study_config("other", open=False)
         assert store.study("s").config["labels_per_example"] == 2
+
+
+def test_a_version_2_store_is_upgraded_in_place_and_keeps_its_labels(sqlite_url):
+    from sqlalchemy import text
+
+    with Store.open(sqlite_url) as store:
+        [example] = make_examples(store, 1)
+        ana = store.add_annotator("ana", None).id
+        store.answer(ana, example, "finetuned")
+        with store.write() as session:  # back to what harmony's schema 2 held: no assignments
+            session.execute(text("DROP TABLE harmony_assignment"))
+            session.execute(update(Meta).where(Meta.key == "schema_version").values(value="2"))
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:  # what a version-2 file looks like
+        assert "harmony_assignment" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    with Store.open(sqlite_url, create=False) as store:
+        with store.read() as session:
+            assert session.get(Meta, "schema_version").value == str(SCHEMA_VERSION) == "3"
+            assert [(label.annotator_id, label.choice) for label in session.scalars(select(Label))] == [
+                (ana, "finetuned")]
+        assert store.assign("ana", "s") == 1
+        assert [row["examples"] for row in store.annotator_cells(ana)] == [1]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from streamlit.testing.v1 import AppTest
 
-from harmony_cli.store import Annotator, Label, Meta, SessionEnded, Store, StoreError
+from harmony_cli.store import SCHEMA_VERSION, Annotator, Label, Meta, SessionEnded, Store, StoreError
 from harmony_cli.store.accounts import FREE_ATTEMPTS, LOCK_AFTER, WRONG
 from webui import login as page_login
 from tests.webui_study import PASSWORD, make_study
@@ -63,6 +63,7 @@ def test_parallel_guesses_cannot_share_a_delay_and_every_page_server_sees_them(s
 def test_deactivation_and_a_new_password_end_sessions_in_the_answers_transaction(store):
     study = store.get_or_create_study("s")
     [example] = store.add_examples(study.id, [dict(CELL, source_key="0", class_name="c")])
+    store.assign("ana", "s")
     ana = store.annotator("ana")
     store.answer(ana.id, example, "original", session_version=ana.session_version)
     store.set_active("ana", False)
@@ -111,11 +112,12 @@ def test_a_version_1_store_is_upgraded_in_place(sqlite_url):
         with store.write() as session:  # back to what harmony's schema 1 held
             session.execute(text("ALTER TABLE harmony_annotator DROP COLUMN session_version"))
             session.execute(text("DROP TABLE harmony_login_guard"))
+            session.execute(text("DROP TABLE harmony_assignment"))
             session.execute(update(Meta).where(Meta.key == "schema_version").values(value="1"))
     with Store.open(sqlite_url, create=False) as store:
         assert store.login("ana", PASSWORD, now=1.0).annotator.session_version == 0
         with store.read() as session:
-            assert session.get(Meta, "schema_version").value == "2"
+            assert session.get(Meta, "schema_version").value == str(SCHEMA_VERSION)
 
 
 # the page ---------------------------------------------------------------------------------------

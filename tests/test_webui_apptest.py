@@ -158,8 +158,10 @@ def test_start_page_shows_each_cell_with_the_annotators_own_progress(study):
         text = "\n".join(str(getattr(n, "proto", "")) for n in walk(block))
         for metric in ("rma", "focus"):
             if f"**{metric} · tiny · gradcam**" in text:
-                progress[metric] = re.search(r"(\d+) / (\d+) done", text).groups()
-    assert progress == {"rma": ("2", "3"), "focus": ("0", "2")}
+                progress[metric] = re.search(r"(\d+) / (\d+) labels \(5 per example\) · you answered (\d+) of "
+                                             r"(\d+)", text).groups()
+    # everyone's labels toward 5 per example, and ana's own answers
+    assert progress == {"rma": ("2", "15", "2", "3"), "focus": ("1", "10", "0", "2")}
 
 
 def test_annotator_cells_and_next_unlabeled_follow_one_annotator(db_url, tmp_path):
@@ -203,7 +205,7 @@ def test_answers_store_the_choice_of_the_side_shown_and_advance_to_the_done_scre
     assert all(row.response_ms is not None and row.response_ms >= 0 for row in label_rows(store, study["ana"]))
     assert [s.value for s in at.success] == ["Done: you answered all 3 examples of this cell. Thank you!"]
     at.button(key="nav-cells").click().run()
-    assert "3 / 3 done" in sent_text(at)
+    assert "3 / 15 labels (5 per example) · you answered 3 of 3" in sent_text(at)
 
 
 def test_an_answered_example_shows_its_answer_and_a_change_updates_the_one_label(study):

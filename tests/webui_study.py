@@ -26,7 +26,8 @@ def _png(path: Path, color: tuple[int, int, int], size: int = 16) -> str:
 
 
 def make_study(db_url: str, image_dir: Path) -> dict:
-    """A study of two cells (3 and 2 examples) and three annotators: ana, ben (active), cy (inactive).
+    """A study of two cells (3 and 2 examples) and three annotators: ana, ben (active), cy (inactive),
+    each assigned the whole study.
 
     Returns {"study_id", "ana", "ben", "cy" (ids), "cells": [[example ids in order] per cell]}.
     """
@@ -49,13 +50,15 @@ def make_study(db_url: str, image_dir: Path) -> dict:
         cells.append(ids)
     people = {name: store.add_annotator(name, PASSWORD, active=active).id
               for name, active in (("ana", True), ("ben", True), ("cy", False))}
+    for name in people:
+        store.assign(name, "webui-test")
     store.close()
     return {"study_id": study.id, "cells": cells, **people}
 
 
 def make_load_study(db_url: str, image_dir: Path, annotators: int, examples: int) -> dict:
     """One cell of ``examples`` examples (class names ``shape-<i>``) and ``annotators`` active accounts
-    ``a0``, ``a1``, ... (password PASSWORD), for many sessions at once.
+    ``a0``, ``a1``, ... (password PASSWORD) assigned the study, for many sessions at once.
 
     Returns {"study_id", "annotators": {name: id}, "examples": {class name: example id}}.
     """
@@ -68,6 +71,8 @@ def make_load_study(db_url: str, image_dir: Path, annotators: int, examples: int
                      finetuned_map_path=_png(image_dir / f"e{i}_learn.png", BLUE)) for i in range(examples)]
         ids = store.add_examples(study.id, rows)
         people = {f"a{i}": store.add_annotator(f"a{i}", PASSWORD).id for i in range(annotators)}
+        for name in people:
+            store.assign(name, "webui-load")
     return {"study_id": study.id, "annotators": people,
             "examples": {row["class_name"]: example_id for row, example_id in zip(rows, ids)}}
 

@@ -142,11 +142,22 @@ def login_screen(store: Store, url: str) -> None:
     st.rerun()
 
 
+def cell_status(row: dict) -> str:
+    """A cell's progress toward its labels, and what it still wants from this annotator."""
+    status = (f"{row['labels']} / {row['needed']} labels ({row['labels_per_example']} per example) · "
+              f"you answered {row['done']} of {row['examples']}")
+    if row["complete"]:
+        return status + " · complete"
+    if row["available"] == 0:
+        return status + " · needs nothing more from you"
+    return status
+
+
 def cells_screen(store: Store, url: str) -> None:
     st.title("Your study cells")
     rows = store.annotator_cells(st.session_state.annotator_id)
     if not rows:
-        st.info("There is nothing to annotate yet. Ask your study's admin.")
+        st.info("No study is open to you yet: your study's admin assigns you one.")
         return
     st.caption("Pick a cell to annotate. Your progress is saved after every answer.")
     for number, row in enumerate(rows):
@@ -154,17 +165,25 @@ def cells_screen(store: Store, url: str) -> None:
             text, action = st.columns([4, 1], vertical_alignment="center")
             text.markdown(f"**{row['metric']} · {row['backbone']} · {row['attribution']}**  \n"
                           f"{row['study']} · {row['dataset']}")
-            text.progress(row["done"] / row["examples"] if row["examples"] else 0.0,
-                          text=f"{row['done']} / {row['examples']} done")
-            label = "Start" if row["done"] == 0 else ("Review" if row["done"] >= row["examples"] else "Continue")
+            text.progress(min(1.0, row["labels"] / row["needed"]) if row["needed"] else 0.0, text=cell_status(row))
+            wanted = row["available"] > 0
+            label = "Start" if row["done"] == 0 and wanted else ("Continue" if wanted else "Review")
             action.button(label, key=f"cell-{number}", on_click=enter_cell, args=(url, row),
-                          type="primary" if 0 < row["done"] < row["examples"] else "secondary")
+                          type="primary" if wanted else "secondary")
 
 
-def end_screen(url: str, done: int, total: int) -> None:
+def end_screen(store: Store, url: str, done: int, total: int) -> None:
+    cursor: CellCursor = st.session_state.cursor
+    annotator_id = st.session_state.annotator_id
     st.progress(done / total if total else 1.0, text=f"{done} / {total} answered")
-    if done >= total:
+    if not store.cell_open_to(annotator_id, cursor.study_id, cursor.cell):
+        st.warning("This cell is closed to new labels for you (the study was closed, or the cell unassigned). "
+                   "Your answers so far are kept.")
+    elif done >= total:
         st.success(f"Done: you answered all {total} examples of this cell. Thank you!")
+    elif store.next_to_label(annotator_id, cursor.study_id, cursor.cell, cursor.quota) is None:
+        st.success(f"This cell needs nothing more from you: every example you have not answered has its "
+                   f"{cursor.quota} labels from other annotators. Thank you!")
     else:
         st.warning(f"{total - done} of {total} examples of this cell are still unanswered.")
         st.button("Go to the first unanswered", key="nav-unanswered", type="primary",
@@ -201,7 +220,7 @@ def example_screen_ui(store: Store, url: str) -> None:
     if screen is None:
         mount_pair({"token": None}, None)
         done = store.count_answered(st.session_state.annotator_id, cursor.study_id, cursor.cell)
-        end_screen(url, done, cursor.total)
+        end_screen(store, url, done, cursor.total)
         return
     images = display_images(cursor, screen)
     mount_pair({"token": cursor.token, "instruction": INSTRUCTION, "answered": screen.answered,

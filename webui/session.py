@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_cli.store import SIDES, SessionEnded, Store
+from harmony_cli.store import SIDES, AnswerRefused, CellClosed, SessionEnded, Store
 
 BUTTONS = ("A", "neither", "B")  # left map, "Neither", right map
 SECRET_NAME = "page-side-order"
@@ -93,13 +93,15 @@ class CellCursor:
     ``index`` is the shown example's place in ``example_ids``, or None for the cell's end
     screen; ``shown_at`` is when that example appeared (a monotonic clock, for response_ms);
     ``token`` names this display of it: an opaque random string, new at every move, that the
-    browser sends back with an answer (see :func:`submit_answer`).
+    browser sends back with an answer (see :func:`submit_answer`). ``quota``: the study's labels
+    per example (the page moves on to examples that still need labels).
     """
 
     study_id: int
     cell: dict
     example_ids: list[int]
     index: int | None
+    quota: int = 1
     shown_at: float = field(default_factory=time.monotonic)
     token: str = field(default_factory=new_token)
     unanswerable: str | None = None  # the token of a display whose images could not be shown
@@ -131,13 +133,22 @@ class CellCursor:
 
 
 def open_cell(store: Store, annotator_id: int, study_id: int, cell: dict, now: float | None = None) -> CellCursor:
-    """A cursor on the annotator's first unanswered example of the cell (the end screen if none)."""
+    """A cursor on the example this annotator should label first (least-labelled of those they have not
+    answered and that still need labels), or on the end screen if the cell needs nothing more from them."""
     cell = {k: cell[k] for k in ("dataset", "metric", "backbone", "attribution")}
     ids = store.cell_example_ids(study_id, cell)
-    cursor = CellCursor(study_id, cell, ids, None)
-    first = store.next_unlabeled(annotator_id, study_id, cell)
+    cursor = CellCursor(study_id, cell, ids, None, quota=store.study_rules(study_id).labels_per_example)
+    first = store.next_to_label(annotator_id, study_id, cell, cursor.quota)
     cursor.show(ids.index(first) if first is not None else None, now)
     return cursor
+
+
+def move_on(store: Store, annotator_id: int, cursor: CellCursor, after: int, now: float) -> None:
+    """Show the next example that needs this annotator's label after ``after`` (the end screen if none)."""
+    following = store.next_to_label(annotator_id, cursor.study_id, cursor.cell, cursor.quota, after=after)
+    if following is not None and following not in cursor.example_ids:  # examples were added meanwhile
+        cursor.example_ids = store.cell_example_ids(cursor.study_id, cursor.cell)
+    cursor.show(None if following is None else cursor.example_ids.index(following), now)
 
 
 def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCursor, button: str, token: str,
@@ -148,8 +159,10 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
     Only the display the cursor serves now is answerable: a press made on an earlier display (the
     browser had not drawn the move yet, or a second press of a double click) is refused, never
     re-targeted to the example now shown. Each display takes one answer. ``session_version``:
-    the account's version at login (the store refuses the answer if it changed since, see
-    Store.answer). One upsert per answer, so repeats never duplicate.
+    the account's version at login (the store refuses the answer if it changed since, or if the
+    study's rules refuse it: see Store.answer). One upsert per answer, so repeats never duplicate.
+    An answer the study's rules refuse (AnswerRefused) moves the cursor on too (to the end screen
+    when the cell is closed to the annotator) and is raised for the page to say why.
     """
     if button not in BUTTONS:
         raise ValueError(f"unknown button {button!r}: one of {', '.join(BUTTONS)}")
@@ -159,12 +172,16 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
         return False
     response_ms = int(round((now - cursor.shown_at) * 1000))
     left = left_map(secret, annotator_id, shown)
-    store.answer(annotator_id, shown, choice_for(button, left), left_map=left, response_ms=response_ms,
-                 source="page", session_version=session_version)
-    following = store.next_unlabeled(annotator_id, cursor.study_id, cursor.cell, after=shown)
-    if following is not None and following not in cursor.example_ids:  # examples were added meanwhile
-        cursor.example_ids = store.cell_example_ids(cursor.study_id, cursor.cell)
-    cursor.show(None if following is None else cursor.example_ids.index(following), now)
+    try:
+        store.answer(annotator_id, shown, choice_for(button, left), left_map=left, response_ms=response_ms,
+                     source="page", session_version=session_version)
+    except CellClosed:
+        cursor.show(None, now)
+        raise
+    except AnswerRefused:
+        move_on(store, annotator_id, cursor, shown, now)
+        raise
+    move_on(store, annotator_id, cursor, shown, now)
     return True
 
 
@@ -211,6 +228,9 @@ def handle_presses(store: Store, secret: str, annotator_id: int, cursor: CellCur
                 log.ended = True
                 log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: your session has ended (the account "
                                 f"was deactivated or its password changed); log in again.")
+                continue
+            except AnswerRefused as refused:
+                log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: {refused}. The page moved on.")
                 continue
             if not stored:
                 log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: the page had already moved on from "

@@ -58,6 +58,8 @@ def study_report(store, study_name: str | None = None, settings=None, simulated:
     import pandas as pd
 
     from ..analysis import AnalysisSettings, analyze_labels, select_label_source
+    from ..analysis.completeness import note_incomplete
+    from ..store import study_rules
     from ..store.db import shown_url
 
     study = pick_study(store, study_name)
@@ -72,6 +74,7 @@ def study_report(store, study_name: str | None = None, settings=None, simulated:
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
     analysis = analyze_labels(chosen, settings or AnalysisSettings(), cells=cells,
                               higher_is_better=study_directions(study))
+    note_incomplete(analysis, chosen, cells, study_rules(study.config, study.source).labels_per_example)
     return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
             "labels_left_out": int(len(labels) - len(chosen)), **analysis}
@@ -122,6 +125,7 @@ def default_out_dir(base: Path, study: str) -> Path:
 def print_report(report: dict, fmt: Format, console) -> None:
     """The report on stdout in ``fmt``; a table is never cut when stdout is not a terminal."""
     from ..analysis import VERDICTS, cells_frame, to_json
+    from ..analysis.completeness import verdict_caveat
     from ..analysis.markdown import markdown
 
     if fmt is Format.json:
@@ -135,7 +139,7 @@ def print_report(report: dict, fmt: Format, console) -> None:
         tally = ", ".join(f"{v} {sum(c['verdict'] == v for c in report['cells'])}" for v in VERDICTS)
         console.print(f"{tally} of {len(report['cells'])} cells ({report['label_source']} labels"
                       + (f", {report['labels_left_out']} other labels left out" if report["labels_left_out"] else "")
-                      + ")", highlight=False)
+                      + verdict_caveat(report) + ")", highlight=False)
         for note in report.get("notes", []):
             console.print(f"note: {note}", highlight=False)
 

@@ -1,4 +1,5 @@
-"""``harmony annotators``: the admin's accounts commands (add, list, deactivate, activate, set-password, unlock)."""
+"""``harmony annotators``: the admin's accounts commands (add, list, deactivate, activate, set-password, unlock)
+and assignments (assign, unassign, assignments)."""
 from __future__ import annotations
 
 import sys
@@ -156,3 +157,83 @@ def unlock(
     with Store.open(db, create=False) as store:
         was_locked = store.unlock(name)
     typer.echo(f"unlocked {name}" if was_locked else f"{name} was not locked (its failed logins are forgotten)")
+
+
+# assignments -----------------------------------------------------------------------------------
+
+CELLS_HELP = ("A cell as metric/backbone/attribution (or dataset/metric/backbone/attribution); repeat for "
+              "several. None: the whole study.")
+
+
+def parse_cell(text: str) -> dict:
+    """``metric/backbone/attribution`` or ``dataset/metric/backbone/attribution`` as a cell dict."""
+    parts = [p.strip() for p in text.split("/")]
+    if len(parts) not in (3, 4) or not all(parts):
+        raise UserError(f"cannot read the cell {text!r}: write it as metric/backbone/attribution, e.g. "
+                        f"rma/resnet18/gradcam (or dataset/metric/backbone/attribution)")
+    return dict(zip(("metric", "backbone", "attribution"), parts[-3:]), dataset=parts[0] if len(parts) == 4 else None)
+
+
+def _cells(cells: Optional[list[str]]) -> Optional[list[dict]]:
+    return [parse_cell(c) for c in cells] if cells else None
+
+
+def _what(study: str, cells: Optional[list[str]]) -> str:
+    return f"study {study}" if not cells else f"{', '.join(cells)} of study {study}"
+
+
+@app.command("assign")
+def assign(
+    name: str = typer.Argument(..., help="Login name."),
+    study: str = typer.Option(..., "--study", help="Study name (see `harmony studies`)."),
+    cells: Optional[list[str]] = typer.Option(None, "--cell", help=CELLS_HELP),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Open a study, or some of its cells, to an annotator on the page."""
+    from ..store import Store
+
+    with Store.open(db, create=False) as store:
+        added = store.assign(name, study, _cells(cells))
+        closed = not store.study_open(study)
+    hint = f" (the study is closed to new labels: `harmony studies open {study}`)" if closed else ""
+    typer.echo(f"assigned {_what(study, cells)} to {name}" + ("" if added else " (it was already)") + hint)
+
+
+@app.command("unassign")
+def unassign(
+    name: str = typer.Argument(..., help="Login name."),
+    study: str = typer.Option(..., "--study", help="Study name (see `harmony studies`)."),
+    cells: Optional[list[str]] = typer.Option(None, "--cell", help=CELLS_HELP),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Close a study (every assignment in it), or some of its cells, to an annotator; their labels stay."""
+    from ..store import Store
+
+    with Store.open(db, create=False) as store:
+        removed = store.unassign(name, study, _cells(cells))
+    typer.echo(f"unassigned {_what(study, cells)} from {name}" + ("" if removed else " (it was not assigned)"))
+
+
+@app.command("assignments")
+def assignments(
+    study: Optional[str] = typer.Option(None, "--study", help="Only this study."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
+) -> None:
+    """List who is assigned which study or cell."""
+    import json
+
+    from ..store import Store, StoreError
+
+    with Store.open(db, create=False) as store:
+        if study is not None and store.study(study) is None:
+            raise StoreError(f"no study called {study!r}; `harmony studies` lists them")
+        rows = store.assignments(study)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no assignments yet: `harmony annotators assign NAME --study S`")
+    for row in rows:
+        cell = "/".join(row[k] for k in ("metric", "backbone", "attribution")) if row["metric"] else "whole study"
+        typer.echo(f"{row['annotator']}\t{row['study']}\t{cell}" + (f" ({row['dataset']})" if row["dataset"] else ""))

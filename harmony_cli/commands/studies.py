@@ -1,4 +1,5 @@
-"""``harmony studies``: what the store holds, one row per study and cell."""
+"""``harmony studies``: what the store holds, one row per study and cell; and a study's settings
+(``open``/``close`` to new labels, ``set-labels-per-example``)."""
 from __future__ import annotations
 
 import csv
@@ -55,15 +56,23 @@ def print_table(rows: list[dict]) -> None:
     console.print(table)
 
 
+DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db)."
+app = typer.Typer(help="List studies by cell (without a subcommand), or change a study's settings.",
+                  invoke_without_command=True)
+
+
+@app.callback()
 def studies(
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    ctx: typer.Context,
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table (rich), markdown, csv or json."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """List studies by cell: examples, labels, and annotators with at least one label."""
     from ..store import Store
 
+    if ctx.invoked_subcommand is not None:
+        return
     store = Store.open(db, create=False)
     try:
         rows = [{k: row[k] for k in STUDY_KEYS} for row in store.cells()]
@@ -81,3 +90,48 @@ def studies(
         typer.echo(as_csv(rows))
     else:
         print_table(rows)
+
+
+# study settings (assign) ----------------------------------------------------------------------
+
+def _set(study: str, db: Optional[str], **values) -> dict:
+    from ..store import Store
+
+    with Store.open(db, create=False) as store:
+        return store.update_study_config(study, **values)
+
+
+@app.command("open")
+def open_(
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Open a study to new labels on the page (imported studies are closed until opened)."""
+    _set(study, db, open=True)
+    typer.echo(f"study {study} is open to new labels from the annotators assigned to it")
+
+
+@app.command("close")
+def close(
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Close a study to new labels: the page refuses them, even from sessions already open; labels stay."""
+    _set(study, db, open=False)
+    typer.echo(f"study {study} is closed to new labels")
+
+
+@app.command("set-labels-per-example")
+def set_labels_per_example(
+    study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
+    count: int = typer.Argument(..., help="Labels each example gets (the page hands out examples until each "
+                                          "has this many)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Set how many labels each example of a study gets (default 5, as in the published study)."""
+    from ..errors import UserError
+
+    if count < 1:
+        raise UserError(f"labels per example must be at least 1, not {count}")
+    _set(study, db, labels_per_example=count)
+    typer.echo(f"study {study}: {count} labels per example")

@@ -3,20 +3,23 @@
 - base.py: opening, closing (also ``with Store.open(url) as store:``), read/write sessions;
 - studies.py: studies and examples; labels.py: answers, bulk labels, reading labels;
 - accounts.py: annotators, passwords, page sessions, login throttling;
-- page.py: one annotator's view of a study (the annotation page's queries).
+- page.py: one annotator's view of a study (the annotation page's queries);
+- assignments.py: which studies and cells are open to whom, and a study's page rules.
 """
 from __future__ import annotations
 
 from .accounts import AccountsMixin, LoginResult
+from .assignments import AssignmentsMixin, StudyRules
 from .base import StoreBase
 from .db import StoreError
-from .labels import LabelsMixin, SessionEnded
+from .labels import AnswerRefused, CellClosed, ExampleFull, LabelsMixin, SessionEnded
 from .page import PageMixin
 from .studies import StudiesMixin
 
 
-class Store(StudiesMixin, LabelsMixin, AccountsMixin, PageMixin, StoreBase):
+class Store(StudiesMixin, LabelsMixin, AccountsMixin, AssignmentsMixin, PageMixin, StoreBase):
     """A study store at a database URL (``--db``, ``HARMONY_DB_URL`` or the default SQLite file)."""
 
 
-__all__ = ["LoginResult", "SessionEnded", "Store", "StoreError"]
+__all__ = ["AnswerRefused", "CellClosed", "ExampleFull", "LoginResult", "SessionEnded", "Store", "StoreError",
+           "StudyRules"]

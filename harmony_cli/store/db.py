@@ -21,7 +21,7 @@ from ..errors import UserError
 from .models import APP_NAME, SCHEMA_VERSION, Base, Meta
 
 # Older schema versions this harmony upgrades in place when it opens them.
-UPGRADABLE = {1}
+UPGRADABLE = {1, 2}
 # Tables that mark a database of the original HARMONY Django app.
 LEGACY_TABLE = "relevavance_example"
 
@@ -236,12 +236,16 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
 
 
 def _upgrade(engine: Engine) -> None:
-    """Version 1 -> 2 in one transaction: account session versions and the login guard table."""
+    """An older version to this one, in one transaction: 1 -> 2 adds account session versions and
+    the login guard table, 2 -> 3 the assignment table (a new table: ``create_all`` makes it)."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
         with Session(conn) as session:
-            if session.get(Meta, "schema_version").value == str(SCHEMA_VERSION):
-                return  # another process upgraded it meanwhile
-        conn.exec_driver_sql("ALTER TABLE harmony_annotator ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+            found = int(session.get(Meta, "schema_version").value)
+        if found == SCHEMA_VERSION:
+            return  # another process upgraded it meanwhile
+        if found < 2:
+            conn.exec_driver_sql("ALTER TABLE harmony_annotator ADD COLUMN session_version INTEGER NOT NULL "
+                                 "DEFAULT 0")
         Base.metadata.create_all(conn)  # the tables that are new (checkfirst)
         with Session(conn) as session:
             session.get(Meta, "schema_version").value = str(SCHEMA_VERSION)

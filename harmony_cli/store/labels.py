@@ -1,18 +1,31 @@
 """Labels: the page's answer (one upsert + audit row), bulk imports, reading them back."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .assignments import study_rules
 from .db import StoreError
-from .models import CELL_FIELDS, CHOICES, SIDES, Annotator, Example, Label, LabelAudit, Study, utcnow
+from .models import ANY, CELL_FIELDS, CHOICES, SIDES, Annotator, Assignment, Example, Label, LabelAudit, Study, utcnow
 
 
 class SessionEnded(StoreError):
     """The annotator's page session ended (account deactivated or password changed): log in again."""
+
+
+class AnswerRefused(StoreError):
+    """The study's rules refuse a page answer; nothing was stored."""
+
+
+class CellClosed(AnswerRefused):
+    """The study is closed to new labels, or the example's cell is not (any more) assigned to the annotator."""
+
+
+class ExampleFull(AnswerRefused):
+    """The example has its ``labels_per_example`` labels from other annotators already."""
 
 
 def _upsert(dialect_insert):
@@ -29,6 +42,16 @@ _UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
 _session_row = select(Annotator.active, Annotator.session_version).where(Annotator.id == bindparam("annotator_id"))
 _SESSION = {"sqlite": _session_row, "postgresql": _session_row.with_for_update()}
 _PAIR_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:annotator_id AS integer), CAST(:example_id AS integer))")
+# The example's study rules, locking the example (PostgreSQL) so that answers to it run one at a time:
+# its label count cannot change between the quota check and the insert. NO KEY UPDATE: labels'
+# foreign-key checks (KEY SHARE) on the example are not blocked by it.
+_example_row = (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS], Study.config, Study.source)
+                .join(Study, Study.id == Example.study_id).where(Example.id == bindparam("example_id")))
+_EXAMPLE = {"sqlite": _example_row, "postgresql": _example_row.with_for_update(of=Example, key_share=True)}
+_ASSIGNED = select(Assignment.id).where(
+    Assignment.annotator_id == bindparam("annotator_id"), Assignment.study_id == bindparam("study_id"),
+    *[getattr(Assignment, f).in_([ANY, bindparam(f)]) for f in CELL_FIELDS]).limit(1)
+_LABEL_COUNT = select(func.count(Label.id)).where(Label.example_id == bindparam("example_id"))
 _PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
                                        Label.example_id == bindparam("example_id"))
 _AUDIT = insert(LabelAudit).values(
@@ -44,9 +67,11 @@ class LabelsMixin:
                response_ms: int | None = None, source: str = "page", session_version: int | None = None) -> None:
         """Store an annotator's answer: one upsert of the (annotator, example) label plus its audit row.
 
-        With ``session_version`` (the account's version when the page session logged in), the same
-        transaction first checks that the account is still active and its version unchanged (a
-        deactivation or password change bumps it), else raises SessionEnded and stores nothing.
+        With ``session_version`` (the account's version when the page session logged in: a page
+        answer), the same transaction first checks that the account is still active and its version
+        unchanged (a deactivation or password change bumps it), else raises SessionEnded; then the
+        study's rules (:meth:`_check_rules`), else raises CellClosed or ExampleFull. Either way
+        nothing is stored. Answers without a session (scripts, tests) skip both checks.
         """
         if choice not in CHOICES:
             raise StoreError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
@@ -65,16 +90,39 @@ class LabelsMixin:
                     if row is None or not row.active or row.session_version != session_version:
                         raise SessionEnded("your session has ended (the account was deactivated or its password "
                                            "changed): log in again")
-                if self.dialect == "postgresql":
-                    # Serialize answers to the same pair so each audit row's previous_choice is exact
-                    # (SQLite's BEGIN IMMEDIATE already serializes every writer).
-                    conn.execute(_PAIR_LOCK, params)
-                previous = conn.execute(_PREVIOUS, params).scalar()
+                if session_version is not None:
+                    previous = self._check_rules(conn, params)  # locks the example (PostgreSQL)
+                else:
+                    if self.dialect == "postgresql":
+                        # Serialize answers to the same pair so each audit row's previous_choice is exact
+                        # (SQLite's BEGIN IMMEDIATE already serializes every writer).
+                        conn.execute(_PAIR_LOCK, params)
+                    previous = conn.execute(_PREVIOUS, params).scalar()
                 conn.execute(upsert, params)
                 conn.execute(_AUDIT, {**params, "previous": previous})
         except IntegrityError as exc:
             raise StoreError(f"cannot store the answer: no annotator {annotator_id} or no example {example_id} "
                              f"in this store") from exc
+
+    def _check_rules(self, conn, params: dict) -> str | None:
+        """A page answer's study rules, inside its transaction: the study is open, the example's cell is
+        assigned to the annotator, and a new label does not take the example past ``labels_per_example``
+        (a change of the annotator's own label always may). Returns the annotator's previous choice."""
+        example = conn.execute(_EXAMPLE[self.dialect], params).first()
+        if example is None:
+            raise StoreError(f"cannot store the answer: no example {params['example_id']} in this store")
+        rules = study_rules(example.config, example.source)
+        if not rules.open:
+            raise CellClosed("this study is closed to new labels")
+        cell = {f: getattr(example, f) for f in CELL_FIELDS}
+        if conn.execute(_ASSIGNED, {**cell, "annotator_id": params["annotator_id"],
+                                    "study_id": example.study_id}).first() is None:
+            raise CellClosed("this cell is not assigned to you (any more)")
+        previous = conn.execute(_PREVIOUS, params).scalar()
+        if previous is None and conn.execute(_LABEL_COUNT, params).scalar() >= rules.labels_per_example:
+            raise ExampleFull(f"this example has its {rules.labels_per_example} labels from other annotators "
+                              f"already")
+        return previous
 
     def add_labels(self, rows: list[dict], source: str = "import", session: Session | None = None) -> dict:
         """Insert many labels at once, each with its audit row; existing labels are left as they are.

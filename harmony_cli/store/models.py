@@ -14,12 +14,16 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The store's schema version, recorded in harmony_meta; a database of another version is refused
-# (version 1, without account sessions and login guards, is upgraded in place: see db.py).
-SCHEMA_VERSION = 2
+# (versions 1 and 2, without account sessions/login guards or assignments, are upgraded in place: see db.py).
+SCHEMA_VERSION = 3
 APP_NAME = "harmony"
 CHOICES = ("original", "finetuned", "neither")
 SIDES = ("original", "finetuned")
 CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")
+# Labels each example gets when its study sets no ``labels_per_example`` (as in the published study).
+DEFAULT_LABELS_PER_EXAMPLE = 5
+# An assignment's cell field that holds this matches every value (a whole-study assignment has all four).
+ANY = ""
 
 
 def utcnow() -> datetime:
@@ -88,6 +92,28 @@ class Annotator(Base):
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)  # made by simulate-annotators
     # Bumped by deactivation and password changes: a page session of an older version has ended.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Assignment(Base):
+    """A study, or one of its cells, open to an annotator on the page.
+
+    A cell field holding ``ANY`` ("") matches every value: all four ``ANY`` is the whole study,
+    and a cell given without its dataset matches that cell in every dataset. (Empty strings,
+    not NULLs, so that the unique constraint holds on every database.)
+    """
+
+    __tablename__ = "harmony_assignment"
+    __table_args__ = (
+        UniqueConstraint("annotator_id", "study_id", *CELL_FIELDS, name="uq_assignment"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("harmony_annotator.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("harmony_study.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(String(100), default=ANY)
+    metric: Mapped[str] = mapped_column(String(100), default=ANY)
+    backbone: Mapped[str] = mapped_column(String(100), default=ANY)
+    attribution: Mapped[str] = mapped_column(String(100), default=ANY)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

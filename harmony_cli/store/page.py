@@ -6,32 +6,50 @@ import secrets
 from sqlalchemy import func, select
 
 from . import page_queries
-from .models import CELL_FIELDS, Example, Label, Meta, Study
+from .assignments import matches, study_rules
+from .models import CELL_FIELDS, Assignment, Example, Label, Meta, Study
 
 
 class PageMixin:
     """Part of :class:`harmony_cli.store.Store` (needs ``read``/``write`` from StoreBase)."""
 
     def annotator_cells(self, annotator_id: int, study: str | None = None) -> list[dict]:
-        """One row per study and cell with this annotator's own progress.
+        """One row per cell open to this annotator (assigned, in an open study), with progress.
 
-        Keys: study, study_id, image_dir, dataset, metric, backbone, attribution, examples, done.
+        Keys: study, study_id, image_dir, dataset, metric, backbone, attribution, examples, done (the
+        annotator's answers), labels_per_example, labels (everyone's), needed (examples x
+        labels_per_example), complete (every example has its labels), available (examples still
+        taking a label from this annotator: not answered by them and not yet full).
         """
-        cell_columns = [getattr(Example, f) for f in CELL_FIELDS]
-        mine = select(Label.example_id).where(Label.annotator_id == annotator_id).subquery()
-        query = (
-            select(Study.name, Study.id, Study.image_dir, *cell_columns, func.count(Example.id),
-                   func.count(mine.c.example_id))
-            .join(Study, Study.id == Example.study_id)
-            .outerjoin(mine, mine.c.example_id == Example.id)
-            .group_by(Study.id, Study.name, Study.image_dir, *cell_columns)
-            .order_by(Study.id, *cell_columns)
-        )
-        if study is not None:
-            query = query.where(Study.name == study)
-        keys = ("study", "study_id", "image_dir", *CELL_FIELDS, "examples", "done")
         with self.read() as session:
-            return [dict(zip(keys, row)) for row in session.execute(query)]
+            assigned = [row._asdict() for row in session.execute(
+                select(Assignment.study_id, *[getattr(Assignment, f) for f in CELL_FIELDS])
+                .where(Assignment.annotator_id == annotator_id))]
+            found = session.execute(select(Study.id, Study.name, Study.image_dir, Study.config, Study.source)
+                                    .where(Study.id.in_({a["study_id"] for a in assigned}))).all()
+            rules = {s.id: study_rules(s.config, s.source) for s in found if study is None or s.name == study}
+            open_ids = sorted(i for i, r in rules.items() if r.open)
+            rows = session.execute(page_queries.example_progress(annotator_id, open_ids)).all() if open_ids else []
+        studies = {s.id: s for s in found}
+        cells: dict[tuple, dict] = {}
+        for row in rows:
+            cell = {f: getattr(row, f) for f in CELL_FIELDS}
+            if not any(a["study_id"] == row.study_id and matches(a, cell) for a in assigned):
+                continue
+            quota, s = rules[row.study_id].labels_per_example, studies[row.study_id]
+            entry = cells.setdefault((row.study_id, *cell.values()), dict(
+                study=s.name, study_id=s.id, image_dir=s.image_dir, **cell, examples=0, done=0,
+                labels_per_example=quota, labels=0, needed=0, full=0, available=0))
+            entry["examples"] += 1
+            entry["done"] += row.mine
+            entry["labels"] += row.labels
+            entry["needed"] += quota
+            entry["full"] += row.labels >= quota
+            entry["available"] += not row.mine and row.labels < quota
+        result = [cells[key] for key in sorted(cells)]
+        for entry in result:
+            entry["complete"] = entry.pop("full") == entry["examples"]
+        return result
 
     def cell_example_ids(self, study_id: int, cell: dict) -> list[int]:
         """Ids of a cell's examples in the order they are shown (position, then id)."""
@@ -39,6 +57,16 @@ class PageMixin:
         with self.read() as session:
             return list(session.scalars(select(Example.id).filter_by(study_id=study_id, **where)
                                         .order_by(Example.position, Example.id)))
+
+    def next_to_label(self, annotator_id: int, study_id: int, cell: dict, quota: int,
+                      after: int | None = None) -> int | None:
+        """The example of the cell this annotator should label next: one they have not answered and that
+        has fewer than ``quota`` labels, least-labelled first, then as :meth:`next_unlabeled`; None when
+        the cell needs nothing more from them."""
+        params = {"annotator_id": annotator_id, "study_id": study_id, "after": after, "quota": quota,
+                  **{f: cell[f] for f in CELL_FIELDS}}
+        with self.engine.connect() as conn:
+            return conn.execute(page_queries.NEXT_TO_LABEL, params).scalar()
 
     def count_answered(self, annotator_id: int, study_id: int, cell: dict) -> int:
         """How many examples of the cell this annotator has answered."""

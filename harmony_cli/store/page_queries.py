@@ -28,6 +28,17 @@ NEXT_UNLABELED = (
     .limit(1)
 )
 
+# The example of the cell this annotator should label next: not answered by them, fewer than :quota labels,
+# least-labelled first (so that every example reaches the quota), then as NEXT_UNLABELED.
+# params: annotator_id, study_id, dataset, metric, backbone, attribution, after, quota
+_label_count = select(func.count(Label.id)).where(Label.example_id == Example.id).scalar_subquery()
+NEXT_TO_LABEL = (
+    select(Example.id)
+    .where(*_in_cell, _unanswered, _label_count < bindparam("quota"))
+    .order_by(_label_count, case((_later, 0), else_=1), Example.position, Example.id)
+    .limit(1)
+)
+
 # How many examples of the outer example's cell the annotator answered.
 _answered, _answered_example = aliased(Label), aliased(Example)
 _done = (
@@ -45,3 +56,17 @@ ANNOTATOR_EXAMPLE = (
     .outerjoin(Label, and_(Label.example_id == Example.id, Label.annotator_id == bindparam("annotator_id")))
     .where(Example.id == bindparam("example_id"))
 )
+
+
+def example_progress(annotator_id: int, study_ids: list[int]):
+    """Per example of the studies: study_id, its cell, ``labels`` (everyone's) and ``mine`` (0/1)."""
+    counts = (select(Label.example_id, func.count(Label.id).label("n"))
+              .join(Example, Example.id == Label.example_id).where(Example.study_id.in_(study_ids))
+              .group_by(Label.example_id).subquery())
+    mine = select(Label.example_id).where(Label.annotator_id == annotator_id).subquery()
+    return (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS],
+                   func.coalesce(counts.c.n, 0).label("labels"),
+                   case((mine.c.example_id.is_(None), 0), else_=1).label("mine"))
+            .outerjoin(counts, counts.c.example_id == Example.id)
+            .outerjoin(mine, mine.c.example_id == Example.id)
+            .where(Example.study_id.in_(study_ids)))

@@ -69,6 +69,7 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
     name = check_study_name(settings.name or default_study_name(source))
     device = device_of(settings.device)
     config = {**settings.pinned(), "examples_per_cell": settings.examples_per_cell,
+              "labels_per_example": settings.labels_per_example,
               "source": str(source.resolve()), "runs": [str(r.resolve()) for r in run_dirs]}
     store, study = Store.open(db or settings.db_url), None
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import UserError
+from ..store.models import DEFAULT_LABELS_PER_EXAMPLE
 from .rendering import RenderSettings
 
 
@@ -34,6 +35,7 @@ class StudySettings:
     db_url: Optional[str] = None
     image_dir: Optional[str] = None
     disjoint_images: bool = True
+    labels_per_example: int = DEFAULT_LABELS_PER_EXAMPLE  # recorded in the study; the page hands out this many
 
     @classmethod
     def from_config(cls, study: Any) -> "StudySettings":
@@ -48,7 +50,7 @@ class StudySettings:
         return cls(**{key: _typed(key, value, known[key].type) for key, value in values.items()})
 
     def __post_init__(self):
-        for key in ("examples_per_cell", "batch_size"):
+        for key in ("examples_per_cell", "batch_size", "labels_per_example"):
             if getattr(self, key) < 1:
                 raise BuildError(f"study.{key}={getattr(self, key)} must be at least 1")
         self.render  # checks colormap, resample, image_size, image_weight

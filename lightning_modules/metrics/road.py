@@ -15,8 +15,12 @@ in [0,1] (``curve="morf"`` | ``"lerf"``) or [-1,1] (``"combined"``):
 
 - ``morf``  (default): ``1 - mean_p MoRF_p``, the curve's drop;
 - ``lerf``: ``mean_p LeRF_p``, the accuracy kept when the least relevant pixels go;
-- ``combined``: ``mean_p (LeRF_p - MoRF_p)``, the gap between the two curves (both
-  readings at once; twice the forward passes of one curve).
+- ``combined``: ``mean_p (LeRF_p - MoRF_p)``, the area between the two curves (both
+  readings at once; twice the forward passes of one curve). Rong et al. report the two
+  curves side by side and define no single number; this gap is the "symmetric relevance
+  gain" of Bluecher, Vielhaben & Strodthoff 2024 ("Decoupling pixel flipping and
+  occlusion strategy for consistent XAI benchmarks", TMLR), which they found ranks
+  attributions consistently where MoRF and LeRF alone disagree.
 
 The grid (``percentages``) is a setting: a list, or a preset name from
 :data:`PERCENTAGE_PRESETS`: ``harmony`` (default: 5, 14, ..., 86, 10 points, cheap
