@@ -14,9 +14,9 @@ import pytest
 from scipy.stats import norm
 from typer.testing import CliRunner
 
-from harmony_cli.analysis.progress import (annotator_progress, cell_progress, cell_verdicts, labels_per_example,
-                                           left_choice, open_examples, position_bias_by_cell, study_overview)
-from harmony_cli.errors import UserError
+from harmony_cli.analysis.completeness import incomplete_cells
+from harmony_cli.analysis.progress import (annotator_progress, cell_progress, cell_verdicts, left_choice,
+                                           open_examples, position_bias_by_cell, study_overview)
 from harmony_cli.store import Store
 
 KEY = {"dataset": "synthetic", "backbone": "tiny", "attribution": "gradcam"}
@@ -54,15 +54,6 @@ def by_metric(rows: list[dict]) -> dict[str, dict]:
     return {row["metric"]: row for row in rows}
 
 
-def test_labels_per_example_is_the_study_setting_else_five():
-    assert labels_per_example(None) == 5 and labels_per_example({}) == 5
-    assert labels_per_example({"labels_per_example": 2}) == 2
-    assert labels_per_example({"labels_per_example": "3"}) == 3
-    for bad in (0, -1, "two", True, 2.5):
-        with pytest.raises(UserError, match="labels_per_example"):
-            labels_per_example({"labels_per_example": bad})
-
-
 def test_progress_counts_labels_up_to_each_examples_quota(store):
     rows = by_metric(cell_progress(store.labels_frame("progress-test"), store.cells("progress-test"), 2))
     # rma: r0 has 3 labels (one beyond its quota of 2), r1 and r2 two each: 6 of 6 needed
@@ -87,6 +78,14 @@ def test_a_surplus_label_does_not_stand_in_for_a_missing_one(sqlite_url):
         rows = by_metric(cell_progress(store.labels_frame(), store.cells(), 1))
     assert (rows["rma"]["labels"], rows["rma"]["counted"], rows["rma"]["complete"]) == (7, 3, True)
     assert (rows["focus"]["counted"], rows["focus"]["caveat"]) == (1, "incomplete: 1 of 2 labels")
+
+
+def test_complete_cells_are_those_the_analysis_does_not_call_incomplete(sqlite_url):
+    for quota in (1, 2, 3):
+        with seed_store(sqlite_url.replace(".db", f"-{quota}.db"), per_example=quota) as store:
+            labels, cells = store.labels_frame(), store.cells()
+        short = {c["metric"] for c in incomplete_cells(labels, pd.DataFrame(cells), quota)}
+        assert {r["metric"] for r in cell_progress(labels, cells, quota) if not r["complete"]} == short
 
 
 def test_annotator_progress_and_median_seconds_per_answer(store):

@@ -76,7 +76,7 @@ def test_an_admin_lands_on_the_dashboard_with_the_studys_figures(study):
     at = logged_in("root")
     assert not at.exception
     assert titles(at) == ["Dashboard"]
-    cells, annotators, accounts = (rows(t) for t in at.table)
+    cells, annotators, accounts, assignments = (rows(t) for t in at.table)
     # quota 2: rma r0 has 2 labels, r1 and r2 one each (4 of 6); focus f0 one (1 of 4)
     assert cells["rma · tiny · gradcam"]["progress"] == "4 / 6 (67%)"
     assert cells["focus · tiny · gradcam"]["progress"] == "1 / 4 (25%)"
@@ -87,17 +87,23 @@ def test_an_admin_lands_on_the_dashboard_with_the_studys_figures(study):
     assert cells["rma · tiny · gradcam"]["chose left"].startswith("67% [")
     assert cells["focus · tiny · gradcam"]["chose left"].startswith("0% [")  # ben f0 O|left F
     assert "**2 of 4** decisive labels chose the map shown on the left (50%" in "\n".join(m.value for m in at.markdown)
-    # ana: 3 labels in 1, 4 and 30 s (median 4); ben: 2 labels in 1 and 3 s; 5 examples in the study
-    assert annotators["ana"] == {"annotator": "ana", "labels": 3, "cells": 1, "of the examples": "60%",
+    # ana: 3 labels in 1, 4 and 30 s (median 4); ben: 2 labels in 1 and 3 s; each assigned the 5 examples
+    assert annotators["ana"] == {"annotator": "ana", "labels": 3, "cells": 1, "of the examples": "60% of 5",
                                  "median s / answer": "4.0"}
-    assert annotators["ben"] == {"annotator": "ben", "labels": 2, "cells": 2, "of the examples": "40%",
+    assert annotators["ben"] == {"annotator": "ben", "labels": 2, "cells": 2, "of the examples": "40% of 5",
                                  "median s / answer": "2.0"}
+    assert annotators["cy"] == {"annotator": "cy", "labels": 0, "cells": 0, "of the examples": "0% of 5",
+                                "median s / answer": "–"}  # assigned, nothing labelled yet
+    assert "root" not in annotators  # neither assigned nor labelling
+    assert assignments == {name: {"annotator": name, "cells": "whole study"} for name in ("ana", "ben", "cy")}
     assert set(accounts) == {"ana", "ben", "cy", "root"} and accounts["root"]["admin"] == "yes"
     assert accounts["cy"]["active"] == "–"
 
     at.selectbox(key="dashboard-scope").select("focus · tiny · gradcam").run()
-    assert rows(at.table[1]) == {"ben": {"annotator": "ben", "labels": 1, "cells": 1, "of the examples": "50%",
-                                         "median s / answer": "3.0"}}
+    focus = rows(at.table[1])
+    assert focus["ben"] == {"annotator": "ben", "labels": 1, "cells": 1, "of the examples": "50% of 2",
+                            "median s / answer": "3.0"}
+    assert (focus["ana"]["labels"], focus["ana"]["of the examples"]) == (0, "0% of 2")
 
 
 def test_a_non_admin_never_gets_the_dashboard_even_when_asking_for_it(study):
@@ -167,7 +173,7 @@ def test_an_admin_adds_deactivates_and_resets_accounts_from_the_page(study):
     at = add_account(logged_in("root"), " Zoë ", "zoe-password-1")
     assert [s.value for s in at.success] == ["added annotator Zoë"]
     assert store.authenticate("Zoë", "zoe-password-1") is not None and not store.annotator("Zoë").is_admin
-    assert "Zoë" in rows(at.table[-1])  # the accounts table shows the change made in this run
+    assert "Zoë" in rows(at.table[2])  # the accounts table shows the change made in this run
 
     at.selectbox(key="account-active-name").select("ben")
     submit(at, "Deactivate")
@@ -231,3 +237,35 @@ def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels
     assert (rows["irof"]["labels"], rows["irof"]["caveat"]) == (60, "incomplete: 60 of 90 labels")
     assert figures.label_source == "real" and figures.notes[0].startswith("2 simulated labels left out")
     assert (rows["irof"]["decisive"], rows["irof"]["chose_left"]) == (60, 6)  # original on the left: 3 x 2
+
+
+def test_an_admin_assigns_and_unassigns_cells_with_the_clis_rules(study, monkeypatch, capsys):
+    store, url = study["store"], study["url"]
+    at = logged_in("root")
+    at.selectbox(key="assign-name").select("root")
+    at.multiselect(key="assign-cells").select("focus/tiny/gradcam")
+    submit(at, "Assign")
+    assert not at.exception
+    assert [s.value for s in at.success] == ["assigned focus/tiny/gradcam of study webui-test to root"]
+    assert [(a["annotator"], a["metric"]) for a in store.assignments("webui-test") if a["annotator"] == "root"] == \
+        [("root", "focus")]
+    assert rows(at.table[3])["root"]["cells"] == "focus/tiny/gradcam"
+    assert rows(at.table[1])["root"]["of the examples"] == "0% of 2"  # the focus cell's 2 examples, none labelled
+    assert [r["metric"] for r in store.annotator_cells(study["root"])] == ["focus"]
+
+    # ana has the whole study: a cell cannot be taken from it, as on the command line
+    at.selectbox(key="assign-name").select("ana")
+    at.multiselect(key="assign-cells").set_value(["rma/tiny/gradcam"])
+    submit(at, "Unassign")
+    assert [e.value for e in at.error] == [cli_error(monkeypatch, capsys, url, "unassign", "ana", "--study",
+                                                     "webui-test", "--cell", "rma/tiny/gradcam")]
+    at.multiselect(key="assign-cells").set_value([])
+    submit(at, "Unassign")  # no cells: the whole study
+    assert [s.value for s in at.success] == ["unassigned study webui-test from ana"]
+    assert store.annotator_cells(study["ana"]) == [] and "ana" not in rows(at.table[3])
+    assert rows(at.table[1])["ana"]["of the examples"] == "not assigned"  # her 3 labels stay
+
+    store.update_study_config("webui-test", open=False)
+    submit(at, "Assign")
+    assert [s.value for s in at.success] == ["assigned study webui-test to ana (the study is closed to new labels: "
+                                             "`harmony studies open webui-test`)"]

@@ -67,7 +67,8 @@ def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_oth
     assert cells["focus · tiny · gradcam"][1:4] == ["2", "1", "1 / 4 (25%)"]
     assert cells["rma · tiny · gradcam"][-1].endswith("(incomplete: 4 of 6 labels)")
     assert "2 of 4" in bias
-    assert annotators["ana"][1:] == ["3", "1", "60%", "4.0"] and annotators["ben"][1:] == ["2", "2", "40%", "2.0"]
+    assert annotators["ana"][1:] == ["3", "1", "60% of 5", "4.0"]
+    assert annotators["ben"][1:] == ["2", "2", "40% of 5", "2.0"]
     assert error == "the password has 5 characters: give one of at least 8"
     assert dashboard_buttons == 0
     assert "Your study cells" in refused_page and "Krippendorff" not in refused_page

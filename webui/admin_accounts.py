@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from harmony_cli.commands.annotators import MIN_PASSWORD_LENGTH
+from harmony_cli.commands.annotators import MIN_PASSWORD_LENGTH, parse_cell
 from harmony_cli.errors import UserError, find_user_error
 from harmony_cli.store import Store
 
@@ -55,6 +55,30 @@ def unlock_account(store: Store, name: str) -> str:
     """``harmony annotators unlock NAME``: lift the lockout after too many failed logins."""
     was_locked = store.unlock(name)
     return f"unlocked {name}" if was_locked else f"{name} was not locked (its failed logins are forgotten)"
+
+
+def cell_text(cell: dict, with_dataset: bool) -> str:
+    """A cell as the CLI's ``--cell`` writes it: metric/backbone/attribution (dataset/... when it matters)."""
+    return "/".join(str(cell[f]) for f in (("dataset",) if with_dataset else ()) + ("metric", "backbone", "attribution"))
+
+
+def change_assignment(store: Store, name: str, study: str, cells: list[str], assign: bool) -> str:
+    """``harmony annotators assign|unassign NAME --study S [--cell C ...]`` (no cells: the whole study)."""
+    parsed = [parse_cell(c) for c in cells] or None
+    what = f"study {study}" if not cells else f"{', '.join(cells)} of study {study}"
+    if not assign:
+        removed = store.unassign(name, study, parsed)
+        return f"unassigned {what} from {name}" + ("" if removed else " (it was not assigned)")
+    added = store.assign(name, study, parsed)
+    hint = "" if store.study_open(study) else f" (the study is closed to new labels: `harmony studies open {study}`)"
+    return f"assigned {what} to {name}" + ("" if added else " (it was already)") + hint
+
+
+def assignments_frame(rows: list[dict]) -> pd.DataFrame:
+    """``harmony annotators assignments``' lines as a table."""
+    return pd.DataFrame([{"annotator": r["annotator"],
+                          "cells": cell_text(r, bool(r["dataset"])) if r["metric"] else "whole study"}
+                         for r in rows], columns=["annotator", "cells"])
 
 
 def accounts_frame(store: Store) -> pd.DataFrame:
@@ -115,3 +139,22 @@ def change_forms(store: Store, names: list[str]) -> None:
                                  help=f"At least {MIN_PASSWORD_LENGTH} characters; ends the account's sessions.")
         if st.form_submit_button("Set password"):
             report(reset_password, store, name, password)
+
+
+def assignments_panel(store: Store, study: str) -> None:
+    """Who may label which cells of ``study``, and the form that changes it (admins only)."""
+    table = st.empty()  # filled last, so that it shows the change made in this run
+    cells = store.cells(study)
+    several = len({c["dataset"] for c in cells}) > 1
+    names = [a.name for a in store.annotators() if not a.simulated]
+    with st.form("assignment"):
+        st.markdown(f"**Assign or unassign cells of {study}**")
+        name = st.selectbox("Account", names, key="assign-name")
+        chosen = st.multiselect("Cells (none: the whole study)", [cell_text(c, several) for c in cells],
+                                key="assign-cells")
+        assign, unassign = st.columns(2)
+        if assign.form_submit_button("Assign"):
+            report(change_assignment, store, name, study, chosen, True)
+        if unassign.form_submit_button("Unassign"):
+            report(change_assignment, store, name, study, chosen, False)
+    table.table(assignments_frame(store.assignments(study)), hide_index=True)

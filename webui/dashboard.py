@@ -18,11 +18,11 @@ import streamlit as st
 
 from harmony_cli.analysis import AnalysisSettings, analyze_labels, select_label_source
 from harmony_cli.analysis.encoding import CELL_FIELDS
-from harmony_cli.analysis.progress import (annotator_progress, labels_per_example, left_choice,
-                                           study_overview)
+from harmony_cli.analysis.completeness import note_incomplete
+from harmony_cli.analysis.progress import annotator_progress, left_choice, open_examples, study_overview
 from harmony_cli.commands.analyze import pick_study, study_directions
 from harmony_cli.errors import UserError
-from harmony_cli.store import Store
+from harmony_cli.store import Store, study_rules
 from webui import admin_accounts
 
 VIEW_KEY = "view"  # query parameter: "dashboard" | "annotate"
@@ -37,36 +37,42 @@ class StudyFigures:
     """What the dashboard shows for one study (see harmony_cli.analysis.progress for each figure)."""
 
     study: str
-    per_example: int
+    per_example: int          # labels_per_example (harmony_cli.store.study_rules)
+    open: bool                # the study takes new labels
+    assignments: list[dict]   # Store.assignments rows of the study
     label_source: str | None  # "real" | "simulated" (never both, as in harmony analyze); None: no labels
     labels: pd.DataFrame      # the labels of that source
     cells: list[dict]         # study_overview rows
     notes: list[str] = field(default_factory=list)
 
 
-def run_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool]) -> dict:
-    """``harmony analyze``'s analysis of these labels (as ``study_report`` runs it)."""
-    return analyze_labels(labels, settings, cells=pd.DataFrame(cells), higher_is_better=directions)
+def run_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool],
+                 per_example: int) -> dict:
+    """``harmony analyze``'s analysis of these labels, incomplete cells noted (as ``study_report`` runs it)."""
+    frame = pd.DataFrame(cells)
+    return note_incomplete(analyze_labels(labels, settings, cells=frame, higher_is_better=directions), labels,
+                           frame, per_example)
 
 
 def study_figures(store: Store, name: str, settings, analysis: Callable[..., dict] = run_analysis) -> StudyFigures:
     """The figures of study ``name`` with the analysis ``settings`` (an AnalysisSettings); ``analysis``:
     :func:`run_analysis` or a cached stand-in with its signature."""
     study = store.study(name)
-    per_example = labels_per_example(study.config)
+    rules = study_rules(study.config, study.source)
     cells = store.cells(name)
     labels = store.labels_frame(name)
     source, report, notes = None, None, []
     if len(labels):
         chosen, source = select_label_source(labels, study=f"study {name!r}")
-        report = analysis(chosen, cells, settings, study_directions(study))
+        report = analysis(chosen, cells, settings, study_directions(study), rules.labels_per_example)
         notes = list(report["notes"])
         if len(chosen) < len(labels):
             notes.insert(0, f"{len(labels) - len(chosen)} {'real' if source == 'simulated' else 'simulated'} "
                             f"labels left out (real and simulated labels are never mixed)")
         labels = chosen
-    rows = study_overview(labels, cells, per_example, report, settings.confidence)
-    return StudyFigures(name, per_example, source, labels, rows, notes)
+    rows = study_overview(labels, cells, rules.labels_per_example, report, settings.confidence)
+    return StudyFigures(name, rules.labels_per_example, rules.open, store.assignments(name), source, labels, rows,
+                        notes)
 
 
 def cell_name(cell: dict, with_dataset: bool = False) -> str:
@@ -110,10 +116,12 @@ def annotators_table(figures: StudyFigures, scope: str) -> pd.DataFrame:
         [cell] = cells
         labels = labels[(labels[list(CELL_FIELDS)].astype(str) == pd.Series({f: str(cell[f]) for f in CELL_FIELDS})
                          ).all(axis=1)]
-    rows = annotator_progress(labels, sum(c["examples"] for c in cells))
+    scoped = [{**c, "study": figures.study} for c in cells]
+    rows = annotator_progress(labels, sum(c["examples"] for c in cells), open_examples(figures.assignments, scoped))
     return pd.DataFrame([{
         "annotator": r["annotator"], "labels": r["labels"], "cells": r["cells"],
-        "of the examples": "–" if r["progress"] is None else f"{r['progress']:.0%}",
+        "of the examples": "not assigned" if r["examples"] is None else (
+            "–" if r["progress"] is None else f"{r['progress']:.0%} of {r['examples']}"),
         "median s / answer": _number(r["median_seconds"], 1),
     } for r in rows], columns=["annotator", "labels", "cells", "of the examples", "median s / answer"])
 
@@ -131,17 +139,20 @@ def analysis_settings():
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _cached_analysis(_labels: pd.DataFrame, cells: str, settings: str, directions: str, fingerprint: int) -> dict:
-    return run_analysis(_labels, json.loads(cells), AnalysisSettings(**json.loads(settings)), json.loads(directions))
+def _cached_analysis(_labels: pd.DataFrame, cells: str, settings: str, directions: str, per_example: int,
+                     fingerprint: int) -> dict:
+    return run_analysis(_labels, json.loads(cells), AnalysisSettings(**json.loads(settings)), json.loads(directions),
+                        per_example)
 
 
-def cached_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool]) -> dict:
+def cached_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool],
+                    per_example: int) -> dict:
     """:func:`run_analysis`, computed again only when the labels (their full content), cells, settings or
     metric directions change: every click on the dashboard reruns the page."""
     fingerprint = int(pd.util.hash_pandas_object(labels, index=False).sum())
     return _cached_analysis(labels, json.dumps(cells, sort_keys=True, default=str),
                             json.dumps(settings.to_dict(), sort_keys=True), json.dumps(directions, sort_keys=True),
-                            fingerprint)
+                            per_example, fingerprint)
 
 
 def is_admin(store: Store) -> bool:
@@ -177,20 +188,24 @@ def show(store: Store) -> bool:
 
 def dashboard(store: Store) -> None:
     st.title("Dashboard")
-    progress_tab, accounts_tab = st.tabs(["Progress", "Accounts"])
-    with progress_tab:
-        progress_panel(store)
-    with accounts_tab:
-        admin_accounts.accounts_panel(store)
-
-
-def progress_panel(store: Store) -> None:
     studies = [s.name for s in store.studies()]
-    if not studies:
-        st.info("No study yet: build one (harmony build-dataset) or import one (harmony import-legacy).")
-        return
-    newest = pick_study(store, None).name
-    name = st.selectbox("Study", studies, index=studies.index(newest), key="dashboard-study")
+    name = None
+    if studies:
+        name = st.selectbox("Study", studies, index=studies.index(pick_study(store, None).name), key="dashboard-study")
+    progress_tab, accounts_tab, assign_tab = st.tabs(["Progress", "Accounts", "Assignments"])
+    with accounts_tab:  # the forms first (each tab keeps its place): the progress shows their changes
+        admin_accounts.accounts_panel(store)
+    with assign_tab:
+        if name is not None:
+            admin_accounts.assignments_panel(store, name)
+    with progress_tab:
+        if name is None:
+            st.info("No study yet: build one (harmony build-dataset) or import one (harmony import-legacy).")
+        else:
+            progress_panel(store, name)
+
+
+def progress_panel(store: Store, name: str) -> None:
     settings = analysis_settings()
     try:
         figures = study_figures(store, name, settings, cached_analysis)
@@ -198,8 +213,9 @@ def progress_panel(store: Store) -> None:
         st.error(str(exc))
         return
     source = f"{figures.label_source} labels" if figures.label_source else "no labels yet"
-    st.caption(f"{source} · {figures.per_example} labels per example · verdicts by the rule of `harmony analyze` "
-               f"(so far; † Neither dominant)")
+    state = "open to new labels" if figures.open else f"closed to new labels (`harmony studies open {name}`)"
+    st.caption(f"{source} · {figures.per_example} labels per example · {state} · verdicts by the rule of "
+               f"`harmony analyze` (so far; † Neither dominant)")
     st.table(cells_table(figures), hide_index=True)
     bias = left_choice(figures.labels, settings.confidence) if len(figures.labels) else None
     if bias and bias["decisive"]:
@@ -207,8 +223,7 @@ def progress_panel(store: Store) -> None:
         st.markdown(f"Position bias: **{bias['chose_left']} of {bias['decisive']}** decisive labels chose the map "
                     f"shown on the left ({bias['left_share']:.0%}, {settings.confidence:.0%} interval "
                     f"{low:.0%}–{high:.0%}).")
-    scope = st.selectbox("Annotators in", [ALL_CELLS, *cell_names(figures)],
-                         key="dashboard-scope")
+    scope = st.selectbox("Annotators in", [ALL_CELLS, *cell_names(figures)], key="dashboard-scope")
     st.table(annotators_table(figures, scope), hide_index=True)
     for note in figures.notes:
         st.caption(f"note: {note}")

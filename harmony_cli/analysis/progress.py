@@ -7,7 +7,8 @@ median seconds per answer. Per cell and overall: position bias, the share of dec
 Neither, side recorded) that chose the map shown on the left, with a Wilson interval.
 
 ``labels`` is a frame like ``Store.labels_frame`` (one kind of labels: see ``select_label_source``);
-``cells`` rows like ``Store.cells`` (the cell fields and ``examples``).
+``cells`` rows like ``Store.cells`` (the cell fields and ``examples``); ``per_example`` the study's
+``labels_per_example`` (``harmony_cli.store.study_rules``, where its default lives).
 """
 from __future__ import annotations
 
@@ -16,28 +17,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
 from .encoding import CELL_FIELDS
 from .significance import wilson_interval
 from .values import finite, pair
-
-try:  # the assign branch defines the default once in the store and exports it
-    from ..store import DEFAULT_LABELS_PER_EXAMPLE
-except ImportError:  # until it lands: the same default (the published study's 5)
-    DEFAULT_LABELS_PER_EXAMPLE = 5
-
-
-def labels_per_example(config: dict | None) -> int:
-    """The study's quota of labels per example: ``Study.config["labels_per_example"]``, default 5."""
-    value = (config or {}).get("labels_per_example")
-    if value is None:
-        return DEFAULT_LABELS_PER_EXAMPLE
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or not str(value).strip().isdigit() \
-            or int(value) < 1:
-        raise UserError(f"the study's labels_per_example is {value!r}: set a whole number of at least 1 in the "
-                        f"study's settings")
-    return int(value)
-
 
 def cell_key(row) -> tuple[str, ...]:
     """A cell's identity, as text (the analysis reports cells with text fields)."""
@@ -48,7 +30,8 @@ def cell_progress(labels: pd.DataFrame, cells: Iterable[dict], per_example: int)
     """Per cell: examples, labels, needed (examples x per_example), counted (labels up to the quota of each
     example), progress (counted / needed), complete_examples, complete, and the caveat while incomplete.
 
-    Labels beyond an example's quota do not make up for another example's missing ones.
+    Labels beyond an example's quota do not make up for another example's missing ones. A cell is complete
+    when every example has its quota (the rule of ``completeness.incomplete_cells``, which the report uses).
     """
     per_cell: dict[tuple, tuple[int, int, int]] = {}
     if len(labels):
