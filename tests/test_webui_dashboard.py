@@ -269,3 +269,24 @@ def test_an_admin_assigns_and_unassigns_cells_with_the_clis_rules(study, monkeyp
     submit(at, "Assign")
     assert [s.value for s in at.success] == ["assigned study webui-test to ana (the study is closed to new labels: "
                                              "`harmony studies open webui-test`)"]
+
+
+def test_a_study_without_labels_and_a_store_without_studies(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    monkeypatch.setenv("HARMONY_DB_URL", url)
+    with Store.open(url) as store:
+        store.add_annotator("root", PASSWORD, admin=True)
+    at = logged_in("root")
+    assert not at.exception and titles(at) == ["Dashboard"]
+    assert [i.value for i in at.info] == ["No study yet: build one (harmony build-dataset) or import one "
+                                          "(harmony import-legacy)."]
+    make_study(url, tmp_path / "images")  # labels_per_example unset: 5
+    at.run()
+    assert not at.exception
+    cells = rows(at.table[0])
+    assert cells["rma · tiny · gradcam"]["progress"] == "0 / 15 (0%)"
+    assert cells["rma · tiny · gradcam"]["verdict"] == "– (incomplete: 0 of 15 labels)"
+    assert cells["focus · tiny · gradcam"]["chose left"] == "–"
+    assert {name: row["of the examples"] for name, row in rows(at.table[1]).items()} == \
+        {"ana": "0% of 5", "ben": "0% of 5", "cy": "0% of 5"}
+    assert "no labels yet · 5 labels per example · open to new labels" in at.caption[0].value
