@@ -17,9 +17,9 @@ import logging
 import streamlit as st
 
 from harmony_cli.store import Store, StoreError, resolve_db_url
-from webui import dashboard as admin_dashboard
 from webui import login as page_login
 from webui import pair
+from webui import dashboard as admin_dashboard  # (after pair: merges beside the instructions hook)
 from webui.images import pair_images
 from webui.session import (SECRET_NAME, CellCursor, PressLog, example_screen, handle_presses,
                            open_cell)
