@@ -120,10 +120,13 @@ def test_a_non_admin_never_gets_the_dashboard_even_when_asking_for_it(study):
 def test_an_admin_demoted_meanwhile_loses_the_dashboard_at_once(study):
     at = logged_in("root")
     assert titles(at) == ["Dashboard"]
+    at.text_input(key="account-add-name").input("mallory")
+    at.text_input(key="account-add-password").input("a-long-password")
     with study["store"].write() as session:
         session.get(Annotator, study["root"]).is_admin = False
-    at.run()
+    submit(at, "Add account")  # the form was on screen; its submission comes after the demotion
     assert titles(at) == ["Your study cells"] and not at.table
+    assert study["store"].annotator("mallory") is None
 
 
 def test_an_admin_switches_between_the_dashboard_and_annotating(study):
