@@ -20,6 +20,7 @@ from harmony_cli.store import Store, StoreError, resolve_db_url
 from webui import instructions as page_instructions
 from webui import login as page_login
 from webui import pair
+from webui import dashboard as admin_dashboard  # (after pair: merges beside the instructions hook)
 from webui.images import pair_images
 from webui.session import (SECRET_NAME, CellCursor, PressLog, example_screen, handle_presses,
                            open_cell)
@@ -264,6 +265,8 @@ def main() -> None:
         login_screen(store, url)
         return
     header(in_cell="cursor" in st.session_state)
+    if admin_dashboard.show(store):  # admins: the dashboard (webui/dashboard.py); a non-admin is refused it
+        return
     if "cursor" not in st.session_state:
         cells_screen(store, url)
     elif not page_instructions.screen(store, st.session_state.annotator_id, st.session_state.cursor, mount_pair):
