@@ -175,3 +175,18 @@ def test_concurrent_answers_never_take_an_example_past_its_labels(db_url):
     with Store.open(db_url) as store:
         assert [label_count(store, e) for e in ids["rma"]] == [quota] * 5
     assert outcomes == {"stored": quota * 5, "full": (threads - quota) * 5}
+
+
+def test_annotators_opening_a_cell_at_once_start_spread_over_it(db_url):
+    from webui.session import open_cell
+
+    store, ids = make_store(db_url, n=6)
+    for name in ("ana", "ben", "cy"):
+        store.assign(name, "s")
+    rma = ids["rma"]
+    starts = [open_cell(store, ids[name], ids["study_id"], RMA).example_id for name in ("ana", "ben", "cy")]
+    assert starts == [rma[0], rma[2], rma[4]]  # the k-th of 3 annotators at k/3 of the way in
+    store.unassign("ben", "s")
+    store.unassign("cy", "s")
+    assert open_cell(store, ids["ana"], ids["study_id"], RMA).example_id == rma[0]  # alone: from the start
+    store.close()
