@@ -175,3 +175,51 @@ def test_concurrent_answers_never_take_an_example_past_its_labels(db_url):
     with Store.open(db_url) as store:
         assert [label_count(store, e) for e in ids["rma"]] == [quota] * 5
     assert outcomes == {"stored": quota * 5, "full": (threads - quota) * 5}
+
+
+def test_annotators_opening_a_cell_at_once_start_spread_over_it(db_url):
+    from webui.session import open_cell
+
+    store, ids = make_store(db_url, n=6)
+    for name in ("ana", "ben", "cy"):
+        store.assign(name, "s")
+    rma = ids["rma"]
+    starts = [open_cell(store, ids[name], ids["study_id"], RMA).example_id for name in ("ana", "ben", "cy")]
+    assert starts == [rma[0], rma[2], rma[4]]  # the k-th of 3 annotators at k/3 of the way in
+    store.unassign("ben", "s")
+    store.unassign("cy", "s")
+    assert open_cell(store, ids["ana"], ids["study_id"], RMA).example_id == rma[0]  # alone: from the start
+    store.close()
+
+
+def test_labels_per_example_is_a_study_setting_of_build_dataset_with_the_stores_default():
+    from harmony_cli.hydra_app import compose_config
+    from harmony_cli.study.settings import BuildError, StudySettings
+
+    assert StudySettings.from_config(compose_config([], task="build_dataset").study).labels_per_example == 5
+    chosen = compose_config(["study.labels_per_example=2"], task="build_dataset").study
+    assert StudySettings.from_config(chosen).labels_per_example == 2
+    with pytest.raises(BuildError, match="labels_per_example=0 must be at least 1"):
+        StudySettings.from_config(compose_config(["study.labels_per_example=0"], task="build_dataset").study)
+
+
+def test_an_imported_study_is_closed_until_opened_and_keeps_its_labels_per_example(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from harmony_cli.main import app
+    from tests.test_import_legacy import write_fixtures
+
+    monkeypatch.setenv("HARMONY_OUTPUTS", str(tmp_path / "outputs"))
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    write_fixtures(tmp_path / "fixtures")  # 4 examples, 3 of them with one label each
+    runner = CliRunner()
+    assert runner.invoke(app, ["import-legacy", str(tmp_path / "fixtures"), "--db", db, "--study", "old"]).exit_code == 0
+    with Store.open(db) as store:
+        ana = store.add_annotator("ana", None).id
+        store.assign("ana", "old")
+        assert not store.study_open("old") and store.annotator_cells(ana) == []
+        assert store.study_rules(store.study("old").id).labels_per_example == 1  # as the study had it
+    assert runner.invoke(app, ["studies", "open", "old", "--db", db]).exit_code == 0
+    with Store.open(db) as store:
+        assert sorted((r["metric"], r["examples"], r["labels"]) for r in store.annotator_cells(ana)) == [
+            ("MysteryLearnableMetric", 2, 1), ("rma", 2, 2)]

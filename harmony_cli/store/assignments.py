@@ -139,6 +139,14 @@ class AssignmentsMixin:
                 .where(Assignment.annotator_id == annotator_id, Assignment.study_id == study_id))]
         return any(matches(a, cell) for a in assigned)
 
+    def cell_annotators(self, study_id: int, cell: dict) -> list[int]:
+        """Ids of the annotators the cell is assigned to (directly or with its whole study), ascending."""
+        with self.read() as session:
+            rows = [row._asdict() for row in session.execute(
+                select(Assignment.annotator_id, *[getattr(Assignment, f) for f in CELL_FIELDS])
+                .where(Assignment.study_id == study_id))]
+        return sorted({row["annotator_id"] for row in rows if matches(row, cell)})
+
     def study_open(self, name: str) -> bool:
         """Whether the page takes new labels in the study (its ``open`` setting; see :func:`study_rules`)."""
         study = self.study(name)

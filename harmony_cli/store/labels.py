@@ -42,16 +42,22 @@ _UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
 _session_row = select(Annotator.active, Annotator.session_version).where(Annotator.id == bindparam("annotator_id"))
 _SESSION = {"sqlite": _session_row, "postgresql": _session_row.with_for_update()}
 _PAIR_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:annotator_id AS integer), CAST(:example_id AS integer))")
-# The example's study rules, locking the example (PostgreSQL) so that answers to it run one at a time:
-# its label count cannot change between the quota check and the insert. NO KEY UPDATE: labels'
-# foreign-key checks (KEY SHARE) on the example are not blocked by it.
-_example_row = (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS], Study.config, Study.source)
-                .join(Study, Study.id == Example.study_id).where(Example.id == bindparam("example_id")))
-_EXAMPLE = {"sqlite": _example_row, "postgresql": _example_row.with_for_update(of=Example, key_share=True)}
-_ASSIGNED = select(Assignment.id).where(
-    Assignment.annotator_id == bindparam("annotator_id"), Assignment.study_id == bindparam("study_id"),
-    *[getattr(Assignment, f).in_([ANY, bindparam(f)]) for f in CELL_FIELDS]).limit(1)
-_LABEL_COUNT = select(func.count(Label.id)).where(Label.example_id == bindparam("example_id"))
+# A page answer's rules in one query: the example's study settings, whether its cell is assigned to the
+# annotator, the annotator's previous choice and the example's label count. On PostgreSQL the example
+# is locked first, in its own statement (_LOCK_EXAMPLE), so that answers to it run one at a time and
+# this query's snapshot, taken after the lock, counts every label committed before. NO KEY UPDATE:
+# labels' foreign-key checks (KEY SHARE) on the example are not blocked by it.
+_LOCK_EXAMPLE = select(Example.id).where(Example.id == bindparam("example_id")).with_for_update(key_share=True)
+_assigned = select(Assignment.id).where(
+    Assignment.annotator_id == bindparam("annotator_id"), Assignment.study_id == Example.study_id,
+    *[getattr(Assignment, f).in_([ANY, getattr(Example, f)]) for f in CELL_FIELDS]).exists()
+_RULES = (select(Study.config, Study.source, _assigned.label("assigned"),
+                 select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
+                                            Label.example_id == Example.id).scalar_subquery().label("previous"),
+                 select(func.count(Label.id)).where(Label.example_id == Example.id).scalar_subquery()
+                 .label("labels"))
+          .select_from(Example).join(Study, Study.id == Example.study_id)
+          .where(Example.id == bindparam("example_id")))
 _PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
                                        Label.example_id == bindparam("example_id"))
 _AUDIT = insert(LabelAudit).values(
@@ -108,18 +114,18 @@ class LabelsMixin:
         """A page answer's study rules, inside its transaction: the study is open, the example's cell is
         assigned to the annotator, and a new label does not take the example past ``labels_per_example``
         (a change of the annotator's own label always may). Returns the annotator's previous choice."""
-        example = conn.execute(_EXAMPLE[self.dialect], params).first()
+        if self.dialect == "postgresql":
+            conn.execute(_LOCK_EXAMPLE, params)
+        example = conn.execute(_RULES, params).first()
         if example is None:
             raise StoreError(f"cannot store the answer: no example {params['example_id']} in this store")
         rules = study_rules(example.config, example.source)
         if not rules.open:
             raise CellClosed("this study is closed to new labels")
-        cell = {f: getattr(example, f) for f in CELL_FIELDS}
-        if conn.execute(_ASSIGNED, {**cell, "annotator_id": params["annotator_id"],
-                                    "study_id": example.study_id}).first() is None:
+        if not example.assigned:
             raise CellClosed("this cell is not assigned to you (any more)")
-        previous = conn.execute(_PREVIOUS, params).scalar()
-        if previous is None and conn.execute(_LABEL_COUNT, params).scalar() >= rules.labels_per_example:
+        previous = example.previous
+        if previous is None and example.labels >= rules.labels_per_example:
             raise ExampleFull(f"this example has its {rules.labels_per_example} labels from other annotators "
                               f"already")
         return previous

@@ -311,8 +311,12 @@ def _legacy_study(session, prepared: PreparedImport):
         raise StoreError(f"study {prepared.name!r} exists already and was not imported from the original app: "
                          f"choose another name with --study")
     if found is None:
+        # Closed to new labels (source "legacy": see harmony_cli.store.study_rules); labels_per_example is
+        # what the study had, its most common number of labels per example, so that its cells read as complete.
+        per_example = Counter(Counter(example for _, example in prepared.labels).values())
         found = Study(name=prepared.name, source="legacy", image_dir=str(prepared.image_dir),
-                      config={"imported_from": str(prepared.source.resolve()), "format": prepared.format})
+                      config={"imported_from": str(prepared.source.resolve()), "format": prepared.format,
+                              **({"labels_per_example": per_example.most_common(1)[0][0]} if per_example else {})})
         session.add(found)
     recorded = dict((found.config or {}).get("higher_is_better") or {})
     if any(recorded.get(k) != v for k, v in prepared.higher_is_better.items()):
