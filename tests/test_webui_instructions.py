@@ -106,7 +106,8 @@ def test_the_default_text_and_who_sees_it_again(study):
     again = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")  # a new login session, no label yet
     assert [s.value for s in again.subheader] == ["Before you start"]
     ben = enter_cell(log_in(new_page(), "ben"), store, study["ben"], "rma")  # has labelled the study before
-    assert displayed(ben)[0]["prediction"] == "shape-0-0" and not ben.subheader
+    # straight to an example of the cell (which one: where the page spreads its annotators, not tested here)
+    assert displayed(ben)[0]["prediction"].startswith("shape-0-") and not ben.subheader
     store.update_study_config("webui-test", instructions_first=False)
     off = enter_cell(log_in(new_page(), "ana"), store, study["ana"], "rma")
     assert displayed(off)[0]["prediction"] == "shape-0-0"
