@@ -53,3 +53,16 @@ def test_the_default_of_five_labels_per_example_applies_when_the_study_sets_none
     assert report["labels_per_example"] == 5
     assert [(c["metric"], c["labels"], c["needed"], c["short_examples"]) for c in report["incomplete_cells"]] == [
         ("focus", 5, 15, 3), ("rma", 8, 20, 4)]
+
+
+def test_labels_beyond_an_examples_quota_do_not_count_toward_another_examples(sqlite_url):
+    """focus at a quota of 2 has labels 2, 2, 1; a third label on its first example makes 6 labels, the
+    number needed, yet one example is still short: the cell counts min(n, 2) = 5 of 6."""
+    seeded(sqlite_url, quota=2)
+    with Store.open(sqlite_url) as store:
+        carol = store.add_annotator("carol", None).id
+        focus_ids = store.cell_example_ids(store.study("s").id, FOCUS)
+        store.answer(carol, focus_ids[0], "neither")  # a third label on a full example: 6 labels, one example short
+        report = study_report(store, "s")
+    assert [(c["metric"], c["labels"], c["needed"], c["short_examples"]) for c in report["incomplete_cells"]] == [
+        ("focus", 5, 6, 1)]

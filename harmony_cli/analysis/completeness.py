@@ -13,8 +13,10 @@ from .encoding import CELL_FIELDS
 def incomplete_cells(labels: pd.DataFrame, cells: pd.DataFrame, labels_per_example: int) -> list[dict]:
     """The cells (rows of ``cells``: CELL_FIELDS + ``examples``) whose analyzed ``labels`` fall short.
 
-    Each: the cell fields, ``examples``, ``labels``, ``needed`` (examples x labels_per_example) and
-    ``short_examples`` (examples with fewer than labels_per_example labels, unlabelled ones included).
+    Each: the cell fields, ``examples``, ``labels`` (counted up to each example's quota: extra labels on
+    one example do not make up for another's missing ones, so labels < needed), ``needed`` (examples x
+    labels_per_example) and ``short_examples`` (examples with fewer than labels_per_example labels,
+    unlabelled ones included).
     """
     per_example = labels.groupby([*CELL_FIELDS, "example_id"]).size().rename("n").reset_index()
     short = []
@@ -25,7 +27,7 @@ def incomplete_cells(labels: pd.DataFrame, cells: pd.DataFrame, labels_per_examp
         examples = int(cell["examples"])
         full = int((mine["n"] >= labels_per_example).sum())
         if full < examples:
-            short.append({**{f: cell[f] for f in CELL_FIELDS}, "examples": examples, "labels": int(mine["n"].sum()),
+            short.append({**{f: cell[f] for f in CELL_FIELDS}, "examples": examples, "labels": int(mine["n"].clip(upper=labels_per_example).sum()),
                           "needed": examples * labels_per_example, "short_examples": examples - full})
     return short
 
