@@ -293,3 +293,18 @@ def test_a_study_without_labels_and_a_store_without_studies(tmp_path, monkeypatc
     assert {name: row["of the examples"] for name, row in rows(at.table[1]).items()} == \
         {"ana": "0% of 5", "ben": "0% of 5", "cy": "0% of 5"}
     assert "no labels yet · 5 labels per example · open to new labels" in at.caption[0].value
+
+
+def test_logging_out_of_the_dashboard_leaves_no_view_for_the_next_account_in_the_tab(study):
+    """After an admin logs out, a non-admin logging in on the same page gets their cells, no refusal."""
+    at = logged_in("root")
+    at = at.button(key="dashboard-annotate").click().run()
+    at = at.button(key="header-dashboard").click().run()  # the view is now in the page's URL
+    assert titles(at) == ["Dashboard"] and "view" in at.query_params
+    at.button(key="log-out").click().run()
+    assert "view" not in at.query_params
+    at.text_input(key="login-name").input("ana")
+    at.text_input(key="login-password").input(PASSWORD)
+    at = at.button[0].click().run()
+    assert not at.exception and "Dashboard" not in titles(at)
+    assert REFUSED not in [e.value for e in at.error]

@@ -59,8 +59,9 @@ def pair_component():
 def log_out() -> None:
     for key in SESSION_KEYS:
         st.session_state.pop(key, None)
-    if page_login.QUERY_KEY in st.query_params:
-        del st.query_params[page_login.QUERY_KEY]
+    for key in (page_login.QUERY_KEY, admin_dashboard.VIEW_KEY):  # the next account in this tab starts afresh
+        if key in st.query_params:
+            del st.query_params[key]
 
 
 def enter_cell(url: str, row: dict) -> None:
