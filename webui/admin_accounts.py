@@ -13,21 +13,12 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from harmony_cli.commands.annotators import MIN_PASSWORD_LENGTH, parse_cell
-from harmony_cli.errors import UserError, find_user_error
+from harmony_cli.commands.annotators import MIN_PASSWORD_LENGTH, check_password, parse_cell
+from harmony_cli.errors import find_user_error
 from harmony_cli.store import Store
 
 
 # actions (no Streamlit): each returns the line to show, or raises a UserError with the CLI's line ----
-
-def check_password(password: str) -> str:
-    """``password`` if it satisfies the CLI's rule (``read_password`` in harmony_cli/commands/annotators.py,
-    with its message), else UserError. The lead moves this check next to the CLI's (see the report)."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"the password has {len(password)} characters: give one of at least "
-                        f"{MIN_PASSWORD_LENGTH}")
-    return password
-
 
 def add_account(store: Store, name: str, password: str, admin: bool = False) -> str:
     """``harmony annotators add NAME [--admin]``: the store normalizes the name and refuses one that exists."""

@@ -16,16 +16,21 @@ MIN_PASSWORD_LENGTH = 8
 DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db; <outputs> is $HARMONY_OUTPUTS or ./outputs)."
 
 
+def check_password(password: str) -> str:
+    """``password`` if it is long enough for an account (the CLI's and the dashboard's rule), else UserError."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password has {len(password)} characters: give one of at least "
+                        f"{MIN_PASSWORD_LENGTH}")
+    return password
+
+
 def read_password(password_stdin: bool) -> str:
     """The new password: the first line of stdin, or typed twice at a hidden prompt."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"the password has {len(password)} characters: give one of at least "
-                        f"{MIN_PASSWORD_LENGTH}")
-    return password
+    return check_password(password)
 
 
 @app.command("add")
