@@ -6,7 +6,6 @@ import io
 import itertools
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from harmony_cli.store import Label, LabelAudit, Store
 from webui import pair
 from webui.session import SECRET_NAME, button_for, choice_for, left_map, resolve_image
-from tests.webui_study import BLUE, PASSWORD, RED, make_study
+from tests.webui_study import BLUE, PASSWORD, RED, copied_study, make_study
 
 APP = Path(__file__).resolve().parent.parent / "webui" / "app.py"
 LEAK = re.compile(r"original|finetuned|learn", re.IGNORECASE)
@@ -33,13 +32,8 @@ def study_template(tmp_path_factory):
 
 @pytest.fixture
 def study(study_template, tmp_path, monkeypatch):
-    folder, info = study_template
-    shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    monkeypatch.setenv("HARMONY_DB_URL", url)
-    store = Store.open(url)
-    yield {**info, "url": url, "store": store, "image_dir": folder / "images"}
-    store.close()
+    with copied_study(study_template, tmp_path, monkeypatch) as info:
+        yield info
 
 
 def new_page() -> AppTest:

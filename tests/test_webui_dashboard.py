@@ -5,7 +5,6 @@ The study of tests/webui_study.py (cells rma: 3 examples, focus: 2) with labels_
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from harmony_cli.store import Annotator, Store
 from harmony_cli.store.accounts import LOCK_AFTER
 from tests.helpers import run_main
-from tests.webui_study import PASSWORD, make_study
+from tests.webui_study import PASSWORD, copied_study, make_study
 from webui.dashboard import REFUSED
 
 APP = Path(__file__).resolve().parent.parent / "webui" / "app.py"
@@ -44,12 +43,8 @@ def template(tmp_path_factory):
 
 @pytest.fixture
 def study(template, tmp_path, monkeypatch):
-    folder, info = template
-    shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    monkeypatch.setenv("HARMONY_DB_URL", url)
-    with Store.open(url) as store:
-        yield {**info, "url": url, "store": store}
+    with copied_study(template, tmp_path, monkeypatch) as info:
+        yield info
 
 
 def logged_in(name: str) -> AppTest:

@@ -3,7 +3,6 @@ instructions and a practice pair before the first example, the practice never st
 from __future__ import annotations
 
 import io
-import shutil
 import time
 
 import numpy as np
@@ -14,7 +13,7 @@ from sqlalchemy import func, select
 from harmony_cli.store import Label, LabelAudit, Store
 from tests.test_webui_apptest import (LEAK, displayed, enter_cell, label_rows, log_in, markdown, new_page, press,
                                       refused, sent_text)
-from tests.webui_study import make_study
+from tests.webui_study import copied_study, make_study
 from webui.instructions import DEFAULT_INSTRUCTIONS, INSTRUCTION
 from webui.practice import CLASS_NAME, FILES, FOLDER, PROGRESS, Practice
 from webui.session import PressLog
@@ -31,12 +30,8 @@ def template(tmp_path_factory):
 
 @pytest.fixture
 def study(template, tmp_path, monkeypatch):
-    folder, info = template
-    shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    monkeypatch.setenv("HARMONY_DB_URL", url)
-    with Store.open(url) as store:
-        yield {**info, "url": url, "store": store}
+    with copied_study(template, tmp_path, monkeypatch) as info:
+        yield info
 
 
 def stored_rows(store: Store) -> tuple[int, int]:

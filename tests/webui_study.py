@@ -7,7 +7,10 @@ side shows.
 """
 from __future__ import annotations
 
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
@@ -81,3 +84,15 @@ def make_load_study(db_url: str, image_dir: Path, annotators: int, examples: int
     return {"study_id": study.id, "annotators": people,
             "examples": {row["class_name"]: example_id for row, example_id in zip(rows, ids)}}
 
+
+
+@contextmanager
+def copied_study(template: tuple[Path, dict], tmp_path: Path, monkeypatch) -> Iterator[dict]:
+    """A test's own copy of a template study (folder with harmony.db and images/, make_study's info):
+    HARMONY_DB_URL points the page at it; yields the info with ``url``, an open ``store`` and ``image_dir``."""
+    folder, info = template
+    shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    monkeypatch.setenv("HARMONY_DB_URL", url)
+    with Store.open(url) as store:
+        yield {**info, "url": url, "store": store, "image_dir": folder / "images"}
