@@ -65,7 +65,8 @@ def main() -> None:
         console.print(f"analysis report:    {report}/report.md, report.json, cells.csv")
         console.print(f"preference chart:   {report}/preferences.png")
     bin_dir = Path(sys.executable).parent
-    console.print(f"annotation page:    {bin_dir}/harmony annotators add alice   then   "
+    console.print(f"annotation page:    {bin_dir}/harmony annotators add alice;  "
+                  f"{bin_dir}/harmony annotators assign alice --study {study};  "
                   f"{bin_dir}/harmony serve   -> http://localhost:8501", highlight=False)
 
 
