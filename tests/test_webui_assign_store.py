@@ -184,11 +184,15 @@ def test_annotators_opening_a_cell_at_once_start_spread_over_it(db_url):
     for name in ("ana", "ben", "cy"):
         store.assign(name, "s")
     rma = ids["rma"]
-    starts = [open_cell(store, ids[name], ids["study_id"], RMA).example_id for name in ("ana", "ben", "cy")]
-    assert starts == [rma[0], rma[2], rma[4]]  # the k-th of 3 annotators at k/3 of the way in
-    store.unassign("ben", "s")
+
+    def starts() -> list[int]:
+        return [open_cell(store, ids[name], ids["study_id"], RMA).example_id for name in ("ana", "ben", "cy")]
+
+    assert starts() == [rma[0]] * 3  # 5 labels per example: everyone labels everything, from the start
+    store.update_study_config("s", labels_per_example=2)
+    assert starts() == [rma[0], rma[2], rma[4]]  # more annotators than labels: the k-th of 3 at k/3 of the way
     store.unassign("cy", "s")
-    assert open_cell(store, ids["ana"], ids["study_id"], RMA).example_id == rma[0]  # alone: from the start
+    assert starts()[:2] == [rma[0], rma[0]]  # two annotators, two labels per example
     store.close()
 
 

@@ -132,12 +132,16 @@ class CellCursor:
             self.show(self.index + 1 if self.index + 1 < self.total else None, now)
 
 
-def start_after(store: Store, annotator_id: int, study_id: int, cell: dict, ids: list[int]) -> int | None:
-    """The example after which this annotator starts looking, so that annotators who open a cell at once
-    spread over it instead of all being handed its first example: the k-th of the cell's n annotators
-    starts at k/n of the way in (the first one, or one alone, at the start)."""
+def start_after(store: Store, annotator_id: int, study_id: int, cell: dict, ids: list[int],
+                quota: int) -> int | None:
+    """The example after which this annotator starts looking (None: from the start).
+
+    Only when the cell has more annotators than labels per example (not everyone labels every
+    example), annotators who open it at once spread over it instead of all being handed its first
+    example and then refused on it: the k-th of its n annotators starts k/n of the way in.
+    """
     team = store.cell_annotators(study_id, cell)
-    if annotator_id not in team or not ids:
+    if len(team) <= quota or annotator_id not in team or not ids:
         return None
     offset = team.index(annotator_id) * len(ids) // len(team)
     return ids[offset - 1] if offset else None
@@ -150,7 +154,7 @@ def open_cell(store: Store, annotator_id: int, study_id: int, cell: dict, now: f
     ids = store.cell_example_ids(study_id, cell)
     cursor = CellCursor(study_id, cell, ids, None, quota=store.study_rules(study_id).labels_per_example)
     first = store.next_to_label(annotator_id, study_id, cell, cursor.quota,
-                                after=start_after(store, annotator_id, study_id, cell, ids))
+                                after=start_after(store, annotator_id, study_id, cell, ids, cursor.quota))
     cursor.show(ids.index(first) if first is not None else None, now)
     return cursor
 
