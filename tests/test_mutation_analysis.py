@@ -107,12 +107,17 @@ def test_wilson_intervals_match_statsmodels_and_are_undefined_without_labels():
         j = (0, 2, 3)[i]
         assert (low[j], high[j]) == pytest.approx(proportion_confint(k, n, alpha=0.1, method="wilson"))
     assert math.isnan(low[1]) and math.isnan(high[1])
+    # a design-effect-corrected (effective) sample size may be fractional, even below one
+    low, high = wilson_interval([0.3, 1.2], [0.6, 1.5], confidence=0.95)
+    assert (low[0], high[0]) == pytest.approx(proportion_confint(0.3, 0.6, alpha=0.05, method="wilson"))
+    assert (low[1], high[1]) == pytest.approx(proportion_confint(1.2, 1.5, alpha=0.05, method="wilson"))
 
 
 def test_binomial_p_values_match_scipy_binomtest():
     from scipy.stats import binomtest
 
-    pairs = [(0, 1), (1, 1), (0, 5), (2, 5), (3, 5), (5, 5), (4, 9), (7, 9), (12, 30), (20, 30)]
+    # (3, 6), (15, 30): k = n / 2, where 2 * P(X <= k) exceeds 1 and the p-value is capped at 1
+    pairs = [(0, 1), (1, 1), (0, 5), (2, 5), (3, 5), (5, 5), (3, 6), (4, 9), (7, 9), (12, 30), (15, 30), (20, 30)]
     expected = [binomtest(k, n, 0.5).pvalue for k, n in pairs]
     assert [binomial_p(k, n) for k, n in pairs] == pytest.approx(expected)
     many = binomial_p_many([k for k, _ in pairs] + [0], [n for _, n in pairs] + [0])
