@@ -81,6 +81,7 @@ def test_verdict_detail_says_why_for_each_verdict():
         "net preference +25%: direction Holm p = 0.012, equivalence Holm p = 0.7.")
     assert verdict_detail("inconclusive", cell(n_examples_labelled=1), AnalysisSettings(min_examples=1)) == (
         "d = 40% [30%, 50%]; 1 labelled examples, fewer than min_examples 1.")
+    assert "fewer than" not in verdict_detail("inconclusive", cell(n_examples_labelled=2), AnalysisSettings(min_examples=1))
     eq = cell(net_preference=0.02, equivalence_test={"p_value_holm": 0.004}, neither_dominant=True)
     assert verdict_detail("no_preference", eq, s) == (
         "d = 40% [30%, 50%]; net preference +2% is within +-10% (TOST Holm p = 0.004 < 0.05). Neither dominant.")
@@ -135,3 +136,63 @@ def test_holm_leaves_undefined_p_values_out_of_the_family():
     assert list(got[[0, 2, 3]]) == pytest.approx(list(expected))
     assert math.isnan(got[1]) and math.isnan(got[4])
     assert np.isnan(holm([math.nan, math.nan])).all()
+
+
+# ----------------------------------------------------------------------------- agreement
+
+
+def test_agreement_uses_examples_with_two_or_more_labels_against_the_libraries():
+    import krippendorff
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    from harmony_cli.analysis.agreement import agreement
+
+    # columns: original, neither, finetuned (encoding.CHOICES); the last two rows have one and no label
+    table = np.array([[2, 0, 0], [1, 1, 0], [0, 2, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]])
+    got = agreement(table)
+    paired = table[:4]
+    assert got["krippendorff_alpha"] == pytest.approx(
+        krippendorff.alpha(value_counts=paired, level_of_measurement="nominal"))
+    assert got["fleiss_kappa"] == pytest.approx(fleiss_kappa(paired, method="fleiss"))
+    assert got["fleiss_n_examples"] == 4 and got["notes"] == []
+
+
+def test_agreement_fleiss_over_the_most_common_label_count():
+    import krippendorff
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    from harmony_cli.analysis.agreement import agreement
+
+    table = np.array([[3, 0, 0], [1, 2, 0], [0, 1, 2], [2, 0, 0], [1, 1, 0]])  # three with 3 labels, two with 2
+    got = agreement(table)
+    assert got["fleiss_kappa"] == pytest.approx(fleiss_kappa(table[:3], method="fleiss"))
+    assert got["fleiss_n_examples"] == 3
+    assert got["krippendorff_alpha"] == pytest.approx(
+        krippendorff.alpha(value_counts=table, level_of_measurement="nominal"))
+    assert got["notes"] == ["Fleiss' kappa over the 3 of 5 examples with 3 labels each (it needs equal counts); "
+                            "Krippendorff's alpha uses all"]
+
+
+def test_agreement_undefined_cases_say_why():
+    from harmony_cli.analysis.agreement import agreement
+
+    none = agreement(np.array([[1, 0, 0], [0, 1, 0]]))
+    assert (none["fleiss_kappa"], none["krippendorff_alpha"], none["fleiss_n_examples"]) == (None, None, 0)
+    assert none["notes"] == ["agreement undefined: no example has two or more labels"]
+    # every paired label is "neither", but a single-label example says "original"
+    one = agreement(np.array([[0, 0, 2], [0, 0, 3], [1, 0, 0]]))
+    assert one["notes"] == ["agreement undefined: every label on examples with two or more labels is 'finetuned' "
+                            "(no variation to agree beyond chance on)"]
+    everywhere = agreement(np.array([[0, 2, 0], [0, 3, 0]]))
+    assert everywhere["notes"][0].startswith("agreement undefined: every label is 'neither'")
+    # the 2-label examples (the most common count) agree on one label: kappa undefined, alpha defined
+    split = agreement(np.array([[2, 0, 0], [2, 0, 0], [1, 2, 0]]))
+    assert split["fleiss_kappa"] is None and split["krippendorff_alpha"] is not None
+    assert split["notes"][-1] == "Fleiss' kappa undefined: the 2 examples with 2 labels all carry the same label"
+
+
+def test_majority_votes_by_hand():
+    from harmony_cli.analysis.agreement import majority_votes
+
+    counts = np.array([[2, 1, 0], [0, 3, 1], [0, 0, 1], [1, 1, 0], [1, 1, 1], [0, 0, 0], [0, 2, 2]])
+    assert list(majority_votes(counts)) == [0, 1, 2, 3, 3, -1, 3]
