@@ -155,6 +155,8 @@ def test_agreement_uses_examples_with_two_or_more_labels_against_the_libraries()
         krippendorff.alpha(value_counts=paired, level_of_measurement="nominal"))
     assert got["fleiss_kappa"] == pytest.approx(fleiss_kappa(paired, method="fleiss"))
     assert got["fleiss_n_examples"] == 4 and got["notes"] == []
+    two_choices = np.array([[2, 0, 0], [1, 1, 0], [0, 2, 0]])  # "finetuned" never chosen: kappa still defined
+    assert agreement(two_choices)["fleiss_kappa"] == pytest.approx(fleiss_kappa(two_choices, method="fleiss"))
 
 
 def test_agreement_fleiss_over_the_most_common_label_count():
