@@ -37,16 +37,18 @@ def test_metrics_base_check_images_matches_batch_and_size():
     for bad in (torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 7), torch.zeros(3, 1, 7, 8)):
         with pytest.raises(MetricInputError, match="do not match images"):
             check_images(x, y, bad)
+    with pytest.raises(MetricInputError, match=r"expected \(3,1,8,6\)"):  # the shape that would fit
+        check_images(torch.zeros(3, 3, 8, 6), y, torch.zeros(2, 1, 8, 6))
 
 
 def test_metrics_base_share_is_zero_without_relevance_with_a_finite_gradient():
-    inside = torch.tensor([1.0, 0.0, 3.0], requires_grad=True)
-    total = torch.tensor([4.0, 0.0, 3.0], requires_grad=True)
+    inside = torch.tensor([1.0, 0.0, 3.0, 0.25], requires_grad=True)
+    total = torch.tensor([4.0, 0.0, 3.0, 0.5], requires_grad=True)
     out = share(inside, total)
-    assert out.tolist() == [0.25, 0.0, 1.0]
+    assert out.tolist() == [0.25, 0.0, 1.0, 0.5]  # a total below 1 divides too
     out.sum().backward()
     assert torch.isfinite(inside.grad).all() and torch.isfinite(total.grad).all()
-    assert inside.grad.tolist() == pytest.approx([0.25, 1.0, 1 / 3])
+    assert inside.grad.tolist() == pytest.approx([0.25, 1.0, 1 / 3, 2.0])
 
 
 class Doubling(nn.Module):

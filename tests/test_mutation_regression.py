@@ -70,8 +70,25 @@ def test_regression_undefined_cases_say_why():
         "gain regression undefined: every example has the same metric gain"]
     big = [1e6, 1e6 + 1e-4, 1e6]  # equal up to rounding at this scale
     assert notes(big, [1, 2, 1], [1, 1, 2]) == ["gain regression undefined: every example has the same metric gain"]
+    # "equal up to rounding": a spread of at most 1e-9 (of the gains' scale when above 1), inclusive
+    assert notes([0.0, 1e-9, 0.0], [1, 2, 1], [1, 1, 2]) == ["gain regression undefined: every example has the same metric gain"]
+    assert notes([0.0, 1e-10, 0.0], [1, 2, 1], [1, 1, 2]) == ["gain regression undefined: every example has the same metric gain"]
+    # a perfectly fitting logistic curve: statsmodels warns of perfect separation
+    assert notes([0.0, 0.5, 1.0], [1, 2, 3], [3, 2, 1]) == [
+        "gain regression undefined: the fit does not converge (PerfectSeparationWarning: the gain separates the "
+        "choices perfectly)"]
     reg = gain_regression(np.array([0.0, 0.5, 1.0]), np.array([1, 3, 3]), np.array([3, 2, 2]))
     assert reg["coefficient"] is not None and reg["n_examples"] == 3
+
+
+@pytest.mark.parametrize("variance", [-1e-18, np.inf, np.nan])
+def test_regression_without_a_usable_clustered_variance_reports_no_estimate(monkeypatch, variance):
+    import harmony_cli.analysis.regression as regression
+
+    monkeypatch.setattr(regression, "clustered_covariance", lambda *args: np.full((2, 2), variance))
+    reg = regression.gain_regression(GAIN, FIN, ORIG)
+    assert reg["std_error"] is None and reg["p_value"] is None
+    assert reg["notes"] == ["gain regression undefined: the fit gave no finite estimate"]
 
 
 def test_regression_gain_bins_by_hand():
@@ -83,6 +100,8 @@ def test_regression_gain_bins_by_hand():
     assert [b["mean_gain"] for b in bins] == pytest.approx([0.5, 2.5, 4.5, 6.5, 8.5])
     assert [b["n_decisive"] for b in bins] == [4, 4, 4, 4, 4]
     assert [b["finetuned_share"] for b in bins] == pytest.approx([0.25, 0.5, 1.0, 0.5, 0.75])
+    one = gain_bins(gain, fin, orig, n_bins=1)
+    assert [b["n_decisive"] for b in one] == [20] and one[0]["mean_gain"] == pytest.approx(4.5)
     two = gain_bins(gain, fin, orig, n_bins=2)
     assert [b["mean_gain"] for b in two] == pytest.approx([2.0, 7.0])
     assert gain_bins(np.array([1.0, np.nan]), np.array([1, 1]), np.array([0, 0])) == []
