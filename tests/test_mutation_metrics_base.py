@@ -28,10 +28,12 @@ def test_metrics_base_check_images_matches_batch_and_size():
     y_out, maps = check_images(x, y, torch.zeros(3, 8, 8))
     assert y_out.dtype == torch.long and maps.shape == (3, 1, 8, 8)
     assert check_images(x, y)[1] is None
-    with pytest.raises(MetricInputError, match="x must be"):
+    with pytest.raises(MetricInputError, match=r"x must be a \(B,C,H,W\) image tensor, got \(3, 8, 8\)"):
         check_images(torch.zeros(3, 8, 8), y)
-    with pytest.raises(MetricInputError, match="y must be"):
-        check_images(x, torch.tensor([0, 1]))
+    with pytest.raises(MetricInputError, match="x must be .* got list"):
+        check_images([[0.0]], y)
+    with pytest.raises(MetricInputError, match=r"y must be a \(3,\) tensor of class indices for 3 images, got \(2,\)"):
+        check_images(torch.zeros(3, 3, 8, 6), torch.tensor([0, 1]))
     with pytest.raises(MetricInputError, match="y must be"):
         check_images(x, [0, 1, 2])
     for bad in (torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 7), torch.zeros(3, 1, 7, 8)):
@@ -72,10 +74,12 @@ def test_metrics_base_explain_maps_work_under_no_grad_and_inference_mode():
     expected[0, 0, 0, 0] = expected[1, 0, 1, 1] = 2.0  # d(2 x_k)/dx_k at the target's pixel
     with torch.no_grad():
         assert torch.equal(explain_maps(input_gradient_maps(model), x, y), expected)
+        assert not torch.is_grad_enabled()  # the caller's mode is back after the maps
     with torch.inference_mode():
         xi, yi = torch.ones(2, 1, 2, 2), torch.tensor([0, 3])
         assert xi.is_inference()
         maps = explain_maps(input_gradient_maps(model), xi, yi)
+        assert torch.is_inference_mode_enabled()
     assert torch.equal(maps, expected) and not maps.requires_grad
     assert torch.is_grad_enabled()  # restored after the block
 
@@ -109,9 +113,9 @@ def test_metrics_base_grad_ready_clones_inference_tensors_only():
 
 def test_metrics_base_soft_top_fraction_by_hand():
     # 2 pixels [0, 1], fraction 0.5: the threshold is the 1st smallest value (0), std = 1/sqrt(2)
-    m = soft_top_fraction(torch.tensor([[[[0.0, 1.0]]]]), 0.5, temperature=0.1)
+    m = soft_top_fraction(torch.tensor([[[[0.0, 1.0]]]]), 0.5, temperature=1.0)
     assert m.shape == (1, 1, 1, 2)
-    assert m.flatten().tolist() == pytest.approx([0.5, 1 / (1 + math.exp(-1 / (0.1 / math.sqrt(2))))])
+    assert m.flatten().tolist() == pytest.approx([0.5, 1 / (1 + math.exp(-math.sqrt(2)))])
     # 100 pixels 0..99, fraction 0.25: threshold = the 75th smallest value (74); 25 pixels above it
     ramp = torch.arange(100.0).view(1, 1, 10, 10)
     m = soft_top_fraction(ramp, 0.25).flatten()

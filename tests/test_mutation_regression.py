@@ -73,6 +73,8 @@ def test_regression_undefined_cases_say_why():
     # "equal up to rounding": a spread of at most 1e-9 (of the gains' scale when above 1), inclusive
     assert notes([0.0, 1e-9, 0.0], [1, 2, 1], [1, 1, 2]) == ["gain regression undefined: every example has the same metric gain"]
     assert notes([0.0, 1e-10, 0.0], [1, 2, 1], [1, 1, 2]) == ["gain regression undefined: every example has the same metric gain"]
+    spread = gain_regression(np.array([0.0, 1.5e-9, 0.0]), np.array([1, 2, 1]), np.array([1, 1, 2]))["notes"]
+    assert not any("same metric gain" in note for note in spread)  # 1.5e-9 > 1e-9 for gains below 1
     # a perfectly fitting logistic curve: statsmodels warns of perfect separation
     assert notes([0.0, 0.5, 1.0], [1, 2, 3], [3, 2, 1]) == [
         "gain regression undefined: the fit does not converge (PerfectSeparationWarning: the gain separates the "
@@ -81,11 +83,16 @@ def test_regression_undefined_cases_say_why():
     assert reg["coefficient"] is not None and reg["n_examples"] == 3
 
 
-@pytest.mark.parametrize("variance", [-1e-18, np.inf, np.nan])
+@pytest.mark.parametrize("variance", [-1e-18, 0.0, np.inf, np.nan, "singular"])
 def test_regression_without_a_usable_clustered_variance_reports_no_estimate(monkeypatch, variance):
     import harmony_cli.analysis.regression as regression
 
-    monkeypatch.setattr(regression, "clustered_covariance", lambda *args: np.full((2, 2), variance))
+    def covariance(*args):
+        if variance == "singular":
+            raise np.linalg.LinAlgError("Singular matrix")
+        return np.full((2, 2), variance)
+
+    monkeypatch.setattr(regression, "clustered_covariance", covariance)
     reg = regression.gain_regression(GAIN, FIN, ORIG)
     assert reg["std_error"] is None and reg["p_value"] is None
     assert reg["notes"] == ["gain regression undefined: the fit gave no finite estimate"]
@@ -104,6 +111,7 @@ def test_regression_gain_bins_by_hand():
     assert [b["n_decisive"] for b in one] == [20] and one[0]["mean_gain"] == pytest.approx(4.5)
     two = gain_bins(gain, fin, orig, n_bins=2)
     assert [b["mean_gain"] for b in two] == pytest.approx([2.0, 7.0])
+    assert gain_bins(np.append(gain, 50.0), np.append(fin, 0), np.append(orig, 0)) == bins  # no decisive label
     assert gain_bins(np.array([1.0, np.nan]), np.array([1, 1]), np.array([0, 0])) == []
     assert gain_bins(np.array([1.0, 2.0]), np.array([1, 0]), np.array([0, 1])) != []
     same = gain_bins(np.array([0.5, 0.5, 0.5]), np.array([1, 0, 1]), np.array([0, 1, 0]))
