@@ -87,6 +87,27 @@ def test_cells_notes_and_the_bootstrap_threshold():
     assert not any("bootstrap" in note for note in cell["notes"])
 
 
+def test_cells_notes_of_an_empty_cell_and_of_two_examples():
+    study_cells = pd.DataFrame([{"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": a,
+                                 "examples": n} for a, n in (("x", 12), ("y", 3), ("unlabelled", 5))])
+    got = {c["attribution"]: c for c in analyze_labels(frame(), SETTINGS, cells=study_cells)["cells"]}
+    assert got["unlabelled"]["notes"][0] == "no labels in this cell: every statistic is undefined"
+    two = frame()[lambda f: f.example_id != "y2"]
+    y = {c["attribution"]: c for c in analyze_labels(two, AnalysisSettings(bootstrap_resamples=0, min_examples=2))
+         ["cells"]}["y"]
+    assert y["n_examples_labelled"] == 2 and not any("labelled examples (<" in note for note in y["notes"])
+
+
+def test_cells_bootstrap_from_one_decisive_label_and_its_two_bounds():
+    one = frame()[lambda f: (f.attribution == "x") | (f.example_id == "y0")]  # y: one decisive label
+    for least in (0, 1):
+        settings = AnalysisSettings(bootstrap_resamples=200, min_decisive_bootstrap=least)
+        y = {c["attribution"]: c for c in analyze_labels(one, settings)["cells"]}["y"]
+        assert y["n_decisive"] == 1 and y["decisive_bootstrap_interval"] is not None
+    low, high = cells()["x"]["decisive_bootstrap_interval"]
+    assert 0 < low < 14 / 27 < high < 1
+
+
 def test_cells_metric_gain_follows_the_metric_direction():
     gains = [0.01 * e * (1 if e % 3 else -1) for e in range(12)]
     higher = cells(higher_is_better={"rma": True})["x"]["gain_regression"]

@@ -174,8 +174,8 @@ def test_metrics_base_box_blur_and_channel_mean_by_hand():
     corner[0, 0, 0, 0] = 4.0
     assert box_blur(corner, 3)[0, 0, 0, 0] == pytest.approx(1.0)  # the border mean counts 2 x 2 pixels
     assert box_blur(torch.full((1, 2, 6, 6), 3.0), 3).tolist() == torch.full((1, 2, 6, 6), 3.0).tolist()
-    # default width: ~H/8 made odd, at least 3: 16 px -> 3, 64 px -> 9, 72 px -> 9
-    for size, width in ((16, 3), (64, 9), (72, 9), (80, 11)):
+    # default width: ~H/8 made odd, at least 3: 8 and 16 px -> 3, 64 px -> 9, 72 px -> 9
+    for size, width in ((8, 3), (16, 3), (64, 9), (72, 9), (80, 11)):
         point = torch.zeros(1, 1, size, size)
         point[0, 0, size // 2, size // 2] = 1.0
         out = box_blur(point)
