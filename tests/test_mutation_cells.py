@@ -92,10 +92,17 @@ def test_cells_notes_of_an_empty_cell_and_of_two_examples():
                                  "examples": n} for a, n in (("x", 12), ("y", 3), ("unlabelled", 5))])
     got = {c["attribution"]: c for c in analyze_labels(frame(), SETTINGS, cells=study_cells)["cells"]}
     assert got["unlabelled"]["notes"][0] == "no labels in this cell: every statistic is undefined"
+    assert got["unlabelled"]["neither_dominant"] is False
+    assert got["y"]["notes"][0].startswith("3 labelled examples")  # one label or more: not "no labels"
     two = frame()[lambda f: f.example_id != "y2"]
     y = {c["attribution"]: c for c in analyze_labels(two, AnalysisSettings(bootstrap_resamples=0, min_examples=2))
          ["cells"]}["y"]
     assert y["n_examples_labelled"] == 2 and not any("labelled examples (<" in note for note in y["notes"])
+    assert y["direction_test"]["p_value"] is not None and y["direction_test"]["p_value_holm"] is not None
+    single = frame()[lambda f: (f.attribution == "x") | (f.example_id == "y0")]
+    y = {c["attribution"]: c for c in analyze_labels(single, AnalysisSettings(bootstrap_resamples=0, min_examples=1))
+         ["cells"]}["y"]
+    assert "1 labelled examples (< min_examples 1)" in y["notes"][0]  # never fewer than two for the tests
 
 
 def test_cells_bootstrap_from_one_decisive_label_and_its_two_bounds():
@@ -104,6 +111,8 @@ def test_cells_bootstrap_from_one_decisive_label_and_its_two_bounds():
         settings = AnalysisSettings(bootstrap_resamples=200, min_decisive_bootstrap=least)
         y = {c["attribution"]: c for c in analyze_labels(one, settings)["cells"]}["y"]
         assert y["n_decisive"] == 1 and y["decisive_bootstrap_interval"] is not None
+    y = {c["attribution"]: c for c in analyze_labels(one, SETTINGS)["cells"]}["y"]
+    assert "no bootstrap interval: 1 decisive labels, fewer than min_decisive_bootstrap 27" in y["notes"]
     low, high = cells()["x"]["decisive_bootstrap_interval"]
     assert 0 < low < 14 / 27 < high < 1
 

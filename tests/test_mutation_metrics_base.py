@@ -165,6 +165,27 @@ def test_metrics_base_removal_loss_removes_the_marked_pixels():
         pytest.approx(1 - 1 / (1 + math.exp(-2)), abs=1e-3)
 
 
+def test_metrics_base_removal_loss_trains_through_the_map():
+    from lightning_modules.metrics.base import RemovalMetric
+
+    class ToZero(RemovalMetric):
+        def baseline(self, x):
+            return torch.zeros_like(x)
+
+    weight = nn.Parameter(torch.tensor([1.0, -1.0, 0.5, 2.0]))  # only the explanation uses it
+    calls = []
+
+    def explain(x, y, **kwargs):
+        calls.append(kwargs)
+        return (x.flatten(1) * weight).view(x.shape[0], 1, 2, 2)
+
+    x = torch.tensor([[[[2.0, 1.0], [0.5, 3.0]]]])
+    loss = ToZero(loss_fraction=0.5, loss_temperature=1.0).loss(PixelSum(), x, torch.tensor([0]), explain)
+    loss.backward()
+    assert calls == [{"create_graph": True}]
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
 def test_metrics_base_box_blur_and_channel_mean_by_hand():
     impulse = torch.zeros(1, 1, 5, 5)
     impulse[0, 0, 2, 2] = 9.0
