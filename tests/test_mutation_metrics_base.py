@@ -33,14 +33,14 @@ def test_metrics_base_check_images_matches_batch_and_size():
     with pytest.raises(MetricInputError, match="x must be .* got list"):
         check_images([[0.0]], y)
     with pytest.raises(MetricInputError, match=r"y must be a \(3,\) tensor of class indices for 3 images, got \(2,\)"):
-        check_images(torch.zeros(3, 3, 8, 6), torch.tensor([0, 1]))
+        check_images(torch.zeros(3, 2, 8, 6), torch.tensor([0, 1]))
     with pytest.raises(MetricInputError, match="y must be"):
         check_images(x, [0, 1, 2])
     for bad in (torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 7), torch.zeros(3, 1, 7, 8)):
         with pytest.raises(MetricInputError, match="do not match images"):
             check_images(x, y, bad)
     with pytest.raises(MetricInputError, match=r"expected \(3,1,8,6\)"):  # the shape that would fit
-        check_images(torch.zeros(3, 3, 8, 6), y, torch.zeros(2, 1, 8, 6))
+        check_images(torch.zeros(3, 2, 8, 6), y, torch.zeros(2, 1, 8, 6))
 
 
 def test_metrics_base_share_is_zero_without_relevance_with_a_finite_gradient():
@@ -201,6 +201,9 @@ def test_metrics_base_box_blur_and_channel_mean_by_hand():
         point[0, 0, size // 2, size // 2] = 1.0
         out = box_blur(point)
         assert (out > 0).sum() == width * width and out.max() == pytest.approx(1 / width ** 2)
+    wide = torch.zeros(1, 1, 16, 64)
+    wide[0, 0, 8, 32] = 1.0
+    assert (box_blur(wide) > 0).sum() == 9  # the width follows the shorter side (16 px -> 3)
     x = torch.arange(8.0).view(1, 2, 2, 2)
     assert channel_mean(x).flatten().tolist() == [1.5, 5.5] and channel_mean(x).shape == (1, 2, 1, 1)
 
