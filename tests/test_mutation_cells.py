@@ -103,6 +103,7 @@ def test_cells_notes_of_an_empty_cell_and_of_two_examples():
     y = {c["attribution"]: c for c in analyze_labels(single, AnalysisSettings(bootstrap_resamples=0, min_examples=1))
          ["cells"]}["y"]
     assert "1 labelled examples (< min_examples 1)" in y["notes"][0]  # never fewer than two for the tests
+    assert y["n_annotators"] == 2  # each gave one label here
 
 
 def test_cells_bootstrap_from_one_decisive_label_and_its_two_bounds():
@@ -127,6 +128,9 @@ def test_cells_metric_gain_follows_the_metric_direction():
     assert unknown["higher_is_better"] is True and unknown["mean_gain"] == pytest.approx(np.mean(gains))
     assert any("records no direction for metric 'rma'" in note for note in cells()["x"]["notes"])
     assert not any("records no direction" in note for note in cells(higher_is_better={"rma": True})["x"]["notes"])
+    higher_bins = [b["mean_gain"] for b in higher["bins"]]
+    assert min(gains) <= min(higher_bins) and max(higher_bins) <= max(gains) and higher_bins == sorted(higher_bins)
+    assert [b["mean_gain"] for b in lower["bins"]] == pytest.approx([-g for g in reversed(higher_bins)])
     if higher["coefficient"] is not None:
         assert lower["coefficient"] == pytest.approx(-higher["coefficient"], rel=1e-6)
     regressions = [c["gain_regression"] for c in cells(higher_is_better={"rma": True}).values()]
