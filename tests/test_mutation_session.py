@@ -135,8 +135,9 @@ def test_session_presses_run_in_sequence_order_once_and_every_refusal_is_said(st
     assert "named no answer" in log.refused[1][1]
     handle_presses(store, SECRET, study["ana"], cursor, presses, log)  # the same queue again: nothing new
     assert log.processed == 3 and len(log.refused) == 2 and cursor.example_id == ids[1]
-    handle_presses(store, SECRET, study["ana"], cursor, [{"token": cursor.token, "button": "A"}], log)
-    assert log.processed == 3 and len(log.refused) == 2 and cursor.example_id == ids[1]  # no seq: never handled
+    fresh = PressLog()
+    handle_presses(store, SECRET, study["ana"], cursor, [{"token": cursor.token, "button": "A"}], fresh)
+    assert (fresh.processed, fresh.refused, cursor.example_id) == (0, [], ids[1])  # no seq: never handled
     handle_presses(store, SECRET, study["ana"], None, [{"seq": 4, "token": "t", "button": "A"}], log)
     assert log.refused[-1][0] == 4 and "no example was open" in log.refused[-1][1]
     cursor.unanswerable = cursor.token
