@@ -138,7 +138,8 @@ def test_session_presses_run_in_sequence_order_once_and_every_refusal_is_said(st
     fresh = PressLog()
     handle_presses(store, SECRET, study["ana"], cursor, [{"token": cursor.token, "button": "A"}], fresh)
     assert (fresh.processed, fresh.refused, cursor.example_id) == (0, [], ids[1])  # no seq: never handled
-    handle_presses(store, SECRET, study["ana"], None, [{"seq": 4, "token": "t", "button": "A"}], log)
+    # the browser resends its whole queue: the handled presses are skipped, the new one after them handled
+    handle_presses(store, SECRET, study["ana"], None, [*presses, {"seq": 4, "token": "t", "button": "A"}], log)
     assert log.refused[-1][0] == 4 and "no example was open" in log.refused[-1][1]
     cursor.unanswerable = cursor.token
     handle_presses(store, SECRET, study["ana"], cursor, [{"seq": 5, "token": cursor.token, "button": "neither"}], log)
