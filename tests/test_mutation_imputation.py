@@ -114,6 +114,10 @@ def test_noisy_imputation_adds_scaled_noise_to_removed_pixels_only_in_any_chunki
     mask = unknown.expand_as(x)
     assert torch.allclose(noisy[mask], plain[mask] + 2.0 * eps[mask], atol=1e-4)
     assert torch.equal(noisy[~mask], x[~mask])
+    one = noisy_linear_imputation(x[:1], unknown[:1], noise=0.0, rtol=1e-10)  # a batch of one image
+    assert torch.allclose(one, plain[:1], atol=1e-8)
+    default_generator = noisy_linear_imputation(x, unknown, noise=1.0)  # torch's global generator
+    assert torch.equal(default_generator[~mask], x[~mask]) and not torch.allclose(default_generator[mask], plain[mask])
     with pytest.raises(ValueError, match=r"needs x \(N,C,H,W\) and unknown \(N,1,H,W\)"):
         noisy_linear_imputation(x, unknown[:, :, :8])
     with pytest.raises(ValueError, match="needs x"):
