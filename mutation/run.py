@@ -13,6 +13,7 @@ and outputs/mutation/summary.md lists the killed share and every surviving mutan
     python mutation/run.py --module metrics.rma  # one or several (comma-separated names or paths)
     python mutation/run.py --summary             # rewrite summary.md from the sessions only
     python mutation/run.py --plan                # count mutants, time each module's tests once
+    python mutation/run.py --module X --rerun-survivors  # after a test was added for them
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import queue
 import resource
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -198,13 +200,23 @@ def prepare_session(module: Module, session: Path, equivalents: list[dict], skip
     key_file.write_text(json.dumps(keys))
 
 
-def run_module(module: Module, settings: dict, equivalents: list[dict], trees: list[Path]) -> None:
+def forget_survivors(session: Path) -> int:
+    """Make a session's surviving mutants pending again (a test written since may kill them: a changed
+    test file does not change the session's key). Returns how many."""
+    with contextlib.closing(sqlite3.connect(session)) as db, db:
+        return db.execute("DELETE FROM work_results WHERE test_outcome = ?", (TestOutcome.SURVIVED.name,)).rowcount
+
+
+def run_module(module: Module, settings: dict, equivalents: list[dict], trees: list[Path],
+               rerun_survivors: bool = False) -> None:
     sessions = OUT / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
     session = sessions / f"{module.name}.sqlite"
     if not (trees[0] / module.path).is_file():
         raise MutationError(f"{module.name}: {module.path} does not exist: update {CONFIG.relative_to(REPO)}")
     prepare_session(module, session, equivalents, settings.get("skip_operators", []), trees[0])
+    if rerun_survivors:
+        print(f"[{module.name}] {forget_survivors(session)} surviving mutants to run again", flush=True)
     timeout = float(settings.get("timeout", 300))
     with use_db(str(session), WorkDB.Mode.open) as db:
         pending = list(db.pending_work_items)
@@ -288,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="count each module's mutants and time one run of its tests; run no mutant")
     parser.add_argument("--count", action="store_true", help="only count each module's mutants")
     parser.add_argument("--jobs", type=int, help="mutants run at once (default: settings.jobs in modules.toml)")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="run the surviving mutants of the chosen modules again (after adding tests for them)")
     args = parser.parse_args(argv)
     failed: list[str] = []
     try:
@@ -302,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                 plan(chosen, settings, equivalents, make_trees("_plan", 1)[0] if args.plan else REPO,
                      timed=args.plan)
                 return 0
-            failed = run_modules(chosen, settings, equivalents, args.jobs or int(settings.get("jobs", 2)))
+            failed = run_modules(chosen, settings, equivalents, args.jobs or int(settings.get("jobs", 2)),
+                                 args.rerun_survivors)
         path = write_summary(OUT, modules, equivalents, float(settings.get("target", 0.9)))
     except MutationError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -311,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     return 2 if not args.summary and failed else 0
 
 
-def run_modules(modules: list[Module], settings: dict, equivalents: list[dict], jobs: int) -> list[str]:
+def run_modules(modules: list[Module], settings: dict, equivalents: list[dict], jobs: int,
+                rerun_survivors: bool = False) -> list[str]:
     """Run each module; one whose tests fail unmutated is noted (summary.md says so) and the rest go on."""
     failed = []
     for module in modules:
@@ -319,7 +335,7 @@ def run_modules(modules: list[Module], settings: dict, equivalents: list[dict], 
         error_file.parent.mkdir(parents=True, exist_ok=True)
         error_file.unlink(missing_ok=True)
         try:
-            run_module(module, settings, equivalents, make_trees(module.name, jobs))
+            run_module(module, settings, equivalents, make_trees(module.name, jobs), rerun_survivors)
             shutil.rmtree(OUT / "trees" / module.name, ignore_errors=True)  # kept only when something failed
         except MutationError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
