@@ -61,6 +61,7 @@ def test_answer_refuses_bad_values_and_unknown_rows_storing_nothing(store):
 def test_answer_with_a_session_version_checks_the_account_first(store):
     [example] = setup(store, examples=1)
     ana = store.add_annotator("ana", None)
+    store.assign("ana", "s")  # a page answer (with a session version) needs the cell assigned
     store.answer(ana.id, example, "original", session_version=ana.session_version)
     with pytest.raises(SessionEnded):
         store.answer(ana.id, example, "finetuned", session_version=ana.session_version + 1)
