@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
+from harmony_cli.console import output_console
 from rich.table import Table
 
-console = Console()
+console = output_console()
 HARMONY = [sys.executable, "-m", "harmony_cli.main"]
 
 

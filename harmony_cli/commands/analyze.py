@@ -161,12 +161,13 @@ def analyze(
     """Report whether people prefer the fine-tuned maps: per cell shares, clustered tests, agreement, a verdict."""
     from hydra.utils import instantiate
     from rich.console import Console
+    from ..console import output_console
 
     from ..analysis import write_report
     from ..hydra_app import compose_config
     from ..store import Store
 
-    console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+    console = output_console()
     messages = console if fmt is Format.table else Console(stderr=True)
     cfg = compose_config(overrides or [], task="analyze")
     settings = instantiate(cfg.analysis.settings)

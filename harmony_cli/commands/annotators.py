@@ -63,7 +63,7 @@ def list_(
     """List annotator accounts with how many labels each has given."""
     import json
 
-    from rich.console import Console
+    from ..console import output_console
     from rich.table import Table
     from sqlalchemy import func, select
 
@@ -90,7 +90,7 @@ def list_(
     for r in rows:
         table.add_row(r["name"], yes(r["admin"]), yes(r["active"]), yes(r["can_log_in"]), yes(r["simulated"]),
                       str(r["labels"]))
-    Console().print(table)
+    output_console().print(table)
 
 
 def _set_active(name: str, active: bool, db: Optional[str]) -> None:

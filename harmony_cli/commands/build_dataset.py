@@ -23,12 +23,12 @@ def command(
 ) -> None:
     """Render paired original / fine-tuned maps of finetune runs into a blinded study."""
     from omegaconf import OmegaConf
-    from rich.console import Console
+    from ..console import output_console
 
     from ..errors import UserError
     from ..hydra_app import compose_config
 
-    console = Console()
+    console = output_console()
     cfg = compose_config(translate_overrides(list(overrides or [])), task="build_dataset")
     if cfg_only is not None:
         if cfg_only != "job":

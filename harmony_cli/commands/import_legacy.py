@@ -16,7 +16,7 @@ def command(
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the file or folder name)."),
 ) -> None:
     """Import a study made with the original HARMONY Django app (its database or fixtures)."""
-    from rich.console import Console
+    from ..console import output_console
 
     from ..store import Store
     from ..study.files import check_study_name
@@ -31,6 +31,6 @@ def command(
         report = import_legacy(store, path, images=images, study=study, progress=True, legacy=legacy)
     finally:
         store.close()
-    console = Console(highlight=False)
+    console = output_console(highlight=False)
     for line in report.lines():
         console.print(line, soft_wrap=True, markup=False)

@@ -8,7 +8,6 @@ power.csv / power.json and power.png (+ .pdf). The model's assumptions: harmony_
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -98,13 +97,13 @@ judged by the analyze rule (conf/analysis/), with the Bonferroni bound for a Hol
 so directional power is a lower bound.
     """
     from hydra.utils import instantiate
-    from rich.console import Console
+    from ..console import output_console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..analysis.power import PowerModel, power_grid
     from ..hydra_app import compose_config
 
-    console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+    console = output_console()
     cfg = compose_config(overrides or [], task="power")
     settings = instantiate(cfg.analysis.settings)
     grid_examples, grid_annotators = _ints(examples, "--examples"), _ints(annotators, "--annotators")
