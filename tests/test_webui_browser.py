@@ -60,6 +60,13 @@ def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout_s: floa
     raise TimeoutError(f"streamlit did not answer on port {port} within {timeout_s} s")
 
 
+def log_in(page, name: str) -> None:
+    """Log ``name`` in on the page's login form (the test studies' shared password)."""
+    page.get_by_role("textbox", name="Name", exact=True).fill(name)
+    page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
 @contextmanager
 def running_page(folder: Path, url: str):
     """A page server on a free loopback port for the store ``url``; yields its address."""
@@ -156,9 +163,7 @@ def test_keyboard_annotation_in_a_real_browser_stays_blinded(page_server, tmp_pa
             page.set_default_timeout(15_000)
             page.goto(page_server["address"])
 
-            page.get_by_role("textbox", name="Name").fill("ana")
-            page.get_by_role("textbox", name="Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
+            log_in(page, "ana")
             page.get_by_text("Your study cells").wait_for()
             store = Store.open(page_server["url"])
             rows = store.annotator_cells(page_server["ana"])

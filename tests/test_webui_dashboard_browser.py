@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, running_page
+from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, log_in, running_page
 from tests.test_webui_dashboard import seed_dashboard_study
-from tests.webui_study import PASSWORD
 from webui.dashboard import REFUSED
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
-
-
-def log_in(page, name: str) -> None:
-    page.get_by_role("textbox", name="Name", exact=True).fill(name)
-    page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def table_rows(page, index: int) -> list[list[str]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from harmony_cli.store import Label, LabelAudit, Store
-from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, pytestmark, running_page  # noqa: F401 (the skip)
-from tests.webui_study import PASSWORD, make_study
+from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, log_in, pytestmark, running_page  # noqa: F401 (the skip)
+from tests.webui_study import make_study
 
 STUDY_TEXT = "Look for the shape of the predicted class, then choose."
 
@@ -34,9 +34,7 @@ def test_instructions_and_practice_come_before_the_first_example_and_store_nothi
             page = browser.new_page(viewport={"width": 1100, "height": 1250})
             page.set_default_timeout(15_000)
             page.goto(address)
-            page.get_by_role("textbox", name="Name").fill("ana")
-            page.get_by_role("textbox", name="Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
+            log_in(page, "ana")
             page.get_by_text("Your study cells").wait_for()
             page.locator(f".st-key-cell-{number} button").click()
 
