@@ -122,3 +122,40 @@ def test_noisy_imputation_adds_scaled_noise_to_removed_pixels_only_in_any_chunki
         noisy_linear_imputation(x, unknown[:, :, :8])
     with pytest.raises(ValueError, match="needs x"):
         noisy_linear_imputation(x[0], unknown[0])
+
+
+def test_each_image_meets_the_tolerance_beside_a_brighter_easier_one():
+    """The stopping rule is per image and channel: an image 1000x brighter whose few removed pixels
+    converge in two iterations must not end the solve of a dim image with a large hole."""
+    x = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(5))
+    x[0] *= 1e3
+    unknown = torch.cat([removal(1, 48, 0.05, "scattered", seed=1), removal(1, 48, 0.95, "blob", seed=2)])
+    out, _ = solve_imputation(x, unknown)
+    for i in range(2):
+        reference = direct_imputation(x[i].double().numpy(), unknown[i, 0].numpy())
+        error = np.abs(out[i].double().numpy() - reference).max() / float(x[i].double().std())
+        assert error < 1e-3, (i, error)  # the docstring's promise, for each image on its own scale
+
+
+def test_the_tolerance_is_rtol_on_the_preconditioned_residual_not_a_power_of_it():
+    # counts, not clocks: r.Mr <= rtol^2 b.Mb stops the 37 px blob after 5 (rtol 1e-2) and 10
+    # (1e-3) iterations here; a criterion of rtol^3 needs 10 and 16
+    x = torch.rand(2, 3, 37, 37, generator=torch.Generator().manual_seed(1))
+    unknown = removal(2, 37, 0.5, "blob")
+    assert solve_imputation(x, unknown, rtol=1e-2)[1] <= 7
+    assert solve_imputation(x, unknown, rtol=1e-3)[1] <= 12
+
+
+def test_a_hole_surrounded_by_black_is_imputed_black_and_stops():
+    """b = 0 (every kept neighbour is 0) but the starting guess is not: the solution is 0, reached
+    without running to max_iter, alone or beside an ordinary image."""
+    x = torch.zeros(1, 2, 24, 24, dtype=torch.float64)
+    unknown = torch.zeros(1, 1, 24, 24, dtype=torch.bool)
+    unknown[..., 6:18, 4:20] = True
+    x[..., 6:18, 4:20] = torch.rand(1, 2, 12, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out, iterations = solve_imputation(x, unknown)
+    assert float(out.abs().max()) < 1e-9 and iterations <= 30, iterations
+    pair = torch.rand(2, 2, 24, 24, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    pair[1] = x[0]
+    out, iterations = solve_imputation(pair, unknown.expand(2, 1, 24, 24))
+    assert float(out[1].abs().max()) < 1e-9 and iterations <= 15, iterations
