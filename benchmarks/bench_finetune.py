@@ -71,8 +71,9 @@ def _module(metric: str, attribution: str, original, overrides=()):
     return build_module(_config(metric, attribution, overrides), original=copy.deepcopy(original))
 
 
-def step_rows(quick: bool) -> list[dict]:
-    """Training-step seconds per (metric, attribution) vs a plain cross-entropy step."""
+def step_rows(quick: bool, cases=None) -> list[dict]:
+    """Training-step seconds per (metric, attribution) vs a plain cross-entropy step (``cases``:
+    entries of STEP_CASES, all by default)."""
     from lightning_modules.backbones import TinyCNN
 
     batch_size, repeats = (16, 3) if quick else (32, 15)
@@ -81,7 +82,7 @@ def step_rows(quick: bool) -> list[dict]:
     batch = _batch(batch_size)
     x, y = batch["image"], batch["label"]
     rows = []
-    for metric, attribution, family, target, overrides in STEP_CASES:
+    for metric, attribution, family, target, overrides in cases or STEP_CASES:
         module = _module(metric, attribution, original, overrides)
         module.train()  # as in fit: both nets stay in eval mode
         optimizer = module.configure_optimizers()
