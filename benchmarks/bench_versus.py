@@ -33,7 +33,11 @@ BEFORE_METRICS_WORK = "c860600"  # main before the issue-16 merges (a fresh clon
 
 
 def _extract(ref: str, folder: Path) -> None:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True).stdout
+    done = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True)
+    if done.returncode:
+        raise RuntimeError(f"git cannot read commit {ref} here ({done.stderr.decode().strip()[:120]}): run it "
+                           f"in a full clone (not shallow, not an unpacked sdist) or pass --base")
+    archive = done.stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
 
@@ -107,4 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as error:
+        sys.exit(f"bench_versus: {error}")
