@@ -1,0 +1,109 @@
+"""IROF (lightning_modules/metrics/irof.py): the superpixel order by mean relevance, the SLIC
+defaults, the baseline's shapes, the intact-probability-zero case and bad input, with expected
+values from scikit-image and hand-made segments, not from irof.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.metrics import IROF
+from lightning_modules.metrics.base import MetricInputError
+from lightning_modules.metrics.irof import irof, irof_curves, slic_segments, superpixel_ranks
+
+
+def skimage_segments(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
+    from skimage.segmentation import slic
+
+    out = []
+    for image in x.double().permute(0, 2, 3, 1).numpy():
+        labels = slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
+        out.append(np.unique(labels, return_inverse=True)[1].reshape(labels.shape))
+    return torch.from_numpy(np.stack(out)).long()
+
+
+def linear_model(side: int = 24) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(30)  # probabilities that move as superpixels go
+    return model
+
+
+@pytest.mark.parametrize("side, others", [(25, [(99, 10.0)]), (20, [(101, 10.0), (100, 9.0)])])
+def test_irof_slic_defaults_are_100_segments_compactness_10(side, others):
+    # smooth images of sides where SLIC's grid differs for 99 (25 px) and for 101 segments (20 px)
+    x = F.interpolate(torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1)), size=(side, side),
+                      mode="bilinear")
+    expected = skimage_segments(x, 100, 10.0)
+    assert torch.equal(slic_segments(x), expected)
+    model, y = linear_model(side), torch.tensor([0, 1])
+    maps = torch.rand(2, 1, side, side, generator=torch.Generator().manual_seed(2))
+    with_segments = irof(model, x, y, maps, segments=expected)
+    assert torch.equal(irof(model, x, y, maps), with_segments)
+    assert torch.equal(IROF().score(model, x, y, lambda inputs, targets: maps), with_segments)
+    for other in others:  # each other setting changes the segments and the score here
+        assert not torch.equal(irof(model, x, y, maps, segments=skimage_segments(x, *other)), with_segments), other
+
+
+def test_irof_orders_superpixels_by_mean_relevance_and_ties_by_label():
+    # segment 0: one pixel of 1.0 (mean 1.0); segment 1: three pixels of 0.6 (mean 0.6, sum 1.8)
+    segments = torch.tensor([[[0, 1], [1, 1]]])
+    maps = torch.tensor([[[[1.0, 0.6], [0.6, 0.6]]]])
+    rank, counts = superpixel_ranks(maps, segments)
+    assert rank.flatten().tolist() == [0, 1, 1, 1] and counts.tolist() == [2]
+    # 2,000 one-pixel superpixels of equal relevance: removed in label order
+    labels = torch.arange(2000).view(1, 40, 50)
+    rank, _ = superpixel_ranks(torch.zeros(1, 1, 40, 50), labels)
+    assert torch.equal(rank.flatten(), torch.arange(2000))
+
+
+def test_irof_baseline_as_float_per_channel_or_per_image():
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    y, model = torch.tensor([0, 2]), linear_model()
+    maps = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(4))
+    blocks = (torch.arange(24)[:, None] // 4) * 6 + torch.arange(24)[None, :] // 4  # 36 blocks of 4 x 4
+    segments = blocks.expand(2, 24, 24)
+    channel = torch.tensor([0.2, 0.5, 0.8])
+    full = irof_curves(model, x, y, maps, baseline=channel.view(1, 3, 1, 1).expand(2, 3, 24, 24), segments=segments)[0]
+    for baseline in (channel.view(3, 1, 1), channel.view(1, 3, 1, 1)):
+        assert torch.allclose(irof_curves(model, x, y, maps, baseline=baseline, segments=segments)[0], full)
+    grey = irof_curves(model, x, y, maps, baseline=torch.full((2, 3, 24, 24), 0.5), segments=segments)[0]
+    assert torch.allclose(irof_curves(model, x, y, maps, baseline=0.5, segments=segments)[0], grey)
+    assert torch.allclose(irof_curves(model, x, y, maps, baseline=torch.tensor(0.5), segments=segments)[0], grey)
+
+
+def test_irof_of_an_image_the_model_gives_probability_zero_is_nan():
+    x, y = torch.rand(1, 3, 24, 24), torch.tensor([1])
+
+    class Certain(nn.Module):  # class 1 has probability exactly 0 in float32
+        def forward(self, inputs):
+            return torch.tensor([[200.0, -200.0]]).expand(len(inputs), 2)
+
+    segments = torch.zeros(1, 24, 24, dtype=torch.long)
+    segments[:, :, 12:] = 1
+    assert torch.isnan(irof(Certain().eval(), x, y, torch.rand(1, 1, 24, 24), segments=segments)).all()
+
+
+def test_irof_rejects_one_superpixel_and_wrongly_shaped_segments():
+    x, y = torch.rand(2, 3, 8, 8), torch.tensor([0, 1])
+    maps = torch.rand(2, 1, 8, 8)
+    with pytest.raises(MetricInputError, match="at least 2 superpixels"):
+        irof(linear_model(8), x, y, maps, segments=torch.zeros(2, 8, 8, dtype=torch.long))
+    with pytest.raises(MetricInputError, match=r"segments must be \(B,H,W\)=\(2, 8, 8\) superpixel labels"):
+        irof(linear_model(8), x, y, maps, segments=torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+def test_irof_training_temperature_defaults_to_01():
+    model = linear_model()
+    x, y = torch.rand(2, 3, 24, 24), torch.tensor([0, 2])
+    maps = torch.rand(2, 1, 24, 24)
+
+    def explain(inputs, targets, create_graph=False):
+        return maps
+
+    losses = {t: float(IROF(loss_temperature=t).loss(model, x, y, explain).detach()) for t in (0.1, 1.1)}
+    assert abs(losses[0.1] - losses[1.1]) > 1e-3, losses
+    assert float(IROF().loss(model, x, y, explain).detach()) == pytest.approx(losses[0.1], rel=1e-6)
