@@ -43,6 +43,7 @@ def test_irof_slic_defaults_are_100_segments_compactness_10(side, others):
     maps = torch.rand(2, 1, side, side, generator=torch.Generator().manual_seed(2))
     with_segments = irof(model, x, y, maps, segments=expected)
     assert torch.equal(irof(model, x, y, maps), with_segments)
+    assert torch.equal(irof_curves(model, x, y, maps)[0], irof_curves(model, x, y, maps, segments=expected)[0])
     assert torch.equal(IROF().score(model, x, y, lambda inputs, targets: maps), with_segments)
     for other in others:  # each other setting changes the segments and the score here
         assert not torch.equal(irof(model, x, y, maps, segments=skimage_segments(x, *other)), with_segments), other
@@ -54,6 +55,12 @@ def test_irof_orders_superpixels_by_mean_relevance_and_ties_by_label():
     maps = torch.tensor([[[[1.0, 0.6], [0.6, 0.6]]]])
     rank, counts = superpixel_ranks(maps, segments)
     assert rank.flatten().tolist() == [0, 1, 1, 1] and counts.tolist() == [2]
+    # two images with 2 and 4 superpixels (image 0's labels 2, 3 are empty): negative relevance
+    # still ranks image 0's own superpixels 0 and 1, the empty labels never come first
+    segments = torch.tensor([[[0, 0], [1, 1]], [[0, 1], [2, 3]]])
+    maps = -torch.tensor([[[[0.2, 0.2], [0.5, 0.5]]], [[[0.1, 0.4], [0.3, 0.2]]]])
+    rank, counts = superpixel_ranks(maps, segments)
+    assert rank.flatten(1).tolist() == [[0, 0, 1, 1], [0, 3, 2, 1]] and counts.tolist() == [2, 4]
     # 2,000 one-pixel superpixels of equal relevance: removed in label order
     labels = torch.arange(2000).view(1, 40, 50)
     rank, _ = superpixel_ranks(torch.zeros(1, 1, 40, 50), labels)
@@ -73,6 +80,8 @@ def test_irof_baseline_as_float_per_channel_or_per_image():
     grey = irof_curves(model, x, y, maps, baseline=torch.full((2, 3, 24, 24), 0.5), segments=segments)[0]
     assert torch.allclose(irof_curves(model, x, y, maps, baseline=0.5, segments=segments)[0], grey)
     assert torch.allclose(irof_curves(model, x, y, maps, baseline=torch.tensor(0.5), segments=segments)[0], grey)
+    with pytest.raises(MetricInputError, match=r"IROF baseline of shape \(2, 2, 1, 1\) does not broadcast"):
+        irof_curves(model, x, y, maps, baseline=torch.zeros(2, 2, 1, 1), segments=segments)
 
 
 def test_irof_of_an_image_the_model_gives_probability_zero_is_nan():
