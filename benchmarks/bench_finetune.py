@@ -46,7 +46,7 @@ STEP_CASES = [
     ("rma", "guided_backprop", "localization", 3.5, ()),
     ("road", "gradcam", "perturbation", None, ()),
     ("irof", "gradcam", "perturbation", None, ()),
-    ("ris", "gradcam", "stability", None, ()),  # x and x + delta in one graph-keeping pass
+    ("ris", "gradcam", "stability", None, ()),  # the map of x without a graph
     ("ris", "gradcam", "stability", None, ("metric.metric.detach_unperturbed=true",)),
 ]
 RUN_METRICS = ("rma", "focus", "road", "irof", "ris")

@@ -29,7 +29,7 @@ class Probe:
         inputs = self.explained(x)
         if not inputs:
             return explain(x, y).mean() * 0 + model(x).mean()  # maps without a graph: nothing recorded
-        return sum(explain(inp, y.repeat(len(inp) // len(y)), create_graph=True).mean() for inp in inputs)
+        return sum(explain(inp, y, create_graph=True).mean() for inp in inputs)
 
 
 CASES = {  # the inputs the metric explains -> the input the agreement term must use
@@ -38,10 +38,6 @@ CASES = {  # the inputs the metric explains -> the input the agreement term must
     "two other inputs": (lambda x: [x.flip(-1), x.flip(-2)], lambda x: x.flip(-1)),
     "another input, then the batch": (lambda x: [x.flip(-1), x], lambda x: x),
     "nothing with a graph": (lambda x: [], lambda x: x),
-    # RIS explains x and its perturbed copy in one pass: x's rows of those logits
-    "the batch and a copy in one pass": (lambda x: [torch.cat([x, x.flip(-1)])], lambda x: x),
-    "a copy, then the batch, in one pass": (lambda x: [torch.cat([x.flip(-1), x])],
-                                            lambda x: torch.cat([x.flip(-1), x])),
 }
 
 

@@ -216,7 +216,7 @@ def test_ris_training_term_keeps_both_maps_in_the_graph_by_default():
         return inputs[:, :1] * 2
 
     RelativeInputStability().loss(None, x, y, explain)
-    assert graphs == [(4, True)]  # x and x + delta in one graph-keeping call
+    assert graphs == [(2, True), (2, True)]  # x, then x + delta, both with a graph
 
 
 def test_ris_of_an_empty_batch_is_empty():

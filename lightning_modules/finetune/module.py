@@ -44,15 +44,10 @@ class _LogitsRecorder:
         return out
 
     def logits_of(self, x: Tensor) -> Tensor | None:
-        """The graph-keeping logits of ``x`` if the metric explained it: the same tensor object, or the
-        first ``len(x)`` rows of a batch that starts with x's values (RIS explains x and its
-        perturbed copy in one pass)."""
+        """The graph-keeping logits of exactly ``x`` (the same tensor object), if the metric explained it."""
         for inp, logits in self.calls:
             if inp is x and logits.shape[0] == x.shape[0]:
                 return logits
-        for inp, logits in self.calls:
-            if inp.shape[0] > x.shape[0] and inp.shape[1:] == x.shape[1:] and torch.equal(inp[:len(x)], x):
-                return logits[:len(x)]
         return None
 
     def __getattr__(self, name):

@@ -175,16 +175,13 @@ class RelativeInputStability(Metric):
         y, _ = check_images(x, y)
         low, high = self.noise
         delta = low + (high - low) * torch.rand_like(x)
-        if self.detach_unperturbed:
-            # e(x) is a fixed target explained without a graph (no graph-keeping pass through x);
-            # a caller's agreement term reuses the perturbed copy's forward pass instead
-            maps = explain_maps(explain, x, y)
-            maps_perturbed = explain_maps(explain, x + delta, y, create_graph=True)
-        else:
-            # both maps train: x and x + delta in one graph-keeping pass of 2B images (same maps as
-            # two passes, faster at the study's shape); x's rows of its logits serve the agreement term
-            both = explain_maps(explain, torch.cat([x, x + delta]), torch.cat([y, y]), create_graph=True)
-            maps, maps_perturbed = both[:len(x)], both[len(x):]
+        # Both maps train: x is explained with a graph, and a caller may reuse its logits (the
+        # agreement term). Detached, e(x) is a fixed target explained without a graph (no
+        # graph-keeping pass through x at all), and a caller's agreement term reuses the
+        # perturbed copy's forward pass instead. (x and x + delta in one pass of 2B images was
+        # measured and not kept: 0.95x the two passes' speed on tiny, batch 32; 1.00x on resnet18 at 224 px.)
+        maps = explain_maps(explain, x, y, create_graph=not self.detach_unperturbed)
+        maps_perturbed = explain_maps(explain, x + delta, y, create_graph=True)
         change = (maps - maps_perturbed).flatten(1).norm(dim=1)
         scale = maps.flatten(1).norm(dim=1) + maps_perturbed.flatten(1).norm(dim=1)
         return (change / (scale + 1e-12)).mean()
