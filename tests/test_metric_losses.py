@@ -128,3 +128,21 @@ def test_ris_detached_loss_trains_only_the_perturbed_map():
         assert all(g.abs().sum() > 0 for g in grads) and len(grads) == (1 if detach else 2)
     loss.backward()
     assert model[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("metric", [ROAD, IROF], ids=["road", "irof"])
+def test_removal_metrics_train_at_temperature_01_by_default(metric):
+    """The soft top-fraction mask's temperature: 0.1 unless set (neither YAML sets it)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(20)  # a prediction that depends on which pixels are removed
+    x, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 2])
+    maps = torch.rand(2, 1, 16, 16)
+
+    def explain(inputs, targets, create_graph=False):
+        return maps
+
+    losses = {t: float(metric(loss_temperature=t).loss(model, x, y, explain).detach()) for t in (0.1, 1.1)}
+    assert abs(losses[0.1] - losses[1.1]) > 1e-3, losses
+    assert float(metric().loss(model, x, y, explain).detach()) == pytest.approx(losses[0.1], rel=1e-6)

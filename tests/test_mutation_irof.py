@@ -103,16 +103,3 @@ def test_irof_rejects_one_superpixel_and_wrongly_shaped_segments():
         irof(linear_model(8), x, y, maps, segments=torch.zeros(2, 8, 8, dtype=torch.long))
     with pytest.raises(MetricInputError, match=r"segments must be \(B,H,W\)=\(2, 8, 8\) superpixel labels"):
         irof(linear_model(8), x, y, maps, segments=torch.zeros(2, 4, 4, dtype=torch.long))
-
-
-def test_irof_training_temperature_defaults_to_01():
-    model = linear_model()
-    x, y = torch.rand(2, 3, 24, 24), torch.tensor([0, 2])
-    maps = torch.rand(2, 1, 24, 24)
-
-    def explain(inputs, targets, create_graph=False):
-        return maps
-
-    losses = {t: float(IROF(loss_temperature=t).loss(model, x, y, explain).detach()) for t in (0.1, 1.1)}
-    assert abs(losses[0.1] - losses[1.1]) > 1e-3, losses
-    assert float(IROF().loss(model, x, y, explain).detach()) == pytest.approx(losses[0.1], rel=1e-6)

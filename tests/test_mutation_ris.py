@@ -132,8 +132,8 @@ def test_ris_of_an_unchanged_input_whose_map_changes_divides_by_eps():
         calls.append(1)
         return torch.full((len(inputs), 1, 4, 4), float(len(calls)), dtype=torch.float64)
 
-    value = float(relative_input_stability(class_zero, x, y, drifting, perturbations=torch.zeros(1, 1, 3, 4, 4,
-                                                                                                   dtype=torch.float64)))
+    unchanged = torch.zeros(1, 1, 3, 4, 4, dtype=torch.float64)
+    value = float(relative_input_stability(class_zero, x, y, drifting, perturbations=unchanged))
     expected = float(((torch.ones(4, 4) - 2.0) / 1.0).norm()) / 1e-6  # e = 1, e' = 2, input change 0 -> eps
     assert value == pytest.approx(expected, rel=1e-6)  # eps enters in float32
 

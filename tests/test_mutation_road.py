@@ -130,19 +130,3 @@ def test_road_pixel_ranks_most_relevant_first_by_default_and_ties_by_pixel_index
         ones, zeros = flat[i].nonzero().flatten(), (flat[i] == 0).nonzero().flatten()
         assert ranks[i, ones].tolist() == list(range(len(ones)))
         assert ranks[i, zeros].tolist() == list(range(len(ones), 64 * 64))
-
-
-def test_road_training_temperature_defaults_to_01():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3)).eval()
-    with torch.no_grad():
-        model[1].weight.mul_(20)  # a prediction that depends on which pixels are removed
-    x, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 2])
-    maps = torch.rand(2, 1, 16, 16)
-
-    def explain(inputs, targets, create_graph=False):
-        return maps
-
-    losses = {t: float(ROAD(loss_temperature=t).loss(model, x, y, explain).detach()) for t in (0.1, 1.1)}
-    assert abs(losses[0.1] - losses[1.1]) > 1e-3, losses
-    assert float(ROAD().loss(model, x, y, explain).detach()) == pytest.approx(losses[0.1], rel=1e-6)
