@@ -1,0 +1,103 @@
+"""Focus and its mosaics (lightning_modules/metrics/focus.py): quadrant sums on any size against a
+loop over pixels, the partner draw (without replacement where three others exist), positions,
+the class' defaults (half mosaics, the share of mosaics the loss explains) and bad input."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_modules.metrics import Focus, make_mosaics
+from lightning_modules.metrics.base import MetricInputError
+from lightning_modules.metrics.focus import focus, mosaic_plan, quadrant_sums
+
+
+def looped_quadrant_sums(maps: torch.Tensor) -> list[list[float]]:
+    """Pixel by pixel: row < H//2 is top, column < W//2 is left (Quantus' split)."""
+    b, _, h, w = maps.shape
+    out = []
+    for i in range(b):
+        sums = [0.0] * 4
+        for r in range(h):
+            for c in range(w):
+                sums[(0 if r < h // 2 else 2) + (0 if c < w // 2 else 1)] += float(maps[i, 0, r, c])
+        out.append(sums)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (5, 7), (4, 7), (5, 6), (3, 2)])
+def test_focus_quadrant_sums_match_a_pixel_loop_on_any_size(shape):
+    maps = torch.rand(2, 1, *shape, generator=torch.Generator().manual_seed(sum(shape)), dtype=torch.float64)
+    expected = looped_quadrant_sums(maps)
+    assert torch.allclose(quadrant_sums(maps), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_focus_partners_are_other_classes_drawn_without_replacement_where_three_exist():
+    y = torch.arange(4).repeat(4)  # 16 images, 4 classes: every image has 12 others
+    for seed in range(5):
+        tiles, position = mosaic_plan(y, seed)
+        for i in range(16):
+            partners = [int(t) for q, t in enumerate(tiles[i]) if q != int(position[i])]
+            assert int(tiles[i, position[i]]) == i
+            assert len(set(partners)) == 3 and all(int(y[p]) != int(y[i]) for p in partners)
+    exactly_three = torch.tensor([0, 1, 2, 3])  # each image has exactly three others: all of them
+    for seed in range(5):
+        tiles, position = mosaic_plan(exactly_three, seed)
+        for i in range(4):
+            assert sorted(int(t) for t in tiles[i]) == [0, 1, 2, 3]
+
+
+def test_focus_partners_repeat_where_fewer_than_three_others_exist():
+    tiles, position = mosaic_plan(torch.tensor([0, 0, 0, 1]), seed=3)
+    for i in range(3):  # one image of another class: it fills all three other quadrants
+        assert sorted(int(t) for q, t in enumerate(tiles[i]) if q != int(position[i])) == [3, 3, 3]
+    tiles, position = mosaic_plan(torch.tensor([0, 1, 2]), seed=3)  # two others each
+    for i in range(3):
+        partners = [int(t) for q, t in enumerate(tiles[i]) if q != int(position[i])]
+        assert len(partners) == 3 and set(partners) <= {0, 1, 2} - {i}
+
+
+def test_focus_positions_cover_all_four_quadrants():
+    y = torch.arange(4).repeat(32)
+    _, position = mosaic_plan(y, seed=0)
+    counts = torch.bincount(position, minlength=4)
+    assert counts.shape == (4,) and bool((counts >= 16).all()), counts  # uniform: 32 each expected
+
+
+def test_focus_make_mosaics_defaults_full_size_and_seed_0():
+    x, y = torch.rand(8, 3, 6, 6), torch.arange(4).repeat(2)
+    mosaics, labels, quadrants = make_mosaics(x, y)
+    assert mosaics.shape == (8, 3, 12, 12) and torch.equal(labels, y)
+    tiles, position = mosaic_plan(y, 0)
+    for i in range(8):  # the mosaic is the four tiles of seed 0's plan, in reading order
+        for q, (r, c) in enumerate([(0, 0), (0, 6), (6, 0), (6, 6)]):
+            assert torch.equal(mosaics[i, :, r:r + 6, c:c + 6], x[tiles[i, q]])
+    assert torch.equal(quadrants, torch.nn.functional.one_hot(position, 4).bool())
+
+
+def test_focus_class_uses_half_mosaics_and_explains_them_all_by_default():
+    x, y = torch.rand(8, 3, 8, 8), torch.arange(4).repeat(2)
+    seen = []
+
+    def explain(inputs, targets, create_graph=False):
+        seen.append(tuple(inputs.shape))
+        return inputs.mean(1, keepdim=True) * (1.0 + 0 * targets[:, None, None, None])
+
+    Focus().score(None, x, y, explain)
+    Focus().loss(None, x, y, explain)
+    Focus(mosaic="full").loss(None, x, y, explain)
+    Focus(mosaic="full", loss_fraction=0.5).loss(None, x, y, explain)
+    Focus(mosaic="full").loss(None, x[:3], y[:3], explain)  # ceil(3 * 0.25) = 1 mosaic
+    assert seen == [(8, 3, 8, 8), (8, 3, 8, 8), (math.ceil(8 * 0.25), 3, 16, 16), (4, 3, 16, 16), (1, 3, 16, 16)]
+    Focus(loss_fraction=1.0)  # the whole batch is allowed
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(MetricInputError, match=r"Focus loss_fraction must lie in \(0, 1\]"):
+            Focus(loss_fraction=bad)
+
+
+def test_focus_rejects_quadrants_that_are_not_a_b_by_4_tensor():
+    maps = torch.rand(2, 1, 4, 4)
+    for bad in ([[True, False, False, False]] * 2, torch.zeros(2, 3, dtype=torch.bool), torch.zeros(3, 4)):
+        with pytest.raises(MetricInputError, match=r"target_quadrants must be a \(2,4\) bool tensor"):
+            focus(maps, bad)
