@@ -195,6 +195,10 @@ def test_ris_rejects_bad_noise_and_maps_of_the_wrong_size():
         with pytest.raises(MetricInputError, match="RIS noise"):
             relative_input_stability(class_zero, x, y, CountingExplain(), noise=noise)
 
+    for count in (0, -1):
+        with pytest.raises(MetricInputError, match="RIS needs n_samples >= 1"):
+            relative_input_stability(class_zero, x, y, CountingExplain(), n_samples=count)
+
     def half_size(inputs, targets, create_graph=False):
         return inputs[:, :1, ::2, ::2]
 
