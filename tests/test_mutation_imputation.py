@@ -159,3 +159,15 @@ def test_a_hole_surrounded_by_black_is_imputed_black_and_stops():
     pair[1] = x[0]
     out, iterations = solve_imputation(pair, unknown.expand(2, 1, 24, 24))
     assert float(out[1].abs().max()) < 1e-9 and iterations <= 15, iterations
+
+
+def test_imputation_with_nothing_to_solve_counts_no_iteration():
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    nothing = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    out, iterations = solve_imputation(x, nothing)
+    assert iterations == 0 and torch.equal(out, x)
+    unknown = removal(2, 16, 0.5, "blob")
+    exact = torch.from_numpy(np.stack([direct_imputation(x[i].double().numpy(), unknown[i, 0].numpy())
+                                       for i in range(2)])).float()
+    _, from_the_solution = solve_imputation(x, unknown, initial=exact)
+    assert from_the_solution == 0  # already within the tolerance: no CG step
