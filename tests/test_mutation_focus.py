@@ -26,7 +26,7 @@ def looped_quadrant_sums(maps: torch.Tensor) -> list[list[float]]:
     return out
 
 
-@pytest.mark.parametrize("shape", [(4, 6), (5, 7), (4, 7), (5, 6), (3, 2)])
+@pytest.mark.parametrize("shape", [(4, 6), (5, 7), (4, 7), (5, 6), (3, 2), (4, 9), (2, 2)])
 def test_focus_quadrant_sums_match_a_pixel_loop_on_any_size(shape):
     maps = torch.rand(2, 1, *shape, generator=torch.Generator().manual_seed(sum(shape)), dtype=torch.float64)
     expected = looped_quadrant_sums(maps)
@@ -101,3 +101,41 @@ def test_focus_rejects_quadrants_that_are_not_a_b_by_4_tensor():
     for bad in ([[True, False, False, False]] * 2, torch.zeros(2, 3, dtype=torch.bool), torch.zeros(3, 4)):
         with pytest.raises(MetricInputError, match=r"target_quadrants must be a \(2,4\) bool tensor"):
             focus(maps, bad)
+
+
+def test_focus_defaults_seed_0_and_draws_partners_uniformly():
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    assert all(torch.equal(a, b) for a, b in zip(mosaic_plan(y), mosaic_plan(y, 0)))
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def explain(inputs, targets, create_graph=False):
+        return inputs[:, :1]
+
+    default = Focus().score(None, x, y, explain)
+    assert torch.equal(default, Focus(seed=0).score(None, x, y, explain))
+    assert not torch.equal(default, Focus(seed=1).score(None, x, y, explain))
+    # with two other images (drawn with replacement) each is picked half the time
+    picks = torch.cat([mosaic_plan(torch.tensor([0, 1, 2]), seed)[0][0] for seed in range(200)])
+    share_of_1 = float((picks == 1).sum()) / float((picks != 0).sum())
+    assert abs(share_of_1 - 0.5) < 0.08, share_of_1
+
+
+def test_focus_half_mosaics_of_non_square_images_tile_their_2x2_means():
+    x, y = torch.rand(4, 3, 8, 12), torch.arange(4)
+    mosaics, _, _ = make_mosaics(x, y, mosaic="half")
+    assert mosaics.shape == (4, 3, 8, 12)
+    halves = torch.nn.functional.avg_pool2d(x, 2)  # (4,3,4,6)
+    tiles, _ = mosaic_plan(y, 0)
+    for i in range(4):
+        assert torch.allclose(mosaics[i, :, :4, :6], halves[tiles[i, 0]])
+        assert torch.allclose(mosaics[i, :, 4:, 6:], halves[tiles[i, 3]])
+
+
+def test_focus_of_an_empty_batch_is_empty_and_maps_need_two_pixels_a_side():
+    empty_x, empty_y = torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long)
+    assert Focus().score(None, empty_x, empty_y, lambda inputs, targets: inputs[:, :1]).shape == (0,)
+    assert float(Focus().loss(None, empty_x, empty_y, lambda inputs, targets: inputs[:, :1])) == 0.0
+    one = torch.ones(1, 4, dtype=torch.bool)
+    assert float(focus(torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]), torch.tensor([[True, False, False, False]]))) == 1.0
+    with pytest.raises(MetricInputError, match="at least 2x2"):
+        focus(torch.ones(1, 1, 1, 4), one)
