@@ -139,3 +139,9 @@ def test_focus_of_an_empty_batch_is_empty_and_maps_need_two_pixels_a_side():
     assert float(focus(torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]), torch.tensor([[True, False, False, False]]))) == 1.0
     with pytest.raises(MetricInputError, match="at least 2x2"):
         focus(torch.ones(1, 1, 1, 4), one)
+
+
+def test_focus_mosaics_refuse_a_batch_without_two_classes():
+    for labels in ([], [3], [2, 2, 2]):
+        with pytest.raises(MetricInputError, match="Focus mosaics need images of at least two classes"):
+            mosaic_plan(torch.tensor(labels, dtype=torch.long))
