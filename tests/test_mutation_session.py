@@ -198,3 +198,20 @@ def test_session_sides_and_buttons_are_inverse_and_maps_fall_back_to_the_heatmap
     assert map_paths(rendered, "original") == ("o.png", "f.png")
     assert map_paths(rendered, "finetuned") == ("f.png", "o.png")
     assert map_paths(plain, "finetuned") == ("fh.png", "oh.png")
+
+
+def test_session_refused_answers_do_not_stop_the_presses_after_them(study):
+    """A closed study refuses each answer with its reason; every later press of the same queue is
+    still handled (and said), none left waiting."""
+    store, ids = study["store"], study["cells"][0]
+    cursor = open_cell(store, study["ana"], study["study_id"], study["cell"], now=0.0)
+    version = store.annotator_by_id(study["ana"]).session_version  # a page answer: the study's rules apply
+    store.update_study_config("webui-test", open=False)
+    log = PressLog()
+    handle_presses(store, SECRET, study["ana"], cursor, [{"seq": 1, "token": cursor.token, "button": "A"},
+                                                         {"seq": 2, "token": cursor.token, "button": "B"},
+                                                         {"seq": 3, "token": cursor.token, "button": "?"}], log,
+                   session_version=version)
+    assert [seq for seq, _ in log.refused] == [1, 2, 3] and log.processed == 3
+    assert all("was not stored" in message for _, message in log.refused)
+    assert labels(store, study["ana"], ids) == {}
