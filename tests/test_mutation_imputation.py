@@ -171,3 +171,12 @@ def test_imputation_with_nothing_to_solve_counts_no_iteration():
                                        for i in range(2)])).float()
     _, from_the_solution = solve_imputation(x, unknown, initial=exact)
     assert from_the_solution == 0  # already within the tolerance: no CG step
+
+
+def test_noisy_imputation_noise_defaults_to_rong_et_als_001():
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    unknown = removal(2, 12, 0.4, "scattered")
+    plain = noisy_linear_imputation(x, unknown, noise=0.0, rtol=1e-10)
+    noisy = noisy_linear_imputation(x, unknown, generator=torch.Generator().manual_seed(1), rtol=1e-10)
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.allclose(noisy, plain + 0.01 * eps * unknown, atol=1e-7)
