@@ -85,7 +85,8 @@ def test_objective_decreases_and_only_the_copy_learns(trained_tiny, synthetic_dm
         losses.append(float(terms["loss"].detach()))
         metric_losses.append(float(terms["metric_loss"].detach()))
     forwards = []
-    hook = module.finetuned.register_forward_hook(lambda *args: forwards.append(1))
+    trained_net, _ = module.trainable(batch["image"], batch["label"])  # the copy or its BatchNorm-folded twin
+    hook = trained_net.register_forward_hook(lambda *args: forwards.append(1))
     module.objective(batch)
     hook.remove()
     assert len(forwards) == 1, "the agreement term must reuse the logits of the map's forward pass"
@@ -139,19 +140,21 @@ def test_agreement_loss_is_a_row_wise_cosine():
     assert source.grad is None and finetuned.grad.abs().sum() > 0
 
 
-# (metric, cheaper settings, lr, steps, the score must go: +1 up / -1 down): expectations of the study,
-# not of the code: RMA is higher-is-better, RIS lower-is-better.
-IMPROVES = [("rma", [], 1e-4, 8, +1), ("ris", ["++metric.metric.n_samples=16"], 3e-4, 8, -1)]
+# (metric, cheaper settings, lr, steps, images, the score must go: +1 up / -1 down): expectations of the
+# study, not of the code: RMA is higher-is-better, RIS lower-is-better. RIS on 8 images at lr 3e-4 rose
+# on one of two trained base models (6.2 -> 8.5); on 16 images at lr 1e-3 it fell on both (14.6 -> 2.0,
+# 8.7 -> 4.7), so a base model trained on another machine does not decide the outcome.
+IMPROVES = [("rma", [], 1e-4, 8, 8, +1), ("ris", ["++metric.metric.n_samples=16"], 1e-3, 8, 16, -1)]
 
 
-@pytest.mark.parametrize("metric_name, extra, lr, steps, direction", IMPROVES, ids=[c[0] for c in IMPROVES])
+@pytest.mark.parametrize("metric_name, extra, lr, steps, images, direction", IMPROVES, ids=[c[0] for c in IMPROVES])
 def test_a_few_finetuning_steps_improve_the_metric_while_agreement_holds(trained_tiny, synthetic_dm, metric_name,
-                                                                        extra, lr, steps, direction):
+                                                                        extra, lr, steps, images, direction):
     """Through the real FinetuneModule and its optimizer, on one fixed batch: a wrong-signed metric
     term (or agreement term) makes this fail."""
     torch.manual_seed(0)
     module = _module(trained_tiny, metric_name, lr=lr, extra=extra)
-    batch = _batch(synthetic_dm, n=8)
+    batch = _batch(synthetic_dm, n=images)
     x, y, masks = batch["image"], batch["label"], batch.get("mask")
 
     def score(which: str) -> float:

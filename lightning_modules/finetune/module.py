@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .folded import proven_twin
 from .scoring import SUMS, batch_sums, summarize
 
 
@@ -78,7 +79,8 @@ class FinetuneModule(pl.LightningModule):
 
     def __init__(self, original: nn.Module, metric, explainer_factory: Callable[[nn.Module], object],
                  metric_name: str | None = None, higher_is_better: bool | None = None, loss_weight: float = 1.0,
-                 lr: float = 1e-4, weight_decay: float = 0.0, keep_eval_mode: bool = True):
+                 lr: float = 1e-4, weight_decay: float = 0.0, keep_eval_mode: bool = True,
+                 fold_batchnorm: bool = True):
         super().__init__()
         self.finetuned = copy.deepcopy(original).requires_grad_(True)
         self.original = original.requires_grad_(False).eval()
@@ -90,6 +92,8 @@ class FinetuneModule(pl.LightningModule):
         self.loss_weight = float(loss_weight)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.keep_eval_mode = keep_eval_mode
+        self.fold_batchnorm = bool(fold_batchnorm)
+        self._trainable: tuple[torch.device, nn.Module, object] | None = None
         self._explainers: dict[str, object] = {}
         # The original never changes: its validation predictions and scores are computed once.
         self._original_val: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
@@ -117,6 +121,7 @@ class FinetuneModule(pl.LightningModule):
         state["_explainers"] = {}
         state["_original_val"] = {}
         state["_fast_original"] = None
+        state["_trainable"] = None
         return state
 
     def original_logits(self, x: Tensor) -> Tensor:
@@ -132,6 +137,18 @@ class FinetuneModule(pl.LightningModule):
             fast = self._fast_original = (x.device, FastForward(self.original, batch_size=max(len(x), 1)))
         return fast[1].logits(x).clone()  # a normal tensor: inference tensors cannot enter a graph
 
+    def trainable(self, x: Tensor, y: Tensor) -> tuple[nn.Module, object]:
+        """(the net the training step runs, its attribution): the fine-tuned copy, or with ``fold_batchnorm``
+        its BatchNorm-folded twin (same parameters; :mod:`.folded`), once proven equal on the first batch."""
+        held = self._trainable
+        if held is None or held[0] != x.device:
+            if self.fold_batchnorm and not self.finetuned.training:
+                model, explainer = proven_twin(self.finetuned, self.explainer_factory, x, y)
+            else:
+                model, explainer = self.finetuned, self.explainer("finetuned")
+            held = self._trainable = (x.device, model, explainer)
+        return held[1], held[2]
+
     def forward(self, x: Tensor) -> Tensor:
         """(B,3,H,W) -> (B,K) logits of the fine-tuned model."""
         return self.finetuned(x)
@@ -139,8 +156,9 @@ class FinetuneModule(pl.LightningModule):
     def objective(self, batch: dict) -> dict[str, Tensor]:
         """The training loss of a batch and its two terms (``loss``, ``agreement_loss``, ``metric_loss``)."""
         x, y = batch["image"], batch["label"]
-        explain = _LogitsRecorder(self.explainer("finetuned"))
-        metric_loss = self.metric.loss(self.finetuned, x, y, explain, masks=batch.get("mask"))
+        model, explainer = self.trainable(x, y)
+        explain = _LogitsRecorder(explainer)
+        metric_loss = self.metric.loss(model, x, y, explain, masks=batch.get("mask"))
         # The agreement term reuses the forward pass the metric's explanation already made: on the
         # batch itself, else on what the metric explained (Focus' mosaics, RIS' perturbed copies),
         # which saves a graph-keeping forward pass per step. Validation still measures agreement
@@ -149,7 +167,7 @@ class FinetuneModule(pl.LightningModule):
         if logits is None and explain.calls:
             inputs, logits = explain.calls[0]
         if logits is None:
-            logits = self.finetuned(x)
+            logits = model(x)
         similarity = agreement_loss(self.original_logits(inputs), logits)
         return {"loss": similarity + self.loss_weight * metric_loss, "agreement_loss": similarity,
                 "metric_loss": metric_loss}
