@@ -8,6 +8,9 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.rule import Rule
+
+RULE_WIDTH = 100  # columns of a titled rule at most: a log's console is 100,000 wide
 
 
 def output_console(**options) -> Console:
@@ -15,3 +18,8 @@ def output_console(**options) -> Console:
     if sys.stdout.isatty():
         return Console(**options)
     return Console(width=100_000, soft_wrap=True, **options)
+
+
+def print_rule(console: Console, title: str) -> None:
+    """A titled horizontal rule, as wide as the terminal but never wider than RULE_WIDTH."""
+    console.print(Rule(title), width=min(console.width, RULE_WIDTH))

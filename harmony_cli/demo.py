@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from harmony_cli.console import output_console
+from harmony_cli.console import output_console, print_rule
 from rich.table import Table
 
 console = output_console()
@@ -24,7 +24,7 @@ def _newest(folder: Path) -> Path | None:
 
 
 def run_stage(title: str, args: list[str], timings: list[tuple[str, float]]) -> None:
-    console.rule(f"[bold]{title}")
+    print_rule(console, f"[bold]{title}")
     console.print("$ harmony " + " ".join(args), style="dim", highlight=False)
     start = time.perf_counter()
     result = subprocess.run([*HARMONY, *args])
