@@ -77,13 +77,10 @@ class FastForward:
             with contextlib.redirect_stderr(io.StringIO()):  # torch.fx prints a failing traced call's frame
                 got = self._candidate(chunk.contiguous(memory_format=torch.channels_last)).float()
         except Exception as exc:  # noqa: BLE001 - any failure of the copy means: use the model itself
-            reason = f"it raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            reason = raised(exc)
         else:
-            tolerance = self.atol * float(expected.abs().max()) if expected.numel() else 0.0
-            if got.shape != expected.shape:
-                reason = f"its logits have shape {tuple(got.shape)}, not {tuple(expected.shape)}"
-            elif not torch.allclose(got, expected, rtol=self.rtol, atol=tolerance):
-                reason = f"its logits differ by up to {float((got - expected).abs().max()):.3g}"
+            difference = unequal(got, expected, self.rtol, self.atol)
+            reason = f"its logits' {difference}" if difference else None
         self.optimized = reason is None
         if self.optimized:
             self.module = self._candidate
@@ -92,6 +89,24 @@ class FastForward:
                      "because %s", type(self.model).__name__, reason)
         self._candidate = None
         return expected
+
+
+def unequal(got: Tensor, expected: Tensor, rtol: float, atol: float) -> str | None:
+    """How a fast path's output differs from the model's (``"shape ..."``, ``"values differ by up to ..."``),
+    or None where it equals it within ``rtol`` and ``atol`` times ``expected``'s largest magnitude: the one
+    test of "proven equal" that every optimized copy (this module's, the fine-tuning's folded twin) passes."""
+    if got.shape != expected.shape:
+        return f"shape {tuple(got.shape)}, not {tuple(expected.shape)}"
+    tolerance = atol * float(expected.abs().max()) if expected.numel() else 0.0
+    if not torch.allclose(got.float(), expected.float(), rtol=rtol, atol=tolerance):
+        return f"values differ by up to {float((got.float() - expected.float()).abs().max()):.3g}"
+    return None
+
+
+def raised(exc: Exception) -> str:
+    """Why a fast path was dropped after it raised: its type and the first line of its message."""
+    first_line = str(exc).partition("\n")[0]
+    return f"it raised {type(exc).__name__}: {first_line}"
 
 
 def _optimized_copy(model: nn.Module) -> nn.Module:

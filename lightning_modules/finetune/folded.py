@@ -25,6 +25,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..fast_forward import raised, unequal
+
 log = logging.getLogger(__name__)
 
 
@@ -90,15 +92,6 @@ def folded_twin(model: nn.Module, x: Tensor) -> nn.Module:
     return twin
 
 
-def _differs(got: Tensor, expected: Tensor, rtol: float, atol: float) -> str | None:
-    if got.shape != expected.shape:
-        return f"shape {tuple(got.shape)}, not {tuple(expected.shape)}"
-    tolerance = atol * float(expected.abs().max())
-    if not torch.allclose(got.float(), expected.float(), rtol=rtol, atol=tolerance):
-        return f"values differ by up to {float((got.float() - expected.float()).abs().max()):.3g}"
-    return None
-
-
 def proven_twin(model: nn.Module, explainer_factory: Callable[[nn.Module], object], x: Tensor, y: Tensor,
                 rtol: float = 1e-3, atol: float = 1e-4) -> tuple[nn.Module, object]:
     """(model to train, its explainer): the folded twin where it has BatchNorms to fold and its logits and
@@ -112,13 +105,12 @@ def proven_twin(model: nn.Module, explainer_factory: Callable[[nn.Module], objec
             return model, explainer
         twin_explainer = explainer_factory(twin)
         for name, get in (("logits", lambda m, e: m(x)), ("maps", lambda m, e: e(x, y))):
-            difference = _differs(get(twin, twin_explainer).detach(), get(model, explainer).detach(), rtol, atol)
+            difference = unequal(get(twin, twin_explainer).detach(), get(model, explainer).detach(), rtol, atol)
             if difference:
                 reason = f"its {name}' {difference}"
                 break
     except Exception as exc:  # noqa: BLE001 - any failure of the twin means: train the model itself
-        first_line = str(exc).partition("\n")[0]
-        reason = f"it raised {type(exc).__name__}: {first_line}"
+        reason = raised(exc)
     if reason:
         log.info("fine-tuning %s without BatchNorm folding: the folded twin is not used because %s",
                  type(model).__name__, reason)
