@@ -7,31 +7,39 @@ HARMONY := $(VENV)/bin/harmony
 # torch is installed first, pinned, with pip: these builds lie in the local
 # package cache (see README); override on another platform.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# The demo needs the package alone; the tests add the dev extra (pytest, playwright, quantus, ...).
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install demo test bench clean mutate
+.PHONY: install install-dev demo test bench clean mutate
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 demo: install
 	$(PY) -m harmony_cli.demo
 
-test: install
+test: install-dev
 	$(PY) -m pytest -q
 
-bench: install
+bench: install-dev
 	$(PY) benchmarks/run_all.py
 
 # Mutation testing of the scientific core (mutation/modules.toml); MODULE=name[,name] runs a few.
 # Resumable; writes outputs/mutation/summary.md.
-mutate: install
+mutate: install-dev
 	nice -n 15 $(PY) mutation/run.py $(if $(MODULE),--module $(MODULE))
 
 clean:
@@ -39,5 +47,5 @@ clean:
 
 # The real study's GPU check (benchmarks/gpu_check.py): one line and status 2 without CUDA.
 .PHONY: gpu-check
-gpu-check: install
+gpu-check: install-dev
 	$(PY) benchmarks/gpu_check.py
