@@ -26,8 +26,17 @@ MOUNT = """async (source) => {
   window.sent = [];
   const parent = document.createElement('div');
   document.body.appendChild(parent);
-  window.render = (bytes) => module.default({parentElement: parent, data: new Uint8Array(bytes),
+  let at = parent;
+  window.render = (bytes) => module.default({parentElement: at, data: new Uint8Array(bytes),
                                              setStateValue: (key, value) => window.sent.push(value)});
+  // Streamlit mounting the component afresh: a new parent element, the old one gone
+  window.remount = (bytes) => {
+    const fresh = document.createElement('div');
+    document.body.appendChild(fresh);
+    at.remove();
+    at = fresh;
+    window.render(bytes);
+  };
 }"""
 NOTICES = """() => [...document.querySelectorAll('.hm-refused')].map((n) => ({
   text: n.textContent, presses: (n.dataset.presses || '').split(' ').filter(Boolean).map(Number),
@@ -86,6 +95,9 @@ def test_a_burst_of_refusals_is_one_notice_that_counts_and_names_every_press(mou
     first, _ = mounted.evaluate(NOTICES)
     assert first["count"] == 174 and first["text"].startswith("174 presses were not stored")
     assert first["presses"] == [*range(1, 25), *range(76, 176)]
+    # the component mounted afresh (as on the end screen): the notices stay, none said twice
+    mounted.evaluate("(b) => window.remount(b)", header("log-1", 175, refused))
+    assert [(n["count"], n["presses"][-1]) for n in mounted.evaluate(NOTICES)] == [(174, 175), (1, 25)]
 
 
 def test_presses_with_nothing_on_screen_go_to_the_server_in_sequence_and_a_new_log_renumbers_them(mounted):

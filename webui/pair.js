@@ -122,8 +122,11 @@ function onKey(event) {
 document.addEventListener("keydown", onKey);
 
 function buildRoot(parent) {
+  // the notices move to the new root (Streamlit may mount the component afresh, e.g. on the end
+  // screen): each stays its full time
+  const kept = root ? root.querySelector(".hm-notices") : null;
   root = el("div", "hm-pair");
-  root.append(el("div", "hm-display"), el("div", "hm-pending"), el("div", "hm-notices"));
+  root.append(el("div", "hm-display"), el("div", "hm-pending"), kept || el("div", "hm-notices"));
   parent.appendChild(root);
 }
 
@@ -230,7 +233,6 @@ export default function (component) {
     shown = null;
     drawn = "";
     wanted = undefined;
-    notices.clear();
   }
   const { header, parts } = parse(component.data);
   report(header);
