@@ -14,8 +14,9 @@ from PIL import Image
 
 from harmony_cli.store import Store
 from tests.webui_study import BLUE, RED, _png, make_study
-from webui.session import (CellCursor, PressLog, button_for, choice_for, example_screen, handle_presses,
-                           map_paths, open_cell, other_side, submit_answer)
+from webui.presses import BAD_NUMBER, NO_ANSWER, PressLog, handle_presses
+from webui.session import (CellCursor, button_for, choice_for, example_screen, map_paths, open_cell, other_side,
+                           submit_answer)
 
 SECRET = "mutation-secret"
 
@@ -130,20 +131,22 @@ def test_session_presses_run_in_sequence_order_once_and_every_refusal_is_said(st
     sides = shown_sides(study, cursor)
     handle_presses(store, SECRET, study["ana"], cursor, presses, log)
     assert labels(store, study["ana"], ids)[ids[0]][0] == sides["A"]  # seq 1 first, seq 2 on a stale display
-    assert log.processed == 3 and [seq for seq, _ in log.refused] == [2, 3]
-    assert "“Map B” (press 2)" in log.refused[0][1] and "moved on" in log.refused[0][1]
-    assert "named no answer" in log.refused[1][1]
+    assert log.processed == 3 and [seq for seq, _, _ in log.refused] == [None, 2, 3]  # the non-press too
+    assert log.refused[0][1] == BAD_NUMBER
+    assert "“Map B” (press 2)" in log.refused[1][2] and "moved on" in log.refused[1][2]
+    assert "named no answer" in log.refused[2][2] and log.refused[2][1] == NO_ANSWER
     handle_presses(store, SECRET, study["ana"], cursor, presses, log)  # the same queue again: nothing new
-    assert log.processed == 3 and len(log.refused) == 2 and cursor.example_id == ids[1]
+    assert log.processed == 3 and len(log.refused) == 3 and cursor.example_id == ids[1]
     fresh = PressLog()
     handle_presses(store, SECRET, study["ana"], cursor, [{"token": cursor.token, "button": "A"}], fresh)
-    assert (fresh.processed, fresh.refused, cursor.example_id) == (0, [], ids[1])  # no seq: never handled
+    # no seq: never handled, and said
+    assert (fresh.processed, [r[:2] for r in fresh.refused], cursor.example_id) == (0, [(None, BAD_NUMBER)], ids[1])
     # the browser resends its whole queue: the handled presses are skipped, the new one after them handled
-    handle_presses(store, SECRET, study["ana"], None, [*presses, {"seq": 4, "token": "t", "button": "A"}], log)
-    assert log.refused[-1][0] == 4 and "no example was open" in log.refused[-1][1]
+    handle_presses(store, SECRET, study["ana"], None, [*presses[:2], {"seq": 4, "token": "t", "button": "A"}], log)
+    assert log.refused[-1][0] == 4 and "no example was open" in log.refused[-1][2]
     cursor.unanswerable = cursor.token
     handle_presses(store, SECRET, study["ana"], cursor, [{"seq": 5, "token": cursor.token, "button": "neither"}], log)
-    assert log.refused[-1][0] == 5 and "could not be shown" in log.refused[-1][1]
+    assert log.refused[-1][0] == 5 and "could not be shown" in log.refused[-1][2]
     assert set(labels(store, study["ana"], ids)) == {ids[0]}
 
 
@@ -156,16 +159,17 @@ def test_session_presses_after_a_session_ended_are_refused_with_a_log_in_again(s
     handle_presses(store, SECRET, study["ana"], cursor, [{"seq": 1, "token": cursor.token, "button": "A"},
                                                          {"seq": 2, "token": cursor.token, "button": "B"}],
                    log, session_version=version)
-    assert log.ended and [seq for seq, _ in log.refused] == [1, 2]
-    assert all("session has ended" in message for _, message in log.refused)
+    assert log.ended and [seq for seq, _, _ in log.refused] == [1, 2]
+    assert all("session has ended" in message for _, _, message in log.refused)
     assert labels(store, study["ana"], ids) == {}
 
 
-def test_session_refusal_log_keeps_the_latest_fifty():
+def test_session_refusal_log_keeps_the_latest_hundred_and_counts_them_all():
     log = PressLog()
-    for seq in range(1, 61):
-        log.refuse(seq, f"press {seq}")
-    assert [seq for seq, _ in log.refused] == list(range(11, 61))
+    for seq in range(1, 161):
+        log.refuse(seq, "why" if seq % 4 else "other", f"press {seq}")
+    assert [seq for seq, _, _ in log.refused] == list(range(61, 161))
+    assert log.report()["refusals"] == {"why": 120, "other": 40}  # the browser's notices add up to these
 
 
 def test_session_cursor_back_and_next_at_the_ends():
@@ -212,6 +216,6 @@ def test_session_refused_answers_do_not_stop_the_presses_after_them(study):
                                                          {"seq": 2, "token": cursor.token, "button": "B"},
                                                          {"seq": 3, "token": cursor.token, "button": "?"}], log,
                    session_version=version)
-    assert [seq for seq, _ in log.refused] == [1, 2, 3] and log.processed == 3
-    assert all("was not stored" in message for _, message in log.refused)
+    assert [seq for seq, _, _ in log.refused] == [1, 2, 3] and log.processed == 3
+    assert all("was not stored" in message for _, _, message in log.refused)
     assert labels(store, study["ana"], ids) == {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import re
 from pathlib import Path
@@ -75,18 +74,16 @@ def map_colours(at: AppTest) -> dict[str, str]:
             for side, png in (("A", map_a), ("B", map_b))}
 
 
-_SEQ = itertools.count(1)
-
-
 def press(at: AppTest, button: str, token: str | None = None) -> AppTest:
     """What the browser component sends for a press: its queue, each press with the display's token."""
     token = displayed(at)[0]["token"] if token is None else token
-    at.session_state[pair.KEY] = {"presses": [{"seq": next(_SEQ), "token": token, "button": button}]}
+    seq = displayed(at)[0]["processed"] + 1  # the page's next press: the browser numbers them in sequence
+    at.session_state[pair.KEY] = {"presses": [{"seq": seq, "token": token, "button": button}]}
     return at.run()
 
 
 def refused(at: AppTest) -> list[str]:
-    return [message for _, message in displayed(at)[0]["refused"]]
+    return [message for _, _, message in displayed(at)[0]["refused"]]
 
 
 def label_rows(store: Store, annotator_id: int) -> list[Label]:

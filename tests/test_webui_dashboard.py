@@ -303,3 +303,16 @@ def test_logging_out_of_the_dashboard_leaves_no_view_for_the_next_account_in_the
     at = at.button[0].click().run()
     assert not at.exception and "Dashboard" not in titles(at)
     assert REFUSED not in [e.value for e in at.error]
+
+
+def test_the_dashboard_shows_real_and_simulated_labels_apart(study):
+    """After a simulation round (2 simulated annotators x 5 examples) the figures stay the 5 SEED labels'
+    and the caption counts the two kinds apart."""
+    from harmony_cli.study.simulate import simulate
+
+    assert simulate(study["store"], "webui-test", n_annotators=2).added == 10
+    at = logged_in("root")
+    assert not at.exception
+    caption = at.caption[0].value
+    assert "figures of the real labels · 5 real labels · 10 simulated labels (never counted toward" in caption
+    assert rows(at.table[0])["rma · tiny · gradcam"]["progress"] == "4 / 6 (67%)"  # the real labels' alone

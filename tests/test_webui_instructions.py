@@ -16,7 +16,7 @@ from tests.test_webui_apptest import (LEAK, displayed, enter_cell, label_rows, l
 from tests.webui_study import copied_study, make_study
 from webui.instructions import DEFAULT_INSTRUCTIONS, INSTRUCTION
 from webui.practice import CLASS_NAME, FILES, FOLDER, PROGRESS, Practice
-from webui.session import PressLog
+from webui.presses import PressLog
 
 STUDY_TEXT = "## Rules of this study\n\nLook for **the shape** of the predicted class."
 
@@ -131,7 +131,7 @@ def test_practice_takes_only_its_own_presses_at_the_head_of_the_queue():
     assert (log.processed, practice.answer) == (1, "B")  # never past a real press waiting before it
     log.processed = 2
     practice.take([{"seq": 3, "token": practice.token, "button": "A"}], log, on_screen=False)
-    assert log.processed == 3 and practice.answer == "B" and [seq for seq, _ in log.refused] == [3]
+    assert log.processed == 3 and practice.answer == "B" and [seq for seq, _, _ in log.refused] == [3]
 
 
 def test_help_shows_the_instructions_and_returns_to_the_same_example_as_a_new_display(study):

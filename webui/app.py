@@ -22,8 +22,8 @@ from webui import login as page_login
 from webui import pair
 from webui import dashboard as admin_dashboard  # (after pair: merges beside the instructions hook)
 from webui.images import pair_images
-from webui.session import (SECRET_NAME, CellCursor, PressLog, example_screen, handle_presses,
-                           open_cell)
+from webui.presses import PressLog, handle_presses
+from webui.session import SECRET_NAME, CellCursor, example_screen, open_cell
 
 log = logging.getLogger("harmony.webui")
 
@@ -210,7 +210,7 @@ def mount_pair(header: dict, images) -> None:
     """The example on screen and its answer buttons/keys (webui/pair.js); mounted on every cell screen,
     so that presses made just before the end screen are still reported."""
     press_log_ = press_log()
-    header = {**header, "processed": press_log_.processed, "refused": press_log_.refused}
+    header = {**header, **press_log_.report()}
     pair_component()(key=pair.KEY, data=pair.pack(header, images), default={"presses": []},
                      on_presses_change=lambda: None)
 

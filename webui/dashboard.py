@@ -44,6 +44,8 @@ class StudyFigures:
     labels: pd.DataFrame      # the labels of that source
     cells: list[dict]         # study_overview rows
     notes: list[str] = field(default_factory=list)
+    real_labels: int = 0      # all the study's labels, shown apart: only real ones count toward the quota
+    simulated_labels: int = 0
 
 
 def run_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool],
@@ -61,6 +63,8 @@ def study_figures(store: Store, name: str, settings, analysis: Callable[..., dic
     rules = study_rules(study.config, study.source)
     cells = store.cells(name)
     labels = store.labels_frame(name)
+    simulated = int(labels["simulated"].fillna(False).astype(bool).sum()) if len(labels) else 0
+    real = len(labels) - simulated
     source, report, notes = None, None, []
     if len(labels):
         chosen, source = select_label_source(labels, study=f"study {name!r}")
@@ -72,7 +76,7 @@ def study_figures(store: Store, name: str, settings, analysis: Callable[..., dic
         labels = chosen
     rows = study_overview(labels, cells, rules.labels_per_example, report, settings.confidence)
     return StudyFigures(name, rules.labels_per_example, rules.open, store.assignments(name), source, labels, rows,
-                        notes)
+                        notes, real_labels=real, simulated_labels=simulated)
 
 
 def cell_name(cell: dict, with_dataset: bool = False) -> str:
@@ -212,7 +216,11 @@ def progress_panel(store: Store, name: str) -> None:
     except UserError as exc:
         st.error(str(exc))
         return
-    source = f"{figures.label_source} labels" if figures.label_source else "no labels yet"
+    source = f"figures of the {figures.label_source} labels" if figures.label_source else "no labels yet"
+    if figures.label_source:
+        source += f" · {figures.real_labels} real labels · {figures.simulated_labels} simulated labels"
+        if figures.simulated_labels:
+            source += " (never counted toward the labels per example that real annotators fill)"
     state = "open to new labels" if figures.open else f"closed to new labels (`harmony studies open {name}`)"
     st.caption(f"{source} · {figures.per_example} labels per example · {state} · verdicts by the rule of "
                f"`harmony analyze` (so far; † Neither dominant)")

@@ -24,7 +24,8 @@ from harmony_cli.store import Example, Label, Store, Study
 from harmony_cli.study.instructions import CONFIG_KEY
 from webui import pair
 from webui.practice import Practice
-from webui.session import CellCursor, PressLog
+from webui.presses import PressLog
+from webui.session import CellCursor
 
 # The line above every pair; the default instructions below say the same in full.
 INSTRUCTION = "Select the map that better explains the prediction, or Neither if they are of equal quality"

@@ -9,23 +9,30 @@
 // (or RESEND_MS passed), because each send reruns the page's script, and a rerun requested
 // while one runs interrupts it, so a steady stream of sends would keep the next display from
 // ever being drawn. The server stores a press only if its token is the display it currently
-// serves, and reports every press back: stored, or refused with a reason that is shown here.
+// serves, and reports every press back: stored, or refused with a reason that is shown here, one
+// notice per reason that adds up the presses refused for it (never one pushed out by the next).
+// Presses are numbered 1, 2, 3, ... per press log of the server (webui/presses.py): the server
+// takes them strictly in sequence, and a new log (another login on this page) restarts the count.
 const KEYS = { "1": "A", ArrowLeft: "A", "2": "neither", ArrowDown: "neither", "3": "B", ArrowRight: "B" };
 const NAMES = { A: "Map A", neither: "Neither", B: "Map B" };
-const NOTICE_MS = 8000;
-const MAX_NOTICES = 6;
+const NOTICE_MS = 8000; // how long a notice stays after the last press it counts
+const MAX_LISTED = 12;   // press numbers a notice lists (the latest); its count covers them all
 const RESEND_MS = 3000;
 
 let api = null;      // the latest component handle (setStateValue lives on it)
 let root = null;     // our element inside the component's parent
 let shown = null;    // {token} of the display on screen and answerable, else null
+let drawn = "";      // the token of the display on screen, answerable or not
 let renderCount = 0; // a newer display abandons an older one still decoding
 let wanted;           // the token of the display last asked for
 let seq = 0;         // presses counted on this page
 let queue = [];      // presses not yet reported back by the server
 let sentUpTo = 0;     // the last press sent and not yet reported back
 let sentAt = 0;
-const reported = new Set();
+let logName;          // the server's press log that this numbering belongs to
+let seen = {};        // refusals per reason already shown
+let reported = new Set(); // press numbers already shown as refused
+const notices = new Map(); // reason -> {item, count, presses, message, timer}: its notice on screen
 const urls = [];     // blob URLs of the display on screen (names that mean nothing, never reused)
 
 function el(tag, cls, text) {
@@ -48,13 +55,35 @@ function parse(bytes) {
   return { header, parts };
 }
 
-function notice(text, pressSeq) {
-  const list = root.querySelector(".hm-notices");
-  const item = el("div", "hm-refused", text);
-  if (pressSeq !== undefined) item.dataset.press = String(pressSeq);
-  list.appendChild(item);
-  while (list.children.length > MAX_NOTICES) list.firstChild.remove();
-  setTimeout(() => item.remove(), NOTICE_MS);
+function listed(presses) {
+  if (!presses.length) return "";
+  const latest = presses.slice(-MAX_LISTED).join(", ");
+  return ` (press${presses.length > 1 ? "es" : ""} ${presses.length > MAX_LISTED ? "…, " : ""}${latest})`;
+}
+
+// Adds `count` refusals for `reason` (`entries`: the numbered ones, [seq, reason, message]) to its notice.
+function announce(reason, entries, count) {
+  let notice = notices.get(reason);
+  if (!notice || !notice.item.isConnected) {
+    notice = { item: el("div", "hm-refused"), count: 0, presses: [], message: "" };
+    notice.item.dataset.reason = reason;
+    root.querySelector(".hm-notices").appendChild(notice.item);
+    notices.set(reason, notice);
+  }
+  notice.count += count;
+  for (const [pressSeq, , message] of entries) {
+    notice.presses.push(pressSeq);
+    notice.message = message;
+  }
+  notice.item.textContent = notice.count === 1 && notice.presses.length === 1 ? notice.message
+    : `${notice.count} press${notice.count > 1 ? "es were" : " was"} not stored: ${reason}.${listed(notice.presses)}`;
+  notice.item.dataset.presses = notice.presses.join(" ");
+  notice.item.dataset.count = String(notice.count);
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => {
+    notice.item.remove();
+    if (notices.get(reason) === notice) notices.delete(reason);
+  }, NOTICE_MS);
 }
 
 function updatePending() {
@@ -66,11 +95,8 @@ function updatePending() {
 function press(button) {
   if (!root || !root.isConnected) return; // not on an annotation screen
   seq += 1;
-  if (!shown) {
-    notice(`Your “${NAMES[button]}” (press ${seq}) was not stored: no example is on screen yet.`, seq);
-    return;
-  }
-  queue.push({ seq, token: shown.token, button });
+  // with nothing answerable on screen the press still goes to the server, which says why it is refused
+  queue.push({ seq, token: shown ? shown.token : drawn, button });
   updatePending();
   send();
 }
@@ -96,8 +122,11 @@ function onKey(event) {
 document.addEventListener("keydown", onKey);
 
 function buildRoot(parent) {
+  // the notices move to the new root (Streamlit may mount the component afresh, e.g. on the end
+  // screen): each stays its full time
+  const kept = root ? root.querySelector(".hm-notices") : null;
   root = el("div", "hm-pair");
-  root.append(el("div", "hm-display"), el("div", "hm-pending"), el("div", "hm-notices"));
+  root.append(el("div", "hm-display"), el("div", "hm-pending"), kept || el("div", "hm-notices"));
   parent.appendChild(root);
 }
 
@@ -149,6 +178,7 @@ async function showDisplay(header, parts, mine) {
     made.forEach((m) => URL.revokeObjectURL(m.url));
     if (mine !== renderCount) return;
     shown = null;
+    drawn = "";
     root.querySelector(".hm-display").replaceWith(
       el("div", "hm-display hm-unavailable", "The images of this example could not be shown: use Next to move on."));
     return;
@@ -158,19 +188,39 @@ async function showDisplay(header, parts, mine) {
   urls.splice(0).forEach((u) => URL.revokeObjectURL(u));
   made.forEach((m) => urls.push(m.url));
   shown = made.length && header.token ? { token: header.token } : null;
-  root.dataset.token = header.token || "";
+  drawn = header.token || "";
+  root.dataset.token = drawn;
+}
+
+// A new press log on the server (another login on this page): the presses not reported yet are
+// numbered from 1 again, and its refusals counted afresh.
+function follow(name) {
+  if (logName !== undefined && name !== logName) {
+    queue.forEach((p, i) => { p.seq = i + 1; });
+    seq = queue.length;
+    sentUpTo = 0;
+    seen = {};
+    reported = new Set();
+  }
+  logName = name;
 }
 
 function report(header) {
+  follow(header.log);
   const processed = header.processed || 0;
   root.dataset.processed = String(processed);
-  for (const [pressSeq, message] of header.refused || []) {
-    if (!reported.has(pressSeq)) {
-      reported.add(pressSeq);
-      notice(message, pressSeq);
-    }
+  const entries = (header.refused || []).filter((e) => Number.isInteger(e[0]) && !reported.has(e[0]));
+  const refusedNow = new Set();
+  for (const [reason, total] of Object.entries(header.refusals || {})) {
+    const fresh = total - (seen[reason] || 0);
+    seen[reason] = total;
+    if (fresh <= 0) continue;
+    const mine = entries.filter((e) => e[1] === reason).slice(-fresh);
+    mine.forEach((e) => { reported.add(e[0]); refusedNow.add(e[0]); });
+    announce(reason, mine, fresh);
   }
-  queue = queue.filter((p) => p.seq > processed);
+  // handled, or refused without being handled (out of sequence): neither is sent again
+  queue = queue.filter((p) => p.seq > processed && !refusedNow.has(p.seq));
   if (processed >= sentUpTo) sentUpTo = 0;
   updatePending();
   send();
@@ -181,6 +231,7 @@ export default function (component) {
   if (!root || !root.isConnected || root.parentNode !== component.parentElement) {
     buildRoot(component.parentElement);
     shown = null;
+    drawn = "";
     wanted = undefined;
   }
   const { header, parts } = parse(component.data);
@@ -191,6 +242,7 @@ export default function (component) {
   renderCount += 1;
   if (!token) {
     shown = null;
+    drawn = "";
     root.dataset.token = "";
     root.querySelector(".hm-display").replaceWith(el("div", "hm-display"));
   } else {

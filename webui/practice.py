@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webui.images import PairImages, pair_images
-from webui.session import BUTTON_NAMES, PressLog, new_token
+from webui.presses import PRACTICE, PressLog, button_name
+from webui.session import BUTTON_NAMES, new_token
 
 FOLDER = Path(__file__).resolve().parent / "practice_pair"
 FILES = {"image": "image.png", "on_object": "on_object.png", "off_object": "off_object.png"}
@@ -57,19 +58,17 @@ class Practice:
         after, a late one is refused with a notice. Either way nothing is stored, and ``log.processed``
         moves past it so the real presses that follow are handled as ever.
         """
-        for press in sorted((p for p in presses if isinstance(p, dict)), key=lambda p: int(p.get("seq", 0))):
-            seq, button = int(press.get("seq", 0)), press.get("button")
-            if seq <= log.processed:
-                continue
-            if press.get("token") not in self.tokens:
+        for press in log.fresh(presses):
+            seq, button, token = press["seq"], press.get("button"), press.get("token")
+            if not isinstance(token, str) or token not in self.tokens:
                 return  # a real example's press: the page's own handling takes it from here
             log.processed = seq
-            if on_screen and button in BUTTON_NAMES:
+            if on_screen and isinstance(button, str) and button in BUTTON_NAMES:
                 self.answer, self.token = button, new_token()
                 self.tokens.add(self.token)
             else:
-                log.refuse(seq, f"Your “{BUTTON_NAMES.get(button, 'answer')}” (press {seq}) was made on the "
-                                f"practice pair, so it was not stored.")
+                log.refuse(seq, PRACTICE, f"Your “{button_name(button)}” (press {seq}) was made on the practice "
+                                          f"pair, so it was not stored.")
 
     def feedback(self) -> str | None:
         """What the practice answer shows about the two maps (Markdown), or None before an answer."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_cli.store import SIDES, AnswerRefused, CellClosed, SessionEnded, Store
+from harmony_cli.store import SIDES, AnswerRefused, CellClosed, Store
 
 BUTTONS = ("A", "neither", "B")  # left map, "Neither", right map
 SECRET_NAME = "page-side-order"
@@ -199,59 +199,6 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
         raise
     move_on(store, annotator_id, cursor, shown, now)
     return True
-
-
-@dataclass
-class PressLog:
-    """The presses of one browser page handled so far: the last sequence number, and the
-    refused ones (with why) for the page to show."""
-
-    processed: int = 0
-    refused: list[tuple[int, str]] = field(default_factory=list)
-    ended: bool = False  # the account's session ended (deactivated, new password): log out
-    keep: int = 50
-
-    def refuse(self, seq: int, message: str) -> None:
-        self.refused = [*self.refused, (seq, message)][-self.keep:]
-
-
-def handle_presses(store: Store, secret: str, annotator_id: int, cursor: CellCursor | None, presses: list,
-                   log: PressLog, session_version: int | None = None) -> None:
-    """Handle the browser's queue of presses (dicts seq, token, button) in order, each once.
-
-    Every press ends stored or in ``log.refused``: none is dropped without a word.
-    """
-    for press in sorted((p for p in presses if isinstance(p, dict)), key=lambda p: int(p.get("seq", 0))):
-        seq, button = int(press.get("seq", 0)), press.get("button")
-        if seq <= log.processed:
-            continue
-        log.processed = seq
-        name = BUTTON_NAMES.get(button, "answer")
-        if button not in BUTTONS:
-            log.refuse(seq, f"Your press {seq} was not stored: it named no answer.")
-        elif log.ended:
-            log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: your session has ended; log in again.")
-        elif cursor is not None and press.get("token") == cursor.unanswerable:
-            log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: this example could not be shown, so it "
-                            f"takes no answer; use Next to move on.")
-        elif cursor is None or cursor.example_id is None:
-            log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: no example was open any more.")
-        else:
-            try:
-                stored = submit_answer(store, secret, annotator_id, cursor, button, str(press.get("token", "")),
-                                       session_version=session_version)
-            except SessionEnded:
-                log.ended = True
-                log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: your session has ended (the account "
-                                f"was deactivated or its password changed); log in again.")
-                continue
-            except AnswerRefused as refused:
-                log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: {refused}. The page moved on.")
-                continue
-            if not stored:
-                log.refuse(seq, f"Your “{name}” (press {seq}) was not stored: the page had already moved on from "
-                                f"the example you pressed it on. Check the example shown and press again if you "
-                                f"meant it.")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from .assignments import study_rules
 from .db import StoreError
+from .label_counts import real_label_count
 from .models import ANY, CELL_FIELDS, CHOICES, SIDES, Annotator, Assignment, Example, Label, LabelAudit, Study, utcnow
 
 
@@ -54,8 +55,7 @@ _assigned = select(Assignment.id).where(
 _RULES = (select(Study.config, Study.source, _assigned.label("assigned"),
                  select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
                                             Label.example_id == Example.id).scalar_subquery().label("previous"),
-                 select(func.count(Label.id)).where(Label.example_id == Example.id).scalar_subquery()
-                 .label("labels"))
+                 real_label_count(Example.id).label("labels"))
           .select_from(Example).join(Study, Study.id == Example.study_id)
           .where(Example.id == bindparam("example_id")))
 _PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
@@ -113,7 +113,8 @@ class LabelsMixin:
     def _check_rules(self, conn, params: dict) -> str | None:
         """A page answer's study rules, inside its transaction: the study is open, the example's cell is
         assigned to the annotator, and a new label does not take the example past ``labels_per_example``
-        (a change of the annotator's own label always may). Returns the annotator's previous choice."""
+        (a change of the annotator's own label always may; simulated labels never count toward it). Returns
+        the annotator's previous choice."""
         if self.dialect == "postgresql":
             conn.execute(_LOCK_EXAMPLE, params)
         example = conn.execute(_RULES, params).first()

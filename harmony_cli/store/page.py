@@ -17,9 +17,9 @@ class PageMixin:
         """One row per cell open to this annotator (assigned, in an open study), with progress.
 
         Keys: study, study_id, image_dir, dataset, metric, backbone, attribution, examples, done (the
-        annotator's answers), labels_per_example, labels (everyone's), needed (examples x
-        labels_per_example), complete (every example has its labels), available (examples still
-        taking a label from this annotator: not answered by them and not yet full).
+        annotator's answers), labels_per_example, labels (real annotators': simulated labels never count
+        toward the quota), needed (examples x labels_per_example), complete (every example has its labels),
+        available (examples still taking a label from this annotator: not answered by them and not yet full).
         """
         with self.read() as session:
             assigned = [row._asdict() for row in session.execute(

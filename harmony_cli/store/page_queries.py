@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from .models import CELL_FIELDS, Example, Label
+from .label_counts import REAL, real_label_count
+from .models import CELL_FIELDS, Annotator, Example, Label
 
 _in_cell = [Example.study_id == bindparam("study_id"), *[getattr(Example, f) == bindparam(f) for f in CELL_FIELDS]]
 _unanswered = ~exists().where(Label.annotator_id == bindparam("annotator_id"), Label.example_id == Example.id)
@@ -31,7 +32,7 @@ NEXT_UNLABELED = (
 # The example of the cell this annotator should label next: not answered by them, fewer than :quota labels,
 # least-labelled first (so that every example reaches the quota), then as NEXT_UNLABELED.
 # params: annotator_id, study_id, dataset, metric, backbone, attribution, after, quota
-_label_count = select(func.count(Label.id)).where(Label.example_id == Example.id).scalar_subquery()
+_label_count = real_label_count(Example.id)  # simulated labels never fill a real annotator's quota
 NEXT_TO_LABEL = (
     select(Example.id)
     .where(*_in_cell, _unanswered, _label_count < bindparam("quota"))
@@ -59,9 +60,11 @@ ANNOTATOR_EXAMPLE = (
 
 
 def example_progress(annotator_id: int, study_ids: list[int]):
-    """Per example of the studies: study_id, its cell, ``labels`` (everyone's) and ``mine`` (0/1)."""
+    """Per example of the studies: study_id, its cell, ``labels`` (real annotators': the ones that count toward
+    the quota) and ``mine`` (0/1)."""
     counts = (select(Label.example_id, func.count(Label.id).label("n"))
-              .join(Example, Example.id == Label.example_id).where(Example.study_id.in_(study_ids))
+              .join(Example, Example.id == Label.example_id).join(Annotator, Annotator.id == Label.annotator_id)
+              .where(Example.study_id.in_(study_ids), REAL)
               .group_by(Label.example_id).subquery())
     mine = select(Label.example_id).where(Label.annotator_id == annotator_id).subquery()
     return (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS],
