@@ -160,6 +160,8 @@ def test_guesses_from_one_address_cannot_lock_the_owner_out_from_another(account
     assert "locked" in store.login("ana", PASSWORD, client=GUESSER, now=t + 100).message
     owner = store.login("ana", PASSWORD, client=OWNER, now=t + 1)  # at once: no delay or lock shared
     assert owner.annotator is not None and owner.annotator.name == "ana"
+    # the guesser's lock is forgotten a window after its last attempt
+    assert store.login("ana", PASSWORD, client=GUESSER, now=t + accounts.GUARD_WINDOW_S + 1).annotator is not None
 
 
 def test_guesses_from_an_unknown_address_delay_but_never_lock(accounts_store):
@@ -168,6 +170,19 @@ def test_guesses_from_an_unknown_address_delay_but_never_lock(accounts_store):
         t += 100  # past every delay
         assert store.login("ana", "wrong", client=None, now=t).message == WRONG
     assert store.login("ana", PASSWORD, client=None, now=t + 100).annotator.name == "ana"
+
+
+def test_the_page_throttles_by_the_browsers_address(study, monkeypatch):
+    from streamlit.runtime.context import ContextProxy
+
+    with study["store"].write() as session:  # "ana" locked for the guesser's address only
+        session.add(LoginGuard(name="ana", client=GUESSER, attempts=LOCK_AFTER, locked=True,
+                               last_attempt_at=time.time()))
+    monkeypatch.setattr(ContextProxy, "ip_address", property(lambda self: GUESSER))
+    at = log_in(page(), "ana")
+    assert not logged_in(at) and "locked" in at.error[0].value
+    monkeypatch.setattr(ContextProxy, "ip_address", property(lambda self: OWNER))
+    assert logged_in(log_in(page(), "ana"))
 
 
 def guard_rows(store: Store) -> int:
