@@ -122,18 +122,18 @@ def test_whoever_reads_the_store_file_cannot_mint_or_reuse_a_login(study, tmp_pa
         assert store.page_session(value) is None, value
 
 
-def test_a_version_3_store_is_upgraded_and_its_login_secret_dropped(sqlite_url):
-    with Store.open(sqlite_url) as store:
+def test_a_version_3_store_is_upgraded_and_its_login_secret_dropped(db_url):
+    with Store.open(db_url) as store:
         store.add_annotator("ana", PASSWORD)
         with store.write() as session:  # back to what schema 3 held: a guard per name, a signing secret
             session.execute(text("DROP TABLE harmony_page_session"))
             session.execute(text("DROP TABLE harmony_login_guard"))
             session.execute(text("CREATE TABLE harmony_login_guard (name VARCHAR(150) PRIMARY KEY, attempts "
                                  "INTEGER, last_attempt_at FLOAT, locked BOOLEAN)"))
-            session.execute(text("INSERT INTO harmony_login_guard VALUES ('ana', 10, 1.0, 1)"))
+            session.execute(text("INSERT INTO harmony_login_guard VALUES ('ana', 10, 1.0, TRUE)"))
             session.add(Meta(key="secret.page-login", value="ab" * 32))
             session.execute(update(Meta).where(Meta.key == "schema_version").values(value="3"))
-    with Store.open(sqlite_url, create=False) as store:
+    with Store.open(db_url, create=False) as store:
         assert store.login("ana", PASSWORD, client=OWNER, now=1.0).annotator.name == "ana"
         token = store.start_page_session(store.annotator("ana").id, 0)
         assert store.page_session(token).name == "ana"
@@ -145,10 +145,26 @@ def test_a_version_3_store_is_upgraded_and_its_login_secret_dropped(sqlite_url):
 # item 6: guesses cannot lock the owner out, and invented names cannot fill the store ----------------------
 
 @pytest.fixture
-def accounts_store(sqlite_url):
-    with Store.open(sqlite_url) as store:
+def accounts_store(db_url):
+    with Store.open(db_url) as store:
         store.add_annotator("ana", PASSWORD)
         yield store
+
+
+def test_page_sessions_in_the_store_end_at_log_out_lifetime_and_account_changes(accounts_store):
+    store = accounts_store
+    ana = store.annotator("ana")
+    first, second = (store.start_page_session(ana.id, ana.session_version, now=1000.0) for _ in range(2))
+    assert first != second and store.page_session(first, now=1001.0).name == "ana"
+    assert store.end_page_session(first) and not store.end_page_session(first)
+    assert store.page_session(first, now=1001.0) is None and store.page_session(second, now=1001.0).name == "ana"
+    assert store.page_session(second, now=1000.0 + PAGE_SESSION_TTL_S) is None
+    store.start_page_session(ana.id, ana.session_version, now=1000.0 + PAGE_SESSION_TTL_S)  # prunes the expired
+    with store.read() as session:
+        assert session.scalar(select(func.count()).select_from(PageSession)) == 1
+    third = store.start_page_session(ana.id, ana.session_version)
+    store.set_password("ana", "battery staple")
+    assert store.page_session(third) is None  # a new password (or deactivation) ends it
 
 
 def test_guesses_from_one_address_cannot_lock_the_owner_out_from_another(accounts_store):

@@ -187,8 +187,9 @@ class AccountsMixin:
         not be made."""
         with self.write() as session:
             made = session.execute(self.insert(LoginGuard).values(name=name, client=client, attempts=0, locked=False)
-                                   .on_conflict_do_nothing(index_elements=["name", "client"])).rowcount
-            if made:
+                                   .on_conflict_do_nothing(index_elements=["name", "client"])
+                                   .returning(LoginGuard.name)).first()  # (not rowcount: -1 on PostgreSQL here)
+            if made is not None:
                 _bound_guards(session, now, keep=(name, client))
             guard = session.scalar(select(LoginGuard).where(LoginGuard.name == name, LoginGuard.client == client)
                                    .with_for_update())
