@@ -137,15 +137,16 @@ def login_screen(store: Store, url: str) -> None:
     try:
         # throttled in the store, for every page server alike, per name and client address
         result = store.login(name, password, client=st.context.ip_address)
+        annotator = result.annotator
+        token = store.start_page_session(annotator.id, annotator.session_version) if annotator else None
     except StoreError as exc:
         log.error("login failed in the store: %s", exc)
         st.error("The study database cannot be used right now. Please tell your study's admin.")
         return
-    if result.annotator is None:
+    if annotator is None:
         st.error(result.message)
         return
-    annotator = result.annotator
-    start_session(annotator, store.start_page_session(annotator.id, annotator.session_version))
+    start_session(annotator, token)
     st.rerun()
 
 

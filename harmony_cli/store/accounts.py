@@ -148,12 +148,6 @@ class AccountsMixin:
                 session.delete(guard)
             return any(guard.locked for guard in guards)
 
-    def session_valid(self, annotator_id: int, session_version: int) -> bool:
-        """Whether a page session of this account and version may still act."""
-        annotator = self.annotator_by_id(annotator_id)
-        return (annotator is not None and annotator.active and not annotator.simulated
-                and annotator.session_version == session_version)
-
     def authenticate(self, name: str, password: str) -> Annotator | None:
         """The account for this name and password if it may log in now, else None (no hint why)."""
         return self.login(name, password).annotator
