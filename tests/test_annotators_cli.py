@@ -170,12 +170,12 @@ def test_unlock_lifts_a_lockout_and_add_stores_the_name_as_the_page_reads_it(tmp
     assert result.exit_code == 0 and "added annotator bob" in result.output
     with Store.open(str(db)) as store:
         for attempt in range(LOCK_AFTER):
-            store.login("bob", "wrong", now=1000.0 * (attempt + 1))
-        assert "locked" in store.login("bob", "long-enough", now=1e6).message
+            store.login("bob", "wrong", client="203.0.113.9", now=1000.0 * (attempt + 1))
+        assert "locked" in store.login("bob", "long-enough", client="203.0.113.9", now=5e4).message
     result = runner.invoke(app, ["annotators", "unlock", "bob", "--db", str(db)])
     assert result.exit_code == 0 and result.output.strip() == "unlocked bob"
     with Store.open(str(db)) as store:
-        assert store.login("bob", "long-enough", now=2e6).annotator.name == "bob"
+        assert store.login("bob", "long-enough", client="203.0.113.9", now=6e4).annotator.name == "bob"
 
 
 def _assign_store(db: Path) -> None:

@@ -10,6 +10,7 @@ from harmony_cli.store.accounts import FREE_ATTEMPTS, LOCK_AFTER, WRONG
 from harmony_cli.store.models import LoginGuard
 
 PASSWORD = "correct horse"
+GUESSER = "203.0.113.9"
 
 
 @pytest.fixture
@@ -19,9 +20,9 @@ def store(sqlite_url):
         yield store
 
 
-def guard(store: Store, name: str) -> tuple[int, bool]:
+def guard(store: Store, name: str, client: str = "") -> tuple[int, bool]:
     with store.read() as session:
-        row = session.get(LoginGuard, name)
+        row = session.get(LoginGuard, (name, client))
         return row.attempts, row.locked
 
 
@@ -29,11 +30,11 @@ def test_login_locks_with_the_failure_that_reaches_lock_after(store):
     t = 0.0
     for _ in range(LOCK_AFTER - 1):
         t += 100  # past every delay
-        assert store.login("ana", "wrong", now=t).message == WRONG
-    assert guard(store, "ana") == (LOCK_AFTER - 1, False)
-    assert store.login("ana", "wrong", now=t + 100).message == WRONG  # this failure locks
-    assert guard(store, "ana") == (LOCK_AFTER, True)
-    assert "locked" in store.login("ana", PASSWORD, now=t + 1000).message
+        assert store.login("ana", "wrong", client=GUESSER, now=t).message == WRONG
+    assert guard(store, "ana", GUESSER) == (LOCK_AFTER - 1, False)
+    assert store.login("ana", "wrong", client=GUESSER, now=t + 100).message == WRONG  # this failure locks
+    assert guard(store, "ana", GUESSER) == (LOCK_AFTER, True)
+    assert "locked" in store.login("ana", PASSWORD, client=GUESSER, now=t + 1000).message
 
 
 def test_login_success_resets_the_failed_count(store):
@@ -49,7 +50,7 @@ def test_login_success_resets_the_failed_count(store):
 
 def test_login_refuses_inactive_accounts_and_unknown_names_alike_and_counts_them(store):
     store.set_active("ana", False)
-    assert store.login("ana", PASSWORD, now=1.0).message == WRONG
+    assert store.login("ana", PASSWORD).message == WRONG  # now=None: the clock, as authenticate's
     assert store.authenticate("ana", PASSWORD) is None
     assert guard(store, "ana")[0] == 2
     assert store.login("nobody", PASSWORD, now=1.0).message == WRONG and guard(store, "nobody") == (1, False)

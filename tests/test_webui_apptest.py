@@ -132,8 +132,8 @@ def test_login_refuses_wrong_password_unknown_name_and_inactive_account_alike(st
     study["store"].set_active("ben", False)  # an admin deactivates the account meanwhile
     at.run()
     assert [t.value for t in at.title] == ["harmony"]
-    assert [w.value for w in at.warning] == ["Your session has ended (your account was changed by an admin): "
-                                             "log in again."]
+    assert [w.value for w in at.warning] == ["Your session has ended (it expired, you logged out in another tab, "
+                                             "or an admin changed your account): log in again."]
 
 
 # start page ---------------------------------------------------------------------------------

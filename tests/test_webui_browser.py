@@ -198,3 +198,33 @@ def test_keyboard_annotation_in_a_real_browser_stays_blinded(page_server, tmp_pa
     leaks = [(where, LEAK.search(data).group(0)) for where, data in [*sent, ("dom", dom)] if LEAK.search(data)]
     assert leaks == []
     assert (tmp_path / "annotation_done.png").stat().st_size > 0
+
+
+def test_the_page_url_logs_in_on_reload_until_log_out_in_a_real_browser(page_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(page_server["address"])
+            log_in(page, "ana")
+            page.get_by_text("Your study cells").wait_for()
+            page.wait_for_url(re.compile(r"[?&]session="))
+            saved = page.url  # what a bookmark, the history or a shoulder-surfer keeps
+            other = browser.new_page()
+            other.set_default_timeout(15_000)
+            other.goto(saved)
+            other.get_by_text("Your study cells").wait_for()  # a reload or a second tab stays logged in
+            page.locator(".st-key-log-out button").click()
+            page.get_by_role("button", name="Log in").wait_for()
+            after = browser.new_page()
+            after.set_default_timeout(15_000)
+            after.goto(saved)
+            after.get_by_role("button", name="Log in").wait_for()
+            assert after.get_by_text("Your study cells").count() == 0
+            other.reload()  # the second tab, which held the same login
+            other.get_by_role("button", name="Log in").wait_for()
+        finally:
+            browser.close()

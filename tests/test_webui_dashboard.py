@@ -186,12 +186,12 @@ def test_an_admin_adds_deactivates_and_resets_accounts_from_the_page(study):
 
     later = time.time() + 1000  # after the logins above, which took the clock's time
     for attempt in range(LOCK_AFTER + 1):  # far enough apart to pass every delay, until the lock
-        store.login("ana", "wrong", now=later + 100 * attempt)
-    assert "locked" in store.login("ana", "a-new-password", now=later + 10_000).message
+        store.login("ana", "wrong", client="203.0.113.9", now=later + 100 * attempt)
+    assert "locked" in store.login("ana", "a-new-password", client="203.0.113.9", now=later + 10_000).message
     at.selectbox(key="account-active-name").select("ana")
     submit(at, "Unlock logins")
     assert [s.value for s in at.success] == ["unlocked ana"]
-    assert store.login("ana", "a-new-password", now=later + 10_001).annotator is not None
+    assert store.login("ana", "a-new-password", client="203.0.113.9", now=later + 10_001).annotator is not None
 
 
 def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels_out(tmp_path):

@@ -34,7 +34,9 @@ PAGE_CSS = (
     "[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; padding-bottom: 2rem; }"
     "</style>"
 )
-SESSION_KEYS = ("annotator_id", "annotator_name", "session_version", "cursor", "display")
+SESSION_ENDED = ("Your session has ended (it expired, you logged out in another tab, or an admin changed your "
+                 "account): log in again.")
+SESSION_KEYS = ("annotator_id", "annotator_name", "session_version", "page_token", "cursor", "display")
 
 
 # shared per page server -------------------------------------------------------------------
@@ -56,7 +58,9 @@ def pair_component():
 
 # callbacks (run before the page redraws) ----------------------------------------------------
 
-def log_out() -> None:
+def log_out(url: str) -> None:
+    """End this tab's login: in the store first (its URL token stops working everywhere), then here."""
+    open_store(url).end_page_session(st.session_state.get("page_token"))
     for key in SESSION_KEYS:
         st.session_state.pop(key, None)
     for key in (page_login.QUERY_KEY, admin_dashboard.VIEW_KEY):  # the next account in this tab starts afresh
@@ -93,28 +97,28 @@ def take_presses(store: Store, url: str) -> None:
     handle_presses(store, store_secret(url, SECRET_NAME), st.session_state.annotator_id,
                    st.session_state.get("cursor"), queued, log_, st.session_state.session_version)
     if log_.ended:
-        log_out()
+        log_out(url)
 
 
 # login ----------------------------------------------------------------------------------------
 
-def start_session(url: str, annotator_id: int, name: str, session_version: int) -> None:
-    st.session_state.annotator_id = annotator_id
-    st.session_state.annotator_name = name
-    st.session_state.session_version = session_version
-    st.query_params[page_login.QUERY_KEY] = page_login.login_token(
-        store_secret(url, page_login.SECRET_NAME), annotator_id, session_version)
+def start_session(annotator, token: str) -> None:
+    """This tab is logged in to ``annotator`` by the store's page session ``token`` (also in the URL)."""
+    st.session_state.annotator_id = annotator.id
+    st.session_state.annotator_name = annotator.name
+    st.session_state.session_version = annotator.session_version
+    st.session_state.page_token = token
+    st.query_params[page_login.QUERY_KEY] = token
 
 
-def resume_session(store: Store, url: str) -> None:
-    """Log in again from the page URL's signed token after a reload; drop a token that is no longer good."""
+def resume_session(store: Store) -> None:
+    """Log in again from the page URL's token after a reload; drop a token that is no longer good."""
     token = st.query_params.get(page_login.QUERY_KEY)
     if token is None:
         return
-    found = page_login.read_login_token(store_secret(url, page_login.SECRET_NAME), token)
-    annotator = store.annotator_by_id(found[0]) if found else None
-    if found and annotator is not None and annotator.password_hash and store.session_valid(*found):
-        start_session(url, annotator.id, annotator.name, annotator.session_version)
+    annotator = store.page_session(token)
+    if annotator is not None:
+        start_session(annotator, token)
     else:
         del st.query_params[page_login.QUERY_KEY]
 
@@ -131,16 +135,18 @@ def login_screen(store: Store, url: str) -> None:
     if not submitted:
         return
     try:
-        result = store.login(name, password)  # throttled in the store, for every page server alike
+        # throttled in the store, for every page server alike, per name and client address
+        result = store.login(name, password, client=st.context.ip_address)
+        annotator = result.annotator
+        token = store.start_page_session(annotator.id, annotator.session_version) if annotator else None
     except StoreError as exc:
         log.error("login failed in the store: %s", exc)
         st.error("The study database cannot be used right now. Please tell your study's admin.")
         return
-    if result.annotator is None:
+    if annotator is None:
         st.error(result.message)
         return
-    annotator = result.annotator
-    start_session(url, annotator.id, annotator.name, annotator.session_version)
+    start_session(annotator, token)
     st.rerun()
 
 
@@ -239,7 +245,7 @@ def header(in_cell: bool) -> None:
     who.markdown(f"**harmony** · signed in as **{st.session_state.annotator_name}**")
     if in_cell:
         cells.button("Your cells", key="header-cells", on_click=leave_cell, width="stretch")
-    out.button("Log out", key="log-out", on_click=log_out, width="stretch")
+    out.button("Log out", key="log-out", on_click=log_out, args=(resolve_db_url(),), width="stretch")
 
 
 def main() -> None:
@@ -253,15 +259,15 @@ def main() -> None:
         st.error("The study database is not ready. Please tell your study's admin.")
         return
     if "annotator_id" not in st.session_state:
-        resume_session(store, url)
-    elif not store.session_valid(st.session_state.annotator_id, st.session_state.session_version):
-        log_out()  # deactivated, or a new password, since logging in
-        st.warning("Your session has ended (your account was changed by an admin): log in again.")
+        resume_session(store)
+    elif store.page_session(st.session_state.get("page_token")) is None:
+        log_out(url)  # logged out in another tab, past its lifetime, deactivated, or a new password
+        st.warning(SESSION_ENDED)
     if "annotator_id" in st.session_state:
         page_instructions.take_practice_presses(st.session_state.annotator_id, press_log())  # never stored
         take_presses(store, url)
         if "annotator_id" not in st.session_state:
-            st.warning("Your session has ended (your account was changed by an admin): log in again.")
+            st.warning(SESSION_ENDED)
     if "annotator_id" not in st.session_state:
         login_screen(store, url)
         return

@@ -156,7 +156,7 @@ def unlock(
     name: str = typer.Argument(..., help="Login name (as typed at the login, whether or not an account has it)."),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Lift the lockout after too many failed logins, and forget the failed attempts."""
+    """Lift the lockout after too many failed logins (from every address), and forget the failed attempts."""
     from ..store import Store
 
     with Store.open(db, create=False) as store:

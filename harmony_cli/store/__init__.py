@@ -5,11 +5,11 @@ from .assignments import StudyRules, study_rules
 from .db import StoreError, default_db_url, resolve_db_url
 from .labels import AnswerRefused, CellClosed, ExampleFull, SessionEnded
 from .models import (CELL_FIELDS, CHOICES, DEFAULT_LABELS_PER_EXAMPLE, SCHEMA_VERSION, SIDES, Annotator, Assignment,
-                     Example, Label, LabelAudit, LoginGuard, Meta, Study)
+                     Example, Label, LabelAudit, LoginGuard, Meta, PageSession, Study)
 
 __all__ = [
     "AnswerRefused", "Annotator", "Assignment", "CELL_FIELDS", "CHOICES", "CellClosed", "DEFAULT_LABELS_PER_EXAMPLE",
     "default_db_url", "Example", "ExampleFull", "Label", "LabelAudit", "LoginGuard", "LoginResult", "Meta",
-    "NAME_MAX", "SCHEMA_VERSION", "SIDES", "SessionEnded", "Store", "StoreError", "Study", "StudyRules",
+    "NAME_MAX", "PageSession", "SCHEMA_VERSION", "SIDES", "SessionEnded", "Store", "StoreError", "Study", "StudyRules",
     "normalize_name", "resolve_db_url", "study_rules",
 ]

@@ -1,19 +1,26 @@
-"""Annotator accounts: names, passwords, sessions, and login throttling kept in the store.
+"""Annotator accounts: names, passwords, session versions, and login throttling kept in the store.
 
-Throttling lives in the database so that every page server shares it: each entered name (an
-account's or not) has a row counting its failed attempts. After FREE_ATTEMPTS, each attempt must
-wait BASE_DELAY_S doubled per further failure (at most MAX_DELAY_S) after the previous one; one
-that comes sooner is refused without checking the password, so parallel guesses cannot share a
-delay. After LOCK_AFTER failures the name is locked until an admin unlocks it.
+Throttling lives in the database so that every page server shares it, per entered name (an account's
+or not) and client address: a guesser slows and locks their own client's attempts at a name, never the
+owner's from another address. After FREE_ATTEMPTS failures, each attempt must wait BASE_DELAY_S doubled
+per further failure (at most MAX_DELAY_S) after the previous one; one that comes sooner is refused
+without checking the password, so parallel guesses cannot share a delay. After LOCK_AFTER failures from
+one address the name is locked for that address until an admin unlocks it. Clients whose address the
+page cannot tell (a browser or a reverse proxy on the server's own machine) share one count that
+delays but never locks, so that no one can lock the owner out.
+
+A count is forgotten GUARD_WINDOW_S after its last attempt (its lock with it), and the table keeps at
+most MAX_GUARD_ROWS rows (the least recent go first), so that names tried at random cannot fill the store.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select, tuple_
 
 from .db import StoreError
 from .models import Annotator, LoginGuard
@@ -24,6 +31,8 @@ FREE_ATTEMPTS = 3
 BASE_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 LOCK_AFTER = 10
+GUARD_WINDOW_S = 24 * 3600
+MAX_GUARD_ROWS = 10_000
 WRONG = "Wrong name or password."
 
 
@@ -40,6 +49,22 @@ def normalize_name(name: str) -> str:
         raise StoreError(f"an annotator name has at most {NAME_MAX} characters, this one {len(normal)}: "
                          f"give a shorter name")
     return normal
+
+
+def client_key(client: object) -> str:
+    """Whom a login attempt is counted for: an IPv4 address, an IPv6 address's /64 network (one host
+    holds a whole /64, so cycling through it is one client), or "" when unknown or not an address."""
+    try:
+        address = ipaddress.ip_address(client) if isinstance(client, str) else None
+    except ValueError:
+        address = None
+    if address is None:
+        return ""
+    if address.version == 6 and address.ipv4_mapped:  # an IPv4 client of a dual-stack server
+        return str(address.ipv4_mapped)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def login_delay(attempts: int) -> float:
@@ -115,56 +140,58 @@ class AccountsMixin:
                 annotator.session_version += 1
 
     def unlock(self, name: str) -> bool:
-        """Clear the failed logins of an entered name; whether it was locked."""
+        """Clear the failed logins of an entered name from every address; whether it was locked for any."""
         name = normalize_name(name)
         with self.write() as session:
-            guard = session.get(LoginGuard, name)
-            if guard is None:
-                return False
-            was_locked = guard.locked
-            session.delete(guard)
-            return was_locked
-
-    def session_valid(self, annotator_id: int, session_version: int) -> bool:
-        """Whether a page session of this account and version may still act."""
-        annotator = self.annotator_by_id(annotator_id)
-        return (annotator is not None and annotator.active and not annotator.simulated
-                and annotator.session_version == session_version)
+            guards = list(session.scalars(select(LoginGuard).where(LoginGuard.name == name)))
+            for guard in guards:
+                session.delete(guard)
+            return any(guard.locked for guard in guards)
 
     def authenticate(self, name: str, password: str) -> Annotator | None:
         """The account for this name and password if it may log in now, else None (no hint why)."""
         return self.login(name, password).annotator
 
-    def login(self, name: str, password: str, now: float | None = None) -> LoginResult:
-        """Check a login through the store's throttle; the account, or None and what to show."""
+    def login(self, name: str, password: str, client: str | None = None, now: float | None = None) -> LoginResult:
+        """Check a login through the store's throttle; the account, or None and what to show.
+
+        ``client``: the address the attempt comes from (None: unknown, see the module's docstring)."""
         try:
             name = normalize_name(name)
         except StoreError:
             return LoginResult(None, WRONG)
         now = time.time() if now is None else now
-        refused = self._reserve_attempt(name, now)
+        client = client_key(client)
+        refused = self._reserve_attempt(name, client, now)
         if refused is not None:
             return LoginResult(None, refused)
         annotator = self.annotator(name)
         ok = verify_password(annotator.password_hash if annotator else None, password)
         ok = ok and annotator is not None and annotator.active and not annotator.simulated
         with self.write() as session:
-            guard = session.get(LoginGuard, name)
-            if ok:
+            guard = session.get(LoginGuard, (name, client))  # None: it made room for others' attempts meanwhile
+            if guard is not None and ok:
                 guard.attempts = 0
-            elif guard.attempts >= LOCK_AFTER:
-                guard.locked = True
+            elif guard is not None and client and guard.attempts >= LOCK_AFTER:
+                guard.locked = True  # only a known address: a shared, unknown one would lock the owner out too
         return LoginResult(annotator, None) if ok else LoginResult(None, WRONG)
 
-    def _reserve_attempt(self, name: str, now: float) -> str | None:
-        """Count an attempt for ``name`` (as failed until it succeeds), or say why it must not be made."""
+    def _reserve_attempt(self, name: str, client: str, now: float) -> str | None:
+        """Count an attempt for ``name`` from ``client`` (as failed until it succeeds), or say why it must
+        not be made."""
         with self.write() as session:
-            session.execute(self.insert(LoginGuard).values(name=name, attempts=0, locked=False)
-                            .on_conflict_do_nothing(index_elements=["name"]))
-            guard = session.scalar(select(LoginGuard).where(LoginGuard.name == name).with_for_update())
+            made = session.execute(self.insert(LoginGuard).values(name=name, client=client, attempts=0, locked=False)
+                                   .on_conflict_do_nothing(index_elements=["name", "client"])
+                                   .returning(LoginGuard.name)).first()  # (not rowcount: -1 on PostgreSQL here)
+            if made is not None:
+                _bound_guards(session, now, keep=(name, client))
+            guard = session.scalar(select(LoginGuard).where(LoginGuard.name == name, LoginGuard.client == client)
+                                   .with_for_update())
+            if guard.last_attempt_at is not None and now - guard.last_attempt_at >= GUARD_WINDOW_S:
+                guard.attempts, guard.locked = 0, False  # forgotten
             if guard.locked:
-                return ("This name is locked after too many failed logins: ask your study's admin to unlock it "
-                        "(harmony annotators unlock NAME).")
+                return ("This name is locked after too many failed logins from your address: ask your study's "
+                        "admin to unlock it (harmony annotators unlock NAME).")
             wait = login_delay(guard.attempts)
             if guard.last_attempt_at is not None and now < guard.last_attempt_at + wait:
                 return (f"Too many failed logins for this name: wait {math.ceil(guard.last_attempt_at + wait - now)} s, "
@@ -172,3 +199,18 @@ class AccountsMixin:
             guard.attempts += 1
             guard.last_attempt_at = now
         return None
+
+
+def _bound_guards(session, now: float, keep: tuple[str, str]) -> None:
+    """Forget counts older than GUARD_WINDOW_S, then the least recent beyond MAX_GUARD_ROWS (unlocked ones
+    first), never the row ``keep`` (name, client) that the caller is counting."""
+    session.execute(delete(LoginGuard).where(LoginGuard.last_attempt_at < now - GUARD_WINDOW_S)
+                    .execution_options(synchronize_session=False))
+    excess = session.scalar(select(func.count()).select_from(LoginGuard)) - MAX_GUARD_ROWS
+    if excess <= 0:
+        return
+    oldest = (select(LoginGuard.name, LoginGuard.client)
+              .where(or_(LoginGuard.name != keep[0], LoginGuard.client != keep[1]))
+              .order_by(LoginGuard.locked, LoginGuard.last_attempt_at).limit(excess))
+    session.execute(delete(LoginGuard).where(tuple_(LoginGuard.name, LoginGuard.client).in_(oldest))
+                    .execution_options(synchronize_session=False))

@@ -2,7 +2,8 @@
 
 - base.py: opening, closing (also ``with Store.open(url) as store:``), read/write sessions;
 - studies.py: studies and examples; labels.py: answers, bulk labels, reading labels;
-- accounts.py: annotators, passwords, page sessions, login throttling;
+- accounts.py: annotators, passwords, session versions, login throttling;
+- sessions.py: logins on the annotation page (revoked at logout, with a server-side lifetime);
 - page.py: one annotator's view of a study (the annotation page's queries);
 - assignments.py: which studies and cells are open to whom, and a study's page rules.
 """
@@ -14,10 +15,12 @@ from .base import StoreBase
 from .db import StoreError
 from .labels import AnswerRefused, CellClosed, ExampleFull, LabelsMixin, SessionEnded
 from .page import PageMixin
+from .sessions import PageSessionsMixin
 from .studies import StudiesMixin
 
 
-class Store(StudiesMixin, LabelsMixin, AccountsMixin, AssignmentsMixin, PageMixin, StoreBase):
+class Store(StudiesMixin, LabelsMixin, AccountsMixin, PageSessionsMixin, AssignmentsMixin, PageMixin,
+            StoreBase):
     """A study store at a database URL (``--db``, ``HARMONY_DB_URL`` or the default SQLite file)."""
 
 

@@ -11,17 +11,17 @@ import os
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
 
-from .models import APP_NAME, SCHEMA_VERSION, Base, Meta
+from .models import APP_NAME, SCHEMA_VERSION, Base, LoginGuard, Meta
 
 # Older schema versions this harmony upgrades in place when it opens them.
-UPGRADABLE = {1, 2}
+UPGRADABLE = {1, 2, 3}
 # Tables that mark a database of the original HARMONY Django app.
 LEGACY_TABLE = "relevavance_example"
 
@@ -237,7 +237,10 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
 
 def _upgrade(engine: Engine) -> None:
     """An older version to this one, in one transaction: 1 -> 2 adds account session versions and
-    the login guard table, 2 -> 3 the assignment table (a new table: ``create_all`` makes it)."""
+    the login guard table, 2 -> 3 the assignment table, 3 -> 4 the page session table and a login guard
+    kept per name and client (new tables: ``create_all`` makes them). The old guard table is dropped
+    (its counts and locks are forgotten), and so is the login-token secret of version 3, which tokens
+    no longer use."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
         with Session(conn) as session:
             found = int(session.get(Meta, "schema_version").value)
@@ -246,6 +249,9 @@ def _upgrade(engine: Engine) -> None:
         if found < 2:
             conn.exec_driver_sql("ALTER TABLE harmony_annotator ADD COLUMN session_version INTEGER NOT NULL "
                                  "DEFAULT 0")
+        if found < 4:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LoginGuard.__tablename__}")
+            conn.execute(delete(Meta).where(Meta.key == "secret.page-login"))
         Base.metadata.create_all(conn)  # the tables that are new (checkfirst)
         with Session(conn) as session:
             session.get(Meta, "schema_version").value = str(SCHEMA_VERSION)

@@ -14,8 +14,9 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The store's schema version, recorded in harmony_meta; a database of another version is refused
-# (versions 1 and 2, without account sessions/login guards or assignments, are upgraded in place: see db.py).
-SCHEMA_VERSION = 3
+# (versions 1 to 3, without account sessions/login guards, assignments or page sessions, are upgraded in
+# place: see db.py).
+SCHEMA_VERSION = 4
 APP_NAME = "harmony"
 CHOICES = ("original", "finetuned", "neither")
 SIDES = ("original", "finetuned")
@@ -118,13 +119,26 @@ class Assignment(Base):
 
 
 class LoginGuard(Base):
-    """Login attempts per entered name (whether or not an account has it), shared by every page server."""
+    """Login attempts per entered name (whether or not an account has it) and client address, shared by
+    every page server. ``client`` is "" where the page cannot tell the address (see accounts.py)."""
 
     __tablename__ = "harmony_login_guard"
     name: Mapped[str] = mapped_column(String(150), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed (or in flight) since the last success
-    last_attempt_at: Mapped[Optional[float]] = mapped_column(Float)  # seconds since the epoch
-    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # until an admin unlocks the name
+    last_attempt_at: Mapped[Optional[float]] = mapped_column(Float, index=True)  # seconds since the epoch
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # until an admin unlocks it, or it is forgotten
+
+
+class PageSession(Base):
+    """A login on the annotation page: the URL's random token, of which only the SHA-256 is kept, so
+    that reading the store does not give a usable token. Logging out deletes the row (see sessions.py)."""
+
+    __tablename__ = "harmony_page_session"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("harmony_annotator.id", ondelete="CASCADE"), index=True)
+    session_version: Mapped[int] = mapped_column(Integer)  # the account's version at login
+    issued_at: Mapped[float] = mapped_column(Float, index=True)  # the server's clock: the lifetime counts from it
 
 
 class Label(Base):
