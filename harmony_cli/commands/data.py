@@ -2,26 +2,15 @@
 the real loaders with (``make-miniature``)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import UserError
+from ..outputs import check_file_target, check_writable_place, store_files, write_new_file
 
 app = typer.Typer(help="Inspect data sets; make a miniature ImageNet + ImageNet-S.", no_args_is_help=True)
-
-
-def check_writable(out: Path) -> None:
-    """Fail with one line, before any data is loaded, when ``out`` cannot be written."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write {out} ({exc.strerror or exc}): give --out a file in a writable folder") from exc
 
 
 def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8) -> Path:
@@ -49,13 +38,8 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
         ax.set_title(item["class_name"], fontsize=7)
     fig.suptitle(f"{datamodule.name} / {split}: first {n} items (white: object mask)", fontsize=9)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {out} ({exc.strerror or exc}): give --out a file in a writable folder") from exc
+        write_new_file(out, lambda temp: fig.savefig(temp, dpi=110, format="png"))
     finally:
         plt.close(fig)
     return out
@@ -67,6 +51,7 @@ def preview(
     out: Path = typer.Option(Path("outputs/data_preview.png"), "--out", help="PNG file to write."),
     split: str = typer.Option("train", help="train, val or test."),
     n: int = typer.Option(32, help="How many items."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """Write a PNG grid of examples with their mask outlines."""
     from hydra.utils import instantiate
@@ -74,7 +59,8 @@ def preview(
 
     from ..hydra_app import compose_config
 
-    check_writable(out)
+    check_file_target(out, "--out", force, store_files(None))
+    check_writable_place(out, "--out")
     cfg = compose_config(overrides or [], task="data")
     datamodule = instantiate(cfg.data)
     path = preview_grid(datamodule, out, split=split, n=n)
@@ -82,6 +68,8 @@ def preview(
 
 
 STANDIN_ARCHS = ("resnet18", "vgg16")
+# resnet18 and vgg16 downsample by 32: a smaller image leaves no feature map.
+STANDIN_MIN_SIZE = 32
 
 
 @app.command("make-miniature")
@@ -106,6 +94,11 @@ def make_miniature_command(
     unknown = sorted(set(archs) - set(STANDIN_ARCHS))
     if unknown:
         raise UserError(f"--weights {unknown[0]} has no stand-in: use {', '.join(STANDIN_ARCHS)} or none")
+    if seed < 0:
+        raise UserError(f"--seed {seed} must be a whole number of at least 0")
+    if archs and weights_image_size < STANDIN_MIN_SIZE:  # before the tree is written
+        raise UserError(f"--weights-image-size {weights_image_size} must be at least {STANDIN_MIN_SIZE}: the "
+                        f"stand-ins' networks halve it five times")
     tree = make_miniature(path, classes=classes, image_size=image_size, seed=seed)
     counts = ", ".join(f"{n} {part}" for part, n in tree.counts.items())
     rprint(f"wrote a miniature of {len(tree.wnids)} classes ({counts} images) in [bold]{tree.root}[/]")
