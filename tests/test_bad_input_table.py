@@ -236,6 +236,9 @@ CASES = [
      None),
     ("power with a word for a number", ["power", "--simulations", "many"], ["--simulations", "--help"], [], None),
     ("power with no examples", ["power", "--examples", "0"], ["--examples", "positive whole numbers"], [], None),
+    ("power with no simulations", ["power", "--simulations", "0"], ["--simulations 0", "at least 1"], [], None),
+    ("power with a family of no cells", ["power", "--cells", "0", "--simulations", "1", "--examples", "10",
+                                         "--annotators", "1"], ["--cells 0", "at least 1"], [], None),
     # data preview and make-miniature: unwritable places, the store, existing files, bad numbers
     ("preview under /proc", ["data", "preview", "--out", "/proc/harmony-preview.png"], ["cannot write", "--out"],
      [], None),
@@ -285,6 +288,12 @@ CASES = [
     ("a folder as the store", ["annotators", "list", "--db", "emptydir"], ["is a folder", "file path"], [], None),
     ("a missing store", ["studies", "close", "pilot", "--db", "missing.db"], ["no harmony store", "--db"], [],
      None),
+    ("instructions from a folder", ["studies", "set-instructions", "pilot", "--file", "emptydir", "--db",
+                                    "store.db"], ["emptydir is a folder", "--file"], [], None),
+    ("labels per example of 0", ["studies", "set-labels-per-example", "pilot", "0", "--db", "store.db"],
+     ["at least 1"], [], None),
+    ("a study that does not exist", ["studies", "open", "nope", "--db", "store.db"], ["nope", "harmony studies"],
+     [], None),
     # import-legacy: wrong input, and nothing left when it fails after opening a new store
     ("import of a missing path", ["import-legacy", "nowhere.sqlite3", "--db", "new.db"], ["does not exist"], [],
      None),

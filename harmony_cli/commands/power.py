@@ -108,6 +108,10 @@ so directional power is a lower bound.
     from ..hydra_app import compose_config
     from ..outputs import check_folder_target, store_files
 
+    if simulations < 1:
+        raise UserError(f"--simulations {simulations} must be at least 1 (200 by default)")
+    if cells is not None and cells < 1:
+        raise UserError(f"--cells {cells} must be at least 1: the number of cells in the report's Holm family")
     console = output_console()
     cfg = compose_config(overrides or [], task="power")
     settings = instantiate(cfg.analysis.settings)
