@@ -96,9 +96,32 @@ def write_error(path: Path, exc: OSError, option: str) -> UserError:
     return UserError(f"cannot write {path} ({exc.strerror or exc}): give {option} a path in a writable folder")
 
 
-def write_file(path: Path, write: Callable[[Path], None], option: str = "--out") -> None:
+def move_into_place(temp: Path, path: Path, option: str, force: bool) -> None:
+    """Rename ``temp`` to ``path``; without ``force`` only where nothing is (a hard link, which fails on an
+    existing name, so a file that appeared since the check is not replaced either)."""
+    if force:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise UserError(f"{option} {path} exists already: add --force to replace it, or give {option} a new "
+                        f"path") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists() or path.is_symlink():  # a file system without hard links: check, then rename
+            raise UserError(f"{option} {path} exists already: add --force to replace it, or give {option} a new "
+                            f"path") from None
+        os.replace(temp, path)
+        return
+    os.unlink(temp)
+
+
+def write_file(path: Path, write: Callable[[Path], None], option: str = "--out", force: bool = False) -> None:
     """Write ``path`` through a temporary file beside it, renamed into place: a reader sees the old file or
-    the whole new one; a failure leaves nothing (and says so in one line when the place is at fault)."""
+    the whole new one; a failure leaves nothing (and says so in one line when the place is at fault). An
+    existing ``path`` is replaced only with ``force``."""
     try:
         handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as exc:
@@ -106,7 +129,7 @@ def write_file(path: Path, write: Callable[[Path], None], option: str = "--out")
     os.close(handle)
     try:
         write(Path(temp))
-        os.replace(temp, path)
+        move_into_place(Path(temp), path, option, force)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise write_error(path, exc, option) from exc
@@ -115,12 +138,12 @@ def write_file(path: Path, write: Callable[[Path], None], option: str = "--out")
         raise
 
 
-def write_new_file(path: Path, write: Callable[[Path], None], option: str = "--out") -> None:
+def write_new_file(path: Path, write: Callable[[Path], None], option: str = "--out", force: bool = False) -> None:
     """:func:`write_file`, creating the folders above ``path`` first; on failure they are removed again."""
     created = missing_folders(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_file(path, write, option)
+        write_file(path, write, option, force)
     except OSError as exc:
         remove_empty_folders(created)
         raise write_error(path, exc, option) from exc
@@ -129,7 +152,7 @@ def write_new_file(path: Path, write: Callable[[Path], None], option: str = "--o
         raise
 
 
-def write_folder(folder: Path, write: Callable[[Path], None], option: str = "--out") -> list[str]:
+def write_folder(folder: Path, write: Callable[[Path], None], option: str = "--out", force: bool = False) -> list[str]:
     """Run ``write(staging)`` on a new folder beside ``folder``, then move its files into ``folder`` (the whole
     staging folder when ``folder`` is new); the names moved. A failure leaves nothing of this call."""
     created = missing_folders(folder.parent)
@@ -143,9 +166,9 @@ def write_folder(folder: Path, write: Callable[[Path], None], option: str = "--o
     try:
         write(staging)
         names = sorted(p.name for p in staging.iterdir())
-        if folder.exists():  # its other files stay; ours replace theirs one by one, atomically each
+        if folder.exists():  # its other files stay; ours go in one by one, atomically each
             for name in names:
-                os.replace(staging / name, folder / name)
+                move_into_place(staging / name, folder / name, option, force)
             staging.rmdir()
         else:
             os.replace(staging, folder)
@@ -156,6 +179,15 @@ def write_folder(folder: Path, write: Callable[[Path], None], option: str = "--o
             raise write_error(folder, exc, option) from exc
         raise
     return names
+
+
+def new_folder(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``folder-3``, ... when it exists (default folders named by the second)."""
+    candidate, number = Path(folder), 1
+    while candidate.exists() or candidate.is_symlink():
+        number += 1
+        candidate = Path(f"{folder}-{number}")
+    return candidate
 
 
 def missing_folders(folder: Path) -> list[Path]:

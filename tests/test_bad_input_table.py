@@ -23,6 +23,7 @@ import os
 import shutil
 import sqlite3
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from tests.test_import_legacy import write_fixtures
 CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 # Words of the old, wrong fixes that must not come back.
 NOT_HARMONY_FIX = "made by harmony"
+FROZEN = datetime(2026, 1, 2, 3, 4, 5)
 LEGACY_FIX = "import-legacy"
 
 
@@ -364,3 +366,36 @@ def test_the_same_commands_work_on_good_input(workspace, monkeypatch, capsys):
                             "--examples", "10", "--annotators", "2", "--simulations", "2")
     assert code == 0, err
     assert (workspace / "with_power" / "power.csv").read_text() != "an earlier power table\n"
+
+
+def test_a_file_that_appears_while_writing_is_not_replaced(tmp_path):
+    """The check before the work and the move after it leave a window: the move itself refuses an existing
+    name (without --force), so another program's file that appeared meanwhile stays."""
+    from harmony_cli.errors import UserError
+    from harmony_cli.outputs import write_file
+
+    target = tmp_path / "labels.csv"
+
+    def write_while_another_program_creates_the_target(temp: Path) -> None:
+        temp.write_text("ours\n")
+        target.write_text("theirs\n")
+
+    with pytest.raises(UserError, match="exists already"):
+        write_file(target, write_while_another_program_creates_the_target)
+    assert target.read_text() == "theirs\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.csv"]  # no temporary file left
+    write_file(target, lambda temp: temp.write_text("ours\n"), force=True)
+    assert target.read_text() == "ours\n"
+
+
+def test_two_default_report_folders_in_one_second_do_not_meet(workspace, monkeypatch, capsys):
+    """The default report folder is named by the second: a second report in the same second gets its own."""
+    from harmony_cli.commands import analyze
+
+    monkeypatch.setattr(analyze, "datetime", type("Frozen", (), {"now": staticmethod(lambda *a: FROZEN)}))
+    for _ in range(2):
+        code, _, err = run_main(monkeypatch, capsys, "analyze", "--study", "pilot", "--db", "store.db")
+        assert code == 0, err
+    folders = sorted(p.name for p in (workspace / "outputs" / "reports").iterdir())
+    assert folders == ["pilot-2026-01-02_03-04-05", "pilot-2026-01-02_03-04-05-2"]
+

@@ -75,7 +75,7 @@ def write_report(report: dict, out_dir: Path, plot: bool = True, force: bool = F
             preferences_plot(report, staging / "preferences.png")
             gain_plot(report, staging / "gain.png")
 
-    names = write_folder(out_dir, write, "--out")
+    names = write_folder(out_dir, write, "--out", force)
     return {name: out_dir / name for name in names}
 
 

@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from ..outputs import new_folder
 
 VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "no_preference": "bold",
                   "imperceptible": "dim", "inconclusive": "italic"}
@@ -119,7 +120,7 @@ def report_table(report: dict):
 
 def default_out_dir(base: Path, study: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("._") or "study"
-    return Path(base) / f"{safe}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
+    return new_folder(Path(base) / f"{safe}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}")
 
 
 def print_report(report: dict, fmt: Format, console) -> None:

@@ -13,7 +13,8 @@ from ..outputs import check_file_target, check_writable_place, store_files, writ
 app = typer.Typer(help="Inspect data sets; make a miniature ImageNet + ImageNet-S.", no_args_is_help=True)
 
 
-def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8) -> Path:
+def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8,
+                 force: bool = False) -> Path:
     """Write a PNG grid of ``n`` items of ``split`` with their class and mask outline (atomically)."""
     import matplotlib
 
@@ -39,7 +40,7 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
     fig.suptitle(f"{datamodule.name} / {split}: first {n} items (white: object mask)", fontsize=9)
     fig.tight_layout()
     try:
-        write_new_file(out, lambda temp: fig.savefig(temp, dpi=110, format="png"))
+        write_new_file(out, lambda temp: fig.savefig(temp, dpi=110, format="png"), force=force)
     finally:
         plt.close(fig)
     return out
@@ -63,7 +64,7 @@ def preview(
     check_writable_place(out, "--out")
     cfg = compose_config(overrides or [], task="data")
     datamodule = instantiate(cfg.data)
-    path = preview_grid(datamodule, out, split=split, n=n)
+    path = preview_grid(datamodule, out, split=split, n=n, force=force)
     rprint(f"wrote [bold]{path}[/]")
 
 

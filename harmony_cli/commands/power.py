@@ -106,7 +106,7 @@ so directional power is a lower bound.
 
     from ..analysis.power import PowerModel, power_grid
     from ..hydra_app import compose_config
-    from ..outputs import check_folder_target, store_files
+    from ..outputs import check_folder_target, new_folder, store_files
 
     if simulations < 1:
         raise UserError(f"--simulations {simulations} must be at least 1 (200 by default)")
@@ -130,13 +130,13 @@ so directional power is a lower bound.
         task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
         rows = power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
                           progress=lambda: bar.advance(task))
-    folder = out or Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    folder = out or new_folder(Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     check_folder_target(folder, POWER_FILES, "--out", force, protected)
-    write_power(folder, rows, model, family, target, simulations, settings, console)
+    write_power(folder, rows, model, family, target, simulations, settings, console, force)
 
 
 def write_power(folder: Path, rows: list[dict], model, family: int, target: str, simulations: int, settings,
-                console) -> None:
+                console, force: bool = False) -> None:
     """power.csv, power.json and the figure in ``folder`` (all or none), and the table on the console."""
     import pandas as pd
 
@@ -155,6 +155,6 @@ def write_power(folder: Path, rows: list[dict], model, family: int, target: str,
         power_figure(rows, target, f"P({target}): Neither {model.neither:.0%}, preference {model.preference:.0%}, "
                                    f"rho {model.correlation:.2f}, {family} cells", staging / "power.png")
 
-    write_folder(folder, write, "--out")
+    write_folder(folder, write, "--out", force)
     console.print(power_table(rows, target, title))
     console.print(f"wrote [bold]{folder}[/] (power.csv, power.json, power.png, power.pdf)", highlight=False)

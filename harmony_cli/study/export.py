@@ -285,7 +285,7 @@ def export_study(store, study: str, fmt: str, out: Path | None = None, names: bo
     targets = export_targets(fmt, out, study)
     check_export_targets(targets, force, protected or [], default=out is None)
     rows = labels_table(store, study, names=names)
-    write_new_file(targets[0], lambda temp: WRITERS[fmt](rows, temp, names))
+    write_new_file(targets[0], lambda temp: WRITERS[fmt](rows, temp, names), force=force)
     if fmt == "label-studio":
-        write_file(targets[1], lambda temp: temp.write_text(LABEL_CONFIG, encoding="utf-8"))
+        write_file(targets[1], lambda temp: temp.write_text(LABEL_CONFIG, encoding="utf-8"), force=force)
     return targets[0], len(rows)
