@@ -55,7 +55,11 @@ class StoreBase:
         file holds no study and no account: a failed command leaves no empty store behind."""
         path = sqlite_path(resolve_db_url(db))
         created = [] if path is None else _missing_paths(path)
-        store = cls.open(db)
+        try:
+            store = cls.open(db)
+        except BaseException:
+            _remove_created(created)  # it never became a store (a full disk, a folder it cannot write)
+            raise
         try:
             yield store
         except BaseException:
@@ -159,6 +163,8 @@ def _missing_paths(path) -> list:
 def _remove_created(paths: list) -> None:
     """Remove an SQLite file this process created (with its -wal, -shm and -journal) and the folders
     created for it, innermost first; a folder that is not empty stays."""
+    if not paths:
+        return
     file, folders = paths[0], paths[1:]
     for suffix in ("", "-wal", "-shm", "-journal"):
         try:
