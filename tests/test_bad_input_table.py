@@ -266,7 +266,7 @@ CASES = [
      ["--image-size 0", "at least 8"], [], None),
     ("miniature with a negative seed", ["data", "make-miniature", "mini", "--seed", "-1"], ["--seed -1"], [], None),
     ("miniature stand-ins too small", ["data", "make-miniature", "mini", "--weights-image-size", "8"],
-     ["--weights-image-size 8", "at least 32"], [], None),
+     ["vgg16", "at least 32", "--weights-image-size"], [], None),
     # serve
     ("serve on port 70000", ["serve", "--port", "70000"], ["--port 70000", "1 to 65535"], [], page_never_starts),
     ("serve on port 0", ["serve", "--port", "0"], ["--port 0", "1 to 65535"], [], page_never_starts),

@@ -69,8 +69,6 @@ def preview(
 
 
 STANDIN_ARCHS = ("resnet18", "vgg16")
-# resnet18 and vgg16 downsample by 32: a smaller image leaves no feature map.
-STANDIN_MIN_SIZE = 32
 
 
 @app.command("make-miniature")
@@ -87,6 +85,7 @@ def make_miniature_command(
     """Write a miniature ILSVRC-2012 + ImageNet-S tree (synthetic shapes as JPEGs, masks, CSVs) in seconds."""
     from rich.console import Console
 
+    from lightning_modules.backbones.standin import check_standin_image_size
     from lightning_modules.data.miniature import make_miniature
 
     rprint = Console(soft_wrap=True, highlight=False).print  # whole lines: the paths are copied from here
@@ -97,9 +96,7 @@ def make_miniature_command(
         raise UserError(f"--weights {unknown[0]} has no stand-in: use {', '.join(STANDIN_ARCHS)} or none")
     if seed < 0:
         raise UserError(f"--seed {seed} must be a whole number of at least 0")
-    if archs and weights_image_size < STANDIN_MIN_SIZE:  # before the tree is written
-        raise UserError(f"--weights-image-size {weights_image_size} must be at least {STANDIN_MIN_SIZE}: the "
-                        f"stand-ins' networks halve it five times")
+    check_standin_image_size(archs, weights_image_size)  # before the tree is written
     tree = make_miniature(path, classes=classes, image_size=image_size, seed=seed)
     counts = ", ".join(f"{n} {part}" for part, n in tree.counts.items())
     rprint(f"wrote a miniature of {len(tree.wnids)} classes ({counts} images) in [bold]{tree.root}[/]")
