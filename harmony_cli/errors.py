@@ -55,6 +55,14 @@ def find_user_error(exc: BaseException | None) -> BaseException | None:
     return None
 
 
+def usage_error(exc) -> UserError:
+    """Click's refusal of the command line (an unknown option, a value of the wrong type, a missing
+    argument) as one line, with where the command's options are listed."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "harmony"
+    return UserError(f"{exc.format_message()} (see `{command} --help`)")
+
+
 def print_error(error: BaseException) -> None:
     """``error: <message>`` on stderr, on one line whatever the terminal's width."""
     from rich.console import Console

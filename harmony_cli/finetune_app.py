@@ -7,8 +7,10 @@ plugins behave as in any Hydra app.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import hydra
@@ -80,9 +82,56 @@ def run(args: list[str]) -> None:
         raise UserError("--cfg prints the config of one job: drop -m and give one value per key")
     # Hydra then raises composition errors instead of printing them: the CLI's printer makes them one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    watched = _output_folders(args)
+    existed = {folder: folder.exists() for folder in watched}
+    sweeps_before = _sweeps(watched)
     saved = sys.argv
     sys.argv = [saved[0], *overrides_first(args)]
     try:
         main()
+    except BaseException:
+        _discard_what_failed(watched, existed, sweeps_before)
+        raise
     finally:
         sys.argv = saved
+
+
+def _output_folders(args: list[str]) -> list[Path]:
+    """The folders a run or sweep of ``args`` creates: outputs, outputs/finetune, the sweeps' folder and
+    any hydra.sweep.dir given (innermost last); none when the overrides do not compose (Hydra says why)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .hydra_app import compose_config
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-") and "=" in a])
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+        outputs = Path(compose_config(fixed, task=TASK).paths.outputs)
+    except Exception:
+        return []
+    sweep_dirs = [Path(o.value()) for o in parsed if o.key_or_group == "hydra.sweep.dir"]
+    return [outputs, outputs / TASK, outputs / f"{TASK}-multirun", *sweep_dirs]
+
+
+def _sweeps(watched: list[Path]) -> set[Path]:
+    """The sweep folders there are now."""
+    if not watched:
+        return set()
+    root = watched[2]
+    found = set(root.iterdir()) if root.is_dir() else set()
+    return found | {sweep for sweep in watched[3:] if sweep.exists()}
+
+
+def _discard_what_failed(watched: list[Path], existed: dict[Path, bool], sweeps_before: set[Path]) -> None:
+    """After a failed run or sweep: remove a sweep folder it made that holds nothing but its multirun.yaml
+    (its jobs remove what they wrote, checkpoints excepted), then the output folders it made, if empty."""
+    for sweep in _sweeps(watched) - sweeps_before:
+        files = [p for p in sweep.rglob("*") if not p.is_dir()]
+        if [p.relative_to(sweep) for p in files] in ([], [Path("multirun.yaml")]):
+            shutil.rmtree(sweep, ignore_errors=True)
+    for folder in reversed(watched):
+        if not existed[folder]:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another run's files), or not there
+                pass

@@ -1,9 +1,11 @@
 """The ``harmony`` command. Each stage lives in its own module and registers here."""
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from .errors import exit_on_user_error
+from .errors import exit_on_user_error, usage_error
 
 from . import __version__
 from .commands import (analyze, annotators, build_dataset, data, export, finetune, import_legacy, power, serve,
@@ -42,9 +44,21 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 
 
 def main() -> None:
-    """Console entry point: user errors print one line and exit with status 2."""
+    """Console entry point: user errors, the command line's included, print one line and exit with status 2."""
     with exit_on_user_error():
-        app()
+        try:
+            code = app(standalone_mode=False)
+        except typer.Abort:  # Ctrl+C or end of input at a prompt
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            # Click's usage errors (vendored by Typer, so matched by shape, as Typer's own handler does)
+            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is printed already
+                sys.exit(exc.exit_code)
+            raise usage_error(exc) from exc
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_analyze_user_errors_are_one_line(small_store, tmp_path, monkeypatch, ca
     assert "no study named 'nope'" in err and "harmony studies" in err
     not_db = tmp_path / "notes.txt"
     not_db.write_text("hello, not a database\n" * 50)
-    assert "cannot open" in _main_error(monkeypatch, capsys, "--db", str(not_db))
+    assert "is not an SQLite database" in _main_error(monkeypatch, capsys, "--db", str(not_db))
     assert "no harmony store" in _main_error(monkeypatch, capsys, "--db", str(tmp_path / "missing.db"))
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     Store.open(empty).close()
@@ -127,8 +127,8 @@ def test_newest_study_by_default_and_an_alpha_override_changes_a_verdict(small_s
     runner = CliRunner()
 
     def boundary_verdict(*overrides):
-        result = runner.invoke(app, ["analyze", "--db", small_store, "--out", str(tmp_path / "r"), "--format", "json",
-                                     *overrides])
+        result = runner.invoke(app, ["analyze", "--db", small_store, "--out", str(tmp_path / "r"), "--force",
+                                     "--format", "json", *overrides])
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["study"] == "aaa-newest"
@@ -142,7 +142,7 @@ def test_newest_study_by_default_and_an_alpha_override_changes_a_verdict(small_s
 
 def test_formats_print_every_figure_when_piped(small_store, tmp_path):
     runner = CliRunner()  # stdout is not a terminal here, as in `harmony analyze | cat`
-    base = ["analyze", "--db", small_store, "--study", "toy", "--out", str(tmp_path / "r")]
+    base = ["analyze", "--db", small_store, "--study", "toy", "--out", str(tmp_path / "r"), "--force"]
     table = runner.invoke(app, base)
     assert table.exit_code == 0, table.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -142,7 +142,7 @@ def test_studies_refuses_files_that_are_not_this_harmony_store(tmp_path, monkeyp
     db = tmp_path / "x.db"
     if kind == "text":
         db.write_text("not a database at all\n" * 50)
-        expected = "as a database"
+        expected = "is not an SQLite database"
     elif kind == "foreign":
         conn = sqlite3.connect(db)
         conn.execute("CREATE TABLE orders (id INTEGER)")

@@ -39,7 +39,7 @@ CASES = {
     "alpha=2": (["analysis.settings.alpha=2"], "alpha must lie between 0 and 1"),
     "--out an existing file": (["--out", "{file}"], "is a file, not a folder"),
     # root ignores folder permissions; /sys refuses new folders even to root
-    "--out where nothing can be written": (["--out", "/sys/harmony-report"], "cannot write the report into"),
+    "--out where nothing can be written": (["--out", "/sys/harmony-report"], "cannot write /sys/harmony-report"),
     "unknown study": (["--study", "nope"], "nope"),
 }
 

@@ -260,7 +260,8 @@ def test_bad_study_format_or_path_is_one_line_and_writes_nothing(sqlite_url, tmp
 
 
 def test_a_failed_write_leaves_the_previous_file_whole(tmp_path):
-    from harmony_cli.study.export import atomic_write
+    from harmony_cli.errors import UserError
+    from harmony_cli.outputs import write_file
 
     target = tmp_path / "labels.csv"
     target.write_text("previous export\n")
@@ -269,8 +270,8 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path):
         temp.write_text("half of a new")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
-        atomic_write(target, write_half_then_fail)
+    with pytest.raises(UserError, match="No space left on device"):
+        write_file(target, write_half_then_fail)
     assert target.read_text() == "previous export\n"
     assert [p.name for p in tmp_path.iterdir()] == ["labels.csv"]  # no temporary file left behind
 

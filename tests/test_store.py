@@ -225,7 +225,7 @@ def test_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path):
 def test_not_a_database_and_missing_store_are_refused(tmp_path):
     text_file = tmp_path / "notes.db"
     text_file.write_text("these are my notes, not a database\n" * 20)
-    with pytest.raises(StoreError, match="cannot open .* as a database"):
+    with pytest.raises(StoreError, match="is not an SQLite database, so not a harmony store"):
         Store.open(str(text_file))
     missing = tmp_path / "nothing" / "here.db"
     with pytest.raises(StoreError, match="no harmony store at"):

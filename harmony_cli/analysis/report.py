@@ -6,14 +6,11 @@ reader never sees half a report.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UserError
+from ..outputs import check_folder_target, write_folder
 from .latex import latex_table
 from .markdown import markdown
 
@@ -53,32 +50,21 @@ def cells_frame(report: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _staging_folder(out_dir: Path) -> Path:
-    """A new empty folder beside ``out_dir`` to write the report into; one-line errors when impossible."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file, not a folder: give a folder for the report (it is created)")
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()  # unlike tempfile.mkdtemp, keeps the umask's permissions for the renamed folder
-    except OSError as exc:
-        raise UserError(f"cannot write the report into {out_dir} ({exc.strerror or exc}): give a writable "
-                        f"folder with --out") from exc
-    return staging
-
-
-def write_report(report: dict, out_dir: Path, plot: bool = True) -> dict[str, Path]:
+def write_report(report: dict, out_dir: Path, plot: bool = True, force: bool = False,
+                 protected: list[Path] | None = None) -> dict[str, Path]:
     """Write report.json, cells.csv, report.md, report.tex and the figures (PNG and PDF) into ``out_dir`` at once.
 
     The metric-gain figure (gain.png/.pdf) is written only when the study has per-example scores.
 
     The files are written into a temporary folder next to ``out_dir`` and moved into place
-    only when all of them are complete. Returns {file name: path}.
+    only when all of them are complete. A report file already in ``out_dir`` is replaced only with
+    ``force``, and none of ``protected`` (the store's files) ever. Returns {file name: path}.
     """
     out_dir = Path(out_dir)
     text = to_json(report)  # fails before anything is written if a NaN slipped in
-    staging = _staging_folder(out_dir)
-    try:
+    check_folder_target(out_dir, REPORT_FILES, "--out", force, protected or [])
+
+    def write(staging: Path) -> None:
         (staging / "report.json").write_text(text + "\n", encoding="utf-8")
         cells_frame(report).to_csv(staging / "cells.csv", index=False)
         (staging / "report.md").write_text(markdown(report), encoding="utf-8")
@@ -88,17 +74,9 @@ def write_report(report: dict, out_dir: Path, plot: bool = True) -> dict[str, Pa
 
             preferences_plot(report, staging / "preferences.png")
             gain_plot(report, staging / "gain.png")
-        if out_dir.exists():
-            # An existing folder (--out given twice): replace our files one by one, atomically each.
-            for path in staging.iterdir():
-                os.replace(path, out_dir / path.name)
-            staging.rmdir()
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return {name: out_dir / name for name in REPORT_FILES if (out_dir / name).exists()}
+
+    names = write_folder(out_dir, write, "--out", force)
+    return {name: out_dir / name for name in names}
 
 
 __all__ = ["REPORT_FILES", "cells_frame", "to_json", "write_report"]

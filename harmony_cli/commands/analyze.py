@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from ..outputs import new_folder
 
 VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "no_preference": "bold",
                   "imperceptible": "dim", "inconclusive": "italic"}
@@ -119,7 +120,7 @@ def report_table(report: dict):
 
 def default_out_dir(base: Path, study: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("._") or "study"
-    return Path(base) / f"{safe}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
+    return new_folder(Path(base) / f"{safe}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}")
 
 
 def print_report(report: dict, fmt: Format, console) -> None:
@@ -157,27 +158,32 @@ def analyze(
              "the study has any, else the simulated ones."),
     fmt: Format = typer.Option(Format.table, "--format", help="What to print: table, markdown, csv or json "
                                                               "(the report folder is written in every case)."),
+    force: bool = typer.Option(False, "--force", help="Replace the report files of an earlier report in --out."),
 ) -> None:
     """Report whether people prefer the fine-tuned maps: per cell shares, clustered tests, agreement, a verdict."""
     from hydra.utils import instantiate
     from rich.console import Console
     from ..console import output_console
 
-    from ..analysis import write_report
+    from ..analysis import REPORT_FILES, write_report
     from ..hydra_app import compose_config
+    from ..outputs import check_folder_target, store_files
     from ..store import Store
 
     console = output_console()
     messages = console if fmt is Format.table else Console(stderr=True)
     cfg = compose_config(overrides or [], task="analyze")
     settings = instantiate(cfg.analysis.settings)
+    protected = store_files(db or cfg.db_url)
+    if out is not None:  # before the labels are read
+        check_folder_target(out, REPORT_FILES, "--out", force, protected)
     store = Store.open(db or cfg.db_url, create=False)
     try:
         with messages.status("reading the labels and analyzing them"):
             report = study_report(store, study, settings, simulated)
         target = out or default_out_dir(Path(cfg.analysis.out_dir), report["study"])
         with messages.status(f"writing the report to {target}"):
-            written = write_report(report, target)
+            written = write_report(report, target, force=force, protected=protected)
     finally:
         store.close()
     print_report(report, fmt, console)

@@ -45,13 +45,10 @@ def add(
     from ..store import Store, normalize_name
 
     name = normalize_name(name)  # as the page will read it: stripped, NFC, no control characters
-    store = Store.open(db)
-    try:
+    with Store.open_for_command(db) as store:  # a refused password leaves no new, empty store file
         if store.annotator(name) is not None:  # say so before asking for a password
             raise UserError(f"annotator {name!r} exists already: use `harmony annotators set-password {name}`")
         store.add_annotator(name, read_password(password_stdin), admin=admin)
-    finally:
-        store.close()
     typer.echo(f"added {'admin ' if admin else ''}annotator {name}")
 
 

@@ -2,29 +2,19 @@
 the real loaders with (``make-miniature``)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import UserError
+from ..outputs import check_file_target, check_writable_place, store_files, write_new_file
 
 app = typer.Typer(help="Inspect data sets; make a miniature ImageNet + ImageNet-S.", no_args_is_help=True)
 
 
-def check_writable(out: Path) -> None:
-    """Fail with one line, before any data is loaded, when ``out`` cannot be written."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write {out} ({exc.strerror or exc}): give --out a file in a writable folder") from exc
-
-
-def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8) -> Path:
+def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8,
+                 force: bool = False) -> Path:
     """Write a PNG grid of ``n`` items of ``split`` with their class and mask outline (atomically)."""
     import matplotlib
 
@@ -49,13 +39,8 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
         ax.set_title(item["class_name"], fontsize=7)
     fig.suptitle(f"{datamodule.name} / {split}: first {n} items (white: object mask)", fontsize=9)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {out} ({exc.strerror or exc}): give --out a file in a writable folder") from exc
+        write_new_file(out, lambda temp: fig.savefig(temp, dpi=110, format="png"), force=force)
     finally:
         plt.close(fig)
     return out
@@ -67,6 +52,7 @@ def preview(
     out: Path = typer.Option(Path("outputs/data_preview.png"), "--out", help="PNG file to write."),
     split: str = typer.Option("train", help="train, val or test."),
     n: int = typer.Option(32, help="How many items."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """Write a PNG grid of examples with their mask outlines."""
     from hydra.utils import instantiate
@@ -74,10 +60,11 @@ def preview(
 
     from ..hydra_app import compose_config
 
-    check_writable(out)
+    check_file_target(out, "--out", force, store_files(None))
+    check_writable_place(out, "--out")
     cfg = compose_config(overrides or [], task="data")
     datamodule = instantiate(cfg.data)
-    path = preview_grid(datamodule, out, split=split, n=n)
+    path = preview_grid(datamodule, out, split=split, n=n, force=force)
     rprint(f"wrote [bold]{path}[/]")
 
 
@@ -98,6 +85,7 @@ def make_miniature_command(
     """Write a miniature ILSVRC-2012 + ImageNet-S tree (synthetic shapes as JPEGs, masks, CSVs) in seconds."""
     from rich.console import Console
 
+    from lightning_modules.backbones.standin import check_standin_image_size
     from lightning_modules.data.miniature import make_miniature
 
     rprint = Console(soft_wrap=True, highlight=False).print  # whole lines: the paths are copied from here
@@ -106,6 +94,9 @@ def make_miniature_command(
     unknown = sorted(set(archs) - set(STANDIN_ARCHS))
     if unknown:
         raise UserError(f"--weights {unknown[0]} has no stand-in: use {', '.join(STANDIN_ARCHS)} or none")
+    if seed < 0:
+        raise UserError(f"--seed {seed} must be a whole number of at least 0")
+    check_standin_image_size(archs, weights_image_size)  # before the tree is written
     tree = make_miniature(path, classes=classes, image_size=image_size, seed=seed)
     counts = ", ".join(f"{n} {part}" for part, n in tree.counts.items())
     rprint(f"wrote a miniature of {len(tree.wnids)} classes ({counts} images) in [bold]{tree.root}[/]")

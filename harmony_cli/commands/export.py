@@ -13,19 +13,23 @@ def command(
                                                      "export, its labeling config written beside it as .xml)."),
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: outputs/exports/STUDY.<ext>)."),
     names: bool = typer.Option(False, "--names", help="Add the annotators' login names beside their pseudonyms."),
+    force: bool = typer.Option(False, "--force", help="Replace files that exist already (never the store)."),
     db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
                                                         "else <outputs>/harmony.db)."),
 ) -> None:
     """Write every label of a study (pseudonymous annotators, cell, choice, side shown, times, scores)."""
     from ..errors import UserError
+    from ..outputs import store_files
     from ..store import Store
-    from ..study.export import FORMATS, export_study
+    from ..study.export import FORMATS, check_export_targets, export_study, export_targets
 
     if fmt not in FORMATS:  # before opening anything
         raise UserError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    protected = store_files(db)
+    check_export_targets(export_targets(fmt, out, study), force, protected, default=out is None)
     store = Store.open(db, create=False)
     try:
-        path, count = export_study(store, study, fmt, out=out, names=names)
+        path, count = export_study(store, study, fmt, out=out, names=names, force=force, protected=protected)
     finally:
         store.close()
     typer.echo(f"wrote {count} labels of study {study!r} to {path}")

@@ -16,6 +16,9 @@ import typer
 
 from ..errors import UserError
 
+# What a power run writes into its folder (power_figure adds the PDF beside the PNG).
+POWER_FILES = ("power.csv", "power.json", "power.png", "power.pdf")
+
 
 def _ints(text: str, option: str) -> list[int]:
     try:
@@ -87,6 +90,7 @@ def command(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for power.csv/json/png (default: "
                                                            "outputs/power/<time>/)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulation."),
+    force: bool = typer.Option(False, "--force", help="Replace the power files of an earlier run in --out."),
 ) -> None:
     """Plan a study: the probability of each verdict for a grid of examples x annotators, by simulation.
 
@@ -102,11 +106,19 @@ so directional power is a lower bound.
 
     from ..analysis.power import PowerModel, power_grid
     from ..hydra_app import compose_config
+    from ..outputs import check_folder_target, new_folder, store_files
 
+    if simulations < 1:
+        raise UserError(f"--simulations {simulations} must be at least 1 (200 by default)")
+    if cells is not None and cells < 1:
+        raise UserError(f"--cells {cells} must be at least 1: the number of cells in the report's Holm family")
     console = output_console()
     cfg = compose_config(overrides or [], task="power")
     settings = instantiate(cfg.analysis.settings)
     grid_examples, grid_annotators = _ints(examples, "--examples"), _ints(annotators, "--annotators")
+    protected = store_files(db or cfg.db_url)
+    if out is not None:  # before the simulation
+        check_folder_target(out, POWER_FILES, "--out", force, protected)
     if from_study:
         model, study_cells = model_from_study(db, cfg.db_url, from_study, cell)
     else:
@@ -118,26 +130,31 @@ so directional power is a lower bound.
         task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
         rows = power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
                           progress=lambda: bar.advance(task))
-    folder = out or Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    write_power(folder, rows, model, family, target, simulations, settings, console)
+    folder = out or new_folder(Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    check_folder_target(folder, POWER_FILES, "--out", force, protected)
+    write_power(folder, rows, model, family, target, simulations, settings, console, force)
 
 
 def write_power(folder: Path, rows: list[dict], model, family: int, target: str, simulations: int, settings,
-                console) -> None:
-    """power.csv, power.json and the figure in ``folder``, and the table on the console."""
+                console, force: bool = False) -> None:
+    """power.csv, power.json and the figure in ``folder`` (all or none), and the table on the console."""
     import pandas as pd
 
     from ..analysis.power import power_figure
+    from ..outputs import write_folder
 
     title = (f"P({target}) with Neither {model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, "
              f"correlation {model.correlation:.2f}; {simulations} simulations, Holm family of {family} cells; "
              f"rule: {settings.describe()}")
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(folder / "power.csv", index=False)
-    (folder / "power.json").write_text(json.dumps({"model": model.to_dict(), "family": family, "target": target,
-                                                   "simulations": simulations, "settings": settings.to_dict(),
-                                                   "rows": rows}, indent=2))
-    power_figure(rows, target, f"P({target}): Neither {model.neither:.0%}, preference {model.preference:.0%}, "
-                               f"rho {model.correlation:.2f}, {family} cells", folder / "power.png")
+
+    def write(staging: Path) -> None:
+        pd.DataFrame(rows).to_csv(staging / "power.csv", index=False)
+        (staging / "power.json").write_text(json.dumps({"model": model.to_dict(), "family": family,
+                                                        "target": target, "simulations": simulations,
+                                                        "settings": settings.to_dict(), "rows": rows}, indent=2))
+        power_figure(rows, target, f"P({target}): Neither {model.neither:.0%}, preference {model.preference:.0%}, "
+                                   f"rho {model.correlation:.2f}, {family} cells", staging / "power.png")
+
+    write_folder(folder, write, "--out", force)
     console.print(power_table(rows, target, title))
     console.print(f"wrote [bold]{folder}[/] (power.csv, power.json, power.png, power.pdf)", highlight=False)

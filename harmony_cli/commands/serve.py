@@ -15,6 +15,8 @@ import typer
 
 from ..errors import UserError
 
+MAX_PORT = 65535
+
 
 def page_script() -> Path:
     """The installed (or checked-out) ``webui/app.py``."""
@@ -40,6 +42,8 @@ def serve(
                                                         "else <outputs>/harmony.db)."),
 ) -> None:
     """Start the annotation page: annotators log in with accounts from `harmony annotators add`."""
+    if not 1 <= port <= MAX_PORT:
+        raise UserError(f"--port {port} is not a TCP port: give a number from 1 to {MAX_PORT} (default 8501)")
     if db:
         os.environ["HARMONY_DB_URL"] = db
     command = streamlit_command(port, address)

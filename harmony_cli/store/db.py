@@ -133,24 +133,34 @@ def _reason(exc: BaseException) -> str:
 
 
 def _read_sqlite_file(path: Path, url: str) -> tuple[set[str], dict[str, str]]:
-    """Tables and harmony meta of an existing SQLite file, read without writing to it."""
+    """Tables and harmony meta of an existing SQLite file, read without writing to it.
+
+    A file that cannot be read is refused with its cause (not SQLite, damaged, a read-only or full
+    place: :mod:`.diagnose`), and the -wal/-shm files the attempt left beside it are removed."""
+    from .diagnose import damaged, open_failure, remove_new_side_files, side_files
+
+    existed = [side.exists() for side in side_files(path)]
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        raise write_failure(exc, url) or StoreError(f"cannot open {url} ({_reason(exc)}): check the path and its "
-                                                    f"permissions") from exc
+        raise write_failure(exc, url) or open_failure(path, exc) from exc
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         meta = dict(conn.execute(f"SELECT key, value FROM {Meta.__tablename__}")) if Meta.__tablename__ in tables \
             else {}
+        if LEGACY_TABLE in tables and not meta:  # sent to import-legacy only when it can be read whole
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise damaged(path, check)
     except sqlite3.DatabaseError as exc:
-        failure = write_failure(exc, url)
-        if failure is not None:
-            raise failure from exc
-        raise StoreError(f"cannot open {url} as a database ({_reason(exc)}): give --db an SQLite file made by "
-                         f"harmony, a new file, or a PostgreSQL URL") from exc
-    finally:
         conn.close()
+        remove_new_side_files(path, existed)
+        raise write_failure(exc, url) or open_failure(path, exc) from exc
+    except StoreError:
+        conn.close()
+        remove_new_side_files(path, existed)
+        raise
+    conn.close()
     return tables, meta
 
 

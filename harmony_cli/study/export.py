@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
+from ..outputs import check_file_target, write_file, write_new_file
 
 FORMATS = ("csv", "jsonl", "parquet", "label-studio")
 SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "label-studio": ".json"}
@@ -252,44 +252,40 @@ def default_path(study: str, fmt: str) -> Path:
     return Path(os.environ.get("HARMONY_OUTPUTS", "outputs")) / "exports" / f"{safe}{SUFFIXES[fmt]}"
 
 
-def _check_target(path: Path, default: bool) -> None:
-    if path.is_dir():
-        raise UserError(f"--out {path} is a folder: give a file path such as {path / 'labels.csv'}")
-    if default:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    elif not path.parent.is_dir():
-        raise UserError(f"--out {path}: folder {path.parent} does not exist: create it or choose another path")
+def label_config_path(path: Path) -> Path:
+    """Where ``--format label-studio`` writes its labeling config: beside the tasks, as ``<name>.xml``."""
+    return path.with_suffix(".xml")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file beside ``path`` and rename it into place: a reader sees the old
-    file or the whole new one, never half of it; a failure leaves no partial file."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def export_targets(fmt: str, out: Path | None, study: str) -> list[Path]:
+    """The files an export writes: the labels (``out``, default :func:`default_path`), and for Label Studio
+    the labeling config beside them."""
+    path = Path(out) if out is not None else default_path(study, fmt)
+    return [path, label_config_path(path)] if fmt == "label-studio" else [path]
 
 
-def export_study(store, study: str, fmt: str, out: Path | None = None, names: bool = False) -> tuple[Path, int]:
+def check_export_targets(targets: list[Path], force: bool, protected: list[Path], default: bool) -> None:
+    """Refuse, before anything is read, a target that is the store, a folder, an existing file (without
+    ``force``), or (for ``--out``) a path whose folder does not exist."""
+    for target in targets:
+        check_file_target(target, "--out", force, protected)
+    folder = targets[0].parent
+    if not default and not folder.is_dir():
+        raise UserError(f"--out {targets[0]}: folder {folder} does not exist: create it or choose another path")
+
+
+def export_study(store, study: str, fmt: str, out: Path | None = None, names: bool = False, force: bool = False,
+                 protected: list[Path] | None = None) -> tuple[Path, int]:
     """Write ``study``'s labels in ``fmt`` to ``out`` (default :func:`default_path`); (path, labels).
 
-    With ``--format label-studio`` the labeling config is written beside it (``<name>.xml``)."""
+    With ``--format label-studio`` the labeling config is written beside it (``<name>.xml``). No existing
+    file is replaced without ``force``, and never one of ``protected`` (the store's files)."""
     if fmt not in WRITERS:
         raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    path = Path(out) if out is not None else default_path(study, fmt)
-    try:
-        _check_target(path, default=out is None)
-    except OSError as exc:
-        raise UserError(f"cannot write {path} ({exc.strerror or exc}): choose another --out") from exc
+    targets = export_targets(fmt, out, study)
+    check_export_targets(targets, force, protected or [], default=out is None)
     rows = labels_table(store, study, names=names)
-    try:
-        atomic_write(path, lambda temp: WRITERS[fmt](rows, temp, names))
-        if fmt == "label-studio":
-            atomic_write(path.with_suffix(".xml"), lambda temp: temp.write_text(LABEL_CONFIG, encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot write {path} ({exc.strerror or exc}): choose another --out") from exc
-    return path, len(rows)
+    write_new_file(targets[0], lambda temp: WRITERS[fmt](rows, temp, names), force=force)
+    if fmt == "label-studio":
+        write_file(targets[1], lambda temp: temp.write_text(LABEL_CONFIG, encoding="utf-8"), force=force)
+    return targets[0], len(rows)

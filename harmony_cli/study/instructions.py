@@ -30,6 +30,8 @@ def checked_text(text: str, where: str, fix: str) -> str:
 def read_file(path: str | Path, fix: str) -> str:
     """The instructions in the UTF-8 file ``path``; one line if it is absent, unreadable or empty."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"instructions file {path} is a folder, not a file: {fix}")
     if not path.is_file():
         raise UserError(f"instructions file {path} does not exist: {fix}")
     try:

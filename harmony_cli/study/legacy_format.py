@@ -38,6 +38,9 @@ def _not_harmony(path: Path, why: str) -> LegacyFormatError:
 
 def read_legacy_sqlite(path: Path) -> LegacyStudy:
     """Read the original app's SQLite database without writing to it."""
+    from ..store.diagnose import open_failure, remove_new_side_files, side_files
+
+    existed = [side.exists() for side in side_files(path)]
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -45,8 +48,10 @@ def read_legacy_sqlite(path: Path) -> LegacyStudy:
     try:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise _not_harmony(path, f"not an SQLite database: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # its header is SQLite's (read_legacy): damaged, or its place
+            conn.close()
+            remove_new_side_files(path, existed)
+            raise open_failure(path, exc) from exc
         if "relevavance_example" not in tables:
             if "harmony_meta" in tables:
                 raise LegacyFormatError(f"{path} is already a harmony store, not the original app's database: use "
@@ -75,7 +80,9 @@ def read_legacy_sqlite(path: Path) -> LegacyStudy:
         if "auth_user" in tables:
             users = dict(conn.execute("SELECT id, username FROM auth_user"))
     except sqlite3.DatabaseError as exc:
-        raise _not_harmony(path, f"unreadable: {exc}") from exc
+        conn.close()
+        remove_new_side_files(path, existed)
+        raise open_failure(path, exc) from exc
     finally:
         conn.close()
     return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="sqlite")

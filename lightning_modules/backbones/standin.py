@@ -21,6 +21,19 @@ from .torchvision_models import torchvision_classifier
 from .weights import WeightsError
 
 
+# The smallest image side each architecture maps to a feature map (vgg16 halves it five times).
+MIN_IMAGE_SIZE = {"resnet18": 1, "vgg16": 32}
+
+
+def check_standin_image_size(archs: list[str], image_size: int) -> None:
+    """Refuse, before anything is fitted, an image side one of ``archs`` cannot take."""
+    for arch in archs:
+        least = MIN_IMAGE_SIZE.get(arch, 1)
+        if image_size < least:
+            raise WeightsError(f"a {arch} stand-in needs images of at least {least} pixels, not {image_size}: "
+                               f"raise --weights-image-size (the runs' data.image_size) or leave out {arch}")
+
+
 def hub_file_name(arch: str, weights_name: str = "IMAGENET1K_V1") -> str:
     """The file name torchvision gives ``arch``'s ``weights_name`` in the hub cache (e.g. resnet18-f37072fd.pth)."""
     from torchvision import models

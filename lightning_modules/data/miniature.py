@@ -35,7 +35,7 @@ from PIL import Image
 from ..errors import UserError
 from .imagenet import SYNSET_MAPPING, VAL_SOLUTION
 from .imagenet_s import IGNORE_ID
-from .synthetic import CLASS_NAMES
+from .synthetic import CLASS_NAMES, MIN_IMAGE_SIZE
 
 # ImageNet's first wnids, in its sorted order: labels 0, 1, 2, ... of a 1000-class head.
 IMAGENET_FIRST_WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361",
@@ -185,10 +185,19 @@ def make_miniature(path: str | os.PathLike, classes: int = 4, train_per_class: i
             or classes * validation_per_class < 3:
         raise UserError("every split needs images: give at least one image per class, and enough val and "
                         "validation images for val and test (2 and 3 in all)")
+    if image_size < MIN_IMAGE_SIZE:
+        raise UserError(f"--image-size {image_size} must be at least {MIN_IMAGE_SIZE} (smaller images can leave a "
+                        f"shape no pixel)")
     _check_target(path)
     wnids, names = IMAGENET_FIRST_WNIDS[:classes], CLASS_NAMES[:classes]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        _remove_empty(missing)
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}): give make-miniature a new folder in a "
+                        f"writable place") from exc
     try:
         writer = _Writer(staging, image_size, seed)
         _write_mapping(staging, wnids, names)
@@ -197,7 +206,20 @@ def make_miniature(path: str | os.PathLike, classes: int = 4, train_per_class: i
         if path.exists():
             path.rmdir()  # empty (checked above)
         os.replace(staging, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(missing)
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write {path} ({exc.strerror or exc}): free space there or give make-miniature "
+                            f"a new folder in a writable place") from exc
         raise
     return MiniatureTree(path, wnids, names, counts)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (innermost first) a failed call created, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

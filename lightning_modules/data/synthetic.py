@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UserError
 from .transforms import normalize
 
 # (name, shape, RGB colour in [0,1]): shape and colour both identify the class.
@@ -85,6 +86,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
+# Below this side a drawn target shape can cover no pixel at all (an empty mask).
+MIN_IMAGE_SIZE = 8
+
+
 def render(seed: int, split: str, index: int, image_size: int = 64,
            label: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Render one item: (H,W,3) uint8 image, (H,W) bool target mask, class index.
@@ -132,10 +137,15 @@ def load_split(seed: int, split: str, size: int, image_size: int, cache_dir: str
         except Exception:  # a torn or foreign file: regenerate it
             pass
     data = generate_split(seed, split, size, image_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, tmp)
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write the synthetic data cache {path.parent} ({exc.strerror or exc}): set "
+                        f"paths.cache (or data.cache_dir) to a writable folder") from exc
     return data
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 
+from ..errors import UserError
 from .base import HarmonyDataModule
-from .synthetic import CLASS_NAMES, SyntheticShapes
+from .synthetic import CLASS_NAMES, MIN_IMAGE_SIZE, SyntheticShapes
 
 
 class SyntheticDataModule(HarmonyDataModule):
@@ -18,6 +19,10 @@ class SyntheticDataModule(HarmonyDataModule):
         if num_classes != len(CLASS_NAMES):
             raise ValueError(f"the synthetic data set has {len(CLASS_NAMES)} classes, not {num_classes}: "
                              f"leave data.num_classes at {len(CLASS_NAMES)}")
+        for key, value, least in (("image_size", image_size, MIN_IMAGE_SIZE), ("train_size", train_size, 1),
+                                  ("val_size", val_size, 1), ("test_size", test_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UserError(f"data.{key}={value!r} must be a whole number of at least {least}")
         super().__init__(name, num_classes, batch_size, num_workers)
         self.image_size = image_size
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
