@@ -26,11 +26,8 @@ def command(
     legacy = read_legacy(path)  # wrong input fails before the store is touched
     check_study_name(study or path.stem, "--study")
     check_images_folder(images)
-    store = Store.open(db)
-    try:
+    with Store.open_for_command(db) as store:  # a failed import leaves no new, empty store file
         report = import_legacy(store, path, images=images, study=study, progress=True, legacy=legacy)
-    finally:
-        store.close()
     console = output_console(highlight=False)
     for line in report.lines():
         console.print(line, soft_wrap=True, markup=False)

@@ -11,7 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from .db import StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url, write_failure
+from .db import (StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url, sqlite_path,
+                 write_failure)
 
 # One lock per SQLite file for this process's writers (see StoreBase.write).
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
@@ -45,6 +46,41 @@ class StoreBase:
             engine.dispose()
             raise
         return cls(engine, url)
+
+    @classmethod
+    @contextmanager
+    def open_for_command(cls, db: str | None = None) -> Iterator["StoreBase"]:
+        """The store a writing command uses, closed at the end. When the command fails and this call
+        created the SQLite file (and the folders above it), they are removed again, as long as the
+        file holds no study and no account: a failed command leaves no empty store behind."""
+        path = sqlite_path(resolve_db_url(db))
+        created = [] if path is None else _missing_paths(path)
+        try:
+            store = cls.open(db)
+        except BaseException:
+            _remove_created(created)  # it never became a store (a full disk, a folder it cannot write)
+            raise
+        try:
+            yield store
+        except BaseException:
+            empty = bool(created) and store.holds_nothing()
+            store.close()
+            if empty:
+                _remove_created(created)
+            raise
+        store.close()
+
+    def holds_nothing(self) -> bool:
+        """Whether the store holds no study and no account (what a command that failed at once leaves)."""
+        from sqlalchemy import select
+
+        from .models import Annotator, Study
+
+        try:
+            with self.read() as session:
+                return all(session.scalar(select(table.id).limit(1)) is None for table in (Study, Annotator))
+        except Exception:  # unreadable: not ours to judge, so not removed
+            return False
 
     def close(self) -> None:
         self.engine.dispose()
@@ -107,3 +143,36 @@ class StoreBase:
             lock = _WRITER_LOCKS.setdefault(self.url, threading.Lock())
         with lock:
             yield
+
+
+def _missing_paths(path) -> list:
+    """``path`` and its missing parent folders, innermost first, if ``path`` does not exist yet."""
+    from pathlib import Path
+
+    path = Path(path).absolute()
+    if path.exists():
+        return []
+    missing = [path]
+    for parent in path.parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
+def _remove_created(paths: list) -> None:
+    """Remove an SQLite file this process created (with its -wal, -shm and -journal) and the folders
+    created for it, innermost first; a folder that is not empty stays."""
+    if not paths:
+        return
+    file, folders = paths[0], paths[1:]
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            file.with_name(file.name + suffix).unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
