@@ -33,21 +33,27 @@ def finetune(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-def cached_tiny() -> Path:
-    (path,) = (TEST_CACHE / "models").glob("tiny-synthetic-*.pt")
-    return path
+def cache_name() -> str:
+    """The file ``backbone.weights=auto`` looks up for ``tiny`` on this module's data (its fingerprint)."""
+    from lightning_modules.backbones import TinyCNN
+    from lightning_modules.backbones.weights import _fingerprint
+    from lightning_modules.data import SyntheticDataModule
+
+    sizes = {arg.split("=")[0].split(".")[1]: int(arg.split("=")[1]) for arg in DATA}
+    data = SyntheticDataModule(cache_dir=TEST_CACHE / "cache", **sizes)
+    return f"tiny-synthetic-{_fingerprint('tiny', TinyCNN(num_classes=8), data)}.pt"
 
 
-def models_folder(folder: Path, perturbed: bool = False) -> Path:
-    """A models folder holding the session's cached ``tiny`` (``perturbed``: other weights under its name,
-    as a cache retrained after it was cleared would hold)."""
+def models_folder(folder: Path, trained_tiny: torch.nn.Module, perturbed: bool = False) -> Path:
+    """A models folder whose ``auto`` cache holds the session's trained ``tiny`` (``perturbed``: other
+    weights under its name, as a cache retrained after it was cleared would hold)."""
     folder.mkdir(parents=True)
-    payload = torch.load(cached_tiny(), map_location="cpu", weights_only=True)
+    state = {k: v.clone() for k, v in trained_tiny.state_dict().items()}
     if perturbed:
         generator = torch.Generator().manual_seed(1)
-        payload["state_dict"] = {k: v + 0.2 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
-                                 for k, v in payload["state_dict"].items()}
-    torch.save(payload, folder / cached_tiny().name)
+        state = {k: v + 0.2 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
+                 for k, v in state.items()}
+    torch.save({"state_dict": state, "test_accuracy": 1.0, "epochs": 0}, folder / cache_name())
     return folder
 
 
@@ -55,11 +61,11 @@ def models_folder(folder: Path, perturbed: bool = False) -> Path:
 def auto_run(trained_tiny, tmp_path_factory) -> tuple[Path, Path]:
     """A finished two-step rma/gradcam run made with ``backbone.weights=auto``: (run dir, its models folder)."""
     root = tmp_path_factory.mktemp("provenance")
-    models = models_folder(root / "models")
+    models = models_folder(root / "models", trained_tiny)
     result = finetune(f"paths.outputs={root / 'outputs'}", f"paths.models={models}", "backbone.weights=auto",
                       "trainer.max_steps=2")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [p.name for p in models.iterdir()] == [cached_tiny().name], "the run trained a base model"
+    assert [p.name for p in models.iterdir()] == [cache_name()], "the run trained a base model"
     (run,) = (root / "outputs" / "finetune").iterdir()
     return run, models
 
@@ -114,9 +120,9 @@ def test_build_dataset_renders_the_original_the_run_started_from_whatever_the_ca
     run, _ = auto_run
     assert len(reference_study) == 4
     # a cache retrained after it was cleared: other weights under the same name
-    retrained = models_folder(tmp_path / "retrained" / "models", perturbed=True)
+    retrained = models_folder(tmp_path / "retrained" / "models", trained_tiny, perturbed=True)
     swapped = backbones.TinyCNN(8)
-    swapped.load_state_dict(torch.load(retrained / cached_tiny().name, weights_only=True)["state_dict"])
+    swapped.load_state_dict(torch.load(retrained / cache_name(), weights_only=True)["state_dict"])
     assert not same_weights(swapped, trained_tiny)
     assert same_weights(load_finetune_run(run, [f"paths.models={retrained}"]).original, trained_tiny)
     build(run, tmp_path / "retrained", retrained)
@@ -173,7 +179,7 @@ def test_a_resumed_run_continues_against_the_original_it_started_from(auto_run, 
     from lightning_modules.finetune import load_finetune_run
 
     run = shutil.copytree(auto_run[0], tmp_path / "run")
-    retrained = models_folder(tmp_path / "models", perturbed=True)
+    retrained = models_folder(tmp_path / "models", trained_tiny, perturbed=True)
     result = finetune(f"paths.outputs={tmp_path / 'outputs'}", f"paths.models={retrained}", "backbone.weights=auto",
                       f"hydra.run.dir={run}", "ckpt_path=last", "trainer.max_steps=3")
     assert result.returncode == 0, result.stderr[-3000:]
