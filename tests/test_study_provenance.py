@@ -26,9 +26,11 @@ CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gra
 
 
 def finetune(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "metric=rma", f"paths.cache={TEST_CACHE / 'cache'}",
-               *DATA, "finetune.batch_size=8", "finetune.val_size=16", "finetune.val_batch_size=16",
-               "finetune.plot_images=2", "trainer.val_check_interval=1", "trainer.enable_progress_bar=false", *args]
+    """``harmony finetune`` of a tiny rma/gradcam run with ``args``."""
+    command = [sys.executable, "-m", "harmony_cli.main", "finetune", "metric=rma",
+               f"paths.cache={TEST_CACHE / 'cache'}", *DATA, "finetune.batch_size=8", "finetune.val_size=16",
+               "finetune.val_batch_size=16", "finetune.plot_images=2", "trainer.val_check_interval=1",
+               "trainer.enable_progress_bar=false", *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
 

@@ -22,8 +22,8 @@ from .rundir import (FIGURE_FILE, LOG_DIR, METRICS_FILE, METRICS_KEYS, RUN_LOG, 
 from .scoring import SUMS, batch_sums, evaluate, summarize
 
 __all__ = [
-    "BEST_CKPT", "CHECKPOINT_DIR", "FIGURE_FILE", "LAST_CKPT", "LOG_DIR", "METRICS_FILE", "METRICS_KEYS", "ORIGINAL_FILE",
-    "OriginalError", "RUN_LOG", "check_recorded_original", "load_recorded_original",
+    "BEST_CKPT", "CHECKPOINT_DIR", "FIGURE_FILE", "LAST_CKPT", "LOG_DIR", "METRICS_FILE", "METRICS_KEYS",
+    "ORIGINAL_FILE", "OriginalError", "RUN_LOG", "check_recorded_original", "load_recorded_original",
     "SUMS", "BestAgreeingCheckpoint", "FinetuneData", "FinetuneModule", "FinetuneRun", "RunError",
     "ValidateAtBudgetEnd", "agreement_loss", "batch_sums", "build_module", "check_combination", "evaluate",
     "explainer_factory_of", "finish_run", "is_better", "is_finetune_run", "load_finetune_run",
