@@ -62,7 +62,8 @@ def test_discard_unfinished_run_removes_only_what_a_run_writes(tmp_path):
 
     parent = tmp_path / "finetune"
     failed = parent / "failed"
-    for name in (".hydra/config.yaml", "finetune.log", "logs/version_0/metrics.csv", "tensorboard/version_0/ev"):
+    for name in (".hydra/config.yaml", "finetune.log", "logs/version_0/metrics.csv", "tensorboard/version_0/ev",
+                 "original.pt"):
         (failed / name).parent.mkdir(parents=True, exist_ok=True)
         (failed / name).write_text("x")
     assert discard_unfinished_run(failed) and not parent.exists()  # the emptied outputs/finetune goes too

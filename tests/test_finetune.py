@@ -282,7 +282,7 @@ def test_run_dir_layout_resume_and_load(small_run, tmp_path):
     runs = list((tmp_path / "outputs" / "finetune").iterdir())
     assert len(runs) == 1
     run = runs[0]
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "logs/version_0/metrics.csv",
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "logs/version_0/metrics.csv", "original.pt",
                  f"{CHECKPOINT_DIR}/{LAST_CKPT}", "metrics.json", "finetune.png"):
         assert (run / name).is_file(), name
     assert (run / "finetune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -369,6 +369,9 @@ def test_ddp_sim_trains_in_two_processes_and_writes_once(small_run, tmp_path):
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 2
     assert len(list(tmp_path.rglob("metrics.json"))) == 1
+    from lightning_modules.finetune import load_finetune_run
+
+    load_finetune_run(runs[0])  # the checkpoint the workers wrote records the original.pt the run kept
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -8,9 +8,13 @@ which) and stored as an example with both models' metric scores
 (:mod:`.cells`). Cells of the same data, backbone and attribution use disjoint
 images unless ``study.disjoint_images=false``.
 
-Everything that can be checked is checked before anything is written (settings,
-runs and their checkpoints, the study's recorded settings, a writable image
-folder); the study row is created with its first examples (:mod:`.study_row`).
+Everything that can be checked is checked before anything is written, the cheap
+checks before torch is imported (settings, runs and their checkpoints, the study's
+recorded settings, the image folder), then each run's recorded original and a
+writable image folder; the study row is created with its first examples
+(:mod:`.study_row`). The original maps come from the original each run recorded
+(``original.pt``): build-dataset never rebuilds or trains a base model. A build that
+fails before storing anything leaves no study, no image folder and no new store file.
 
 Resumable and idempotent: an example's files are written (atomically) before
 its row, rows are keyed by (study, cell, test-split index), and already stored
@@ -19,34 +23,38 @@ complete one adds nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
 from omegaconf import DictConfig
 
-from .cells import CellJob, CellResult, build_cell
-from .files import (check_study_name, check_writable_folder, file_write_failure,
-                    remove_empty_folder)
-from .runs import check_distinct_cells, default_study_name, find_runs, latest_run
+from .files import (check_study_name, check_writable_folder, file_write_failure, missing_folders,
+                    remove_empty_folders, study_folder)
+from .runs import check_distinct_cells, check_recorded_originals, default_study_name, find_runs, latest_run
 from .settings import BuildError, StudySettings
 from .study_row import StudyRow
+
+if TYPE_CHECKING:  # torch is imported once the cheap checks have passed
+    import torch
+
+    from .cells import CellResult
 
 
 @dataclass
 class BuildOutcome:
-    """What a build did: the study's name, one result per cell, how images were drawn, notes."""
+    """What a build did: the study's name, one result per cell, how images were drawn, where they are."""
 
     name: str
-    results: list[CellResult]
+    results: list["CellResult"]
     disjoint_images: bool
     image_dir: str
-    notes: list[str] = field(default_factory=list)
 
 
-def device_of(name: str) -> torch.device:
+def device_of(name: str) -> "torch.device":
     """``study.device``: auto (cuda when available), cpu, cuda, cuda:1, ..."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -67,41 +75,47 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
     run_dirs = find_runs(source)
     check_distinct_cells(run_dirs)
     name = check_study_name(settings.name or default_study_name(source))
-    device = device_of(settings.device)
-    config = {**settings.pinned(), "examples_per_cell": settings.examples_per_cell,
-              "labels_per_example": settings.labels_per_example,
-              "source": str(source.resolve()), "runs": [str(r.resolve()) for r in run_dirs]}
-    store, study = Store.open(db or settings.db_url), None
-    try:
-        image_dir = (settings.image_root(cfg.paths.outputs) / name).resolve()
+    image_dir = study_folder(settings.image_root(cfg.paths.outputs), name)
+    config = {**settings.pinned(), "source": str(source.resolve()), "runs": [str(r.resolve()) for r in run_dirs]}
+    with Store.open_for_command(db or settings.db_url) as store:
         study = StudyRow.open(store, name, settings, config, image_dir)
-        check_writable_folder(study.image_dir, "study.image_dir")
-        outcome = BuildOutcome(name, [], settings.disjoint_images, str(study.image_dir),
-                               [study.note] if study.note else [])
+        created = missing_folders(study.image_dir)
         try:
-            _build_cells(study, run_dirs, settings, device, outcome, console)
-        except Exception as exc:
-            # (a full or read-only store is already one line: the store says so itself)
-            error = file_write_failure(exc, study.image_dir, "free space there or give study.image_dir=PATH")
-            if error is None:
-                raise
-            raise error from exc
-        if study.id is None:
-            raise BuildError(f"no test image of {source} is classified correctly by both models, so study {name!r} "
-                             f"would be empty: fine-tune longer, or check the runs' data")
-        return outcome
-    finally:
-        store.close()
-        if study is not None and study.id is None:  # nothing stored: not even an empty folder stays
-            remove_empty_folder(study.image_dir)
+            device = device_of(settings.device)
+            check_recorded_originals(run_dirs)
+            check_writable_folder(study.image_dir, "study.image_dir")
+            outcome = BuildOutcome(name, [], settings.disjoint_images, str(study.image_dir))
+            _build_cells_or_say_why(study, run_dirs, settings, device, outcome, console)
+            if study.id is None:
+                raise BuildError(f"no test image of {source} is classified correctly by both models, so study "
+                                 f"{name!r} would be empty: fine-tune longer, or check the runs' data")
+            return outcome
+        finally:
+            if study.id is None:  # nothing stored: not even an empty folder stays
+                remove_empty_folders(created)
 
 
-def _build_cells(study: StudyRow, run_dirs: list[Path], settings: StudySettings, device: torch.device,
+def _build_cells_or_say_why(study: StudyRow, run_dirs: list[Path], settings: StudySettings, device,
+                            outcome: BuildOutcome, console) -> None:
+    """:func:`_build_cells`, with a full or read-only image folder said in one line."""
+    try:
+        _build_cells(study, run_dirs, settings, device, outcome, console)
+    except Exception as exc:
+        # (a full or read-only store is already one line: the store says so itself)
+        error = file_write_failure(exc, study.image_dir, "free space there or give study.image_dir=PATH")
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _build_cells(study: StudyRow, run_dirs: list[Path], settings: StudySettings, device: "torch.device",
                  outcome: BuildOutcome, console) -> None:
     """One cell per run, in order, with a progress bar per cell."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lightning_modules.finetune import load_finetune_run  # torch-heavy: after every check
+
+    from .cells import CellJob, build_cell
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=False)

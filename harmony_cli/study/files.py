@@ -78,12 +78,30 @@ def remove_files(paths: list[Path]) -> None:
             pass
 
 
-def remove_empty_folder(folder: Path) -> None:
-    """Remove ``folder`` if it exists and is empty (what a failed step created and left unused)."""
-    try:
-        Path(folder).rmdir()
-    except OSError:
-        pass  # not empty, not there, or not ours to remove
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those above it that do not exist yet, innermost first (what creating it adds)."""
+    folder = Path(folder).absolute()
+    return [f for f in (folder, *folder.parents) if not f.exists()] if not folder.exists() else []
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (innermost first) that is empty: what a failed step created and left unused."""
+    for folder in folders:
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            break  # not empty, not there, or not ours to remove: neither is any folder above it
+
+
+def study_folder(root: str | os.PathLike, name: str) -> Path:
+    """The image folder of study ``name`` under ``root`` (``study.image_dir``), resolved; a one-line
+    UserError when it is a symbolic link: the images would go to wherever it points."""
+    folder = Path(root) / name
+    if folder.is_symlink():
+        raise UserError(f"the study's image folder {folder} is a symbolic link (to {os.readlink(folder)}), so its "
+                        f"images would be written elsewhere: remove the link, or give study.image_dir=PATH "
+                        f"a real folder")
+    return folder.resolve()
 
 
 def check_writable_folder(folder: Path, option: str) -> None:

@@ -14,36 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
-PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
-RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+from .settings import RenderSettings  # the settings live torch-free, beside the study's others
 
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """How maps and images are drawn.
-
-    ``image_size``: side of the PNGs in pixels (None: the data's own size).
-    ``image_weight``: how much of the grey image shows through the heatmap (0: none).
-    """
-
-    image_size: int | None = 224
-    colormap: str = "inferno"
-    image_weight: float = 0.35
-    resample: str = "bilinear"
-
-    def __post_init__(self):
-        from harmony_cli.errors import UserError
-
-        if self.colormap not in PERCEPTUAL_COLORMAPS:
-            raise UserError(f"study.colormap={self.colormap!r} is not a perceptually uniform colormap: "
-                            f"choose one of {', '.join(PERCEPTUAL_COLORMAPS)}")
-        if self.resample not in RESAMPLE_MODES:
-            raise UserError(f"study.resample={self.resample!r} is unknown: choose one of {', '.join(RESAMPLE_MODES)}")
-        if self.image_size is not None and not 8 <= int(self.image_size) <= 4096:
-            raise UserError(f"study.image_size={self.image_size} is out of range: give 8..4096 pixels, or null")
-        if not 0.0 <= float(self.image_weight) <= 1.0:
-            raise UserError(f"study.image_weight={self.image_weight} must lie in [0, 1]")
+__all__ = ["RenderSettings", "RenderedMaps", "colorize", "display_images", "encode_png", "normalize_maps", "overlay",
+           "render_pairs"]
 
 
 def _resize(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:

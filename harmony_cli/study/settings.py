@@ -1,4 +1,7 @@
-"""The ``study`` config group (conf/study/default.yaml) as a typed, checked settings object."""
+"""The ``study`` config group (conf/study/default.yaml) as a typed, checked settings object.
+
+Torch-free, so build-dataset checks its settings before anything heavy is imported or loaded.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -7,15 +10,46 @@ from typing import Any, Optional
 
 from ..errors import UserError
 from ..store.models import DEFAULT_LABELS_PER_EXAMPLE
-from .rendering import RenderSettings
+
+
+# Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
+PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
+RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How maps and images are drawn.
+
+    ``image_size``: side of the PNGs in pixels (None: the data's own size).
+    ``image_weight``: how much of the grey image shows through the heatmap (0: none).
+    """
+
+    image_size: int | None = 224
+    colormap: str = "inferno"
+    image_weight: float = 0.35
+    resample: str = "bilinear"
+
+    def __post_init__(self):
+        if self.colormap not in PERCEPTUAL_COLORMAPS:
+            raise UserError(f"study.colormap={self.colormap!r} is not a perceptually uniform colormap: "
+                            f"choose one of {', '.join(PERCEPTUAL_COLORMAPS)}")
+        if self.resample not in RESAMPLE_MODES:
+            raise UserError(f"study.resample={self.resample!r} is unknown: choose one of {', '.join(RESAMPLE_MODES)}")
+        if self.image_size is not None and not 8 <= int(self.image_size) <= 4096:
+            raise UserError(f"study.image_size={self.image_size} is out of range: give 8..4096 pixels, or null")
+        if not 0.0 <= float(self.image_weight) <= 1.0:
+            raise UserError(f"study.image_weight={self.image_weight} must lie in [0, 1]")
 
 
 class BuildError(UserError):
     """A run or study that cannot be built; the message says what to do."""
 
 
-# Settings whose change would mix differently made examples into one study (recorded in its config).
-PINNED_SETTINGS = ("seed", "image_size", "colormap", "image_weight", "resample", "disjoint_images")
+# Settings a study records and a later build must repeat to complete it: another value would mix
+# two differently made studies in one.
+PINNED_SETTINGS = ("seed", "image_size", "colormap", "image_weight", "resample", "disjoint_images",
+                   "examples_per_cell", "labels_per_example")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ class StudyRow:
     ``config``: what the study records (pinned settings, source runs, ``higher_is_better`` per metric,
     the annotators' ``instructions`` when ``study.instructions`` gives them: a later build that gives
     others replaces them).
-    ``note``: a line for the summary when the stored study differs from the settings (its image folder).
     """
 
     store: Any
@@ -29,7 +28,6 @@ class StudyRow:
     config: dict
     image_dir: Path
     id: Optional[int] = None
-    note: Optional[str] = None
 
     @classmethod
     def open(cls, store, name: str, settings: StudySettings, config: dict, image_dir: Path) -> "StudyRow":
@@ -44,22 +42,14 @@ class StudyRow:
             how = f"was imported ({found.source})" if found.source != "harmony" else "has no image folder"
             raise BuildError(f"study {name!r} {how}, so build-dataset cannot add to it: give another study.name=")
         recorded = found.config or {}
-        changed = [f"{k}={recorded[k]}" for k in PINNED_SETTINGS
-                   if k in recorded and recorded[k] != settings.pinned()[k]]
-        if changed:
-            raise BuildError(f"study {name!r} was built with {', '.join(changed)}: rerun with those settings, "
-                             f"or give a new study.name=")
+        _refuse_other_settings(name, recorded, config, Path(found.image_dir), image_dir)
         with store.read() as session:
             empty = not _has_examples(session, found.id)
         if empty:  # a row an older harmony left behind: start it afresh
             return cls(store, name, config, image_dir, id=found.id)
         if instructions is not None and recorded.get(study_instructions.CONFIG_KEY) != instructions:
             recorded = store.update_study_config(name, **{study_instructions.CONFIG_KEY: instructions})
-        row = cls(store, name, recorded, Path(found.image_dir), id=found.id)
-        if Path(found.image_dir) != image_dir:
-            row.note = (f"study {name!r} keeps its images in {found.image_dir} (where it was started), not "
-                        f"{image_dir}")
-        return row
+        return cls(store, name, recorded, Path(found.image_dir), id=found.id)
 
     def add(self, rows: list[dict], higher_is_better: dict[str, bool]) -> None:
         """Store ``rows`` (examples) and the metrics' directions; the study row too if it is new. One transaction."""
@@ -110,6 +100,19 @@ class StudyRow:
                 select(func.avg(Example.original_score), func.avg(Example.finetuned_score))
                 .filter_by(study_id=self.id, **cell)).one()
         return (None if original is None else float(original)), (None if finetuned is None else float(finetuned))
+
+
+def _refuse_other_settings(name: str, recorded: dict, config: dict, recorded_dir: Path, image_dir: Path) -> None:
+    """A one-line BuildError naming every setting in which this build differs from the stored study's
+    (those it records, and its image folder): completing it with others would mix two studies in one."""
+    changed = [f"study.{key}={recorded[key]} (not {config[key]})" for key in PINNED_SETTINGS
+               if key in recorded and key in config and recorded[key] != config[key]]
+    if recorded_dir != image_dir:
+        root = recorded_dir.parent if recorded_dir.name == name else recorded_dir
+        changed.append(f"study.image_dir={root} (not {image_dir.parent})")
+    if changed:
+        raise BuildError(f"study {name!r} exists with {', '.join(changed)}: rerun with those settings to "
+                         f"complete it, or give a new study.name=")
 
 
 def _has_examples(session, study_id: int) -> bool:

@@ -13,7 +13,7 @@ def summary_table(outcome: BuildOutcome):
     images = ("disjoint across cells of the same backbone and attribution (study.disjoint_images=true)"
               if outcome.disjoint_images else "shared across cells (study.disjoint_images=false)")
     table = Table(title=f"study {outcome.name} ({', '.join(datasets)})",
-                  caption="\n".join([f"images: {images}", *outcome.notes]), caption_justify="left")
+                  caption=f"images: {images}", caption_justify="left")
     for column in ("cell", "examples", "added", "skipped (why)", "original mean", "fine-tuned mean"):
         table.add_column(column, justify="left" if column in ("cell", "skipped (why)") else "right")
     for r in results:

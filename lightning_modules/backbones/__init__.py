@@ -12,7 +12,7 @@ from torch import nn
 
 from .tiny import TinyCNN
 from .torchvision_models import torchvision_classifier
-from .weights import WeightsError, auto_weights, load_state_file, load_torchvision_weights
+from .weights import WeightsError, auto_weights, load_state_file, load_torchvision_weights, weights_digest
 
 
 def build_backbone(model: nn.Module, name: str, weights: str | None = "auto", gradcam_layer: str | None = None,
@@ -41,4 +41,5 @@ def build_backbone(model: nn.Module, name: str, weights: str | None = "auto", gr
     return model.eval()
 
 
-__all__ = ["TinyCNN", "WeightsError", "build_backbone", "load_state_file", "torchvision_classifier"]
+__all__ = ["TinyCNN", "WeightsError", "build_backbone", "load_state_file", "torchvision_classifier",
+           "weights_digest"]

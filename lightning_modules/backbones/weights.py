@@ -71,6 +71,19 @@ def load_torchvision_weights(model: nn.Module, arch: str, weights_name: str) -> 
     return model
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's content: every tensor's name, dtype, shape and bytes, in name order.
+
+    Equal for equal weights however they were saved or loaded; any changed value changes it.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _fingerprint(name: str, model: nn.Module, datamodule) -> str:
     shapes = [tuple(p.shape) for p in model.state_dict().values()]
     key = json.dumps([name, datamodule.fingerprint(), str(shapes)])

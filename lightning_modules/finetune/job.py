@@ -29,6 +29,7 @@ from .callbacks import BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT, BestAgreeingCheckpo
 from .checks import check_combination
 from .data import FinetuneData
 from .module import FinetuneModule
+from .original import ORIGINAL_FILE, load_recorded_original, save_original
 from .rundir import (FIGURE_FILE, METRICS_FILE, RUN_LOG, discard_unfinished_run, load_finetuned_weights,
                      resolve_ckpt_path)
 
@@ -167,7 +168,11 @@ def _fit_and_finish(cfg, run_dir: Path, resume_missing_ok: bool) -> dict | None:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ft = cfg.finetune
     data = FinetuneData(instantiate(cfg.data), ft.batch_size, ft.val_batch_size, ft.val_size)
-    module = build_module(cfg, datamodule=data.data)
+    # a resumed run continues against the original it started from, never one rebuilt from the config
+    original = load_recorded_original(cfg.backbone, ckpt_path) if ckpt_path else None
+    module = build_module(cfg, datamodule=data.data, original=original)
+    if _is_rank_zero() and not (original is not None and (run_dir / ORIGINAL_FILE).is_file()):
+        save_original(run_dir, module.original)
     callbacks = build_callbacks(cfg)
     checkpoints = checkpoint_callback(callbacks)
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)

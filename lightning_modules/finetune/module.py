@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .folded import proven_twin
+from .original import ORIGINAL_DIGEST_KEY
 from .scoring import SUMS, batch_sums, summarize
 
 
@@ -99,6 +100,7 @@ class FinetuneModule(pl.LightningModule):
         self._original_val: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
         self._val_sums: Tensor | None = None
         self._fast_original: tuple[torch.device, object] | None = None
+        self._original_digest: str | None = None
         self.train(False)
 
     # both nets stay in eval mode (Lightning calls .train() at fit start and after validation)
@@ -208,10 +210,21 @@ class FinetuneModule(pl.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.finetuned.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
-    # ---- checkpoints hold only the fine-tuned weights (the original is rebuilt from the config)
+    # ---- checkpoints hold the fine-tuned weights and the digest of the original's
+    # (the run keeps the original once, in original.pt: see .original)
+
+    @property
+    def original_digest(self) -> str:
+        """The content digest of the frozen original's weights (computed once: they never change)."""
+        if self._original_digest is None:
+            from ..backbones import weights_digest
+
+            self._original_digest = weights_digest(self.original.state_dict())
+        return self._original_digest
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("original.")}
+        checkpoint[ORIGINAL_DIGEST_KEY] = self.original_digest
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"].update({f"original.{k}": v for k, v in self.original.state_dict().items()})

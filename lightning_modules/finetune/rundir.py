@@ -8,12 +8,14 @@ everything; checkpoints, metrics.json and the PNG are replaced atomically::
     .hydra/config.yaml, hydra.yaml, overrides.yaml   the composed config and the overrides (Hydra)
     finetune.log                                     the run's log: one line per validation, the summary
     logs/...                                         the Lightning logger's files (conf/logger: csv, tensorboard, ...)
+    original.pt                                      the original's weights, written before the first step
     checkpoints/last.ckpt                            after every validation: fine-tuned weights, optimizer, loop state
     checkpoints/best.ckpt                            best validation metric among those with agreement >= min_agreement
     metrics.json                                     the summary (:data:`METRICS_KEYS` + best_step, history, ...)
     finetune.png                                     maps of both models on validation images + validation curves
 
-Checkpoints hold the fine-tuned net only (keys ``finetuned.*``); the original is rebuilt from the config::
+Checkpoints hold the fine-tuned net (keys ``finetuned.*``) and the digest of ``original.pt``, from which
+a loaded run's original comes (:mod:`.original`; never rebuilt from the config)::
 
     run = load_finetune_run("outputs/finetune/2025-01-01_12-00-00")
     maps = run.explainer(run.finetuned)(x, y)          # (B,1,H,W)
@@ -35,6 +37,7 @@ from torch import nn
 
 from ..errors import UserError
 from .callbacks import BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT
+from .original import ORIGINAL_FILE, load_recorded_original
 
 log = logging.getLogger("lightning_modules.finetune")
 
@@ -85,7 +88,7 @@ def discard_unfinished_run(run_dir: str | os.PathLike) -> bool:
         return False
     for name in (".hydra", CHECKPOINT_DIR, *LOGGER_DIRS):
         shutil.rmtree(run_dir / name, ignore_errors=True)
-    for name in (RUN_LOG, FIGURE_FILE):
+    for name in (RUN_LOG, FIGURE_FILE, ORIGINAL_FILE):
         (run_dir / name).unlink(missing_ok=True)
     for folder in (run_dir, run_dir.parent):  # the run, then outputs/finetune when it was the only one
         try:
@@ -108,7 +111,7 @@ class FinetuneRun:
     cfg: the composed config the run used (``<run>/.hydra/config.yaml``; resolved lazily).
     run_dir: the run's folder.
     datamodule: ``instantiate(cfg.data)`` (not set up; call ``datamodule.split("test")``).
-    original: the base classifier, eval mode, frozen.
+    original: the base classifier the run started from (its ``original.pt``), eval mode, frozen.
     finetuned: the fine-tuned copy with the best checkpoint's weights (the last one's when no
         validation kept the agreement floor: ``metrics["best_checkpoint"]`` is then None), eval mode, frozen.
     metric: the metric object (``score(model, x, y, explain, masks=None) -> (B,)``, ``loss(...)``,
@@ -168,7 +171,9 @@ def load_finetune_run(run_dir: str | os.PathLike, overrides: list[str] | None = 
     """Rebuild a finished run: its config, data module, original and fine-tuned models, metric.
 
     ``overrides``: dotlist values replacing the recorded config's (e.g. ``["data.root=/mnt/imagenet"]``
-    when the data moved). Raises :class:`RunError` (one line) for a dir that is not a finished run.
+    when the data moved; ``backbone.weights`` has no effect: the original is the run's ``original.pt``).
+    Raises :class:`RunError` (one line) for a dir that is not a finished run, and
+    :class:`.original.OriginalError` for one whose original is not recorded or does not match.
     """
     from hydra.utils import instantiate
 
@@ -177,8 +182,8 @@ def load_finetune_run(run_dir: str | os.PathLike, overrides: list[str] | None = 
     cfg = OmegaConf.load(config)
     if overrides:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    original = load_recorded_original(cfg.backbone, checkpoint)  # checked before the data is set up
     datamodule = instantiate(cfg.data)
-    original = instantiate(cfg.backbone, datamodule=datamodule).eval().requires_grad_(False)
     holder = _Holder(copy.deepcopy(original))
     load_finetuned_weights(holder, checkpoint)
     finetuned = holder.finetuned.eval().requires_grad_(False)
