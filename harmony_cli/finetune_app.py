@@ -15,11 +15,12 @@ from typing import Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
-from harmony_cli.errors import UserError, exit_on_user_error
-from harmony_cli.hydra_app import CONFIG_NAME, checked_config_dir
+from harmony_cli.errors import UserError
+from harmony_cli.hydra_app import CONFIG_NAME, checked_config_dir, compose_config, exit_on_user_error
 
 TASK = "finetune"
 # Hydra's flags that take a value (`--cfg job`); `--info` takes one of these words when given.
@@ -49,7 +50,7 @@ def main(cfg: DictConfig) -> dict | float | None:
 
     Returns the run's metrics.json content, or its ``optimized_metric`` entry for a sweeper
     that optimizes (``hparams_search=optuna``)."""
-    from lightning_modules.finetune import run_finetune
+    from lightning_modules.finetune import run_finetune  # here: `--cfg job` and `--help` start without torch
 
     hydra_cfg = HydraConfig.get()
     with exit_on_user_error(), _relaunchable_as_this_job():
@@ -94,6 +95,37 @@ def run(args: list[str]) -> None:
         raise
     finally:
         sys.argv = saved
+
+
+def resume_args(args: list[str]) -> list[str]:
+    """``args`` with the run (or sweep) dir to resume added, when ``ckpt_path=last`` names none.
+
+    Without ``hydra.run.dir`` it continues the latest run dir under ``<paths.outputs>/finetune`` whose
+    overrides equal these (:func:`lightning_modules.finetune.rundir.find_resumable`); with ``-m`` the
+    latest sweep under ``<paths.outputs>/finetune-multirun``.
+    """
+    overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    if "ckpt_path=last" not in overrides:
+        return args
+    # imported here: torch comes with the run folder's module, and only a resumed run needs it
+    from lightning_modules.finetune.rundir import comparable, find_resumable, override_key
+
+    multirun = "-m" in args or "--multirun" in args
+    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(override_key(o) == dir_key for o in overrides):
+        return args
+    # where runs are kept does not depend on the swept values: compose the rest once
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides)
+             if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    outputs = Path(compose_config(fixed, task=TASK).paths.outputs)
+    root = outputs / (f"{TASK}-multirun" if multirun else TASK)
+    found = find_resumable(root, overrides, multirun=multirun)
+    if found is None:
+        what = "sweep" if multirun else "run with a checkpoint"
+        raise UserError(f"no earlier finetune {what} under {root} has the overrides "
+                        f"[{' '.join(comparable(overrides))}]: drop ckpt_path=last (or --resume) to start a new "
+                        f"one, or add {dir_key}=<run dir> to resume that one")
+    return [*args, f"{dir_key}={found}"]
 
 
 def _output_folders(args: list[str]) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Where harmony's Hydra configs live, composing them from code, and Hydra's errors as one line.
+"""Where harmony's Hydra configs live, composing them from code, and Hydra's errors as one line:
+:func:`exit_on_user_error` runs every command (the CLI and the Hydra finetune job).
 
 The configs ship inside the package (``harmony_cli/conf`` in a wheel, ``conf/`` in a checkout);
 ``HARMONY_CONF`` points every command at another folder of the same layout.
@@ -6,11 +7,15 @@ The configs ship inside the package (``harmony_cli/conf`` in a wheel, ``conf/`` 
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
-from .errors import UserError
+from .errors import USER_ERROR_STATUS, UserError, print_error
 
 CONFIG_NAME = "config"
 CONF_ENV = "HARMONY_CONF"
@@ -109,3 +114,39 @@ def compose_config(overrides: list[str] | None = None, task: str = "finetune", r
     finally:
         GlobalHydra.instance().clear()
     return cfg
+
+
+def find_user_error(exc: BaseException | None) -> UserError | None:
+    """The user error behind ``exc``: itself, the cause of a wrapper (Hydra's ``instantiate``
+    wraps what a ``_target_`` raises), a ``???`` config value left unset, or an override that
+    does not compose (Hydra's composition errors)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        if isinstance(exc, MissingMandatoryValue) and exc.full_key:
+            return UserError(f"config value {exc.full_key} must be set: add {exc.full_key}=... to the command")
+        if type(exc).__module__.startswith("hydra."):
+            converted = config_error(exc)
+            if converted is not None:
+                return converted
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return None
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Run the body; a user error prints one line and exits with status 2, anything else propagates.
+
+    The whole CLI runs inside it; a Hydra job runs inside it too, since Hydra would otherwise
+    add its own lines about the failed job.
+    """
+    try:
+        yield
+    except Exception as exc:
+        error = find_user_error(exc)
+        if error is None:
+            raise
+        print_error(error)
+        sys.exit(USER_ERROR_STATUS)

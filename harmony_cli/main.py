@@ -5,7 +5,8 @@ import sys
 
 import typer
 
-from .errors import exit_on_user_error, usage_error
+from .errors import usage_error
+from .hydra_app import exit_on_user_error
 
 from . import __version__
 from .commands import (analyze, annotators, build_dataset, data, export, finetune, import_legacy, power, serve,

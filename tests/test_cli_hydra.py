@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harmony_cli.errors import UserError
 from harmony_cli.finetune_app import overrides_first
 from harmony_cli.hydra_app import ConfigError, compose_config
 from tests.conftest import REPO, TEST_CACHE
@@ -144,7 +145,7 @@ def test_joblib_launcher_runs_sweep_jobs_in_separate_processes(tmp_path):
 def test_resume_finds_the_latest_sweep_with_the_same_overrides(tmp_path):
     from omegaconf import OmegaConf
 
-    from harmony_cli.commands.finetune import resume_args
+    from harmony_cli.finetune_app import resume_args
 
     outputs = tmp_path / "outputs"
     swept = ["metric=rma,focus", f"paths.outputs={outputs}", "trainer.max_steps=4"]
@@ -159,7 +160,7 @@ def test_resume_finds_the_latest_sweep_with_the_same_overrides(tmp_path):
     assert resume_args(["metric=rma", "trainer.max_steps=8"]) == ["metric=rma", "trainer.max_steps=8"]
     with pytest.raises(Exception, match="no earlier finetune sweep") as info:
         resume_args(["-m", "metric=rma,irof", f"paths.outputs={outputs}", "ckpt_path=last"])
-    assert getattr(info.value, "user_error", False)
+    assert isinstance(info.value, UserError)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,

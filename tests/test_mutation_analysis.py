@@ -147,7 +147,7 @@ def test_agreement_uses_examples_with_two_or_more_labels_against_the_libraries()
 
     from harmony_cli.analysis.agreement import agreement
 
-    # columns: original, neither, finetuned (encoding.CHOICES); the last two rows have one and no label
+    # columns: original, neither, finetuned (cells.REPORT_ORDER); the last two rows have one and no label
     table = np.array([[2, 0, 0], [1, 1, 0], [0, 2, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]])
     got = agreement(table)
     paired = table[:4]

@@ -12,7 +12,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from harmony_cli.analysis.clustered import clustered_shares, decisive_rate_interval, net_preference_tests
 
-# count columns: original, neither, finetuned (harmony_cli.analysis.encoding.CHOICES)
+# count columns: original, neither, finetuned (harmony_cli.cells.REPORT_ORDER)
 # cell 0: A 2 fine-tuned; B 1 original + 1 fine-tuned; C 2 neither
 HAND = np.array([[0, 0, 2], [1, 0, 1], [0, 2, 0]])
 

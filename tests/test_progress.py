@@ -139,7 +139,7 @@ def test_position_bias_is_the_share_of_decisive_sided_labels_choosing_the_left_m
 
 
 def test_agreement_and_verdict_are_harmony_analyzes_with_the_caveat(store, tmp_path):
-    from harmony_cli.commands.analyze import study_report
+    from harmony_cli.analysis.study import study_report
     from harmony_cli.main import app
 
     labels, cells = store.labels_frame("progress-test"), store.cells("progress-test")

@@ -5,7 +5,7 @@ import json
 
 from typer.testing import CliRunner
 
-from harmony_cli.commands.analyze import study_report
+from harmony_cli.analysis.study import study_report
 from harmony_cli.main import app
 from harmony_cli.store import Store
 

@@ -203,7 +203,8 @@ def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels
 
     from harmony_cli.analysis import AnalysisSettings
     from harmony_cli.main import app
-    from webui.dashboard import cached_analysis, run_analysis, study_figures
+    from harmony_cli.analysis.study import analyze_study_labels as run_analysis
+    from webui.dashboard import cached_analysis, study_figures
 
     url = f"sqlite:///{tmp_path / 'harmony.db'}"
     with Store.open(url) as store:

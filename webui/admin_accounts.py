@@ -13,9 +13,10 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from harmony_cli.commands.annotators import MIN_PASSWORD_LENGTH, check_password, parse_cell
-from harmony_cli.errors import find_user_error
+from harmony_cli.cells import cell_text, parse_cell
+from harmony_cli.errors import UserError
 from harmony_cli.store import Store
+from harmony_cli.store.passwords import MIN_PASSWORD_LENGTH, check_password
 
 
 # actions (no Streamlit): each returns the line to show, or raises a UserError with the CLI's line ----
@@ -46,11 +47,6 @@ def unlock_account(store: Store, name: str) -> str:
     """``harmony annotators unlock NAME``: lift the lockout after too many failed logins."""
     was_locked = store.unlock(name)
     return f"unlocked {name}" if was_locked else f"{name} was not locked (its failed logins are forgotten)"
-
-
-def cell_text(cell: dict, with_dataset: bool) -> str:
-    """A cell as the CLI's ``--cell`` writes it: metric/backbone/attribution (dataset/... when it matters)."""
-    return "/".join(str(cell[f]) for f in (("dataset",) if with_dataset else ()) + ("metric", "backbone", "attribution"))
 
 
 def change_assignment(store: Store, name: str, study: str, cells: list[str], assign: bool) -> str:
@@ -86,11 +82,8 @@ def report(action: Callable[..., str], *args) -> None:
     """Run an action and show its line: success, or the one-line error a user can act on."""
     try:
         message = action(*args)
-    except Exception as exc:  # a UserError may be any class marked user_error (see harmony_cli.errors)
-        error = find_user_error(exc)
-        if error is None:
-            raise
-        st.error(str(error))
+    except UserError as exc:
+        st.error(str(exc))
         return
     st.success(message)
 

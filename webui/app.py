@@ -16,11 +16,12 @@ import logging
 
 import streamlit as st
 
+from harmony_cli.cells import cell_text
 from harmony_cli.store import Store, StoreError, resolve_db_url
+from webui import dashboard as admin_dashboard
 from webui import instructions as page_instructions
 from webui import login as page_login
 from webui import pair
-from webui import dashboard as admin_dashboard  # (after pair: merges beside the instructions hook)
 from webui.images import pair_images
 from webui.presses import PressLog, handle_presses
 from webui.session import SECRET_NAME, CellCursor, example_screen, open_cell
@@ -171,7 +172,7 @@ def cells_screen(store: Store, url: str) -> None:
     for number, row in enumerate(rows):
         with st.container(border=True):
             text, action = st.columns([4, 1], vertical_alignment="center")
-            text.markdown(f"**{row['metric']} · {row['backbone']} · {row['attribution']}**  \n"
+            text.markdown(f"**{cell_text(row, separator=admin_dashboard.CELL_SEPARATOR)}**  \n"
                           f"{row['study']} · {row['dataset']}")
             text.progress(min(1.0, row["labels"] / row["needed"]) if row["needed"] else 0.0, text=cell_status(row))
             wanted = row["available"] > 0

@@ -4,8 +4,9 @@ Admins land on it after login (``?view=dashboard``, the default for them) and sw
 annotation cells with "Annotate" (``?view=annotate``). Every run re-reads the logged-in account from
 the store: a non-admin (or an admin demoted or deactivated meanwhile) never gets the dashboard, and a
 request for it (the URL's ``view=dashboard``) is refused with a message. The figures come from
-harmony_cli.analysis.progress; the verdicts from ``harmony analyze``'s analysis (``analyze_labels`` with the
-study's metric directions and the settings of ``conf/analysis``: the same pre-registered rule and Holm family).
+harmony_cli.analysis.progress; the verdicts from ``harmony analyze``'s analysis
+(``harmony_cli.analysis.study.analyze_study_labels`` with the study's metric directions and the settings
+of ``conf/analysis``: the same pre-registered rule and Holm family).
 """
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
-from harmony_cli.analysis import AnalysisSettings, analyze_labels, select_label_source
-from harmony_cli.analysis.encoding import CELL_FIELDS
-from harmony_cli.analysis.completeness import note_incomplete
+from harmony_cli.analysis import AnalysisSettings, select_label_source
 from harmony_cli.analysis.progress import annotator_progress, left_choice, open_examples, study_overview
-from harmony_cli.commands.analyze import pick_study, study_directions
+from harmony_cli.analysis.study import analyze_study_labels, pick_study, study_directions
+from harmony_cli.cells import CELL_FIELDS, cell_text
 from harmony_cli.errors import UserError
 from harmony_cli.store import Store, study_rules
 from webui import admin_accounts
@@ -28,6 +28,7 @@ from webui import admin_accounts
 VIEW_KEY = "view"  # query parameter: "dashboard" | "annotate"
 REFUSED = "The dashboard is for admin accounts only."
 ALL_CELLS = "All cells"
+CELL_SEPARATOR = " · "  # between a cell's fields wherever the page names a cell
 
 
 # figures (no Streamlit) ---------------------------------------------------------------------
@@ -48,17 +49,10 @@ class StudyFigures:
     simulated_labels: int = 0
 
 
-def run_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool],
-                 per_example: int) -> dict:
-    """``harmony analyze``'s analysis of these labels, incomplete cells noted (as ``study_report`` runs it)."""
-    frame = pd.DataFrame(cells)
-    return note_incomplete(analyze_labels(labels, settings, cells=frame, higher_is_better=directions), labels,
-                           frame, per_example)
-
-
-def study_figures(store: Store, name: str, settings, analysis: Callable[..., dict] = run_analysis) -> StudyFigures:
+def study_figures(store: Store, name: str, settings,
+                  analysis: Callable[..., dict] = analyze_study_labels) -> StudyFigures:
     """The figures of study ``name`` with the analysis ``settings`` (an AnalysisSettings); ``analysis``:
-    :func:`run_analysis` or a cached stand-in with its signature."""
+    :func:`analyze_study_labels` or a cached stand-in with its signature."""
     study = store.study(name)
     rules = study_rules(study.config, study.source)
     cells = store.cells(name)
@@ -79,11 +73,6 @@ def study_figures(store: Store, name: str, settings, analysis: Callable[..., dic
                         notes, real_labels=real, simulated_labels=simulated)
 
 
-def cell_name(cell: dict, with_dataset: bool = False) -> str:
-    return (f"{cell['dataset']} · " if with_dataset else "") + f"{cell['metric']} · {cell['backbone']} · " \
-                                                               f"{cell['attribution']}"
-
-
 def _number(value, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -97,7 +86,7 @@ def _share(share, interval) -> str:
 def cell_names(figures: StudyFigures) -> list[str]:
     """The cells' names as shown (with the dataset only when the study has several)."""
     several = len({c["dataset"] for c in figures.cells}) > 1
-    return [cell_name(c, several) for c in figures.cells]
+    return [cell_text(c, several, CELL_SEPARATOR) for c in figures.cells]
 
 
 def cells_table(figures: StudyFigures) -> pd.DataFrame:
@@ -145,13 +134,13 @@ def analysis_settings():
 @st.cache_data(show_spinner=False, max_entries=8)
 def _cached_analysis(_labels: pd.DataFrame, cells: str, settings: str, directions: str, per_example: int,
                      fingerprint: int) -> dict:
-    return run_analysis(_labels, json.loads(cells), AnalysisSettings(**json.loads(settings)), json.loads(directions),
-                        per_example)
+    return analyze_study_labels(_labels, json.loads(cells), AnalysisSettings(**json.loads(settings)),
+                                json.loads(directions), per_example)
 
 
 def cached_analysis(labels: pd.DataFrame, cells: list[dict], settings, directions: dict[str, bool],
                     per_example: int) -> dict:
-    """:func:`run_analysis`, computed again only when the labels (their full content), cells, settings or
+    """:func:`analyze_study_labels`, computed again only when the labels (their full content), cells, settings or
     metric directions change: every click on the dashboard reruns the page."""
     fingerprint = int(pd.util.hash_pandas_object(labels, index=False).sum())
     return _cached_analysis(labels, json.dumps(cells, sort_keys=True, default=str),

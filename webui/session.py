@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harmony_cli.cells import CELL_FIELDS
 from harmony_cli.store import SIDES, AnswerRefused, CellClosed, Store
 
 BUTTONS = ("A", "neither", "B")  # left map, "Neither", right map
@@ -150,7 +151,7 @@ def start_after(store: Store, annotator_id: int, study_id: int, cell: dict, ids:
 def open_cell(store: Store, annotator_id: int, study_id: int, cell: dict, now: float | None = None) -> CellCursor:
     """A cursor on the example this annotator should label first (least-labelled of those they have not
     answered and that still need labels), or on the end screen if the cell needs nothing more from them."""
-    cell = {k: cell[k] for k in ("dataset", "metric", "backbone", "attribution")}
+    cell = {k: cell[k] for k in CELL_FIELDS}
     ids = store.cell_example_ids(study_id, cell)
     cursor = CellCursor(study_id, cell, ids, None, quota=store.study_rules(study_id).labels_per_example)
     first = store.next_to_label(annotator_id, study_id, cell, cursor.quota,

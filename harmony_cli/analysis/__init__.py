@@ -1,16 +1,16 @@
 """Analysis of a study's labels: does the metric agree with people?
 
-Rooms: ``encoding`` (labels as arrays), ``significance`` (library tests), ``clustered`` (the
+Modules: ``encoding`` (labels as arrays), ``significance`` (library tests), ``clustered`` (the
 example-clustered figures), ``verdict`` (the pre-registered rule), ``agreement``, ``bootstrap``,
 ``regression`` (metric gain), ``cells`` (per-cell rows), ``rollups`` (groups, annotators, position),
-``pipeline`` (``analyze_labels``), ``report``/``markdown``/``latex``/``plot`` (the report folder),
+``pipeline`` (``analyze_labels``), ``study`` (one study of a store: ``study_report``), ``report``/``markdown``/``latex``/``plot`` (the report folder),
 ``power`` (study planning by simulation). Nothing here imports torch or lightning_modules.
 """
 from .agreement import agreement, majority_votes
 from .bootstrap import cluster_bootstrap_share
 from .cells import cell_statistics
 from .clustered import clustered_shares
-from .encoding import CELL_FIELDS, CHOICES, encode_labels, select_label_source
+from .encoding import encode_labels, select_label_source
 from .pipeline import analyze_labels
 from .regression import gain_regression
 from .report import REPORT_FILES, cells_frame, to_json, write_report
@@ -20,7 +20,7 @@ from .significance import binomial_p, holm, wilson_interval
 from .verdict import VERDICTS, verdicts
 
 __all__ = [
-    "AnalysisSettings", "CELL_FIELDS", "CHOICES", "REPORT_FILES", "VERDICTS", "agreement", "analyze_labels",
+    "AnalysisSettings", "REPORT_FILES", "VERDICTS", "agreement", "analyze_labels",
     "annotator_statistics", "binomial_p", "cell_statistics", "cells_frame", "cluster_bootstrap_share",
     "clustered_shares", "encode_labels", "gain_regression", "holm", "majority_votes", "position_bias", "rollups",
     "select_label_source", "to_json", "verdicts", "wilson_interval", "write_report",

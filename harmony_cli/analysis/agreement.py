@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .encoding import CHOICES
+from ..cells import REPORT_ORDER
 
 
 def agreement(table: np.ndarray) -> dict:
@@ -32,7 +32,7 @@ def agreement(table: np.ndarray) -> dict:
     if len(used) == 1:
         everywhere = np.flatnonzero(table.sum(0)).size == 1
         scope = "every label" if everywhere else "every label on examples with two or more labels"
-        out["notes"].append(f"agreement undefined: {scope} is {CHOICES[used[0]]!r} (no variation to agree "
+        out["notes"].append(f"agreement undefined: {scope} is {REPORT_ORDER[used[0]]!r} (no variation to agree "
                             f"beyond chance on)")
         return out
 
@@ -61,7 +61,7 @@ def agreement(table: np.ndarray) -> dict:
 
 
 def majority_votes(counts: np.ndarray) -> np.ndarray:
-    """Majority choice per example of an (E, 3) count table: 0/1/2 (CHOICES), 3 for a tie, -1 unlabelled."""
+    """Majority choice per example of an (E, 3) count table: 0/1/2 (REPORT_ORDER), 3 for a tie, -1 unlabelled."""
     top = counts.max(1)
     at_top = (counts == top[:, None]).sum(1)
     vote = counts.argmax(1)

@@ -5,10 +5,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..cells import REPORT_ORDER
 from .agreement import agreement, majority_votes
 from .bootstrap import cluster_bootstrap_share
 from .clustered import clustered_shares
-from .encoding import CHOICES, FINETUNED, NEITHER, ORIGINAL, EncodedLabels
+from .encoding import FINETUNED, NEITHER, ORIGINAL, EncodedLabels
 from .regression import gain_bins, gain_regression
 from .settings import AnalysisSettings
 from .significance import binomial_p_many, holm, wilson_interval
@@ -148,7 +149,7 @@ def cell_statistics(data: EncodedLabels, settings: AnalysisSettings, n_examples:
         shares, intervals = shares_with_intervals(a.counts[c], settings.confidence)
         row = {**cell, "n_examples": int(n_examples[c]), "n_examples_labelled": int(labelled[c]),
                "n_annotators": int(a.n_annotators[c]), "n_labels": int(a.counts[c].sum()),
-               "counts": {ch: int(a.counts[c, i]) for i, ch in enumerate(CHOICES)}, "shares": shares,
+               "counts": {ch: int(a.counts[c, i]) for i, ch in enumerate(REPORT_ORDER)}, "shares": shares,
                "share_intervals": intervals, "verdict": str(a.verdicts[c]),
                "neither_dominant": bool((shares["neither"] or 0) > settings.neither_dominant),
                **clustered_row(a, c, settings), **secondary_rows(a, c, int(labelled[c]))}

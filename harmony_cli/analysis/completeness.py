@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .encoding import CELL_FIELDS
+from ..cells import CELL_FIELDS, cell_text
 
 
 def incomplete_cells(labels: pd.DataFrame, cells: pd.DataFrame, labels_per_example: int) -> list[dict]:
@@ -32,10 +32,6 @@ def incomplete_cells(labels: pd.DataFrame, cells: pd.DataFrame, labels_per_examp
     return short
 
 
-def cell_name(cell: dict) -> str:
-    return "/".join(str(cell[f]) for f in ("metric", "backbone", "attribution"))
-
-
 def note_incomplete(report: dict, labels: pd.DataFrame, cells: pd.DataFrame, labels_per_example: int) -> dict:
     """Record the incomplete cells in ``report`` (``incomplete_cells``, the notes); returns the report."""
     short = incomplete_cells(labels, cells, labels_per_example)
@@ -51,7 +47,7 @@ def note_incomplete(report: dict, labels: pd.DataFrame, cells: pd.DataFrame, lab
                                            f"({found['short_examples']} examples short): the verdict may change"]
     report["notes"] = [*report["notes"], f"{len(short)} of {len(report['cells'])} cells are incomplete (fewer than "
                                          f"{labels_per_example} labels per example): "
-                                         f"{', '.join(cell_name(c) for c in short[:6])}"
+                                         f"{', '.join(cell_text(c) for c in short[:6])}"
                                          f"{', ...' if len(short) > 6 else ''}; their verdicts may change"]
     return report
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..cells import CELL_FIELDS, REPORT_ORDER
 from ..errors import UserError
 
-# Display order everywhere (bars read left to right: original, neither, finetuned).
-CHOICES = ("original", "neither", "finetuned")
+# Codes of the choices: their index in REPORT_ORDER (the count table's columns).
 ORIGINAL, NEITHER, FINETUNED = range(3)
-CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")
 REQUIRED_COLUMNS = ("example_id", *CELL_FIELDS, "annotator", "choice")
 
 
@@ -26,7 +25,7 @@ class EncodedLabels:
 
     cells: (C, 4) frame of the cell fields, in report order.
     example_ids: (E,) store ids; example_cell: (E,) cell index of each example.
-    counts: (E, 3) labels per example and choice (CHOICES order).
+    counts: (E, 3) labels per example and choice (REPORT_ORDER).
     label_example, label_choice, label_annotator: (L,) indices per label.
     annotators: (A,) names; annotator_simulated: (A,) bool.
     original_score, finetuned_score: (E,) float (NaN where absent).
@@ -70,10 +69,10 @@ def encode_labels(labels: pd.DataFrame, cells: pd.DataFrame | None = None) -> En
     missing = [c for c in REQUIRED_COLUMNS if c not in labels.columns]
     if missing:
         raise UserError(f"the labels lack column(s) {', '.join(missing)}: give a frame like Store.labels_frame()")
-    choice = _codes(labels["choice"], CHOICES)
+    choice = _codes(labels["choice"], REPORT_ORDER)
     if (choice < 0).any():
         bad = sorted(set(labels["choice"][choice < 0].astype(str)))[:5]
-        raise UserError(f"unknown choice(s) {', '.join(map(repr, bad))}: a label is one of {', '.join(CHOICES)}")
+        raise UserError(f"unknown choice(s) {', '.join(map(repr, bad))}: a label is one of {', '.join(REPORT_ORDER)}")
 
     label_example, example_ids = pd.factorize(labels["example_id"])
     n_labels, n_examples = len(labels), len(example_ids)
@@ -104,7 +103,7 @@ def encode_labels(labels: pd.DataFrame, cells: pd.DataFrame | None = None) -> En
             return np.full(n_examples, np.nan)
         return pd.to_numeric(per_example[column], errors="coerce").to_numpy(dtype=float)
 
-    left = (_codes(labels["left_map"], CHOICES) if "left_map" in labels.columns
+    left = (_codes(labels["left_map"], REPORT_ORDER) if "left_map" in labels.columns
             else np.full(n_labels, -1, dtype=np.int8))
     return EncodedLabels(
         cells=all_cells, example_ids=np.asarray(example_ids), example_cell=example_cell, counts=counts,

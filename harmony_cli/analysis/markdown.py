@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 
-from .encoding import CHOICES
+from ..cells import REPORT_ORDER, cell_text
 from .verdict import VERDICTS
 
+SEPARATOR = " / "  # between a cell's fields: spaced, so a narrow column wraps between them
 VERDICT_MEANING = {
     "aligned": "people see a difference and prefer the fine-tuned maps",
     "misaligned": "people see a difference and prefer the original maps",
@@ -38,11 +39,6 @@ def interval(pair, percent: bool = True, sign: bool = False) -> str:
 def table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-
-
-def cell_name(cell: dict, with_dataset: bool = False) -> str:
-    parts = [cell["metric"], cell["backbone"], cell["attribution"]]
-    return " / ".join(([cell["dataset"]] if with_dataset else []) + parts)
 
 
 def verdict_text(cell: dict) -> str:
@@ -82,7 +78,7 @@ def cells_section(report: dict, several: bool) -> list[str]:
         second = c["secondary_label_level_binomial"]
         rows.append(([c["dataset"]] if several else []) + [
             c["metric"], c["backbone"], c["attribution"], c["n_examples"], c["n_labels"],
-            *(f"{c['counts'][k]} ({num(c['shares'][k], percent=True)})" for k in CHOICES),
+            *(f"{c['counts'][k]} ({num(c['shares'][k], percent=True)})" for k in REPORT_ORDER),
             num(c["decisive_rate"], percent=True) + interval(c["decisive_rate_interval"]),
             num(c["net_preference"], percent=True, sign=True) + interval(c["net_preference_interval"], sign=True),
             f"{pval(c['direction_test']['p_value'])} ({pval(c['direction_test']['p_value_holm'])})",
@@ -99,7 +95,7 @@ def regression_section(report: dict, several: bool) -> list[str]:
         return lines + ["Not computed: the study has no per-example metric scores.", ""]
     lines += ["Logistic regression of the choice (fine-tuned vs original, decisive labels) on the example's metric "
               "gain (sign flipped where lower is better), standard errors clustered by example.", ""]
-    rows = [[cell_name(c, several), g["n_labels"], num(g.get("mean_gain"), 4), num(g["coefficient"], 3),
+    rows = [[cell_text(c, several, SEPARATOR), g["n_labels"], num(g.get("mean_gain"), 4), num(g["coefficient"], 3),
              num(g["std_error"], 3), num(g["odds_ratio_per_sd"], 3), pval(g["p_value"]), pval(g.get("p_value_holm"))]
             for c in regressions for g in [c["gain_regression"]]]
     return lines + table(["cell", "decisive labels", "mean gain", "coefficient", "clustered SE",
@@ -109,7 +105,7 @@ def regression_section(report: dict, several: bool) -> list[str]:
 def rollup_section(report: dict) -> list[str]:
     lines = ["## Roll-ups (pooled cells; clustered by example)", ""]
     for field, groups in report["rollups"].items():
-        rows = [[g[field], g["n_cells"], g["n_labels"], *(num(g["shares"][k], percent=True) for k in CHOICES),
+        rows = [[g[field], g["n_cells"], g["n_labels"], *(num(g["shares"][k], percent=True) for k in REPORT_ORDER),
                  num(g["decisive_rate"], percent=True) + interval(g["decisive_rate_interval"]),
                  num(g["net_preference"], percent=True, sign=True) + interval(g["net_preference_interval"], sign=True),
                  f"{pval(g['p_value'])} ({pval(g['p_value_holm'])})",
@@ -122,7 +118,7 @@ def rollup_section(report: dict) -> list[str]:
 
 def annotator_section(report: dict) -> list[str]:
     rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else ""), a["n_labels"], a["n_cells"],
-             *(num(a["shares"][k], percent=True) for k in CHOICES), num(a["decisive_finetuned_share"], percent=True),
+             *(num(a["shares"][k], percent=True) for k in REPORT_ORDER), num(a["decisive_finetuned_share"], percent=True),
              num(a["agreement_with_majority"], percent=True),
              num(a["position"]["left_share"], percent=True)
              + (f" (p {pval(a['position']['p_value'])})" if a["position"]["left_share"] is not None else "")]
@@ -147,11 +143,12 @@ def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1
     lines = header_section(report) + verdict_section(report) + cells_section(report, several)
-    lines += ["Verdict details:", ""] + [f"- {cell_name(c, several)}: **{c['verdict']}**: {c['verdict_detail']}"
+    lines += ["Verdict details:", ""] + [f"- {cell_text(c, several, SEPARATOR)}: **{c['verdict']}**: "
+                                         f"{c['verdict_detail']}"
                                          for c in report["cells"]] + [""]
     lines += regression_section(report, several) + rollup_section(report) + annotator_section(report)
     noted = [(c, n) for c in report["cells"] for n in c["notes"]]
     if noted or report.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]
-        lines += [f"- {cell_name(c, several)}: {n}" for c, n in noted] + [""]
+        lines += [f"- {cell_text(c, several, SEPARATOR)}: {n}" for c, n in noted] + [""]
     return "\n".join(lines)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..cells import CELL_FIELDS
 from .cells import DIRECTION_METHOD, cell_statistics
-from .encoding import CELL_FIELDS, encode_labels
+from .encoding import encode_labels
 from .rollups import annotator_statistics, position_bias, rollups
 from .settings import AnalysisSettings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoding import CHOICES
+from ..cells import REPORT_ORDER
 
 # Colour-blind safe: the two maps in opposite hues, Neither in grey between them.
 COLORS = {"original": "#e66101", "neither": "#bababa", "finetuned": "#2c7bb6"}
@@ -42,7 +42,7 @@ def _save(fig, path: Path) -> Path:
 def _bars(ax, group: list[dict], names: list[str]) -> None:
     y = np.arange(len(group))[::-1]
     left = np.zeros(len(group))
-    for choice in CHOICES:
+    for choice in REPORT_ORDER:
         widths = np.array([(c["shares"][choice] or 0.0) * 100 for c in group])
         ax.barh(y, widths, left=left, color=COLORS[choice], height=0.72, edgecolor="white", linewidth=0.6)
         for yi, x0, w in zip(y, left, widths):
@@ -98,7 +98,7 @@ def preferences_plot(report: dict, path: Path) -> Path:
     axes[-1, 0].set_xlabel("share of labels (%)", fontsize=8.5)
     axes[-1, 1].set_xlabel(f"net preference (fine-tuned − original) / labels, % [{level} clustered]; grey band: "
                            f"±equivalence margin", fontsize=7.5)
-    handles = [Patch(color=COLORS[c], label=t) for c, t in zip(CHOICES, ("original map preferred", "Neither",
+    handles = [Patch(color=COLORS[c], label=t) for c, t in zip(REPORT_ORDER, ("original map preferred", "Neither",
                                                                         "fine-tuned map preferred"))]
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8.5, frameon=False, bbox_to_anchor=(0.4, 1.0))
     fig.suptitle(f"{report['study']}: which map do people prefer? ({report['label_source']} labels; alpha "

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .encoding import CELL_FIELDS
+from ..cells import CELL_FIELDS
 from .significance import wilson_interval
 from .values import finite, pair
 

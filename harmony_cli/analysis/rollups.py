@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cells import REPORT_ORDER
 from .clustered import clustered_shares
-from .encoding import CHOICES, FINETUNED, NEITHER, ORIGINAL, EncodedLabels
+from .encoding import FINETUNED, NEITHER, ORIGINAL, EncodedLabels
 from .settings import AnalysisSettings
 from .significance import binomial_p_many, holm, wilson_interval
 from .values import finite, pair, shares_with_intervals
@@ -35,7 +36,7 @@ def rollups(data: EncodedLabels, verdicts: list[str], settings: AnalysisSettings
             shares, _ = shares_with_intervals(counts[g], settings.confidence)
             rows.append({
                 field: str(name), "n_cells": int(len(members)), "n_examples": int(figures.n_examples[g]),
-                "n_labels": int(counts[g].sum()), "counts": {c: int(counts[g, i]) for i, c in enumerate(CHOICES)},
+                "n_labels": int(counts[g].sum()), "counts": {c: int(counts[g, i]) for i, c in enumerate(REPORT_ORDER)},
                 "shares": shares, "decisive_rate": finite(figures.decisive_rate[g]),
                 "decisive_rate_interval": pair(figures.decisive_low[g], figures.decisive_high[g]),
                 "net_preference": finite(figures.delta[g]),
@@ -94,8 +95,8 @@ def annotator_statistics(data: EncodedLabels, confidence: float = 0.95) -> list[
         rows.append({
             "annotator": str(data.annotators[a]), "simulated": bool(data.annotator_simulated[a]),
             "n_labels": total, "n_cells": int(n_cells[a]),
-            "counts": {c: int(per[a, i]) for i, c in enumerate(CHOICES)},
-            "shares": {c: finite(per[a, i] / total) if total else None for i, c in enumerate(CHOICES)},
+            "counts": {c: int(per[a, i]) for i, c in enumerate(REPORT_ORDER)},
+            "shares": {c: finite(per[a, i] / total) if total else None for i, c in enumerate(REPORT_ORDER)},
             "decisive_finetuned_share": finite(per[a, FINETUNED] / dec) if dec else None,
             "agreement_with_majority": finite(n_agree[a] / n_compared[a]) if n_compared[a] else None,
             "n_compared_with_majority": int(n_compared[a]),

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .encoding import CHOICES
+from ..cells import REPORT_ORDER
 from .significance import wilson_interval
 
 
@@ -27,6 +27,6 @@ def shares_with_intervals(counts: np.ndarray, confidence: float) -> tuple[dict, 
     """Label shares of each choice and their label-level Wilson intervals (None without labels)."""
     total = counts.sum()
     low, high = wilson_interval(counts, np.full(3, total), confidence)
-    shares = {c: finite(counts[i] / total) if total else None for i, c in enumerate(CHOICES)}
-    intervals = {c: pair(low[i], high[i]) if total else None for i, c in enumerate(CHOICES)}
+    shares = {c: finite(counts[i] / total) if total else None for i, c in enumerate(REPORT_ORDER)}
+    intervals = {c: pair(low[i], high[i]) if total else None for i, c in enumerate(REPORT_ORDER)}
     return shares, intervals

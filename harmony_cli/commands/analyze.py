@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import UserError
+from ..cells import REPORT_ORDER, cell_text
 from ..outputs import new_folder
 
 VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "no_preference": "bold",
@@ -28,57 +28,6 @@ class Format(str, Enum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
-
-
-def pick_study(store, name: str | None):
-    """The study called ``name``, else the newest one (latest created); UserError when there is none."""
-    from ..store.db import shown_url
-
-    studies = store.studies()
-    where = shown_url(store.url)
-    if not studies:
-        raise UserError(f"no studies in {where}: build one (harmony build-dataset) or import one "
-                        f"(harmony import-legacy PATH), or give --db the right database")
-    if name is None:
-        return max(studies, key=lambda s: (s.created_at.replace(tzinfo=None) if s.created_at else datetime.min, s.id))
-    for study in studies:
-        if study.name == name:
-            return study
-    known = ", ".join(s.name for s in studies[:5]) + (", ..." if len(studies) > 5 else "")
-    raise UserError(f"no study named {name!r} in {where} (it has: {known}): see `harmony studies`")
-
-
-def study_directions(study) -> dict[str, bool]:
-    """metric -> higher_is_better as the study recorded it (``study.config["higher_is_better"]``)."""
-    recorded = (study.config or {}).get("higher_is_better") or {}
-    return {str(k): bool(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
-
-
-def study_report(store, study_name: str | None = None, settings=None, simulated: bool | None = None) -> dict:
-    """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata."""
-    import pandas as pd
-
-    from ..analysis import AnalysisSettings, analyze_labels, select_label_source
-    from ..analysis.completeness import note_incomplete
-    from ..store import study_rules
-    from ..store.db import shown_url
-
-    study = pick_study(store, study_name)
-    cells = pd.DataFrame(store.cells(study.name))
-    if cells.empty:
-        raise UserError(f"study {study.name!r} has no examples: build it with harmony build-dataset or "
-                        f"harmony import-legacy")
-    labels = store.labels_frame(study.name)
-    if labels.empty:
-        raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
-                        f"simulate annotators (harmony simulate-annotators)")
-    chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
-    analysis = analyze_labels(chosen, settings or AnalysisSettings(), cells=cells,
-                              higher_is_better=study_directions(study))
-    note_incomplete(analysis, chosen, cells, study_rules(study.config, study.source).labels_per_example)
-    return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
-            "labels_left_out": int(len(labels) - len(chosen)), **analysis}
 
 
 def _pct(v, sign: bool = False) -> str:
@@ -106,9 +55,8 @@ def report_table(report: dict):
         table.add_column(name, justify="left" if name == "verdict" else "right", no_wrap=True)
     for c in report["cells"]:
         d, delta = c["decisive_rate_interval"], c["net_preference_interval"]
-        name = (f"{c['dataset']}/" if several else "") + f"{c['metric']}/{c['backbone']}/{c['attribution']}"
         table.add_row(
-            name, str(c["n_labels"]), "/".join(_pct(c["shares"][k]) for k in ("original", "neither", "finetuned")),
+            cell_text(c, several), str(c["n_labels"]), "/".join(_pct(c["shares"][k]) for k in REPORT_ORDER),
             _pct(c["decisive_rate"]) + (f" [{_pct(d[0])},{_pct(d[1])}]" if d else ""),
             _pct(c["net_preference"], True) + (f" [{_pct(delta[0], True)},{_pct(delta[1], True)}]" if delta else ""),
             _p(c["direction_test"]["p_value_holm"]), _p(c["secondary_label_level_binomial"]["p_value_holm"]),
@@ -166,6 +114,7 @@ def analyze(
     from ..console import output_console
 
     from ..analysis import REPORT_FILES, write_report
+    from ..analysis.study import study_report
     from ..hydra_app import compose_config
     from ..outputs import check_folder_target, store_files
     from ..store import Store

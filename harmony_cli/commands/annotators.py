@@ -8,20 +8,13 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from ..cells import cell_text, parse_cell
+from ..store.passwords import check_password
 
 app = typer.Typer(help="Manage annotator accounts (passwords are stored as argon2 hashes only).",
                   no_args_is_help=True)
 
-MIN_PASSWORD_LENGTH = 8
 DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db; <outputs> is $HARMONY_OUTPUTS or ./outputs)."
-
-
-def check_password(password: str) -> str:
-    """``password`` if it is long enough for an account (the CLI's and the dashboard's rule), else UserError."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"the password has {len(password)} characters: give one of at least "
-                        f"{MIN_PASSWORD_LENGTH}")
-    return password
 
 
 def read_password(password_stdin: bool) -> str:
@@ -167,15 +160,6 @@ CELLS_HELP = ("A cell as metric/backbone/attribution (or dataset/metric/backbone
               "several. None: the whole study.")
 
 
-def parse_cell(text: str) -> dict:
-    """``metric/backbone/attribution`` or ``dataset/metric/backbone/attribution`` as a cell dict."""
-    parts = [p.strip() for p in text.split("/")]
-    if len(parts) not in (3, 4) or not all(parts):
-        raise UserError(f"cannot read the cell {text!r}: write it as metric/backbone/attribution, e.g. "
-                        f"rma/resnet18/gradcam (or dataset/metric/backbone/attribution)")
-    return dict(zip(("metric", "backbone", "attribution"), parts[-3:]), dataset=parts[0] if len(parts) == 4 else None)
-
-
 def _cells(cells: Optional[list[str]]) -> Optional[list[dict]]:
     return [parse_cell(c) for c in cells] if cells else None
 
@@ -237,5 +221,5 @@ def assignments(
     if not rows:
         typer.echo("no assignments yet: `harmony annotators assign NAME --study S`")
     for row in rows:
-        cell = "/".join(row[k] for k in ("metric", "backbone", "attribution")) if row["metric"] else "whole study"
+        cell = cell_text(row) if row["metric"] else "whole study"
         typer.echo(f"{row['annotator']}\t{row['study']}\t{cell}" + (f" ({row['dataset']})" if row["dataset"] else ""))

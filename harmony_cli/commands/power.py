@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from ..cells import REPORT_ORDER, cell_text
 from ..errors import UserError
 
 # What a power run writes into its folder (power_figure adds the PDF beside the PNG).
@@ -37,7 +38,7 @@ def model_from_study(db: str | None, default_db: str, study: str, cell: str | No
     from ..analysis import AnalysisSettings, analyze_labels, select_label_source
     from ..analysis.power import model_from_labels
     from ..store import Store
-    from .analyze import pick_study
+    from ..analysis.study import pick_study
 
     store = Store.open(db or default_db, create=False)
     try:
@@ -48,10 +49,10 @@ def model_from_study(db: str | None, default_db: str, study: str, cell: str | No
     report = analyze_labels(labels, AnalysisSettings(bootstrap_resamples=0))
     cells = report["cells"]
     if cell is not None:
-        cells = [c for c in cells if f"{c['metric']}/{c['backbone']}/{c['attribution']}" == cell]
+        cells = [c for c in cells if cell_text(c) == cell]
         if not cells:
             raise UserError(f"study {chosen.name!r} has no cell {cell!r}: give --cell as metric/backbone/attribution")
-    counts = np.array([sum(c["counts"][k] for c in cells) for k in ("original", "neither", "finetuned")])
+    counts = np.array([sum(c["counts"][k] for c in cells) for k in REPORT_ORDER])
     return model_from_labels(counts, [(c["fleiss_kappa"], c["n_labels"]) for c in cells]), len(report["cells"])
 
 

@@ -6,6 +6,7 @@ the store and everything relative stay in the working folder.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -19,11 +20,11 @@ MAX_PORT = 65535
 
 
 def page_script() -> Path:
-    """The installed (or checked-out) ``webui/app.py``."""
-    import webui
-
-    script = Path(webui.__file__).resolve().parent / "app.py"
-    if not script.is_file():
+    """The installed (or checked-out) ``webui/app.py``, found without importing the page's package
+    (imports run webui -> harmony_cli, never back)."""
+    spec = importlib.util.find_spec("webui")
+    script = Path(spec.origin).resolve().parent / "app.py" if spec is not None and spec.origin else None
+    if script is None or not script.is_file():
         raise UserError(f"the annotation page {script} is missing: reinstall harmony (pip install harmony)")
     return script
 

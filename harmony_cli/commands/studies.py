@@ -11,8 +11,7 @@ from typing import Optional
 
 import typer
 
-STUDY_KEYS = ("study", "dataset", "metric", "backbone", "attribution", "examples", "labels", "annotators")
-COUNT_KEYS = ("examples", "labels", "annotators")
+from ..store.studies import CELL_ROW_KEYS as STUDY_KEYS, COUNT_KEYS
 
 
 class Format(str, Enum):

@@ -1,10 +1,11 @@
 """The study store: studies, examples, annotators, labels and their audit (SQLAlchemy 2)."""
+from ..cells import CELL_FIELDS, CHOICES, SIDES
 from .accounts import NAME_MAX, LoginResult, normalize_name
 from .api import Store
 from .assignments import StudyRules, study_rules
 from .db import StoreError, default_db_url, resolve_db_url
 from .labels import AnswerRefused, CellClosed, ExampleFull, SessionEnded
-from .models import (CELL_FIELDS, CHOICES, DEFAULT_LABELS_PER_EXAMPLE, SCHEMA_VERSION, SIDES, Annotator, Assignment,
+from .models import (DEFAULT_LABELS_PER_EXAMPLE, SCHEMA_VERSION, Annotator, Assignment,
                      Example, Label, LabelAudit, LoginGuard, Meta, PageSession, Study)
 
 __all__ = [

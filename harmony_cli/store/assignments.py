@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..cells import CELL_FIELDS, CELL_KEYS, cell_text
 from .db import StoreError
-from .models import ANY, CELL_FIELDS, DEFAULT_LABELS_PER_EXAMPLE, Annotator, Assignment, Example, Study
-
-CELL_KEYS = ("metric", "backbone", "attribution")  # what names a cell; its dataset is optional
-
+from .models import ANY, DEFAULT_LABELS_PER_EXAMPLE, Annotator, Assignment, Example, Study
 
 @dataclass(frozen=True)
 class StudyRules:
@@ -69,8 +67,8 @@ class AssignmentsMixin:
         for cell in cells:
             row = _cell_key(cell)
             if not any(matches(row, found) for found in have):
-                known = ", ".join(sorted({"/".join(c[k] for k in CELL_KEYS) for c in have})[:6]) or "none"
-                raise StoreError(f"the study has no cell {'/'.join(row[k] for k in CELL_KEYS)}"
+                known = ", ".join(sorted({cell_text(c) for c in have})[:6]) or "none"
+                raise StoreError(f"the study has no cell {cell_text(row)}"
                                  f"{' in dataset ' + row['dataset'] if row['dataset'] else ''}: its cells are "
                                  f"{known} (metric/backbone/attribution)")
             rows.append(row)

@@ -16,18 +16,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
-from ..errors import UserError
-
+from .diagnose import StoreError, damaged, open_failure, remove_new_side_files, side_files
 from .models import APP_NAME, SCHEMA_VERSION, Base, LoginGuard, Meta
 
 # Older schema versions this harmony upgrades in place when it opens them.
 UPGRADABLE = {1, 2, 3}
 # Tables that mark a database of the original HARMONY Django app.
 LEGACY_TABLE = "relevavance_example"
-
-
-class StoreError(UserError):
-    """The database cannot be used as a harmony store (wrong schema, not a database, ...)."""
 
 
 # Driver messages that mean the store cannot be written, and what to say instead of the driver's text.
@@ -137,8 +132,6 @@ def _read_sqlite_file(path: Path, url: str) -> tuple[set[str], dict[str, str]]:
 
     A file that cannot be read is refused with its cause (not SQLite, damaged, a read-only or full
     place: :mod:`.diagnose`), and the -wal/-shm files the attempt left beside it are removed."""
-    from .diagnose import damaged, open_failure, remove_new_side_files, side_files
-
     existed = [side.exists() for side in side_files(path)]
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)

@@ -11,6 +11,13 @@ import os
 import sqlite3
 from pathlib import Path
 
+from ..errors import UserError
+
+
+class StoreError(UserError):
+    """The database cannot be used as a harmony store (wrong schema, not a database, ...)."""
+
+
 # The first 16 bytes of every SQLite 3 database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Room a reader needs beside a WAL store: its -shm index (32 KiB) and a -wal file.
@@ -47,8 +54,6 @@ def place_problem(folder: Path) -> str | None:
 
 
 def damaged(path: Path, reason: str):
-    from .db import StoreError
-
     reason = " ".join(reason.replace("*** in database main ***", "").split())  # quick_check's report on one line
     return StoreError(f"{path} is a damaged SQLite database ({reason}): restore it from a backup (`sqlite3 {path} "
                       f".recover` may rescue its rows)")
@@ -56,8 +61,6 @@ def damaged(path: Path, reason: str):
 
 def open_failure(path: Path, exc: sqlite3.Error):
     """The StoreError for an existing, non-empty SQLite file at ``path`` that could not be read."""
-    from .db import StoreError
-
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if not has_sqlite_header(path):
         return StoreError(f"{path} is not an SQLite database, so not a harmony store: give --db a harmony store, "

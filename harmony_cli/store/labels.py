@@ -7,10 +7,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..cells import CELL_FIELDS, CHOICES, SIDES
 from .assignments import study_rules
 from .db import StoreError
 from .label_counts import real_label_count
-from .models import ANY, CELL_FIELDS, CHOICES, SIDES, Annotator, Assignment, Example, Label, LabelAudit, Study, utcnow
+from .models import ANY, Annotator, Assignment, Example, Label, LabelAudit, Study, utcnow
 
 
 class SessionEnded(StoreError):

@@ -13,14 +13,13 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ..cells import CELL_FIELDS
+
 # The store's schema version, recorded in harmony_meta; a database of another version is refused
 # (versions 1 to 3, without account sessions/login guards, assignments or page sessions, are upgraded in
 # place: see db.py).
 SCHEMA_VERSION = 4
 APP_NAME = "harmony"
-CHOICES = ("original", "finetuned", "neither")
-SIDES = ("original", "finetuned")
-CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")
 # Labels each example gets when its study sets no ``labels_per_example`` (as in the published study).
 DEFAULT_LABELS_PER_EXAMPLE = 5
 # An assignment's cell field that holds this matches every value (a whole-study assignment has all four).
@@ -59,7 +58,7 @@ class Example(Base):
 
     __tablename__ = "harmony_example"
     __table_args__ = (
-        UniqueConstraint("study_id", "dataset", "metric", "backbone", "attribution", "source_key",
+        UniqueConstraint("study_id", *CELL_FIELDS, "source_key",
                          name="uq_example_key"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

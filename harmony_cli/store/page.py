@@ -5,9 +5,10 @@ import secrets
 
 from sqlalchemy import func, select
 
+from ..cells import CELL_FIELDS
 from . import page_queries
 from .assignments import matches, study_rules
-from .models import CELL_FIELDS, Assignment, Example, Label, Meta, Study
+from .models import Assignment, Example, Label, Meta, Study
 
 
 class PageMixin:

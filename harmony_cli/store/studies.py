@@ -4,8 +4,13 @@ from __future__ import annotations
 from sqlalchemy import distinct, func, insert, select
 from sqlalchemy.orm import Session
 
+from ..cells import CELL_FIELDS
 from .db import StoreError
-from .models import CELL_FIELDS, Example, Label, Study, utcnow
+from .models import Example, Label, Study, utcnow
+
+COUNT_KEYS = ("examples", "labels", "annotators")
+# The keys of a row of Store.cells: the study, the cell, its counts.
+CELL_ROW_KEYS = ("study", *CELL_FIELDS, *COUNT_KEYS)
 
 
 class StudiesMixin:
@@ -109,7 +114,6 @@ class StudiesMixin:
             .outerjoin(label_counts, on)
             .order_by(example_counts.c.study, *[getattr(example_counts.c, f) for f in CELL_FIELDS])
         )
-        keys = ("study", *CELL_FIELDS, "examples", "labels", "annotators")
         with self.read() as session:
-            return [dict(zip(keys, row)) for row in session.execute(query)]
+            return [dict(zip(CELL_ROW_KEYS, row)) for row in session.execute(query)]
 

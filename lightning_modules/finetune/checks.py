@@ -1,33 +1,21 @@
 """Checks of a composed finetune config that fail with one line before any data or model is loaded."""
 from __future__ import annotations
 
+from hydra.utils import get_class
+
 from ..errors import UserError
-
-
-def _metric_classes() -> list[type]:
-    """Every metric class known to :mod:`lightning_modules.metrics` (subclasses of ``Metric`` with a name)."""
-    from ..metrics import Metric
-
-    found, todo = [], list(Metric.__subclasses__())
-    while todo:
-        cls = todo.pop(0)
-        todo.extend(cls.__subclasses__())
-        if getattr(cls, "name", "") and cls not in found:
-            found.append(cls)
-    return found
+from ..metrics.lookup import metric_classes
 
 
 def _check_masks(cfg) -> None:
     """A metric that needs object masks (the class's ``needs_masks``) needs a data set that has them."""
-    from hydra.utils import get_class
-
     try:
         metric = get_class(cfg.metric.metric._target_)
         has_masks = bool(getattr(get_class(cfg.data._target_), "has_masks", False))
     except Exception:  # an unimportable class fails later with its own message
         return
     if getattr(metric, "needs_masks", False) and not has_masks:
-        others = ", ".join(sorted({c.name for c in _metric_classes() if not c.needs_masks}))
+        others = ", ".join(sorted({c.name for c in metric_classes() if not c.needs_masks}))
         raise UserError(f"metric {cfg.metric.name} needs object masks, but data {cfg.data.name} has none: "
                         f"use data=imagenet_s or data=synthetic, or another metric ({others})")
 

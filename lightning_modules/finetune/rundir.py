@@ -1,5 +1,5 @@
 """A fine-tuning run's folder: its layout, where a run starts from (resume), cleaning up a run
-that failed before it could be resumed, and loading a finished run (for build-dataset and analysis).
+that failed before it could be resumed, the run a resumption continues, and loading a finished run (for build-dataset and analysis).
 
 Layout (``outputs/finetune/<time>/``; a sweep job's is
 ``outputs/finetune-multirun/<time>/<n>_<metric>_<attribution>_<backbone>/``). Rank 0 writes
@@ -196,3 +196,42 @@ class _Holder:
 
     def __init__(self, finetuned: nn.Module):
         self.finetuned = finetuned
+
+
+# resume: which earlier run (or sweep) a command with ``ckpt_path=last`` continues -------------------
+
+# Override keys that may differ between a run and its resumption (a budget may be extended).
+RESUME_IGNORED_KEYS = {"ckpt_path", "task", "trainer.max_steps", "trainer.max_time"}
+
+
+def override_key(override: str) -> str:
+    """The key of a Hydra override (``+a.b=1`` -> ``a.b``)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def comparable(overrides: list[str]) -> list[str]:
+    """The overrides that identify a run, sorted (resume matching)."""
+    return sorted(o for o in overrides
+                  if override_key(o) not in RESUME_IGNORED_KEYS and not override_key(o).startswith("hydra."))
+
+
+def find_resumable(root: Path, overrides: list[str], multirun: bool = False) -> Path | None:
+    """The newest run (or sweep) dir under ``root`` started with the same ``overrides``; a run counts
+    only with a last checkpoint to continue from."""
+    if not root.is_dir():
+        return None
+    wanted = comparable(overrides)
+    for run in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
+        if multirun:
+            spec = run / "multirun.yaml"
+            if not spec.is_file():
+                continue
+            recorded = list(OmegaConf.load(spec).hydra.overrides.task)
+        else:
+            spec = run / ".hydra" / "overrides.yaml"
+            if not spec.is_file() or not (run / CHECKPOINT_DIR / LAST_CKPT).is_file():
+                continue
+            recorded = list(OmegaConf.load(spec))
+        if comparable(recorded) == wanted:
+            return run
+    return None

@@ -10,7 +10,7 @@ Functions (x (B,C,H,W), y (B,), maps (B,1,H,W); each returns (B,) per-image valu
 
 Classes (conf/metric/<name>.yaml ``metric._target_``), each with the class attributes
 ``name``, ``family``, ``higher_is_better``, ``needs_masks`` (the single source of these
-facts; :func:`metric_class` finds the class for a config name or a metric config),
+facts; :func:`metric_class` finds the class of a metric config, :func:`metric_classes` lists them),
 ``score(model, x, y, explain, masks=None) -> (B,)``
 (no gradient) and ``loss(model, x, y, explain, masks=None) -> scalar`` (differentiable
 through ``explain(..., create_graph=True)``, lower is better):
@@ -23,7 +23,7 @@ from .base import Metric, MetricInputError, RemovalMetric
 from .focus import Focus, focus, make_mosaics
 from .imputation import noisy_linear_imputation
 from .irof import IROF, irof, irof_curves, slic_segments
-from .lookup import metric_class
+from .lookup import metric_class, metric_classes
 from .ris import RelativeInputStability, relative_input_stability
 from .rma import RelevanceMassAccuracy, relevance_mass_accuracy
 from .road import PERCENTAGE_PRESETS, ROAD, road, road_curve
@@ -31,6 +31,6 @@ from .road import PERCENTAGE_PRESETS, ROAD, road, road_curve
 __all__ = [
     "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "PERCENTAGE_PRESETS", "ROAD", "RemovalMetric",
     "RelativeInputStability", "RelevanceMassAccuracy", "focus", "irof", "irof_curves", "make_mosaics",
-    "metric_class", "noisy_linear_imputation", "relative_input_stability", "relevance_mass_accuracy", "road",
+    "metric_class", "metric_classes", "noisy_linear_imputation", "relative_input_stability", "relevance_mass_accuracy", "road",
     "road_curve", "slic_segments",
 ]

@@ -1,32 +1,39 @@
-"""From a config name (or a metric config) to the metric's class, whose attributes are its facts.
+"""From a metric config (or a class name) to the metric's class, whose attributes are its facts.
 
 A metric's ``name``, ``family``, ``higher_is_better`` and ``needs_masks`` live on its class
 only; conf/metric/<name>.yaml holds the ``_target_``, ``loss_weight`` and training
-defaults. Code that needs a fact asks :func:`metric_class`; no list of metrics is kept
-anywhere, so a new metric (one file + one YAML) needs no edit here.
+defaults. Code that needs a fact asks :func:`metric_class` (or walks :func:`metric_classes`); no
+list of metrics is kept anywhere, so a new metric (one file + one YAML) needs no edit here.
+Finding a config by name is the CLI's work (``harmony_cli.hydra_app``, the one config-folder
+discovery): this package receives composed configs.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
+
+from hydra.utils import get_class
 
 from .base import Metric, MetricInputError
 
-PACKAGE_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+def metric_classes() -> list[type[Metric]]:
+    """Every imported :class:`Metric` subclass that has a ``name``, in definition order."""
+    found, todo = [], list(Metric.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        todo.extend(cls.__subclasses__())
+        if getattr(cls, "name", "") and cls not in found:
+            found.append(cls)
+    return found
 
 
 def metric_class(metric) -> type[Metric]:
     """The :class:`Metric` subclass for ``metric``.
 
     ``metric`` may be a metric config (the composed ``cfg.metric``, or any mapping with
-    ``metric._target_`` or ``_target_``), a dotted class path, or a config name such as
-    ``"rma"``: the class whose ``name`` it is, among the imported Metric subclasses, else
-    the ``_target_`` of ``<name>.yaml`` in the ``metric`` group of ``HARMONY_CONF`` or the
-    packaged conf/. An unknown name is a one-line MetricInputError listing the known ones.
+    ``metric._target_`` or ``_target_``), a dotted class path, or the ``name`` of an imported
+    metric class such as ``"rma"``. Anything else is a one-line MetricInputError.
     """
-    from hydra.utils import get_class
-
     if isinstance(metric, Mapping) or hasattr(metric, "keys"):
         target = metric.get("_target_") or (metric.get("metric") or {}).get("_target_")
         if not target:
@@ -36,16 +43,10 @@ def metric_class(metric) -> type[Metric]:
     name = str(metric)
     if "." in name:
         return _checked(get_class(name), name)
-    known = {cls.name: cls for cls in _subclasses(Metric) if cls.name}
+    known = {cls.name: cls for cls in metric_classes()}
     if name in known:
         return known[name]
-    for conf in _conf_dirs():
-        path = conf / "metric" / f"{name}.yaml"
-        if path.is_file():
-            from omegaconf import OmegaConf
-            return metric_class(OmegaConf.load(path))
-    names = sorted(set(known) | {p.stem for conf in _conf_dirs() for p in (conf / "metric").glob("*.yaml")})
-    raise MetricInputError(f"unknown metric {name!r}: use one of {', '.join(names)} "
+    raise MetricInputError(f"unknown metric {name!r}: use one of {', '.join(sorted(known))} "
                            f"(or add conf/metric/{name}.yaml with its class as metric._target_)")
 
 
@@ -53,15 +54,3 @@ def _checked(cls, target: str) -> type[Metric]:
     if not (isinstance(cls, type) and issubclass(cls, Metric)):
         raise MetricInputError(f"{target} is not a lightning_modules.metrics.Metric subclass")
     return cls
-
-
-def _subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_subclasses(sub)]
-    return out
-
-
-def _conf_dirs() -> list[Path]:
-    dirs = [Path(os.environ["HARMONY_CONF"])] if os.environ.get("HARMONY_CONF") else []
-    return [d for d in (*dirs, PACKAGE_CONF) if (d / "metric").is_dir()]

@@ -1,0 +1,69 @@
+"""The analysis of one study of a store: ``harmony analyze``'s report and the dashboard's verdicts.
+
+Both run :func:`analyze_study_labels`, so the page's verdicts follow the same pre-registered rule,
+the same metric directions and the same Holm family as the report.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from ..errors import UserError
+from ..store import study_rules
+from ..store.db import shown_url
+from .completeness import note_incomplete
+from .encoding import select_label_source
+from .pipeline import analyze_labels
+from .settings import AnalysisSettings
+
+
+def pick_study(store, name: str | None):
+    """The study called ``name``, else the newest one (latest created); UserError when there is none."""
+    studies = store.studies()
+    where = shown_url(store.url)
+    if not studies:
+        raise UserError(f"no studies in {where}: build one (harmony build-dataset) or import one "
+                        f"(harmony import-legacy PATH), or give --db the right database")
+    if name is None:
+        return max(studies, key=lambda s: (s.created_at.replace(tzinfo=None) if s.created_at else datetime.min, s.id))
+    for study in studies:
+        if study.name == name:
+            return study
+    known = ", ".join(s.name for s in studies[:5]) + (", ..." if len(studies) > 5 else "")
+    raise UserError(f"no study named {name!r} in {where} (it has: {known}): see `harmony studies`")
+
+
+def study_directions(study) -> dict[str, bool]:
+    """metric -> higher_is_better as the study recorded it (``study.config["higher_is_better"]``)."""
+    recorded = (study.config or {}).get("higher_is_better") or {}
+    return {str(k): bool(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def analyze_study_labels(labels: pd.DataFrame, cells, settings: AnalysisSettings, directions: dict[str, bool],
+                         per_example: int) -> dict:
+    """The analysis of one label source of a study (``cells``: its cells, a frame or a list of dicts),
+    cells short of ``per_example`` labels per example noted."""
+    frame = pd.DataFrame(cells)
+    return note_incomplete(analyze_labels(labels, settings, cells=frame, higher_is_better=directions), labels,
+                           frame, per_example)
+
+
+def study_report(store, study_name: str | None = None, settings: AnalysisSettings | None = None,
+                 simulated: bool | None = None) -> dict:
+    """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata."""
+    study = pick_study(store, study_name)
+    cells = pd.DataFrame(store.cells(study.name))
+    if cells.empty:
+        raise UserError(f"study {study.name!r} has no examples: build it with harmony build-dataset or "
+                        f"harmony import-legacy")
+    labels = store.labels_frame(study.name)
+    if labels.empty:
+        raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
+                        f"simulate annotators (harmony simulate-annotators)")
+    chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
+    analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings(), study_directions(study),
+                                    study_rules(study.config, study.source).labels_per_example)
+    return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
+            "labels_left_out": int(len(labels) - len(chosen)), **analysis}
