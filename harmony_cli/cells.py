@@ -16,11 +16,13 @@ CHOICES = (*SIDES, NEITHER)  # the simulator draws in this order: a seed keeps i
 REPORT_ORDER = (SIDES[0], NEITHER, SIDES[1])
 CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")
 CELL_KEYS = CELL_FIELDS[1:]  # what names a cell; its dataset is optional
+# Between a cell's fields in the report's tables and figure titles: spaced, so a narrow column wraps.
+REPORT_SEPARATOR = " / "
 
 
 def cell_text(cell: dict, with_dataset: bool = False, separator: str = "/") -> str:
     """A cell as text: ``metric/backbone/attribution`` (``dataset/...`` with ``with_dataset``), the
-    CLI's ``--cell`` form; the page and the Markdown report join with their own ``separator``."""
+    CLI's ``--cell`` form; the page and the reports join with their own ``separator``."""
     return separator.join(str(cell[f]) for f in (CELL_FIELDS if with_dataset else CELL_KEYS))
 
 

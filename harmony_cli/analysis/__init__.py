@@ -3,8 +3,9 @@
 Modules: ``encoding`` (labels as arrays), ``significance`` (library tests), ``clustered`` (the
 example-clustered figures), ``verdict`` (the pre-registered rule), ``agreement``, ``bootstrap``,
 ``regression`` (metric gain), ``cells`` (per-cell rows), ``rollups`` (groups, annotators, position),
-``pipeline`` (``analyze_labels``), ``study`` (one study of a store: ``study_report``), ``report``/``markdown``/``latex``/``plot`` (the report folder),
-``power`` (study planning by simulation). Nothing here imports torch or lightning_modules.
+``pipeline`` (``analyze_labels``), ``study`` (one study of a store: ``study_report``),
+``report``/``markdown``/``latex``/``plot`` (the report folder), ``power`` (study planning by simulation).
+Nothing here imports torch or lightning_modules.
 """
 from .agreement import agreement, majority_votes
 from .bootstrap import cluster_bootstrap_share

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import math
 
-from ..cells import REPORT_ORDER, cell_text
+from ..cells import REPORT_ORDER, REPORT_SEPARATOR, cell_text
 from .verdict import VERDICTS
 
-SEPARATOR = " / "  # between a cell's fields: spaced, so a narrow column wraps between them
 VERDICT_MEANING = {
     "aligned": "people see a difference and prefer the fine-tuned maps",
     "misaligned": "people see a difference and prefer the original maps",
@@ -95,8 +94,9 @@ def regression_section(report: dict, several: bool) -> list[str]:
         return lines + ["Not computed: the study has no per-example metric scores.", ""]
     lines += ["Logistic regression of the choice (fine-tuned vs original, decisive labels) on the example's metric "
               "gain (sign flipped where lower is better), standard errors clustered by example.", ""]
-    rows = [[cell_text(c, several, SEPARATOR), g["n_labels"], num(g.get("mean_gain"), 4), num(g["coefficient"], 3),
-             num(g["std_error"], 3), num(g["odds_ratio_per_sd"], 3), pval(g["p_value"]), pval(g.get("p_value_holm"))]
+    rows = [[cell_text(c, several, REPORT_SEPARATOR), g["n_labels"], num(g.get("mean_gain"), 4),
+             num(g["coefficient"], 3), num(g["std_error"], 3), num(g["odds_ratio_per_sd"], 3), pval(g["p_value"]),
+             pval(g.get("p_value_holm"))]
             for c in regressions for g in [c["gain_regression"]]]
     return lines + table(["cell", "decisive labels", "mean gain", "coefficient", "clustered SE",
                           "odds ratio per SD of gain", "p", "p (Holm)"], rows) + [""]
@@ -118,7 +118,8 @@ def rollup_section(report: dict) -> list[str]:
 
 def annotator_section(report: dict) -> list[str]:
     rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else ""), a["n_labels"], a["n_cells"],
-             *(num(a["shares"][k], percent=True) for k in REPORT_ORDER), num(a["decisive_finetuned_share"], percent=True),
+             *(num(a["shares"][k], percent=True) for k in REPORT_ORDER),
+             num(a["decisive_finetuned_share"], percent=True),
              num(a["agreement_with_majority"], percent=True),
              num(a["position"]["left_share"], percent=True)
              + (f" (p {pval(a['position']['p_value'])})" if a["position"]["left_share"] is not None else "")]
@@ -143,12 +144,12 @@ def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1
     lines = header_section(report) + verdict_section(report) + cells_section(report, several)
-    lines += ["Verdict details:", ""] + [f"- {cell_text(c, several, SEPARATOR)}: **{c['verdict']}**: "
+    lines += ["Verdict details:", ""] + [f"- {cell_text(c, several, REPORT_SEPARATOR)}: **{c['verdict']}**: "
                                          f"{c['verdict_detail']}"
                                          for c in report["cells"]] + [""]
     lines += regression_section(report, several) + rollup_section(report) + annotator_section(report)
     noted = [(c, n) for c in report["cells"] for n in c["notes"]]
     if noted or report.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]
-        lines += [f"- {cell_text(c, several, SEPARATOR)}: {n}" for c, n in noted] + [""]
+        lines += [f"- {cell_text(c, several, REPORT_SEPARATOR)}: {n}" for c, n in noted] + [""]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cells import REPORT_ORDER
+from ..cells import REPORT_ORDER, REPORT_SEPARATOR, cell_text
 
 # Colour-blind safe: the two maps in opposite hues, Neither in grey between them.
 COLORS = {"original": "#e66101", "neither": "#bababa", "finetuned": "#2c7bb6"}
@@ -134,7 +134,7 @@ def gain_plot(report: dict, path: Path) -> Path | None:
             ax.legend(fontsize=7, frameon=False, loc="lower right")
         ax.axhline(50, color="black", linewidth=0.4, alpha=0.3)
         ax.set_ylim(0, 100)
-        ax.set_title(f"{cell['metric']} / {cell['backbone']} / {cell['attribution']}", fontsize=8.5)
+        ax.set_title(cell_text(cell, separator=REPORT_SEPARATOR), fontsize=8.5)
         ax.tick_params(labelsize=7.5)
         ax.xaxis.set_major_locator(MaxNLocator(4))
     for ax in axes.ravel()[len(scored):]:

@@ -1,5 +1,6 @@
 """A fine-tuning run's folder: its layout, where a run starts from (resume), cleaning up a run
-that failed before it could be resumed, the run a resumption continues, and loading a finished run (for build-dataset and analysis).
+that failed before it could be resumed, which earlier run ``ckpt_path=last`` continues, and loading
+a finished run (for build-dataset and analysis).
 
 Layout (``outputs/finetune/<time>/``; a sweep job's is
 ``outputs/finetune-multirun/<time>/<n>_<metric>_<attribution>_<backbone>/``). Rank 0 writes

@@ -31,6 +31,7 @@ from .road import PERCENTAGE_PRESETS, ROAD, road, road_curve
 __all__ = [
     "FastForward", "Focus", "IROF", "Metric", "MetricInputError", "PERCENTAGE_PRESETS", "ROAD", "RemovalMetric",
     "RelativeInputStability", "RelevanceMassAccuracy", "focus", "irof", "irof_curves", "make_mosaics",
-    "metric_class", "metric_classes", "noisy_linear_imputation", "relative_input_stability", "relevance_mass_accuracy", "road",
+    "metric_class", "metric_classes", "noisy_linear_imputation", "relative_input_stability",
+    "relevance_mass_accuracy", "road",
     "road_curve", "slic_segments",
 ]
