@@ -8,7 +8,7 @@ Neither, side recorded) that chose the map shown on the left, with a Wilson inte
 
 ``labels`` is a frame like ``Store.labels_frame`` (one kind of labels: see ``select_label_source``);
 ``cells`` rows like ``Store.cells`` (the cell fields and ``examples``); ``per_example`` the study's
-``labels_per_example`` (``harmony_cli.store.study_rules``, where its default lives).
+``labels_per_example`` (``harmony_cli.store.study_rules``; its default lives in conf/study).
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import typer
 
 from ..errors import UserError
 from ..outputs import new_folder
+from .options import DbOption
 
 VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "no_preference": "bold",
                   "imperceptible": "dim", "inconclusive": "italic"}
@@ -73,7 +74,7 @@ def study_report(store, study_name: str | None = None, settings=None, simulated:
         raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
                         f"simulate annotators (harmony simulate-annotators)")
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
-    analysis = analyze_labels(chosen, settings or AnalysisSettings(), cells=cells,
+    analysis = analyze_labels(chosen, settings or AnalysisSettings.defaults(), cells=cells,
                               higher_is_better=study_directions(study))
     note_incomplete(analysis, chosen, cells, study_rules(study.config, study.source).labels_per_example)
     return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
@@ -148,8 +149,7 @@ def print_report(report: dict, fmt: Format, console) -> None:
 def analyze(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="Hydra overrides, e.g. analysis.settings.alpha=0.01 analysis.settings.equivalence_margin=0.05."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: DbOption = None,
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the newest study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: outputs/reports/<study>-<time>/)."),
     simulated: Optional[bool] = typer.Option(

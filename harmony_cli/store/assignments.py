@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..defaults import config_default
 from .db import StoreError
-from .models import ANY, CELL_FIELDS, DEFAULT_LABELS_PER_EXAMPLE, Annotator, Assignment, Example, Study
+from .models import ANY, CELL_FIELDS, Annotator, Assignment, Example, Study
 
 CELL_KEYS = ("metric", "backbone", "attribution")  # what names a cell; its dataset is optional
 
@@ -22,14 +23,15 @@ class StudyRules:
 
 
 def study_rules(config: dict | None, source: str | None) -> StudyRules:
-    """A study's rules from its settings; the one place their defaults live.
+    """A study's rules from its settings.
 
     ``open`` missing: open for studies harmony built, closed for imported (``legacy``) ones, whose
-    labels are a finished study's. ``labels_per_example`` missing: DEFAULT_LABELS_PER_EXAMPLE.
+    labels are a finished study's. ``labels_per_example`` missing: conf/study's default.
     """
     config = config or {}
     return StudyRules(open=bool(config.get("open", source != "legacy")),
-                      labels_per_example=int(config.get("labels_per_example") or DEFAULT_LABELS_PER_EXAMPLE))
+                      labels_per_example=int(config.get("labels_per_example")
+                                             or config_default("study.labels_per_example")))
 
 
 def matches(assignment: dict, cell: dict) -> bool:

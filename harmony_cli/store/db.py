@@ -7,7 +7,6 @@ switched to WAL mode or given tables.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
+from ..defaults import default_db_url
 from ..errors import UserError
 
 from .models import APP_NAME, SCHEMA_VERSION, Base, LoginGuard, Meta
@@ -53,17 +53,16 @@ def write_failure(exc: BaseException, url: str) -> StoreError | None:
     return None
 
 
-def default_db_url() -> str:
-    """The store under the outputs root: ``sqlite:///$HARMONY_OUTPUTS/harmony.db`` (``outputs/`` by default)."""
-    return f"sqlite:///{Path(os.environ.get('HARMONY_OUTPUTS', 'outputs')) / 'harmony.db'}"
-
-
 def resolve_db_url(db: str | None = None) -> str:
-    """``--db`` if given, else ``HARMONY_DB_URL``, else :func:`default_db_url`.
+    """``--db`` if given, else the config's ``db_url`` (``HARMONY_DB_URL``, else the SQLite file under the
+    outputs root: :func:`harmony_cli.defaults.default_db_url`).
 
     A plain file path is taken as an SQLite database.
     """
-    url = db or os.environ.get("HARMONY_DB_URL") or default_db_url()
+    url = db or default_db_url()
+    if not url:
+        raise StoreError("HARMONY_DB_URL is set but empty: unset it (the store under the outputs root) or give it "
+                         "a database URL")
     if "://" not in url:
         url = f"sqlite:///{url}"
     return url

@@ -21,8 +21,6 @@ APP_NAME = "harmony"
 CHOICES = ("original", "finetuned", "neither")
 SIDES = ("original", "finetuned")
 CELL_FIELDS = ("dataset", "metric", "backbone", "attribution")
-# Labels each example gets when its study sets no ``labels_per_example`` (as in the published study).
-DEFAULT_LABELS_PER_EXAMPLE = 5
 # An assignment's cell field that holds this matches every value (a whole-study assignment has all four).
 ANY = ""
 
