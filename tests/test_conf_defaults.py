@@ -16,7 +16,7 @@ from harmony_cli.analysis import AnalysisSettings
 from harmony_cli.defaults import config_default, outputs_root
 from harmony_cli.hydra_app import compose_config, config_dir
 from harmony_cli.main import app
-from harmony_cli.store import resolve_db_url, study_rules
+from harmony_cli.store import StoreError, resolve_db_url, study_rules
 from harmony_cli.study.export import default_path
 from harmony_cli.study.settings import RenderSettings, StudySettings
 from lightning_modules.finetune import FinetuneModule
@@ -134,3 +134,10 @@ def test_every_command_s_db_option_has_one_help_text():
     assert len(helps) >= 15  # the store commands: annotators, studies, analyze, serve, export, ...
     assert len(set(helps.values())) == 1, helps
     assert "HARMONY_DB_URL" in next(iter(helps.values()))
+
+
+def test_an_empty_harmony_db_url_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("HARMONY_DB_URL", "")
+    with pytest.raises(StoreError, match="HARMONY_DB_URL is set but empty"):
+        resolve_db_url()
+    assert resolve_db_url("given.db") == "sqlite:///given.db"  # --db still wins

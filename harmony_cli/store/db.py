@@ -249,7 +249,7 @@ def _upgrade(engine: Engine) -> None:
     the login guard table, 2 -> 3 the assignment table, 3 -> 4 the page session table and a login guard
     kept per name and client (new tables: ``create_all`` makes them). The old guard table is dropped
     (its counts and locks are forgotten), and so is the login-token secret of version 3, which tokens
-    no longer use."""
+    do not use."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
         with Session(conn) as session:
             found = int(session.get(Meta, "schema_version").value)
