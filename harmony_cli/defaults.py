@@ -9,10 +9,15 @@ needs, read the two YAML files that define them instead (a few milliseconds).
 """
 from __future__ import annotations
 
+import copy
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
+
+from .hydra_app import checked_config_dir, compose_config
 
 # The environment variables the config reads (conf/paths/default.yaml, conf/config.yaml): a change
 # in any of them changes the composed values, so they are part of the cache key.
@@ -24,31 +29,23 @@ def _environment() -> tuple:
 
 
 @lru_cache(maxsize=8)
-def _composed(_environment: tuple) -> dict:
-    from omegaconf import OmegaConf
-
-    from .hydra_app import compose_config
-
+def _composed(environment: tuple) -> dict:
     return OmegaConf.to_container(compose_config(resolve=True), resolve=True)
 
 
 def config_default(key: str) -> Any:
     """The composed default of a dotted ``key`` (``study.labels_per_example``, ``analysis.settings``).
 
-    A mapping comes back as a new dict, so a caller may change it.
+    A mapping comes back as a copy, so a caller may change it without changing the cached config.
     """
     value: Any = _composed(_environment())
     for part in key.split("."):
         value = value[part]
-    return dict(value) if isinstance(value, dict) else value
+    return copy.deepcopy(value)
 
 
 @lru_cache(maxsize=8)
-def _paths(_environment: tuple) -> dict:
-    from omegaconf import OmegaConf
-
-    from .hydra_app import checked_config_dir
-
+def _paths(environment: tuple) -> dict:
     folder = checked_config_dir()
     root = OmegaConf.masked_copy(OmegaConf.load(folder / "config.yaml"), ["db_url"])
     root.paths = OmegaConf.load(folder / "paths" / "default.yaml")

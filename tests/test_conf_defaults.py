@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from harmony_cli.analysis import AnalysisSettings
@@ -90,8 +91,6 @@ def test_finetune_module_carries_no_default_that_differs_from_conf_model():
 def _option_defaults(group: str, option: str) -> dict:
     """``{(class, key): (class default, conf value)}`` where the ``_target_`` of ``group=option`` has its
     own default for a key the YAML sets (a list in conf counts as the tuple a class may default to)."""
-    from hydra.utils import get_object
-
     node = compose_config([f"{group}={option}"], resolve=True)[group]
     found = {}
     nodes = [node] + [value for value in node.values() if OmegaConf.is_dict(value)]
