@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from .hydra_app import checked_config_dir, compose_config
 # The environment variables the config reads (conf/paths/default.yaml, conf/config.yaml): a change
 # in any of them changes the composed values, so they are part of the cache key.
 CONFIG_ENV = ("HARMONY_CONF", "HARMONY_OUTPUTS", "HARMONY_DB_URL")
+# Hydra's composition uses one global state: the page's sessions (threads) compose one at a time.
+_COMPOSING = threading.Lock()
 
 
 def _environment() -> tuple:
@@ -30,7 +33,8 @@ def _environment() -> tuple:
 
 @lru_cache(maxsize=8)
 def _composed(environment: tuple) -> dict:
-    return OmegaConf.to_container(compose_config(resolve=True), resolve=True)
+    with _COMPOSING:
+        return OmegaConf.to_container(compose_config(resolve=True), resolve=True)
 
 
 def config_default(key: str) -> Any:
