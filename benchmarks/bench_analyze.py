@@ -125,16 +125,16 @@ def power_seconds() -> float:
     from harmony_cli.analysis.power import PowerModel, power_grid
 
     return timed(lambda: power_grid(PowerModel(), [25, 50, 100, 200, 400], [1, 3, 5, 7, 10], 200,
-                                    AnalysisSettings(bootstrap_resamples=0), family=30))
+                                    AnalysisSettings.defaults(bootstrap_resamples=0), family=30))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30,000 and 300,000 labels (a smoke run)")
-    parser.add_argument("--resamples", type=int, default=AnalysisSettings().bootstrap_resamples,
+    parser.add_argument("--resamples", type=int, default=AnalysisSettings.defaults().bootstrap_resamples,
                         help="cluster bootstrap resamples (default: the config's)")
     args = parser.parse_args(argv)
-    settings = AnalysisSettings(bootstrap_resamples=args.resamples)
+    settings = AnalysisSettings.defaults(bootstrap_resamples=args.resamples)
     previous = previous_analysis()
     cases = [(6_000, 5, 2.0), (10_000 if args.quick else 100_000, 30, 10.0)]
 

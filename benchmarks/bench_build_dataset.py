@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for p in finetuned.parameters():
             p.add_(0.01 * torch.randn_like(p))
     metric = RelevanceMassAccuracy()
-    settings = RenderSettings(image_size=224)
+    settings = RenderSettings.defaults(image_size=224)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from harmony_cli.console import output_console, print_rule
+from harmony_cli.defaults import config_default, outputs_root
 from rich.table import Table
 
 console = output_console()
@@ -37,7 +38,7 @@ def run_stage(title: str, args: list[str], timings: list[tuple[str, float]]) -> 
 
 
 def main() -> None:
-    outputs = Path(os.environ.get("HARMONY_OUTPUTS", "outputs"))
+    outputs = outputs_root()
     study = os.environ.get("HARMONY_DEMO_STUDY", "demo")
     per_cell = os.environ.get("HARMONY_DEMO_EXAMPLES", "100")
     timings: list[tuple[str, float]] = []
@@ -49,7 +50,7 @@ def main() -> None:
     run_stage("2. build-dataset", ["build-dataset", f"run={sweep}", f"study.name={study}",
                                    f"study.examples_per_cell={per_cell}"], timings)
     run_stage("3. simulate-annotators", ["simulate-annotators", "--study", study, "--annotators", "5"], timings)
-    report_parent = outputs / "reports"
+    report_parent = Path(config_default("analysis.out_dir"))
     run_stage("4. analyze", ["analyze", "--study", study], timings)
     report = _newest(report_parent)
 

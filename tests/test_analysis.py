@@ -15,7 +15,7 @@ from harmony_cli.analysis import select_label_source
 from harmony_cli.errors import UserError
 
 CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
-FAST = AnalysisSettings(bootstrap_resamples=300)
+FAST = AnalysisSettings.defaults(bootstrap_resamples=300)
 
 
 def labels(rows, cell=CELL, **columns) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import pytest
 from harmony_cli.analysis import AnalysisSettings, analyze_labels, verdicts
 
 CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
-NO_BOOT = AnalysisSettings(bootstrap_resamples=0)
+NO_BOOT = AnalysisSettings.defaults(bootstrap_resamples=0)
 NET = {"finetuned": 1.0, "neither": 0.0, "original": -1.0}
 
 
@@ -83,7 +83,7 @@ def test_perfectly_correlated_labels_count_as_one_per_example():
 
 
 def test_verdict_rule_on_arrays():
-    s = AnalysisSettings()
+    s = AnalysisSettings.defaults()
     got = verdicts(decisive_low=np.array([0.0, 0.2, 0.2, 0.2, 0.05, 0.2, 0.2]),
                    decisive_high=np.array([0.09, 0.4, 0.4, 0.4, 0.3, 0.4, 0.4]),
                    delta=np.array([0.0, 0.2, -0.2, 0.01, 0.2, 0.2, 0.2]),
@@ -121,7 +121,7 @@ def test_verdict_at_a_holm_boundary_is_not_directional_and_alpha_changes_it():
     assert b["direction_test"]["p_value"] < 0.05 < b["direction_test"]["p_value_holm"]  # the precondition
     assert b["decisive_rate_interval"][0] > 0.10 and b["net_preference"] > 0
     assert b["verdict"] == "inconclusive"
-    loose = {c["attribution"]: c for c in analyze_labels(frame, AnalysisSettings(alpha=0.1, bootstrap_resamples=0))
+    loose = {c["attribution"]: c for c in analyze_labels(frame, AnalysisSettings.defaults(alpha=0.1, bootstrap_resamples=0))
              ["cells"]}
     assert loose["boundary"]["verdict"] == "aligned"
 
@@ -149,11 +149,11 @@ def test_few_decisive_labels_get_no_bootstrap_interval():
     frame = pd.DataFrame([{**CELL, "example_id": e, "annotator": f"a{a}",
                            "choice": "finetuned" if (e, a) in {(0, 0), (1, 1), (2, 0)} else "neither"}
                           for e in range(30) for a in range(3)])
-    cell = analyze_labels(frame, AnalysisSettings(bootstrap_resamples=500))["cells"][0]
+    cell = analyze_labels(frame, AnalysisSettings.defaults(bootstrap_resamples=500))["cells"][0]
     assert cell["n_decisive"] == 3 and cell["decisive_bootstrap_interval"] is None
     assert any("no bootstrap interval: 3 decisive labels" in n for n in cell["notes"])
     many = clustered_frame(seed=1)
-    assert analyze_labels(many, AnalysisSettings(bootstrap_resamples=500))["cells"][0][
+    assert analyze_labels(many, AnalysisSettings.defaults(bootstrap_resamples=500))["cells"][0][
         "decisive_bootstrap_interval"] is not None
 
 
@@ -203,7 +203,7 @@ def test_every_holm_figure_in_the_report_equals_multipletests():
     gains = {e: rng.normal() for e in frame.example_id.unique()}
     frame["original_score"] = 0.5
     frame["finetuned_score"] = 0.5 + frame.example_id.map(gains)
-    settings = AnalysisSettings(bootstrap_resamples=0)
+    settings = AnalysisSettings.defaults(bootstrap_resamples=0)
     report = analyze_labels(frame, settings, higher_is_better={"rma": True, "focus": True})
     small = next(c for c in report["cells"] if c["attribution"] == "m0")
     assert small["n_examples_labelled"] < settings.min_examples  # out of the direction family

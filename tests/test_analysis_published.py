@@ -88,7 +88,7 @@ def published(legacy_db):
 
 def test_published_study_from_legacy_tables(published):
     frame, expected = published
-    report = analyze_labels(frame, AnalysisSettings(bootstrap_resamples=200))
+    report = analyze_labels(frame, AnalysisSettings.defaults(bootstrap_resamples=200))
     check_published(report, expected)
     undefined = [c for c in report["cells"] if c["fleiss_kappa"] is None]
     assert [(c["metric"], c["backbone"], c["attribution"]) for c in undefined] == [

@@ -55,24 +55,24 @@ def test_render_pairs_upscales_images_and_maps(size):
     torch.manual_seed(0)
     images = torch.randn(2, 3, 64, 64)
     original, finetuned = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
-    rendered = render_pairs(images, original, finetuned, RenderSettings(image_size=size))
+    rendered = render_pairs(images, original, finetuned, RenderSettings.defaults(image_size=size))
     side = size or 64
     for array in (rendered.images, rendered.original_overlays, rendered.finetuned_overlays,
                   rendered.original_heatmaps, rendered.finetuned_heatmaps):
         assert array.shape == (2, side, side, 3) and array.dtype == np.uint8
     # a different map gives a different picture; the same map the same one
     assert not np.array_equal(rendered.original_heatmaps, rendered.finetuned_heatmaps)
-    again = render_pairs(images, original, original, RenderSettings(image_size=size))
+    again = render_pairs(images, original, original, RenderSettings.defaults(image_size=size))
     np.testing.assert_array_equal(again.original_overlays, again.finetuned_overlays)
 
 
 def test_render_settings_refuse_non_perceptual_colormaps_and_bad_sizes():
     with pytest.raises(UserError, match="perceptually uniform"):
-        RenderSettings(colormap="jet")
+        RenderSettings.defaults(colormap="jet")
     with pytest.raises(UserError, match="image_size"):
-        RenderSettings(image_size=2)
+        RenderSettings.defaults(image_size=2)
     with pytest.raises(UserError, match="resample"):
-        RenderSettings(resample="lanczos9")
+        RenderSettings.defaults(resample="lanczos9")
 
 
 def sha_name(data: bytes) -> str:

@@ -111,18 +111,18 @@ def test_study_instructions_are_recorded_when_the_study_is_built_and_replaced_by
     path.write_text(INSTRUCTIONS, encoding="utf-8")
     rows = [dict(CELL, source_key=str(i), class_name="c") for i in range(2)]
     with Store.open(db_url) as store:
-        plain = StudyRow.open(store, "plain", StudySettings(), {"seed": 0}, tmp_path / "plain")
+        plain = StudyRow.open(store, "plain", StudySettings.defaults(), {"seed": 0}, tmp_path / "plain")
         plain.add(rows, {"rma": True})
-        built = StudyRow.open(store, "built", StudySettings(instructions=str(path)), {"seed": 0}, tmp_path / "b")
+        built = StudyRow.open(store, "built", StudySettings.defaults(instructions=str(path)), {"seed": 0}, tmp_path / "b")
         built.add(rows, {"rma": True})
         assert "instructions" not in _study_config(db_url, "plain")  # the page's default applies
         assert _study_config(db_url, "built")["instructions"] == INSTRUCTIONS
-        StudyRow.open(store, "built", StudySettings(), {"seed": 0}, tmp_path / "b")  # null keeps them
+        StudyRow.open(store, "built", StudySettings.defaults(), {"seed": 0}, tmp_path / "b")  # null keeps them
         assert _study_config(db_url, "built")["instructions"] == INSTRUCTIONS
-        again = StudyRow.open(store, "built", StudySettings(instructions="Other *text*"), {"seed": 0}, tmp_path / "b")
+        again = StudyRow.open(store, "built", StudySettings.defaults(instructions="Other *text*"), {"seed": 0}, tmp_path / "b")
         assert again.config["instructions"] == _study_config(db_url, "built")["instructions"] == "Other *text*"
         assert _study_config(db_url, "built")["higher_is_better"] == {"rma": True}  # the rest is kept
         for value, fragment in ((str(tmp_path / "typo.md"), "typo.md does not exist"), (" ", "is empty")):
             with pytest.raises(UserError, match=fragment):
-                StudyRow.open(store, "new", StudySettings(instructions=value), {}, tmp_path / "new")
+                StudyRow.open(store, "new", StudySettings.defaults(instructions=value), {}, tmp_path / "new")
         assert store.study("new") is None

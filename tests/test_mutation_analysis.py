@@ -13,7 +13,7 @@ from harmony_cli.analysis.significance import binomial_p, binomial_p_many, holm,
 from harmony_cli.analysis.verdict import verdict_detail, verdicts
 
 
-def rule(settings=AnalysisSettings(), **columns):
+def rule(settings=AnalysisSettings.defaults(), **columns):
     """verdicts() for cells given column-wise; unset columns take a clearly aligned cell's value."""
     n = max(len(v) for v in columns.values())
     base = dict(decisive_low=0.3, decisive_high=0.6, delta=0.2, p_direction_holm=0.001,
@@ -26,15 +26,15 @@ def test_verdict_decisive_rate_bounds_at_the_margin_exactly():
     # upper bound == margin: not below it, so not imperceptible; lower bound == margin: perceptible
     assert rule(decisive_high=[0.10, 0.0999], decisive_low=[0.05, 0.05]) == ["inconclusive", "imperceptible"]
     assert rule(decisive_low=[0.10, 0.0999]) == ["aligned", "inconclusive"]
-    margin = AnalysisSettings(perceptibility_margin=0.3)
+    margin = AnalysisSettings.defaults(perceptibility_margin=0.3)
     assert rule(margin, decisive_low=[0.3, 0.29], decisive_high=[0.5, 0.5]) == ["aligned", "inconclusive"]
     assert rule(margin, decisive_low=[0.1], decisive_high=[0.29]) == ["imperceptible"]
 
 
 def test_verdict_needs_min_examples_and_never_fewer_than_two():
     assert rule(n_examples=[10, 9]) == ["aligned", "inconclusive"]
-    assert rule(AnalysisSettings(min_examples=1), n_examples=[1, 2]) == ["inconclusive", "aligned"]
-    assert rule(AnalysisSettings(min_examples=0), n_examples=[1, 2, 0]) == ["inconclusive", "aligned", "inconclusive"]
+    assert rule(AnalysisSettings.defaults(min_examples=1), n_examples=[1, 2]) == ["inconclusive", "aligned"]
+    assert rule(AnalysisSettings.defaults(min_examples=0), n_examples=[1, 2, 0]) == ["inconclusive", "aligned", "inconclusive"]
     # fewer examples never hide imperceptibility
     assert rule(n_examples=[3], decisive_low=[0.0], decisive_high=[0.05]) == ["imperceptible"]
 
@@ -42,7 +42,7 @@ def test_verdict_needs_min_examples_and_never_fewer_than_two():
 def test_verdict_p_at_alpha_is_not_significant():
     assert rule(p_direction_holm=[0.05, 0.0499]) == ["inconclusive", "aligned"]
     assert rule(p_direction_holm=[0.5, 0.5], p_equivalence_holm=[0.05, 0.0499]) == ["inconclusive", "no_preference"]
-    assert rule(AnalysisSettings(alpha=0.2), p_direction_holm=[0.19, 0.2]) == ["aligned", "inconclusive"]
+    assert rule(AnalysisSettings.defaults(alpha=0.2), p_direction_holm=[0.19, 0.2]) == ["aligned", "inconclusive"]
 
 
 def test_verdict_sign_zero_and_undefined_figures():
@@ -66,7 +66,7 @@ def cell(**changes) -> dict:
 
 
 def test_verdict_detail_says_why_for_each_verdict():
-    s = AnalysisSettings()
+    s = AnalysisSettings.defaults()
     assert verdict_detail("aligned", cell(), s) == (
         "d = 40% [30%, 50%]; people prefer the fine-tuned maps: net preference +25%, clustered Holm p = 0.012 "
         "< 0.05.")
@@ -79,16 +79,16 @@ def test_verdict_detail_says_why_for_each_verdict():
         "d = 40% [30%, 50%]; 9 labelled examples, fewer than min_examples 10.")
     assert verdict_detail("inconclusive", cell(n_examples_labelled=10), s).endswith(
         "net preference +25%: direction Holm p = 0.012, equivalence Holm p = 0.7.")
-    assert verdict_detail("inconclusive", cell(n_examples_labelled=1), AnalysisSettings(min_examples=1)) == (
+    assert verdict_detail("inconclusive", cell(n_examples_labelled=1), AnalysisSettings.defaults(min_examples=1)) == (
         "d = 40% [30%, 50%]; 1 labelled examples, fewer than min_examples 1.")
-    assert "fewer than" not in verdict_detail("inconclusive", cell(n_examples_labelled=2), AnalysisSettings(min_examples=1))
+    assert "fewer than" not in verdict_detail("inconclusive", cell(n_examples_labelled=2), AnalysisSettings.defaults(min_examples=1))
     eq = cell(net_preference=0.02, equivalence_test={"p_value_holm": 0.004}, neither_dominant=True)
     assert verdict_detail("no_preference", eq, s) == (
         "d = 40% [30%, 50%]; net preference +2% is within +-10% (TOST Holm p = 0.004 < 0.05). Neither dominant.")
 
 
 def test_verdict_detail_of_an_inconclusive_cell_says_whether_it_was_perceptible():
-    s = AnalysisSettings()
+    s = AnalysisSettings.defaults()
     low = cell(decisive_rate_interval=[0.05, 0.5], direction_test={"p_value_holm": None},
                net_preference=None)
     assert verdict_detail("inconclusive", low, s) == (

@@ -15,7 +15,7 @@ F, O, N = "finetuned", "original", "neither"
 X = [(F, F, O)] * 4 + [(O, O, N)] * 2 + [(F, O, N)] * 2 + [(N, N, F)] * 2 + [(F, O, O), (N, F, O)]
 # cell "y": 3 examples x 2 annotators, half of the labels "neither"
 Y = [(F, N), (O, N), (N, F)]
-SETTINGS = AnalysisSettings(bootstrap_resamples=200, min_decisive_bootstrap=27)
+SETTINGS = AnalysisSettings.defaults(bootstrap_resamples=200, min_decisive_bootstrap=27)
 
 
 def frame() -> pd.DataFrame:
@@ -64,7 +64,7 @@ def test_cells_holm_families():
     sign = [binomtest(6, 9).pvalue, binomtest(2, 3).pvalue]
     assert [c["sign_test"]["p_value"] for c in (x, y)] == pytest.approx(sign)
     assert [c["sign_test"]["p_value_holm"] for c in (x, y)] == pytest.approx(list(multipletests(sign, method="holm")[1]))
-    both = cells(settings=AnalysisSettings(bootstrap_resamples=0, min_examples=3))
+    both = cells(settings=AnalysisSettings.defaults(bootstrap_resamples=0, min_examples=3))
     raw = [both[c]["direction_test"]["p_value"] for c in "xy"]
     assert [both[c]["direction_test"]["p_value_holm"] for c in "xy"] == pytest.approx(
         list(multipletests(raw, method="holm")[1]))
@@ -78,7 +78,7 @@ def test_cells_notes_and_the_bootstrap_threshold():
     assert "no bootstrap interval: 3 decisive labels, fewer than min_decisive_bootstrap 27" in y["notes"]
     assert ("3 labelled examples (< min_examples 10): no direction or equivalence verdict; the cell is left out of "
             "their Holm families") in y["notes"]
-    none = cells(settings=AnalysisSettings(bootstrap_resamples=0, min_decisive_bootstrap=1))["x"]
+    none = cells(settings=AnalysisSettings.defaults(bootstrap_resamples=0, min_decisive_bootstrap=1))["x"]
     assert "no bootstrap interval (analysis.settings.bootstrap_resamples is 0)" in none["notes"]
     only_neither = frame().assign(choice=N)
     cell = {c["attribution"]: c for c in analyze_labels(only_neither, SETTINGS)["cells"]}["x"]
@@ -95,12 +95,12 @@ def test_cells_notes_of_an_empty_cell_and_of_two_examples():
     assert got["unlabelled"]["neither_dominant"] is False
     assert got["y"]["notes"][0].startswith("3 labelled examples")  # one label or more: not "no labels"
     two = frame()[lambda f: f.example_id != "y2"]
-    y = {c["attribution"]: c for c in analyze_labels(two, AnalysisSettings(bootstrap_resamples=0, min_examples=2))
+    y = {c["attribution"]: c for c in analyze_labels(two, AnalysisSettings.defaults(bootstrap_resamples=0, min_examples=2))
          ["cells"]}["y"]
     assert y["n_examples_labelled"] == 2 and not any("labelled examples (<" in note for note in y["notes"])
     assert y["direction_test"]["p_value"] is not None and y["direction_test"]["p_value_holm"] is not None
     single = frame()[lambda f: (f.attribution == "x") | (f.example_id == "y0")]
-    y = {c["attribution"]: c for c in analyze_labels(single, AnalysisSettings(bootstrap_resamples=0, min_examples=1))
+    y = {c["attribution"]: c for c in analyze_labels(single, AnalysisSettings.defaults(bootstrap_resamples=0, min_examples=1))
          ["cells"]}["y"]
     assert "1 labelled examples (< min_examples 1)" in y["notes"][0]  # never fewer than two for the tests
     assert y["n_annotators"] == 2  # each gave one label here
@@ -109,7 +109,7 @@ def test_cells_notes_of_an_empty_cell_and_of_two_examples():
 def test_cells_bootstrap_from_one_decisive_label_and_its_two_bounds():
     one = frame()[lambda f: (f.attribution == "x") | (f.example_id == "y0")]  # y: one decisive label
     for least in (0, 1):
-        settings = AnalysisSettings(bootstrap_resamples=200, min_decisive_bootstrap=least)
+        settings = AnalysisSettings.defaults(bootstrap_resamples=200, min_decisive_bootstrap=least)
         y = {c["attribution"]: c for c in analyze_labels(one, settings)["cells"]}["y"]
         assert y["n_decisive"] == 1 and y["decisive_bootstrap_interval"] is not None
     y = {c["attribution"]: c for c in analyze_labels(one, SETTINGS)["cells"]}["y"]

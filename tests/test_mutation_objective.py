@@ -9,7 +9,13 @@ import torch
 
 from lightning_modules.attributions import InputXGradient
 from lightning_modules.backbones import TinyCNN
+from harmony_cli.defaults import config_default
 from lightning_modules.finetune import FinetuneModule
+
+
+def finetune_defaults() -> dict:
+    """FinetuneModule's training keys as conf/ sets them (the class has no defaults)."""
+    return {key: config_default(f"finetune.{key}") for key in ("lr", "weight_decay", "keep_eval_mode", "fold_batchnorm")}
 
 
 def row_cosine_loss(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -45,7 +51,8 @@ CASES = {  # the inputs the metric explains -> the input the agreement term must
 def test_objective_agreement_uses_the_logits_of_what_was_explained(case):
     torch.manual_seed(0)
     explained, used = CASES[case]
-    module = FinetuneModule(TinyCNN(8).eval(), Probe(explained), lambda model: InputXGradient(model), loss_weight=0.5)
+    module = FinetuneModule(TinyCNN(8).eval(), Probe(explained), lambda model: InputXGradient(model), loss_weight=0.5,
+                            **finetune_defaults())
     with torch.no_grad():
         for p in module.finetuned.parameters():
             p.add_(0.3 * torch.randn_like(p))

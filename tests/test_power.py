@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from harmony_cli.analysis import AnalysisSettings
 from harmony_cli.analysis.power import PowerModel, power_grid
 
-SETTINGS = AnalysisSettings(bootstrap_resamples=0)
+SETTINGS = AnalysisSettings.defaults(bootstrap_resamples=0)
 
 
 def independent_verdict(labels: np.ndarray, example: np.ndarray, family: int, s: AnalysisSettings) -> str:

@@ -126,7 +126,7 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
 
 def test_position_bias_is_the_share_of_decisive_sided_labels_choosing_the_left_map(store):
     labels = store.labels_frame("progress-test")
-    rows = by_metric(position_bias_by_cell(labels, store.cells("progress-test")))
+    rows = by_metric(position_bias_by_cell(labels, store.cells("progress-test"), confidence=0.95))
     # rma, decisive with a side: r0 a O|left O (left), b O|left F (right), c F|left F (left),
     # r1 b F|left O (right), r2 b O|left O (left); r1 a is Neither, r2 a has no side recorded
     assert (rows["rma"]["decisive"], rows["rma"]["chose_left"]) == (5, 3)
@@ -143,7 +143,7 @@ def test_agreement_and_verdict_are_harmony_analyzes_with_the_caveat(store, tmp_p
     from harmony_cli.main import app
 
     labels, cells = store.labels_frame("progress-test"), store.cells("progress-test")
-    rows = by_metric(study_overview(labels, cells, 2, study_report(store, "progress-test")))
+    rows = by_metric(study_overview(labels, cells, 2, study_report(store, "progress-test"), confidence=0.95))
     result = CliRunner().invoke(app, ["analyze", "--db", store.url, "--study", "progress-test", "--format", "json",
                                       "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
@@ -181,7 +181,7 @@ def test_verdicts_follow_their_cells_not_the_order_of_the_report():
 def test_a_study_without_labels_is_all_to_do():
     cells = [{**RMA, "examples": 3}]
     empty = pd.DataFrame(columns=["example_id", *RMA, "annotator", "choice", "left_map", "response_ms"])
-    [row] = study_overview(empty, cells, 5, None)
+    [row] = study_overview(empty, cells, 5, None, confidence=0.95)
     assert (row["counted"], row["needed"], row["caveat"], row["verdict"], row["decisive"]) == \
         (0, 15, "incomplete: 0 of 15 labels", None, 0)
     assert annotator_progress(empty, 3) == []

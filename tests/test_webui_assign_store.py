@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from harmony_cli.store import (DEFAULT_LABELS_PER_EXAMPLE, CellClosed, ExampleFull, Label, Store, StoreError)
+from harmony_cli.store import CellClosed, ExampleFull, Label, Store, StoreError
+from harmony_cli.study.settings import StudySettings
 
 RMA = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 FOCUS = dict(RMA, metric="focus")
@@ -97,7 +98,7 @@ def test_a_page_answer_outside_the_annotators_cells_is_refused(db_url):
 
 def test_labels_per_example_caps_new_labels_but_an_own_label_may_always_change(db_url):
     store, ids = make_store(db_url)
-    assert store.study_rules(ids["study_id"]).labels_per_example == DEFAULT_LABELS_PER_EXAMPLE == 5
+    assert store.study_rules(ids["study_id"]).labels_per_example == StudySettings.defaults().labels_per_example == 5
     store.update_study_config("s", labels_per_example=2)
     example = ids["rma"][0]
     people = {}

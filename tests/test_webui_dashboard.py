@@ -221,8 +221,8 @@ def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels
                        for i, e in enumerate(ids) for a in people]
             labels += [dict(annotator_id=robot, example_id=ids[0], choice="original", left_map="finetuned")]
         store.add_labels(labels, source="test")
-        figures = study_figures(store, "verdicts", AnalysisSettings(), run_analysis)
-        cached = study_figures(store, "verdicts", AnalysisSettings(), cached_analysis)
+        figures = study_figures(store, "verdicts", AnalysisSettings.defaults(), run_analysis)
+        cached = study_figures(store, "verdicts", AnalysisSettings.defaults(), cached_analysis)
     result = CliRunner().invoke(app, ["analyze", "--db", url, "--study", "verdicts", "--format", "json",
                                       "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output

@@ -53,7 +53,7 @@ def main(folder: Path = FOLDER) -> None:
     on_object = _blob(np.argwhere(mask).mean(0), radius)
     off_object = _blob(away, radius)
     x = normalize(torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255)
-    rendered = render_pairs(x, on_object, off_object, RenderSettings())
+    rendered = render_pairs(x, on_object, off_object, RenderSettings.defaults())
     folder.mkdir(exist_ok=True)
     arrays = {"image": rendered.images[0], "on_object": rendered.original_overlays[0],
               "off_object": rendered.finetuned_overlays[0]}

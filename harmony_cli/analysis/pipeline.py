@@ -55,7 +55,7 @@ def analyze_labels(labels: pd.DataFrame, settings: AnalysisSettings | None = Non
     Returns {settings, rule, inference, notes, n_labels, n_examples, n_annotators, cells, annotators,
     rollups, position_bias}.
     """
-    settings = settings or AnalysisSettings()
+    settings = settings or AnalysisSettings.defaults()
     data = encode_labels(labels, cells)
     rows = cell_statistics(data, settings, n_examples=study_cell_sizes(cells, data), higher_is_better=higher_is_better)
     return {

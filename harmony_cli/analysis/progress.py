@@ -8,7 +8,7 @@ Neither, side recorded) that chose the map shown on the left, with a Wilson inte
 
 ``labels`` is a frame like ``Store.labels_frame`` (one kind of labels: see ``select_label_source``);
 ``cells`` rows like ``Store.cells`` (the cell fields and ``examples``); ``per_example`` the study's
-``labels_per_example`` (``harmony_cli.store.study_rules``, where its default lives).
+``labels_per_example`` (``harmony_cli.store.study_rules``; its default lives in conf/study).
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def annotator_progress(labels: pd.DataFrame, examples: int, open_to: dict[str, i
     return rows
 
 
-def left_choice(labels: pd.DataFrame, confidence: float = 0.95) -> dict:
+def left_choice(labels: pd.DataFrame, confidence: float) -> dict:
     """Position bias of some labels: of the decisive labels whose left map was recorded (``decisive``),
     how many chose the left map (``chose_left``), the share and its Wilson interval (None without any)."""
     sided = labels["left_map"].notna() & (labels["choice"] != "neither")
@@ -98,7 +98,7 @@ def left_choice(labels: pd.DataFrame, confidence: float = 0.95) -> dict:
             "left_interval": pair(low[0], high[0]) if decisive else None}
 
 
-def position_bias_by_cell(labels: pd.DataFrame, cells: Iterable[dict], confidence: float = 0.95) -> list[dict]:
+def position_bias_by_cell(labels: pd.DataFrame, cells: Iterable[dict], confidence: float) -> list[dict]:
     """:func:`left_choice` per cell (cells in the order given)."""
     groups = {tuple(str(k) for k in key): part for key, part in labels.groupby(list(CELL_FIELDS), observed=True)} \
         if len(labels) else {}
@@ -123,7 +123,7 @@ def cell_verdicts(report: dict | None, progress: list[dict]) -> list[dict]:
 
 
 def study_overview(labels: pd.DataFrame, cells: list[dict], per_example: int, report: dict | None,
-                   confidence: float = 0.95) -> list[dict]:
+                   confidence: float) -> list[dict]:
     """One row per cell joining :func:`cell_progress`, :func:`cell_verdicts` and :func:`position_bias_by_cell`."""
     progress = cell_progress(labels, cells, per_example)
     verdict_rows = cell_verdicts(report, progress)

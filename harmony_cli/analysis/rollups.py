@@ -58,7 +58,7 @@ def _side_bias(n: np.ndarray, left: np.ndarray, confidence: float) -> list[dict]
              "p_value": finite(p[g])} for g in range(len(n))]
 
 
-def annotator_statistics(data: EncodedLabels, confidence: float = 0.95) -> list[dict]:
+def annotator_statistics(data: EncodedLabels, confidence: float) -> list[dict]:
     """Per annotator: labels, shares, decisive fine-tuned share, agreement with the others' majority,
     and left/right position bias.
 
@@ -105,7 +105,7 @@ def annotator_statistics(data: EncodedLabels, confidence: float = 0.95) -> list[
     return rows
 
 
-def position_bias(data: EncodedLabels, confidence: float = 0.95) -> dict:
+def position_bias(data: EncodedLabels, confidence: float) -> dict:
     """Across all labels: among decisive labels whose left map was recorded, the share choosing the left map
     (two-sided binomial test against 0.5), and the decisive fine-tuned share by the fine-tuned map's side."""
     choice = data.label_choice

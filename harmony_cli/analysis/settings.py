@@ -1,12 +1,15 @@
 """The pre-registered decision settings of ``harmony analyze`` (``conf/analysis/default.yaml``).
 
 They are fixed before anyone looks at the labels and printed at the top of every report, so a
-reader sees the rule that produced each verdict.
+reader sees the rule that produced each verdict. The class carries no defaults: conf/ holds them,
+and ``AnalysisSettings.defaults(**overrides)`` builds one from there.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
+from ..defaults import config_default
 from ..errors import UserError
 
 
@@ -29,15 +32,20 @@ class AnalysisSettings:
         (a descriptive figure; 0: none).
     """
 
-    alpha: float = 0.05
-    confidence: float = 0.95
-    perceptibility_margin: float = 0.10
-    equivalence_margin: float = 0.10
-    min_examples: int = 10
-    min_decisive_bootstrap: int = 20
-    neither_dominant: float = 0.5
-    bootstrap_resamples: int = 2000
-    seed: int = 0
+    alpha: float
+    confidence: float
+    perceptibility_margin: float
+    equivalence_margin: float
+    min_examples: int
+    min_decisive_bootstrap: int
+    neither_dominant: float
+    bootstrap_resamples: int
+    seed: int
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> "AnalysisSettings":
+        """conf/analysis's ``settings`` with ``overrides`` (for callers without a Hydra command line)."""
+        return cls(**{**_configured(), **overrides})
 
     def __post_init__(self):
         self._check_types()
@@ -63,7 +71,7 @@ class AnalysisSettings:
             if number is None or isinstance(value, bool) or (kind is int and number != float(value)):
                 what = "number" if kind is float else "whole number"
                 raise UserError(f"analysis.settings.{item.name}={value!r} is not a {what}: "
-                                f"set e.g. analysis.settings.{item.name}={getattr(AnalysisSettings, item.name)}")
+                                f"set e.g. analysis.settings.{item.name}={_configured()[item.name]}")
             object.__setattr__(self, item.name, number)
 
     def to_dict(self) -> dict:
@@ -75,3 +83,10 @@ class AnalysisSettings:
                 f"{self.perceptibility_margin}, equivalence margin {self.equivalence_margin}, at least "
                 f"{self.min_examples} examples for a direction/equivalence verdict, Neither dominant above "
                 f"{self.neither_dominant:.0%}")
+
+
+def _configured() -> dict:
+    """The keys of conf/analysis's ``settings`` (without Hydra's ``_target_``)."""
+    settings = config_default("analysis.settings")
+    settings.pop("_target_", None)
+    return settings

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 
-def wilson_interval(count, nobs, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(count, nobs, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score intervals of ``count / nobs`` (arrays); NaN where ``nobs == 0``."""
     from statsmodels.stats.proportion import proportion_confint
 

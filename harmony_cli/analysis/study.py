@@ -62,7 +62,7 @@ def study_report(store, study_name: str | None = None, settings: AnalysisSetting
         raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
                         f"simulate annotators (harmony simulate-annotators)")
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
-    analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings(), study_directions(study),
+    analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings.defaults(), study_directions(study),
                                     study_rules(study.config, study.source).labels_per_example)
     return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,

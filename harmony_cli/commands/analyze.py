@@ -18,6 +18,7 @@ import typer
 
 from ..cells import REPORT_ORDER, cell_text
 from ..outputs import new_folder
+from .options import DbOption
 
 VERDICT_COLORS = {"aligned": "bold blue", "misaligned": "bold dark_orange", "no_preference": "bold",
                   "imperceptible": "dim", "inconclusive": "italic"}
@@ -96,8 +97,7 @@ def print_report(report: dict, fmt: Format, console) -> None:
 def analyze(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="Hydra overrides, e.g. analysis.settings.alpha=0.01 analysis.settings.equivalence_margin=0.05."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: DbOption = None,
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the newest study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: outputs/reports/<study>-<time>/)."),
     simulated: Optional[bool] = typer.Option(

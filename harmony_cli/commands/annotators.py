@@ -10,11 +10,11 @@ import typer
 from ..errors import UserError
 from ..cells import cell_text, parse_cell
 from ..store.passwords import check_password
+from .options import DbOption
 
 app = typer.Typer(help="Manage annotator accounts (passwords are stored as argon2 hashes only).",
                   no_args_is_help=True)
 
-DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db; <outputs> is $HARMONY_OUTPUTS or ./outputs)."
 
 
 def read_password(password_stdin: bool) -> str:
@@ -32,7 +32,7 @@ def add(
     admin: bool = typer.Option(False, "--admin", help="Make the account an admin."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin's first "
                                                                         "line instead of prompting."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Create an annotator account (the password is prompted for twice)."""
     from ..store import Store, normalize_name
@@ -47,7 +47,7 @@ def add(
 
 @app.command("list")
 def list_(
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """List annotator accounts with how many labels each has given."""
@@ -101,7 +101,7 @@ def _set_active(name: str, active: bool, db: Optional[str]) -> None:
 @app.command("deactivate")
 def deactivate(
     name: str = typer.Argument(..., help="Login name."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Stop an annotator from logging in; their labels stay."""
     _set_active(name, False, db)
@@ -110,7 +110,7 @@ def deactivate(
 @app.command("activate")
 def activate(
     name: str = typer.Argument(..., help="Login name."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Let a deactivated (or imported) annotator log in again."""
     _set_active(name, True, db)
@@ -121,7 +121,7 @@ def set_password(
     name: str = typer.Argument(..., help="Login name."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin's first "
                                                                         "line instead of prompting."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Give an annotator a new password (prompted for twice)."""
     from ..store import Store, StoreError
@@ -144,7 +144,7 @@ def set_password(
 @app.command("unlock")
 def unlock(
     name: str = typer.Argument(..., help="Login name (as typed at the login, whether or not an account has it)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Lift the lockout after too many failed logins (from every address), and forget the failed attempts."""
     from ..store import Store
@@ -173,7 +173,7 @@ def assign(
     name: str = typer.Argument(..., help="Login name."),
     study: str = typer.Option(..., "--study", help="Study name (see `harmony studies`)."),
     cells: Optional[list[str]] = typer.Option(None, "--cell", help=CELLS_HELP),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Open a study, or some of its cells, to an annotator on the page."""
     from ..store import Store
@@ -190,7 +190,7 @@ def unassign(
     name: str = typer.Argument(..., help="Login name."),
     study: str = typer.Option(..., "--study", help="Study name (see `harmony studies`)."),
     cells: Optional[list[str]] = typer.Option(None, "--cell", help=CELLS_HELP),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Close a study (every assignment in it), or some of its cells, to an annotator; their labels stay."""
     from ..store import Store
@@ -203,7 +203,7 @@ def unassign(
 @app.command("assignments")
 def assignments(
     study: Optional[str] = typer.Option(None, "--study", help="Only this study."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
 ) -> None:
     """List who is assigned which study or cell."""

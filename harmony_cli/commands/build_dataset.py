@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from .options import DbOption
+
 
 def translate_overrides(overrides: list[str]) -> list[str]:
     """``run=PATH`` (the documented short form) is ``study.run=PATH`` in the config."""
@@ -18,7 +20,7 @@ def command(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="run=PATH (a finetune run or multirun dir; default: the latest) and Hydra overrides, "
                    "e.g. study.examples_per_cell=50 study.name=pilot"),
-    db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: study.db_url / HARMONY_DB_URL)."),
+    db: DbOption = None,
     cfg_only: Optional[str] = typer.Option(None, "--cfg", help="'job': print the composed config and exit."),
 ) -> None:
     """Render paired original / fine-tuned maps of finetune runs into a blinded study."""

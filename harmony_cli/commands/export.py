@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from .options import DbOption
+
 
 def command(
     study: str = typer.Option(..., "--study", help="The study to export (see `harmony studies`)."),
@@ -14,8 +16,7 @@ def command(
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: outputs/exports/STUDY.<ext>)."),
     names: bool = typer.Option(False, "--names", help="Add the annotators' login names beside their pseudonyms."),
     force: bool = typer.Option(False, "--force", help="Replace files that exist already (never the store)."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: DbOption = None,
 ) -> None:
     """Write every label of a study (pseudonymous annotators, cell, choice, side shown, times, scores)."""
     from ..errors import UserError

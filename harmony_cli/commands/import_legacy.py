@@ -6,11 +6,12 @@ from typing import Optional
 
 import typer
 
+from .options import DbOption
+
 
 def command(
     path: Path = typer.Argument(..., help="The original app's SQLite database, or its Django fixtures folder."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: DbOption = None,
     images: Optional[Path] = typer.Option(None, "--images", help="Folder the legacy image paths are relative to: "
                                                                  "its images are copied into the study."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the file or folder name)."),

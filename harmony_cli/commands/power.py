@@ -16,6 +16,7 @@ import typer
 
 from ..cells import REPORT_ORDER, cell_text
 from ..errors import UserError
+from .options import DbOption
 
 # What a power run writes into its folder (power_figure adds the PDF beside the PNG).
 POWER_FILES = ("power.csv", "power.json", "power.png", "power.pdf")
@@ -46,7 +47,7 @@ def model_from_study(db: str | None, default_db: str, study: str, cell: str | No
         labels, _ = select_label_source(store.labels_frame(chosen.name), None, study=f"study {chosen.name!r}")
     finally:
         store.close()
-    report = analyze_labels(labels, AnalysisSettings(bootstrap_resamples=0))
+    report = analyze_labels(labels, AnalysisSettings.defaults(bootstrap_resamples=0))
     cells = report["cells"]
     if cell is not None:
         cells = [c for c in cells if cell_text(c) == cell]
@@ -87,7 +88,7 @@ def command(
                                                                 "study's with --from-study, else 30)."),
     from_study: Optional[str] = typer.Option(None, "--from-study", help="Estimate the rates from this study."),
     cell: Optional[str] = typer.Option(None, "--cell", help="With --from-study: one cell, metric/backbone/attribution."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file for --from-study."),
+    db: DbOption = None,
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for power.csv/json/png (default: "
                                                            "outputs/power/<time>/)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulation."),

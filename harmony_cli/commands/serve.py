@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from .options import DbOption
 
 MAX_PORT = 65535
 
@@ -39,8 +40,7 @@ def serve(
     port: int = typer.Option(8501, "--port", help="Port of the page."),
     address: str = typer.Option("localhost", "--address",
                                 help="Address to listen on (0.0.0.0: every network interface)."),
-    db: Optional[str] = typer.Option(None, "--db", help="Store URL or SQLite file (default: $HARMONY_DB_URL, "
-                                                        "else <outputs>/harmony.db)."),
+    db: DbOption = None,
 ) -> None:
     """Start the annotation page: annotators log in with accounts from `harmony annotators add`."""
     if not 1 <= port <= MAX_PORT:

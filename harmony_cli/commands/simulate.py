@@ -7,6 +7,7 @@ import typer
 
 from ..store import Store, StoreError
 from ..study.simulate import MAX_ANNOTATORS, check_annotators, simulate
+from .options import DbOption
 
 
 def command(
@@ -18,8 +19,7 @@ def command(
     noise: float = typer.Option(0.1, help="Probability of an inattentive, uniformly random answer."),
     gain_weight: float = typer.Option(1.0, help="How strongly a larger metric gain raises the preference."),
     seed: int = typer.Option(0, help="Random seed."),
-    db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: HARMONY_DB_URL or "
-                                                        "<outputs>/harmony.db)."),
+    db: DbOption = None,
 ) -> None:
     """Answer a study with simulated annotators (marked simulated; never mixed with real labels)."""
     from rich import print as rprint

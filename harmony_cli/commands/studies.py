@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from ..store.studies import CELL_ROW_KEYS as STUDY_KEYS, COUNT_KEYS
+from .options import DbOption
 
 
 class Format(str, Enum):
@@ -56,7 +57,6 @@ def print_table(rows: list[dict]) -> None:
     console.print(table)
 
 
-DB_HELP = "Store URL or SQLite file (default: $HARMONY_DB_URL, else <outputs>/harmony.db)."
 app = typer.Typer(help="List studies by cell (without a subcommand), or change a study's settings.",
                   invoke_without_command=True)
 
@@ -64,7 +64,7 @@ app = typer.Typer(help="List studies by cell (without a subcommand), or change a
 @app.callback()
 def studies(
     ctx: typer.Context,
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
     fmt: Format = typer.Option(Format.table, "--format", help="table (rich), markdown, csv or json."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
@@ -104,7 +104,7 @@ def _set(study: str, db: Optional[str], **values) -> dict:
 @app.command("open")
 def open_(
     study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Open a study to new labels on the page (imported studies are closed until opened)."""
     _set(study, db, open=True)
@@ -114,7 +114,7 @@ def open_(
 @app.command("close")
 def close(
     study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Close a study to new labels: the page refuses them, even from sessions already open; labels stay."""
     _set(study, db, open=False)
@@ -126,9 +126,9 @@ def set_labels_per_example(
     study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
     count: int = typer.Argument(..., help="Labels each example gets (the page hands out examples until each "
                                           "has this many)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
-    """Set how many labels each example of a study gets (default 5, as in the published study)."""
+    """Set how many labels each example of a study gets (default: conf/study's labels_per_example)."""
     from ..errors import UserError
 
     if count < 1:
@@ -144,7 +144,7 @@ def set_instructions(
     study: str = typer.Argument(..., help="Study name (see `harmony studies`)."),
     file: Optional[Path] = typer.Option(None, "--file", help="A UTF-8 Markdown file with the instructions."),
     text: Optional[str] = typer.Option(None, "--text", help="The instructions themselves (Markdown)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Set a study's instructions (Markdown), shown before an annotator's first example and behind Help."""
     from ..errors import UserError

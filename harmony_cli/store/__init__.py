@@ -5,11 +5,11 @@ from .api import Store
 from .assignments import StudyRules, study_rules
 from .db import StoreError, default_db_url, resolve_db_url
 from .labels import AnswerRefused, CellClosed, ExampleFull, SessionEnded
-from .models import (DEFAULT_LABELS_PER_EXAMPLE, SCHEMA_VERSION, Annotator, Assignment,
+from .models import (SCHEMA_VERSION, Annotator, Assignment,
                      Example, Label, LabelAudit, LoginGuard, Meta, PageSession, Study)
 
 __all__ = [
-    "AnswerRefused", "Annotator", "Assignment", "CELL_FIELDS", "CHOICES", "CellClosed", "DEFAULT_LABELS_PER_EXAMPLE",
+    "AnswerRefused", "Annotator", "Assignment", "CELL_FIELDS", "CHOICES", "CellClosed",
     "default_db_url", "Example", "ExampleFull", "Label", "LabelAudit", "LoginGuard", "LoginResult", "Meta",
     "NAME_MAX", "PageSession", "SCHEMA_VERSION", "SIDES", "SessionEnded", "Store", "StoreError", "Study", "StudyRules",
     "normalize_name", "resolve_db_url", "study_rules",

@@ -8,8 +8,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..cells import CELL_FIELDS, CELL_KEYS, cell_text
+from ..defaults import config_default
 from .db import StoreError
-from .models import ANY, DEFAULT_LABELS_PER_EXAMPLE, Annotator, Assignment, Example, Study
+from .models import ANY, Annotator, Assignment, Example, Study
 
 @dataclass(frozen=True)
 class StudyRules:
@@ -20,14 +21,15 @@ class StudyRules:
 
 
 def study_rules(config: dict | None, source: str | None) -> StudyRules:
-    """A study's rules from its settings; the one place their defaults live.
+    """A study's rules from its settings.
 
     ``open`` missing: open for studies harmony built, closed for imported (``legacy``) ones, whose
-    labels are a finished study's. ``labels_per_example`` missing: DEFAULT_LABELS_PER_EXAMPLE.
+    labels are a finished study's. ``labels_per_example`` missing: conf/study's default.
     """
     config = config or {}
     return StudyRules(open=bool(config.get("open", source != "legacy")),
-                      labels_per_example=int(config.get("labels_per_example") or DEFAULT_LABELS_PER_EXAMPLE))
+                      labels_per_example=int(config.get("labels_per_example")
+                                             or config_default("study.labels_per_example")))
 
 
 def matches(assignment: dict, cell: dict) -> bool:

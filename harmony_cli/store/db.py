@@ -7,7 +7,6 @@ switched to WAL mode or given tables.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
+from ..defaults import default_db_url
 from .diagnose import StoreError, damaged, open_failure, remove_new_side_files, side_files
 from .models import APP_NAME, SCHEMA_VERSION, Base, LoginGuard, Meta
 
@@ -48,17 +48,16 @@ def write_failure(exc: BaseException, url: str) -> StoreError | None:
     return None
 
 
-def default_db_url() -> str:
-    """The store under the outputs root: ``sqlite:///$HARMONY_OUTPUTS/harmony.db`` (``outputs/`` by default)."""
-    return f"sqlite:///{Path(os.environ.get('HARMONY_OUTPUTS', 'outputs')) / 'harmony.db'}"
-
-
 def resolve_db_url(db: str | None = None) -> str:
-    """``--db`` if given, else ``HARMONY_DB_URL``, else :func:`default_db_url`.
+    """``--db`` if given, else the config's ``db_url`` (``HARMONY_DB_URL``, else the SQLite file under the
+    outputs root: :func:`harmony_cli.defaults.default_db_url`).
 
     A plain file path is taken as an SQLite database.
     """
-    url = db or os.environ.get("HARMONY_DB_URL") or default_db_url()
+    url = db or default_db_url()
+    if not url:
+        raise StoreError("HARMONY_DB_URL is set but empty: unset it (the store under the outputs root) or give it "
+                         "a database URL")
     if "://" not in url:
         url = f"sqlite:///{url}"
     return url
@@ -243,7 +242,7 @@ def _upgrade(engine: Engine) -> None:
     the login guard table, 2 -> 3 the assignment table, 3 -> 4 the page session table and a login guard
     kept per name and client (new tables: ``create_all`` makes them). The old guard table is dropped
     (its counts and locks are forgotten), and so is the login-token secret of version 3, which tokens
-    no longer use."""
+    do not use."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
         with Session(conn) as session:
             found = int(session.get(Meta, "schema_version").value)

@@ -20,8 +20,6 @@ from ..cells import CELL_FIELDS
 # place: see db.py).
 SCHEMA_VERSION = 4
 APP_NAME = "harmony"
-# Labels each example gets when its study sets no ``labels_per_example`` (as in the published study).
-DEFAULT_LABELS_PER_EXAMPLE = 5
 # An assignment's cell field that holds this matches every value (a whole-study assignment has all four).
 ANY = ""
 

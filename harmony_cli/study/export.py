@@ -35,6 +35,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..defaults import outputs_root
 from ..errors import UserError
 from ..outputs import check_file_target, write_file, write_new_file
 
@@ -247,9 +248,9 @@ WRITERS: dict[str, Callable[[list[dict], Path, bool], None]] = {
 
 
 def default_path(study: str, fmt: str) -> Path:
-    """outputs/exports/<study>.<suffix> (under $HARMONY_OUTPUTS when set)."""
+    """<outputs root>/exports/<study>.<suffix> (the root: ``paths.outputs``)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study)
-    return Path(os.environ.get("HARMONY_OUTPUTS", "outputs")) / "exports" / f"{safe}{SUFFIXES[fmt]}"
+    return outputs_root() / "exports" / f"{safe}{SUFFIXES[fmt]}"
 
 
 def label_config_path(path: Path) -> Path:

@@ -1,6 +1,7 @@
 """The ``study`` config group (conf/study/default.yaml) as a typed, checked settings object.
 
-Torch-free, so build-dataset checks its settings before anything heavy is imported or loaded.
+Torch-free, so build-dataset checks its settings before anything heavy is imported or loaded. The
+classes carry no defaults: conf/ holds them, and ``defaults(**overrides)`` builds one from there.
 """
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from ..defaults import config_default
 from ..errors import UserError
-from ..store.models import DEFAULT_LABELS_PER_EXAMPLE
 
 
 # Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
@@ -25,10 +26,16 @@ class RenderSettings:
     ``image_weight``: how much of the grey image shows through the heatmap (0: none).
     """
 
-    image_size: int | None = 224
-    colormap: str = "inferno"
-    image_weight: float = 0.35
-    resample: str = "bilinear"
+    image_size: int | None
+    colormap: str
+    image_weight: float
+    resample: str
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> "RenderSettings":
+        """conf/study's rendering keys, with ``overrides``."""
+        study = config_default("study")
+        return cls(**{**{item.name: study[item.name] for item in fields(cls)}, **overrides})
 
     def __post_init__(self):
         if self.colormap not in PERCEPTUAL_COLORMAPS:
@@ -56,21 +63,26 @@ PINNED_SETTINGS = ("seed", "image_size", "colormap", "image_weight", "resample",
 class StudySettings:
     """How build-dataset makes a study (group ``study``; see conf/study/default.yaml for each key)."""
 
-    run: Optional[str] = None
-    name: Optional[str] = None
-    examples_per_cell: int = 200
-    seed: int = 0
-    image_size: Optional[int] = 224
-    resample: str = "bilinear"
-    colormap: str = "inferno"
-    image_weight: float = 0.35
-    batch_size: int = 32
-    device: str = "auto"
-    db_url: Optional[str] = None
-    image_dir: Optional[str] = None
-    disjoint_images: bool = True
-    labels_per_example: int = DEFAULT_LABELS_PER_EXAMPLE  # recorded in the study; the page hands out this many
-    instructions: Optional[str] = None  # Markdown for the annotators, or a file's path (study_row records it)
+    run: Optional[str]
+    name: Optional[str]
+    examples_per_cell: int
+    seed: int
+    image_size: Optional[int]
+    resample: str
+    colormap: str
+    image_weight: float
+    batch_size: int
+    device: str
+    db_url: Optional[str]
+    image_dir: Optional[str]
+    disjoint_images: bool
+    labels_per_example: int  # recorded in the study; the page hands out this many
+    instructions: Optional[str]  # Markdown for the annotators, or a file's path (study_row records it)
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> "StudySettings":
+        """The composed ``study`` group of conf/ with ``overrides`` (for callers without a Hydra command line)."""
+        return cls.from_config({**config_default("study"), **overrides})
 
     @classmethod
     def from_config(cls, study: Any) -> "StudySettings":

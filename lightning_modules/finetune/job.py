@@ -108,7 +108,7 @@ def build_trainer(cfg, run_dir: Path, callbacks: list[pl.Callback], loggers: lis
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
                        enable_checkpointing=False,
                        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-                       inference_mode=False)  # attribution maps need gradients during validation
+                       inference_mode=False)  # a requirement, not a setting: validation maps need gradients
 
 
 @contextmanager

@@ -75,13 +75,14 @@ class FinetuneModule(pl.LightningModule):
     explainer_factory: ``model -> attribution`` (e.g. ``partial(GradCAM, layer="features.20")``).
     metric_name: the name validation logs under (``val/<name>``); the metric's own name when None.
     higher_is_better: the direction of ``metric.score``; the metric class's when None.
+    loss_weight, lr, weight_decay, keep_eval_mode, fold_batchnorm: conf/model/finetune.yaml's keys (their
+        defaults live in conf/ only).
     Batches are dicts with ``image`` (B,3,H,W), ``label`` (B,) and optionally ``mask`` (B,1,H,W).
     """
 
-    def __init__(self, original: nn.Module, metric, explainer_factory: Callable[[nn.Module], object],
-                 metric_name: str | None = None, higher_is_better: bool | None = None, loss_weight: float = 1.0,
-                 lr: float = 1e-4, weight_decay: float = 0.0, keep_eval_mode: bool = True,
-                 fold_batchnorm: bool = True):
+    def __init__(self, original: nn.Module, metric, explainer_factory: Callable[[nn.Module], object], *,
+                 loss_weight: float, lr: float, weight_decay: float, keep_eval_mode: bool, fold_batchnorm: bool,
+                 metric_name: str | None = None, higher_is_better: bool | None = None):
         super().__init__()
         self.finetuned = copy.deepcopy(original).requires_grad_(True)
         self.original = original.requires_grad_(False).eval()
