@@ -11,10 +11,14 @@ ROAD 0.83x, RIS 0.84x; resnet18 at 224 px, where the convolutions dominate: unch
 
 Everything else is the model's own modules (deep-copied, sharing parameters and buffers),
 so an attribution's layer names (``layer4``) resolve in the twin as in the model. The twin
-is used only when, on the first batch, its logits and its maps equal the model's within
-a tolerance (float rounding differs, ~1e-6); otherwise (a map hooked on a folded
-convolution's own output, a convolution output that something else also reads, a model
-that cannot be copied) the model itself trains, with one log line saying why.
+is used only when, on the first batch, its logits and its maps equal the model's
+(:func:`..fast_forward.unequal`: each image's difference within 1e-3 of that image's L2
+norm). Folding reorders float32 sums, and a guided-backprop map is a channel sum whose
+terms nearly cancel, so single pixels may differ by more than their own size for rounding
+alone (~1e-4 of the map's largest value for the trained ``tiny``); over a whole map the
+difference stays near 1e-6 of its norm. Otherwise (a map hooked on a folded convolution's
+own output, a convolution output that something else also reads, a model that cannot be
+copied) the model itself trains, with one log line saying why.
 """
 from __future__ import annotations
 
@@ -95,8 +99,8 @@ def folded_twin(model: nn.Module, x: Tensor) -> nn.Module:
 def proven_twin(model: nn.Module, explainer_factory: Callable[[nn.Module], object], x: Tensor, y: Tensor,
                 rtol: float = 1e-3, atol: float = 1e-4) -> tuple[nn.Module, object]:
     """(model to train, its explainer): the folded twin where it has BatchNorms to fold and its logits and
-    maps on (x (B,C,H,W), y (B,)) equal the model's within ``rtol`` / ``atol`` x the largest magnitude;
-    else the model itself, with one log line saying why."""
+    maps on (x (B,C,H,W), y (B,)) equal the model's (each image's within ``rtol`` of its norm, plus ``atol``
+    x the largest image norm: :func:`unequal`); else the model itself, with one log line saying why."""
     explainer = explainer_factory(model)
     reason = None
     try:
