@@ -178,10 +178,11 @@ def test_a_conv_output_read_twice_keeps_the_model(caplog):
     with caplog.at_level(logging.INFO, logger="lightning_modules.finetune.folded"):
         trained, _ = proven_twin(model, GuidedBackprop, x, y)
     assert trained is model
-    with torch.no_grad():  # the head reads conv(x) where the twin gives it bn(conv(x))
-        z = model.conv(x)
-        wrong = model.head(torch.cat([model.bn(z), model.bn(z)], 1).relu().mean((2, 3)))
-        largest = float((wrong - model(x)).abs().max())
+    with torch.no_grad():  # the head reads conv(x) where the twin gives it bn(conv(x)); the proof runs in float64
+        net, x = copy.deepcopy(model).double(), x.double()
+        z = net.conv(x)
+        wrong = net.head(torch.cat([net.bn(z), net.bn(z)], 1).relu().mean((2, 3)))
+        largest = float((wrong - net(x)).abs().max())
     assert largest > 1e-3 and f"its logits' values differ by up to {largest:.3g}" in caplog.text
 
 
@@ -235,34 +236,30 @@ def test_proven_equal_allows_float32_rounding_of_sums_that_nearly_cancel():
     assert unequal(rounded, exact, rtol=1e-3, atol=1e-4) is None
 
 
-def _norm_close(got: torch.Tensor, expected: torch.Tensor, scale: float, name: str) -> None:
-    """``got`` within 1e-3 of ``expected``'s norm plus 1e-4 of ``scale``: float rounding differs between two
-    graphs, and where parts of a value nearly cancel (RIS' gradient) single entries round by more than
-    their own size."""
-    difference, norm = float((got - expected).norm()), float(expected.norm())
-    assert difference <= 1e-3 * norm + 1e-4 * scale, f"{name}: differs by {difference:.3g}, norm {norm:.3g}"
-
-
 @pytest.mark.parametrize("attribution", ["guided_backprop", "gradcam", "saliency", "input_x_gradient"])
 def test_fold_batchnorm_setting_and_the_trained_copy(trained_tiny, attribution):
-    """Holds for any base model reaching the documented accuracy (see conftest's HARMONY_TEST_BASE_SEED)."""
+    """Holds for any base model reaching the documented accuracy (conftest's HARMONY_TEST_BASE_SEED picks
+    another): the setting decides, the trained base model is folded, and the RIS step's gradients are the
+    unfolded model's. Gradients are compared in float64: in float32 a ReLU or max-pool input within rounding
+    of its switch point routes a map's gradient differently in the two graphs (see folded.py)."""
     from harmony_cli.hydra_app import compose_config
     from lightning_modules.finetune import build_module
     from lightning_modules.data import SyntheticShapes, collate_skip_none
 
     batch = collate_skip_none([SyntheticShapes("val", size=8)[i] for i in range(8)])
-    x, y = batch["image"], batch["label"]
     grads = {}
     for fold in (True, False):
-        module = build_module(compose_config(["metric=ris", f"attribution={attribution}",
-                                              f"finetune.fold_batchnorm={str(fold).lower()}"]),
-                              original=copy.deepcopy(trained_tiny))
+        cfg = compose_config(["metric=ris", f"attribution={attribution}", f"finetune.fold_batchnorm={str(fold).lower()}"])
+        module = build_module(cfg, original=copy.deepcopy(trained_tiny))
         module.train()
-        trained, _ = module.trainable(x, y)
+        trained, _ = module.trainable(batch["image"], batch["label"])
         assert any(isinstance(m, FoldedConvBN) for m in trained.modules()) is fold
+        module = build_module(cfg, original=copy.deepcopy(trained_tiny).double())
+        module.train()
         torch.manual_seed(0)  # the same RIS perturbation both times
-        module.objective(batch)["loss"].backward()
+        module.objective({**batch, "image": batch["image"].double()})["loss"].backward()
         grads[fold] = {n: p.grad.clone() for n, p in module.finetuned.named_parameters()}
     scale = max(float(g.norm()) for g in grads[False].values())
     for name, expected in grads[False].items():
-        _norm_close(grads[True][name], expected, scale, name)
+        difference, norm = float((grads[True][name] - expected).norm()), float(expected.norm())
+        assert difference <= 1e-6 * norm + 1e-9 * scale, f"{name}: differs by {difference:.3g}, norm {norm:.3g}"
