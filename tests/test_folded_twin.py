@@ -246,13 +246,15 @@ def test_fold_batchnorm_setting_and_the_trained_copy(trained_tiny, attribution):
     from lightning_modules.finetune import build_module
     from lightning_modules.data import SyntheticShapes, collate_skip_none
 
-    batch = collate_skip_none([SyntheticShapes("val", size=8)[i] for i in range(8)])
+    images = SyntheticShapes("val", size=32)
+    first = collate_skip_none([images[i] for i in range(32)])  # a first batch of finetune.batch_size
+    batch = {key: value[:8] for key, value in first.items()}
     grads = {}
     for fold in (True, False):
         cfg = compose_config(["metric=ris", f"attribution={attribution}", f"finetune.fold_batchnorm={str(fold).lower()}"])
         module = build_module(cfg, original=copy.deepcopy(trained_tiny))
         module.train()
-        trained, _ = module.trainable(batch["image"], batch["label"])
+        trained, _ = module.trainable(first["image"], first["label"])
         assert any(isinstance(m, FoldedConvBN) for m in trained.modules()) is fold
         module = build_module(cfg, original=copy.deepcopy(trained_tiny).double())
         module.train()
