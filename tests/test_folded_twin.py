@@ -251,7 +251,8 @@ def test_fold_batchnorm_setting_and_the_trained_copy(trained_tiny, attribution):
     batch = {key: value[:8] for key, value in first.items()}
     grads = {}
     for fold in (True, False):
-        cfg = compose_config(["metric=ris", f"attribution={attribution}", f"finetune.fold_batchnorm={str(fold).lower()}"])
+        cfg = compose_config(["metric=ris", f"attribution={attribution}",
+                              f"finetune.fold_batchnorm={str(fold).lower()}"])
         module = build_module(cfg, original=copy.deepcopy(trained_tiny))
         module.train()
         trained, _ = module.trainable(first["image"], first["label"])

@@ -80,11 +80,13 @@ def auto_weights_path(model: nn.Module, name: str, datamodule, cache_dir: str | 
     shapes = [tuple(p.shape) for p in model.state_dict().values()]
     torch_version = torch.__version__.split("+")[0]
     key = json.dumps([name, datamodule.fingerprint(), str(shapes), sorted(recipe.items()), torch_version])
-    return Path(cache_dir) / f"{name}-{datamodule.name}-seed{int(seed)}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{name}-{datamodule.name}-seed{int(seed)}-{digest}.pt"
 
 
 def _recipe(target_accuracy: float, max_epochs: int, lr: float, seed: int) -> dict:
-    return {"target_accuracy": float(target_accuracy), "max_epochs": int(max_epochs), "lr": float(lr), "seed": int(seed)}
+    return {"target_accuracy": float(target_accuracy), "max_epochs": int(max_epochs), "lr": float(lr),
+            "seed": int(seed)}
 
 
 def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike,
