@@ -243,9 +243,9 @@ def sweep(trained_tiny, tmp_path_factory) -> Path:
 
 
 def _outputs(outputs: Path) -> list[str]:
-    from tests.conftest import TEST_CACHE
+    from tests.conftest import CACHE_OVERRIDES
 
-    return [f"paths.outputs={outputs}", f"paths.cache={TEST_CACHE / 'cache'}", f"paths.models={TEST_CACHE / 'models'}"]
+    return [f"paths.outputs={outputs}", *CACHE_OVERRIDES]
 
 
 def _build(run: Path | None, db: Path, *extra: str, outputs: Path | None = None):

@@ -15,7 +15,7 @@ import pytest
 from harmony_cli.errors import UserError
 from harmony_cli.finetune_app import overrides_first
 from harmony_cli.hydra_app import ConfigError, compose_config
-from tests.conftest import REPO, TEST_CACHE
+from tests.conftest import CACHE_OVERRIDES, REPO
 
 
 PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -30,8 +30,7 @@ def cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 30
 
 SMALL_JOB = ["trainer.max_steps=2", "trainer.val_check_interval=2", "data.train_size=64", "data.val_size=16",
              "data.test_size=16", "finetune.val_size=8", "finetune.batch_size=8", "finetune.plot_images=2",
-             "trainer.enable_progress_bar=false", f"paths.cache={TEST_CACHE / 'cache'}",
-             f"paths.models={TEST_CACHE / 'models'}"]
+             "trainer.enable_progress_bar=false", *CACHE_OVERRIDES]
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

@@ -140,18 +140,22 @@ def test_agreement_loss_is_a_row_wise_cosine():
     assert source.grad is None and finetuned.grad.abs().sum() > 0
 
 
-# (metric, cheaper settings, lr, steps, images, the score must go: +1 up / -1 down): expectations of the
-# study, not of the code: RMA is higher-is-better, RIS lower-is-better. RIS on 8 images at lr 3e-4 rose
-# on one of two trained base models (6.2 -> 8.5); on 16 images at lr 1e-3 it fell on both (14.6 -> 2.0,
-# 8.7 -> 4.7), so a base model trained on another machine does not decide the outcome.
-IMPROVES = [("rma", [], 1e-4, 8, 8, +1), ("ris", ["++metric.metric.n_samples=16"], 1e-3, 8, 16, -1)]
+# (metric, cheaper settings, lr, steps, images, the score must go: +1 up / -1 down, the held-out agreement
+# floor): expectations of the study, not of the code: RMA is higher-is-better, RIS lower-is-better. RIS on
+# 8 images at lr 3e-4 rose on one of two trained base models (6.2 -> 8.5); on 16 images at lr 1e-3 it
+# fell on every one tried. Its steps are large: one base model kept 100% agreement, another 87.5% (the
+# 95% floor is the best checkpoint's choice among validations, not a property of every step); with the
+# agreement term's sign flipped, agreement fell to 9% (RIS) and 91% (RMA) on the same base model.
+IMPROVES = [("rma", [], 1e-4, 8, 8, +1, 0.95), ("ris", ["++metric.metric.n_samples=16"], 1e-3, 8, 16, -1, 0.75)]
 
 
-@pytest.mark.parametrize("metric_name, extra, lr, steps, images, direction", IMPROVES, ids=[c[0] for c in IMPROVES])
+@pytest.mark.parametrize("metric_name, extra, lr, steps, images, direction, floor", IMPROVES,
+                         ids=[c[0] for c in IMPROVES])
 def test_a_few_finetuning_steps_improve_the_metric_while_agreement_holds(trained_tiny, synthetic_dm, metric_name,
-                                                                        extra, lr, steps, images, direction):
+                                                                        extra, lr, steps, images, direction,
+                                                                        floor):
     """Through the real FinetuneModule and its optimizer, on one fixed batch: a wrong-signed metric
-    term (or agreement term) makes this fail."""
+    term (or agreement term) makes this fail, whichever base model the machine trained."""
     torch.manual_seed(0)
     module = _module(trained_tiny, metric_name, lr=lr, extra=extra)
     batch = _batch(synthetic_dm, n=images)
@@ -175,7 +179,7 @@ def test_a_few_finetuning_steps_improve_the_metric_while_agreement_holds(trained
     with torch.no_grad():
         agreement = float((module.finetuned(held).argmax(1) == module.original(held).argmax(1)).float().mean())
     assert direction * (finetuned - original) > 0.05 * abs(original), (metric_name, original, finetuned)
-    assert agreement >= 0.95, agreement
+    assert agreement >= floor, agreement
 
 
 # ----------------------------------------------------------------------------- best checkpoint

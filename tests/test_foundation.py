@@ -65,17 +65,49 @@ def test_auto_weights_reach_95_percent_and_are_reused(trained_tiny, synthetic_dm
     assert accuracy(trained_tiny, synthetic_dm.test_dataloader()) >= 0.95
     # a second load comes from the cache: training must not run again
     import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from tests.conftest import CACHE_OVERRIDES
 
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although the weights were cached")
 
     monkeypatch.setattr(pl.Trainer, "fit", no_training)
-    from tests.conftest import TEST_CACHE
-
-    again = build_backbone(TinyCNN(num_classes=8), name="tiny", weights="auto", gradcam_layer="features.20",
-                           datamodule=synthetic_dm, cache_dir=TEST_CACHE / "models")
+    again = instantiate(compose_config(CACHE_OVERRIDES).backbone, datamodule=synthetic_dm)
     for p, q in zip(trained_tiny.state_dict().values(), again.state_dict().values()):
         assert torch.equal(p, q)
+
+
+def test_auto_weights_are_reproducible_keyed_by_their_recipe_and_leave_torch_flags_alone(tmp_path):
+    from lightning_modules.backbones.weights import auto_weights, auto_weights_path
+
+    dm = SyntheticDataModule(train_size=32, val_size=8, test_size=16, batch_size=16, cache_dir=tmp_path / "data")
+    recipe = {"target_accuracy": 0.0, "max_epochs": 2, "lr": 3e-3}  # one round of one epoch
+    torch.use_deterministic_algorithms(True)  # a caller's setting, which training must give back
+    try:
+        trained = {}
+        for folder, seed in (("a", 1), ("b", 1), ("c", 2)):
+            torch.manual_seed(100 + len(trained))  # initial weights differ: the seed must decide them
+            model = TinyCNN(num_classes=8)
+            auto_weights(model, "tiny", dm, tmp_path / folder, seed=seed, **recipe)
+            trained[folder] = model.state_dict()
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.equal(trained["a"][k], trained["b"][k]) for k in trained["a"]), "same seed, other weights"
+    assert not all(torch.equal(trained["a"][k], trained["c"][k]) for k in trained["a"])
+    files = {folder: [p.name for p in (tmp_path / folder).glob("*.pt")] for folder in "abc"}
+    assert files["a"] == files["b"] != files["c"] and files["a"][0].startswith("tiny-synthetic-seed1-")
+    payload = torch.load(tmp_path / "a" / files["a"][0], weights_only=True)
+    assert payload["recipe"] == {**recipe, "seed": 1}
+
+    def name(data=dm, **change):
+        return auto_weights_path(TinyCNN(num_classes=8), "tiny", data, tmp_path, **{**recipe, "seed": 1, **change}).name
+
+    # the key names every ingredient: another recipe or data set is another file, not the cached one
+    assert name() == files["a"][0]
+    other_data = SyntheticDataModule(train_size=48, val_size=8, test_size=16, cache_dir=tmp_path / "data")
+    assert len({name(), name(lr=1e-3), name(max_epochs=4), name(target_accuracy=0.9), name(data=other_data)}) == 5
 
 
 @pytest.mark.parametrize("group", ["data", "backbone", "attribution", "metric", "trainer", "study"])

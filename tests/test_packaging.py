@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_CACHE
+from tests.conftest import CACHE_OVERRIDES, REPO
 
 # What a wheel is built from: the project's files, copied so the build leaves nothing in the checkout.
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "harmony_cli", "lightning_modules", "webui",
@@ -146,7 +146,7 @@ def test_every_stage_runs_from_another_folder_and_writes_under_its_outputs(insta
     cfg = installed.run("harmony", "finetune", "--cfg", "job")
     assert cfg.returncode == 0 and "metric:" in cfg.stdout, cfg.stderr[-2000:]
     # the test session's generated splits and base model (trained_tiny) are read from the test cache
-    inputs = [f"paths.cache={TEST_CACHE / 'cache'}", f"paths.models={TEST_CACHE / 'models'}"]
+    inputs = CACHE_OVERRIDES
     finetune = installed.run("harmony", "finetune", *inputs, "trainer.max_steps=2", "trainer.val_check_interval=2",
                              "finetune.batch_size=8", "finetune.val_size=16", "finetune.plot_images=2")
     assert finetune.returncode == 0, finetune.stderr[-3000:]

@@ -36,14 +36,17 @@ def finetune(*args: str) -> subprocess.CompletedProcess:
 
 
 def cache_name() -> str:
-    """The file ``backbone.weights=auto`` looks up for ``tiny`` on this module's data (its fingerprint)."""
-    from lightning_modules.backbones import TinyCNN
-    from lightning_modules.backbones.weights import _fingerprint
-    from lightning_modules.data import SyntheticDataModule
+    """The file ``backbone.weights=auto`` looks up for ``tiny`` on this module's data (its recipe from conf/)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
-    sizes = {arg.split("=")[0].split(".")[1]: int(arg.split("=")[1]) for arg in DATA}
-    data = SyntheticDataModule(cache_dir=TEST_CACHE / "cache", **sizes)
-    return f"tiny-synthetic-{_fingerprint('tiny', TinyCNN(num_classes=8), data)}.pt"
+    from harmony_cli.hydra_app import compose_config
+    from lightning_modules.backbones import TinyCNN
+    from lightning_modules.backbones.weights import auto_weights_path
+
+    config = compose_config([f"paths.cache={TEST_CACHE / 'cache'}", *DATA])
+    recipe = OmegaConf.to_container(config.backbone.auto, resolve=True)
+    return auto_weights_path(TinyCNN(num_classes=8), "tiny", instantiate(config.data), TEST_CACHE, **recipe).name
 
 
 def models_folder(folder: Path, trained_tiny: torch.nn.Module, perturbed: bool = False) -> Path:

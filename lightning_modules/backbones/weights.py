@@ -2,7 +2,8 @@
 
 - ``auto``: train the backbone once on the data module (the synthetic set) until
   it reaches ``target_accuracy`` on the test split, cache the weights under the
-  models folder, and load them from there afterwards.
+  models folder (one file per seed, data, recipe and torch version), and load them
+  from there afterwards.
 - a path to a ``.pt``/``.pth``/``.ckpt`` file: a state dict or a Lightning checkpoint.
 - a torchvision weights name such as ``IMAGENET1K_V1``: loaded from the local
   torch hub cache only; never downloaded.
@@ -84,10 +85,21 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(name: str, model: nn.Module, datamodule) -> str:
+def auto_weights_path(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike, target_accuracy: float,
+                      max_epochs: int, lr: float, seed: int) -> Path:
+    """The cache file of ``auto_weights``: named by the seed and a hash of everything the trained weights
+    depend on (the architecture, the data, the recipe and the torch version, whose kernels round differently)."""
+    recipe = _recipe(target_accuracy, max_epochs, lr, seed)
     shapes = [tuple(p.shape) for p in model.state_dict().values()]
-    key = json.dumps([name, datamodule.fingerprint(), str(shapes)])
-    return hashlib.sha1(key.encode()).hexdigest()[:12]
+    torch_version = torch.__version__.split("+")[0]
+    key = json.dumps([name, datamodule.fingerprint(), str(shapes), sorted(recipe.items()), torch_version])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{name}-{datamodule.name}-seed{int(seed)}-{digest}.pt"
+
+
+def _recipe(target_accuracy: float, max_epochs: int, lr: float, seed: int) -> dict:
+    return {"target_accuracy": float(target_accuracy), "max_epochs": int(max_epochs), "lr": float(lr),
+            "seed": int(seed)}
 
 
 def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike,
@@ -95,16 +107,17 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
     """Train ``model`` on ``datamodule`` once and cache it; later calls load the cache.
 
     Trains in rounds of epochs until the test accuracy reaches ``target_accuracy``
-    (or ``max_epochs``). The cache file records the accuracy reached.
+    (or ``max_epochs``) from initial weights drawn from ``seed`` (each module's
+    ``reset_parameters``), seeded and with torch's deterministic algorithms, so that the
+    same recipe on the same machine, thread count and torch version gives the same
+    weights. The cache file (:func:`auto_weights_path`) records the recipe and the
+    accuracy reached.
     """
-    import lightning.pytorch as pl
-
-    from ..classifier import ClassifierModule, accuracy
-
     if datamodule is None:
         raise WeightsError("backbone.weights=auto trains on the data module, but none was given: "
                            "pass a checkpoint path or torchvision weights name instead")
-    path = Path(cache_dir) / f"{name}-{datamodule.name}-{_fingerprint(name, model, datamodule)}.pt"
+    recipe = _recipe(target_accuracy, max_epochs, lr, seed)
+    path = auto_weights_path(model, name, datamodule, cache_dir, **recipe)
     if path.is_file():
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["state_dict"])
@@ -113,24 +126,47 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
     if not getattr(datamodule, "trainable_auto", datamodule.name == "synthetic"):
         raise WeightsError(f"backbone.weights=auto only trains on the synthetic data set, not {datamodule.name}: "
                            f"use backbone.weights=IMAGENET1K_V1 or a checkpoint path")
-    pl.seed_everything(seed, workers=True)
     datamodule.setup()
+    deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        test_acc, epochs_done = _train(model, name, datamodule, recipe)
+    finally:  # the flag is process-wide: the caller's setting comes back
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+    model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"state_dict": model.state_dict(), "test_accuracy": test_acc, "epochs": epochs_done,
+                "recipe": recipe, "torch": str(torch.__version__)}, tmp)
+    os.replace(tmp, path)
+    return model
+
+
+def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float, int]:
+    """Train in two rounds of epochs, stopping after the first that reaches the target accuracy:
+    (test accuracy, epochs trained)."""
+    import lightning.pytorch as pl
+
+    from ..classifier import ClassifierModule, accuracy
+
+    pl.seed_everything(recipe["seed"], workers=True)
+    # the seed decides the initial weights too, not the random state at the model's construction
+    # (which depends on what the process ran before)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     steps_per_epoch = len(datamodule.train_dataloader())
-    test_acc, epochs_done, rounds = 0.0, 0, [max_epochs // 2, max_epochs - max_epochs // 2]
-    for epochs in rounds:
-        module = ClassifierModule(model, lr=lr, total_steps=epochs * steps_per_epoch)
+    max_epochs = recipe["max_epochs"]
+    test_acc, epochs_done = 0.0, 0
+    for epochs in (max_epochs // 2, max_epochs - max_epochs // 2):
+        module = ClassifierModule(model, lr=recipe["lr"], total_steps=epochs * steps_per_epoch)
+        # "warn": an op without a deterministic kernel (some CUDA backward passes) warns instead of failing
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
                              enable_checkpointing=False, enable_model_summary=False,
-                             num_sanity_val_steps=0, limit_val_batches=0, deterministic=False)
+                             num_sanity_val_steps=0, limit_val_batches=0, deterministic="warn")
         trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
         epochs_done += epochs
         test_acc = accuracy(model, datamodule.test_dataloader())
         log.info("%s after %d epochs: test accuracy %.3f", name, epochs_done, test_acc)
-        if test_acc >= target_accuracy:
+        if test_acc >= recipe["target_accuracy"]:
             break
-    model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"state_dict": model.state_dict(), "test_accuracy": test_acc, "epochs": epochs_done}, tmp)
-    os.replace(tmp, path)
-    return model
+    return test_acc, epochs_done
