@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store, Study
-from tests.helpers import run_main
+from tests.helpers import add_labelled_pilot, run_main
 
 TABLES = (Study, Example, Label, LabelAudit, Annotator)
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
 @pytest.fixture
@@ -19,12 +18,7 @@ def small_study(tmp_path) -> str:
     """A study of 12 examples, 2 annotators, every label an answer (enough for a report)."""
     db = f"sqlite:///{tmp_path / 'h.db'}"
     with closing(Store.open(db)) as store:
-        study = store.get_or_create_study("pilot", config={"higher_is_better": {"rma": True}})
-        ids = store.add_examples(study.id, [dict(CELL, source_key=str(i), class_name="c") for i in range(12)])
-        for a, name in enumerate(("ann1", "ann2")):
-            annotator = store.add_annotator(name, None)
-            for i, example_id in enumerate(ids):
-                store.answer(annotator.id, example_id, ("finetuned", "neither", "original")[(i + a) % 3])
+        add_labelled_pilot(store)
     return db
 
 

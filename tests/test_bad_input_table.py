@@ -30,10 +30,9 @@ import pytest
 
 from harmony_cli.store import Store
 from tests.conftest import TEST_CACHE
-from tests.helpers import run_main
+from tests.helpers import add_labelled_pilot, run_main
 from tests.test_import_legacy import write_fixtures
 
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 # Words of the old, wrong fixes that must not come back.
 NOT_HARMONY_FIX = "made by harmony"
 FROZEN = datetime(2026, 1, 2, 3, 4, 5)
@@ -45,12 +44,7 @@ def template(tmp_path_factory) -> Path:
     """The folder every case starts from (copied per case)."""
     root = tmp_path_factory.mktemp("bad_input_table")
     with closing(Store.open(f"sqlite:///{root / 'store.db'}")) as store:
-        study = store.get_or_create_study("pilot", config={"higher_is_better": {"rma": True}})
-        ids = store.add_examples(study.id, [dict(CELL, source_key=str(i), class_name="c") for i in range(12)])
-        for a, name in enumerate(("ann1", "ann2")):
-            annotator = store.add_annotator(name, None)
-            for i, example_id in enumerate(ids):
-                store.answer(annotator.id, example_id, ("finetuned", "neither", "original")[(i + a) % 3])
+        add_labelled_pilot(store)
     (root / "text.txt").write_text("not a database\n")
     (root / "emptydir").mkdir()
     (root / "damaged.db").write_bytes((root / "store.db").read_bytes()[:8192])  # a store cut short

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 
 import pytest
 from sqlalchemy import select
@@ -73,11 +74,16 @@ def load_server(tmp_path):
         yield {**info, "url": url, "address": address}
 
 
-async def annotate(browser, address: str, name: str, seed: int) -> dict:
-    """One session: log in, open the cell, press 1/2/3 at random short gaps, wait until all are reported."""
+async def annotate(browser, address: str, name: str, seed: int, press_seconds: float = PRESS_SECONDS,
+                   double_press: float = DOUBLE_PRESS, settle_ms: int = 300, route=None) -> dict:
+    """One session: log in, open the cell, press 1/2/3 at random PRESS_GAP_MS gaps (some doubled) for
+    ``press_seconds``, wait until the server reported every press, then ``settle_ms`` more; the recorder's
+    record. ``route``: a websocket handler between the page and its server (Playwright's route_web_socket)."""
     context = await browser.new_context(viewport={"width": 1000, "height": 1100})
     page = await context.new_page()
     page.set_default_timeout(60_000)
+    if route is not None:
+        await page.route_web_socket(re.compile(r"/_stcore/stream"), route)
     await page.add_init_script(RECORDER)
     await page.goto(address)
     await page.get_by_role("textbox", name="Name").fill(name)
@@ -86,29 +92,30 @@ async def annotate(browser, address: str, name: str, seed: int) -> dict:
     await page.locator(".st-key-cell-0 button").click()
     await page.locator(".hm-class").wait_for()
     rng = random.Random(seed)
-    deadline = asyncio.get_running_loop().time() + PRESS_SECONDS
+    deadline = asyncio.get_running_loop().time() + press_seconds
     while asyncio.get_running_loop().time() < deadline:
         await page.keyboard.press(rng.choice("123"))
-        if rng.random() < DOUBLE_PRESS:  # a second key at once: before any page could have redrawn
+        if rng.random() < double_press:  # a second key at once: before any page could have redrawn
             await page.keyboard.press(rng.choice("123"))
         await page.wait_for_timeout(rng.randint(*PRESS_GAP_MS))
     # every queued press reported back by the server, and the page idle
     await page.wait_for_function("() => { const p = document.querySelector('.hm-pending');"
                                  " return p && p.dataset.pending === '0'; }")
-    await page.wait_for_timeout(300)  # the notices of the last report sampled
+    await page.wait_for_timeout(settle_ms)  # the notices of the last report sampled
     record = await page.evaluate("() => ({presses: window.__presses, shown: window.__shown,"
-                                 " refused: Object.keys(window.__noticed).map(Number), texts: window.__noticeTexts})")
+                                 " noticed: window.__noticed, texts: window.__noticeTexts})")
     await context.close()
     return record
 
 
-async def run_sessions(address: str, names: list[str]) -> list[dict]:
+async def run_sessions(address: str, names: list[str], **options) -> list[dict]:
+    """:func:`annotate` for each name at once, in one browser (``options`` as annotate's)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            return await asyncio.gather(*(annotate(browser, address, name, seed)
+            return await asyncio.gather(*(annotate(browser, address, name, seed, **options)
                                           for seed, name in enumerate(names)))
         finally:
             await browser.close()
@@ -131,7 +138,7 @@ def test_every_stored_label_is_a_press_on_the_example_that_session_displayed(loa
                                        LabelAudit.left_map).order_by(LabelAudit.id)).all()
     totals = {"presses": 0, "stored": 0, "refused": 0}
     for name, record in zip(names, records):
-        presses, refused = record["presses"], set(record["refused"])
+        presses, refused = record["presses"], set(map(int, record["noticed"]))
         assert len(presses) >= PRESS_SECONDS, f"{name} pressed only {len(presses)} keys"
         assert refused <= set(range(1, len(presses) + 1))
         assert all("not stored" in text for text in record["texts"])

@@ -10,21 +10,18 @@ the example on screen when it was pressed (tests/test_webui_browser_load.py's ch
 from __future__ import annotations
 
 import asyncio
-import random
-import re
 
 import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import LabelAudit, Store
-from tests.test_webui_browser import CHROMIUM, CHROMIUM_ARGS, running_page
-from tests.test_webui_browser_load import RECORDER, meant
-from tests.webui_study import PASSWORD, make_load_study
+from tests.test_webui_browser import CHROMIUM, running_page
+from tests.test_webui_browser_load import meant, run_sessions
+from tests.webui_study import make_load_study
 
 SESSIONS = 2
 EXAMPLES = 60
-PRESS_SECONDS = 8
-PRESS_GAP_MS = (40, 400)
+PRESS_SECONDS = 8  # at test_webui_browser_load's PRESS_GAP_MS, 40-400 ms between keys
 DOUBLE_PRESS = 0.3
 LATENCY_S = 0.8  # every server message reaches the browser this late
 READ_MS = 3000
@@ -48,50 +45,11 @@ async def delay_server_messages(route) -> None:
     server.on_message(lambda message: loop.call_later(LATENCY_S, route.send, message))
 
 
-async def annotate(browser, address: str, name: str, seed: int) -> dict:
-    """One session: log in, open the cell, press keys, wait until every press is reported and READ_MS more."""
-    context = await browser.new_context(viewport={"width": 1000, "height": 1100})
-    page = await context.new_page()
-    page.set_default_timeout(60_000)
-    await page.route_web_socket(re.compile(r"/_stcore/stream"), delay_server_messages)
-    await page.add_init_script(RECORDER)
-    await page.goto(address)
-    await page.get_by_role("textbox", name="Name").fill(name)
-    await page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    await page.locator(".st-key-cell-0 button").click()
-    await page.locator(".hm-class").wait_for()
-    rng = random.Random(seed)
-    deadline = asyncio.get_running_loop().time() + PRESS_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        await page.keyboard.press(rng.choice("123"))
-        if rng.random() < DOUBLE_PRESS:  # a second key at once: before any page could have redrawn
-            await page.keyboard.press(rng.choice("123"))
-        await page.wait_for_timeout(rng.randint(*PRESS_GAP_MS))
-    await page.wait_for_function("() => { const p = document.querySelector('.hm-pending');"
-                                 " return p && p.dataset.pending === '0'; }")
-    await page.wait_for_timeout(READ_MS + 500)  # the last notices' time on screen
-    record = await page.evaluate("() => ({presses: window.__presses, noticed: window.__noticed,"
-                                 " texts: window.__noticeTexts})")
-    await context.close()
-    return record
-
-
-async def run_sessions(address: str, names: list[str]) -> list[dict]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            return await asyncio.gather(*(annotate(browser, address, name, seed)
-                                          for seed, name in enumerate(names)))
-        finally:
-            await browser.close()
-
-
 def test_every_press_is_stored_or_shown_refused_long_enough_to_read(slow_server):
     names = sorted(slow_server["annotators"])
-    records = asyncio.run(run_sessions(slow_server["address"], names))
+    records = asyncio.run(run_sessions(slow_server["address"], names, press_seconds=PRESS_SECONDS,
+                                       double_press=DOUBLE_PRESS, settle_ms=READ_MS + 500,
+                                       route=delay_server_messages))
     examples = slow_server["examples"]
     with Store.open(slow_server["url"]) as store, store.read() as session:
         audit = session.execute(select(LabelAudit.annotator_id, LabelAudit.example_id, LabelAudit.choice,
