@@ -103,10 +103,8 @@ judged by the analyze rule (conf/analysis/), with the Bonferroni bound for a Hol
 so directional power is a lower bound.
     """
     from hydra.utils import instantiate
+    from ..analysis.power import PowerModel
     from ..console import output_console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ..analysis.power import PowerModel, power_grid
     from ..hydra_app import compose_config
     from ..outputs import check_folder_target, new_folder, store_files
 
@@ -127,14 +125,24 @@ so directional power is a lower bound.
         model, study_cells = PowerModel(neither, preference, correlation, noise), 30
     family = cells or study_cells
     target = model.expected_verdict()
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
-        rows = power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
-                          progress=lambda: bar.advance(task))
+    rows = _simulate_grid(console, model, grid_examples, grid_annotators, simulations, settings, family, seed)
     folder = out or new_folder(Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     check_folder_target(folder, POWER_FILES, "--out", force, protected)
     write_power(folder, rows, model, family, target, simulations, settings, console, force)
+
+
+def _simulate_grid(console, model, grid_examples: list[int], grid_annotators: list[int], simulations: int,
+                   settings, family: int, seed: int) -> list[dict]:
+    """:func:`power_grid` with a progress bar of the grid points done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..analysis.power import power_grid
+
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
+        return power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
+                          progress=lambda: bar.advance(task))
 
 
 def write_power(folder: Path, rows: list[dict], model, family: int, target: str, simulations: int, settings,
