@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from lightning_modules.metrics import Focus, make_mosaics
 from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.focus import focus, mosaic_plan, quadrant_sums
+from tests.metric_cases import one_line, synthetic_batch
 
 
 def looped_quadrant_sums(maps: torch.Tensor) -> list[list[float]]:
@@ -145,3 +147,68 @@ def test_focus_mosaics_refuse_a_batch_without_two_classes():
     for labels in ([], [3], [2, 2, 2]):
         with pytest.raises(MetricInputError, match="Focus mosaics need images of at least two classes"):
             mosaic_plan(torch.tensor(labels, dtype=torch.long))
+
+
+def test_make_mosaics_places_each_image_among_other_classes():
+    x, y, _ = synthetic_batch(8, 16)
+    mosaics, labels, quadrants = make_mosaics(x, y, seed=3)
+    assert mosaics.shape == (8, 3, 32, 32) and torch.equal(labels, y) and quadrants.shape == (8, 4)
+    assert quadrants.sum(1).eq(1).all()
+    tiles = {0: (slice(0, 16), slice(0, 16)), 1: (slice(0, 16), slice(16, 32)),
+             2: (slice(16, 32), slice(0, 16)), 3: (slice(16, 32), slice(16, 32))}
+    for i in range(8):
+        for q, (rows, cols) in tiles.items():
+            tile = mosaics[i, :, rows, cols]
+            sources = [j for j in range(8) if torch.equal(tile, x[j])]
+            if quadrants[i, q]:
+                assert i in sources
+            else:
+                assert sources and all(y[j] != y[i] for j in sources)
+    again = make_mosaics(x, y, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(again, (mosaics, labels, quadrants)))
+    with pytest.raises(MetricInputError) as exc:
+        make_mosaics(x[:3], torch.zeros(3, dtype=torch.long))
+    assert "two classes" in one_line(exc)
+
+
+def test_half_mosaics_hold_half_resolution_images():
+    """mosaic="half": an H x W mosaic whose quadrants are the 2x2 means of the images."""
+    x, y, _ = synthetic_batch(6, 16)
+    mosaics, _, quadrants = make_mosaics(x, y, seed=1, mosaic="half")
+    full, _, same_quadrants = make_mosaics(x, y, seed=1, mosaic="full")
+    assert mosaics.shape == (6, 3, 16, 16) and full.shape == (6, 3, 32, 32) and torch.equal(quadrants, same_quadrants)
+    for i in range(6):
+        q = int(quadrants[i].nonzero())
+        rows, cols = divmod(q, 2)
+        tile = mosaics[i, :, rows * 8:(rows + 1) * 8, cols * 8:(cols + 1) * 8]
+        by_hand = x[i].reshape(3, 8, 2, 8, 2).mean((2, 4))
+        torch.testing.assert_close(tile, by_hand)
+    with pytest.raises(MetricInputError):
+        Focus(mosaic="quarter")
+    assert Focus().loss_fraction == 1.0 and Focus(mosaic="full").loss_fraction == 0.25
+
+
+def test_focus_metric_single_class_batch_is_nan(tiny):
+    x, _, _ = synthetic_batch(2, 16)
+    same = torch.zeros(2, dtype=torch.long)
+    explain = lambda x, y, create_graph=False: torch.rand(x.shape[0], 1, *x.shape[2:])  # noqa: E731
+    assert torch.isnan(Focus().score(tiny, x, same, explain)).all()
+    assert Focus().loss(tiny, x, same, explain).item() == 0.0
+
+
+def test_focus_equals_quantus(tiny, quantus):
+    x, y, _ = synthetic_batch(6, 16)
+    mosaics, labels, quadrants = make_mosaics(x, y)
+    maps = torch.randn(6, 1, 32, 32)
+    reference = quantus.Focus(disable_warnings=True)(
+        model=tiny, x_batch=mosaics.numpy(), y_batch=labels.numpy(), a_batch=maps.numpy(),
+        custom_batch=quadrants.int().numpy())
+    ours = focus(maps, quadrants)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-5, atol=1e-7)
+    two_targets = torch.tensor([[True, True, False, False]])  # the paper's layout, 2 target quadrants
+    one = torch.zeros(1, 1, 4, 4)
+    one[..., :2, :] = 1
+    assert focus(one, two_targets).item() == 1.0
+    assert focus(torch.zeros(1, 1, 4, 4), two_targets).item() == 0.0  # no positive relevance
+    with pytest.raises(MetricInputError):
+        focus(maps, quadrants[:, :3])

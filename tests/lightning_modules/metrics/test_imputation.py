@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lightning_modules.metrics.imputation import noisy_linear_imputation, solve_imputation
+from tests.metric_cases import quantus_imputation, synthetic_batch
 
 NEIGHBOURS = [(-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6), (0, 1, 1 / 6),
               (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12)]
@@ -180,3 +182,25 @@ def test_noisy_imputation_noise_defaults_to_rong_et_als_001():
     noisy = noisy_linear_imputation(x, unknown, generator=torch.Generator().manual_seed(1), rtol=1e-10)
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert torch.allclose(noisy, plain + 0.01 * eps * unknown, atol=1e-7)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("kind", ["scattered", "blob"])
+def test_imputation_equals_quantus(channels, kind, quantus):
+    torch.manual_seed(0)
+    x, _, _ = synthetic_batch(3, 24)
+    x = x[:, :channels]
+    maps = torch.rand(3, 1, 24, 24) if kind == "scattered" else \
+        nn.functional.interpolate(torch.rand(3, 1, 3, 3), size=(24, 24), mode="bilinear")
+    order = torch.argsort(maps.flatten(1), dim=1, descending=True)
+    for percentage in (9, 50, 90):
+        k = int(24 * 24 * percentage / 100)
+        unknown = torch.zeros(3, 24 * 24, dtype=torch.bool).scatter_(1, order[:, :k], True).view(3, 1, 24, 24)
+        ours = noisy_linear_imputation(x, unknown, noise=0.0)
+        for i in range(3):
+            reference = quantus_imputation(x[i].double().numpy(), order[i, :k].numpy(), noise=0.0)
+            np.testing.assert_allclose(ours[i].numpy(), reference, atol=5e-4 * float(x.std()))
+        assert torch.equal(ours[~unknown.expand_as(x)], x[~unknown.expand_as(x)])  # kept pixels untouched
+    noisy = noisy_linear_imputation(x, unknown, noise=0.5, generator=torch.Generator().manual_seed(0))
+    difference = (noisy - ours)[unknown.expand_as(x)]
+    assert 0.4 < float(difference.std()) < 0.6 and torch.equal(noisy[~unknown.expand_as(x)], x[~unknown.expand_as(x)])

@@ -12,6 +12,7 @@ from torch import nn
 from lightning_modules.metrics import IROF
 from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.irof import irof, irof_curves, slic_segments, superpixel_ranks
+from tests.metric_cases import LeftTexture, gray_model, half_maps, synthetic_batch
 
 
 def skimage_segments(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
@@ -103,3 +104,65 @@ def test_irof_rejects_one_superpixel_and_wrongly_shaped_segments():
         irof(linear_model(8), x, y, maps, segments=torch.zeros(2, 8, 8, dtype=torch.long))
     with pytest.raises(MetricInputError, match=r"segments must be \(B,H,W\)=\(2, 8, 8\) superpixel labels"):
         irof(linear_model(8), x, y, maps, segments=torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+def test_irof_curve_follows_relevance_order():
+    """A map marking the half the model reads scores higher than one marking the other half."""
+    model = LeftTexture()
+    x, _, _ = synthetic_batch(2, 32)
+    y = torch.zeros(2, dtype=torch.long)
+    segments = (torch.arange(32) >= 16).long().expand(2, 32, 32).contiguous()  # two superpixels: left, right
+    left, right = half_maps(2, 32)
+    curves, counts = irof_curves(model, x, y, left, segments=segments)
+    assert counts.tolist() == [2, 2] and torch.allclose(curves[:, 1], curves[:, 0])  # left first; right adds nothing
+    assert (curves < 0.9).all()
+    right_first, _ = irof_curves(model, x, y, right, segments=segments)
+    assert torch.allclose(right_first[:, 0], torch.ones(2, dtype=torch.float64))
+    assert (irof(model, x, y, left, segments=segments) > irof(model, x, y, right, segments=segments) + 0.05).all()
+
+
+def test_irof_equals_quantus_times_segments(quantus):
+    model = gray_model()
+    x, _, _ = synthetic_batch(3, 32)
+    x = x.mean(1, keepdim=True)
+    y = torch.tensor([0, 1, 2])
+    maps = torch.rand(3, 1, 32, 32)
+    ours = irof(model, x, y, maps)
+    counts = slic_segments(x).flatten(1).amax(1) + 1
+    assert (counts > 10).all()
+    for i in range(3):
+        baseline = x[i:i + 1].mean(dim=(2, 3), keepdim=True).expand(1, 1, 32, 32).numpy()
+        reference = quantus.IROF(return_aggregate=False, perturb_baseline=baseline, disable_warnings=True)(
+            model=model, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(), a_batch=maps[i:i + 1].numpy(),
+            device="cpu", batch_size=1)
+        np.testing.assert_allclose(float(ours[i]) * int(counts[i]), reference[0], rtol=1e-4)
+
+
+def test_irof_rgb_equals_quantus_with_broadcast_mask(tiny, quantus):
+    x, y, _ = synthetic_batch(2, 32)
+    maps = torch.rand(2, 1, 32, 32)
+    ours = irof(tiny, x, y, maps, n_segments=30)
+    counts = slic_segments(x, n_segments=30).flatten(1).amax(1) + 1
+    with pytest.raises(AssertionError, match="shape"):  # Quantus' own mask replacement on RGB input
+        quantus.IROF(return_aggregate=False, disable_warnings=True)(
+            model=tiny, x_batch=x[:1].numpy(), y_batch=y[:1].numpy(), a_batch=maps[:1].numpy(), device="cpu")
+
+    from quantus.functions.perturb_func import baseline_replacement_by_mask
+
+    def broadcast_mask(arr, mask, **kwargs):
+        return baseline_replacement_by_mask(arr, np.broadcast_to(mask, arr.shape), **kwargs)
+
+    import quantus.helpers.utils as quantus_utils
+    from skimage.segmentation import slic
+    original = quantus_utils.get_superpixel_segments
+    quantus_utils.get_superpixel_segments = lambda img, segmentation_method: slic(img, n_segments=30, start_label=0)
+    try:
+        for i in range(2):
+            baseline = x[i:i + 1].mean(dim=(2, 3), keepdim=True).expand(1, 3, 32, 32).numpy()
+            reference = quantus.IROF(return_aggregate=False, perturb_func=broadcast_mask, perturb_baseline=baseline,
+                                     disable_warnings=True)(
+                model=tiny, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(), a_batch=maps[i:i + 1].numpy(),
+                device="cpu", batch_size=1)
+            np.testing.assert_allclose(float(ours[i]) * int(counts[i]), reference[0], rtol=1e-4)
+    finally:
+        quantus_utils.get_superpixel_segments = original

@@ -3,11 +3,15 @@
 of Agarwal et al. written out here on explicit perturbations."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lightning_modules.metrics import RelativeInputStability
+from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.ris import relative_input_stability
+from tests.metric_cases import synthetic_batch
 
 
 class CountingExplain:
@@ -231,3 +235,44 @@ def test_ris_of_an_empty_batch_is_empty():
     value = relative_input_stability(model, torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long),
                                      InputXGradient(model), n_samples=2)
     assert value.shape == (0,)
+
+
+def test_ris_skips_changed_predictions_and_plain_callables():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).eval()
+    x = torch.randn(3, 3, 4, 4)
+    y = model(x).argmax(1)
+    gradient = lambda x, y, create_graph=False: x.sum(1, keepdim=True)  # noqa: E731 - a plain callable
+    big = torch.full((2, 3, 3, 4, 4), 50.0)
+    big[1] = 0.05
+    flips = (model(x + 50).argmax(1) != y)
+    skipped = relative_input_stability(model, x, y, gradient, perturbations=big)
+    only_small = relative_input_stability(model, x, y, gradient, perturbations=big[1:])
+    strict = relative_input_stability(model, x, y, gradient, perturbations=big, nan_on_prediction_change=True)
+    assert torch.equal(torch.isnan(strict), flips)
+    assert torch.allclose(skipped[flips], only_small[flips])
+    with pytest.raises(MetricInputError):
+        relative_input_stability(model, x, y, gradient, perturbations=big[:, :2])
+
+
+@pytest.mark.parametrize("nan_on_prediction_change", [True, False])
+def test_ris_equals_quantus(tiny, nan_on_prediction_change, quantus):
+    from lightning_modules.attributions import GradCAM
+
+    x, y, _ = synthetic_batch(4, 32)
+    explain = GradCAM(tiny, "features.20")
+    n_samples = 3
+
+    def quantus_explain(model, inputs, targets, **kwargs):
+        return explain(torch.from_numpy(inputs).float(), torch.from_numpy(np.asarray(targets)).long()).numpy()
+
+    np.random.seed(7)
+    draws = np.stack([np.random.uniform(0.02, 0.2, size=(4, x[0].numel())) for _ in range(n_samples)])
+    np.random.seed(7)
+    reference = quantus.RelativeInputStability(nr_samples=n_samples, disable_warnings=True,
+                                               return_nan_when_prediction_changes=nan_on_prediction_change)(
+        model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), explain_func=quantus_explain, device="cpu")
+    ours = relative_input_stability(tiny, x, y, explain, perturbations=torch.from_numpy(draws).view(n_samples, *x.shape),
+                                    nan_on_prediction_change=nan_on_prediction_change)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-4)
+    assert np.isfinite(np.asarray(reference)).any()

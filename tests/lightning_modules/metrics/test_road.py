@@ -5,6 +5,7 @@ whose surroundings are all black), plus ``noise * N(0, 1)`` drawn from the gener
 of the batch's shape per percentage, in the grid's order."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from torch import nn
 from lightning_modules.metrics import ROAD
 from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.road import pixel_ranks, road, road_curve
+from tests.metric_cases import gray_model, half_maps, one_line, quantus_imputation, synthetic_batch
 
 SIDE = 4  # 16 pixels: at p = 99, int(16 * 99 / 100) = 15 pixels (p / 99 would remove all 16)
 PERCENTAGES = (25.0, 50.0, 99.0)
@@ -130,3 +132,112 @@ def test_road_pixel_ranks_most_relevant_first_by_default_and_ties_by_pixel_index
         ones, zeros = flat[i].nonzero().flatten(), (flat[i] == 0).nonzero().flatten()
         assert ranks[i, ones].tolist() == list(range(len(ones)))
         assert ranks[i, zeros].tolist() == list(range(len(ones), 64 * 64))
+
+
+class TextureVote(nn.Module):
+    """Class 0 while the left half's fine detail (horizontal steps) exceeds half the right half's."""
+
+    def forward(self, x):
+        steps = (x[..., 1:] - x[..., :-1]).abs()
+        half = steps.shape[-1] // 2
+        return torch.stack([steps[..., :half].mean((1, 2, 3)), 0.5 * steps[..., half:].mean((1, 2, 3))], 1)
+
+
+def test_road_curves_follow_the_relevance_order():
+    """The map marking the half the model reads: removing its top pixels (MoRF) flips the
+    prediction, removing its bottom ones (LeRF) does not; the map marking the other half does
+    the reverse. Every score: higher = more faithful."""
+    torch.manual_seed(0)
+    model, x, y = TextureVote(), torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long)
+    left, right = half_maps(3, 32)
+    grid = [40, 48]  # 80-96% of one half of the image
+    assert road_curve(model, x, y, left, [1], noise=0.0).all()  # intact enough: class 0
+    assert not road_curve(model, x, y, left, grid, noise=0.0).any()
+    assert road_curve(model, x, y, left, grid, noise=0.0, order="lerf").all()
+    assert road_curve(model, x, y, right, grid, noise=0.0).all()
+    assert not road_curve(model, x, y, right, grid, noise=0.0, order="lerf").any()
+    for curve, best, worst in (("morf", 1.0, 0.0), ("lerf", 1.0, 0.0), ("combined", 1.0, -1.0)):
+        assert road(model, x, y, left, grid, noise=0.0, curve=curve).tolist() == [best] * 3
+        assert road(model, x, y, right, grid, noise=0.0, curve=curve).tolist() == [worst] * 3
+
+
+def test_road_grid_presets():
+    assert ROAD().percentages == (5, 14, 23, 32, 41, 50, 59, 68, 77, 86)
+    assert ROAD(percentages="quantus").percentages == tuple(float(p) for p in range(1, 100, 2))
+    assert ROAD(percentages=[10, 90]).percentages == (10.0, 90.0)
+    for bad in ({"percentages": "paper-ish"}, {"curve": "both"}):
+        with pytest.raises(MetricInputError) as exc:
+            ROAD(**bad)
+        one_line(exc)
+
+
+def test_road_equals_quantus_on_single_channel_input(quantus):
+    model = gray_model()
+    x, _, _ = synthetic_batch(6, 16)
+    x = x.mean(1, keepdim=True)
+    y = model(x).argmax(1)  # correctly classified: the curve starts at 1
+    maps = x.abs() + 0.01 * torch.rand(6, 1, 16, 16)  # extreme pixels first: the predictions change
+    percentages = [10, 40, 70, 95]
+    ours = road_curve(model, x, y, maps, percentages, noise=0.0)
+    for i in range(6):
+        result = quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
+            model=model, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(), a_batch=maps[i:i + 1].numpy(),
+            device="cpu")
+        np.testing.assert_array_equal(ours[i].numpy(), [result[p] for p in percentages])
+    assert ours.float().mean() < 1  # the removal changes some predictions: the comparison is not vacuous
+    scores = road(model, x, y, maps, percentages, noise=0.0)
+    assert torch.allclose(scores, 1 - ours.float().mean(1))
+
+
+def test_road_rgb_equals_quantus_per_pixel(tiny, quantus):
+    """Quantus' ROAD fails on RGB (it ranks the map broadcast over channels: IndexError);
+    its own loop with the map ranked per pixel is the reference."""
+    x, _, _ = synthetic_batch(3, 16)
+    y = tiny(x).argmax(1)
+    maps = torch.rand(3, 1, 16, 16)
+    percentages = [20, 60, 90]
+    with pytest.raises(IndexError):
+        quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
+            model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.numpy(), device="cpu")
+    ours = road_curve(tiny, x, y, maps, percentages, noise=0.0)
+    order = np.argsort(-maps.flatten(1).numpy(), axis=1)
+    for j, p in enumerate(percentages):
+        k = int(16 * 16 * p / 100)
+        imputed = np.stack([quantus_imputation(x[i].numpy(), order[i, :k], noise=0.0) for i in range(3)])
+        with torch.no_grad():
+            correct = tiny(torch.from_numpy(imputed).float()).argmax(1) == y
+        assert torch.equal(ours[:, j], correct)
+
+
+def test_road_lerf_equals_quantus_on_the_negated_map(quantus):
+    """Quantus has MoRF only; its MoRF curve of c - a (the order of -a; Quantus refuses all-negative
+    maps) is the LeRF curve of a."""
+    model = gray_model()
+    x, _, _ = synthetic_batch(4, 16)
+    x = x.mean(1, keepdim=True)
+    y = model(x).argmax(1)
+    maps = x.abs() + 0.01 * torch.rand(4, 1, 16, 16)
+    percentages = [30, 60, 90]
+    lerf = road_curve(model, x, y, maps, percentages, noise=0.0, order="lerf")
+    morf = road_curve(model, x, y, maps, percentages, noise=0.0)
+    for i in range(4):
+        for given, ours in ((maps.max() + 0.1 - maps, lerf), (maps, morf)):
+            result = quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
+                model=model, x_batch=x[i:i + 1].numpy(), y_batch=y[i:i + 1].numpy(),
+                a_batch=given[i:i + 1].numpy(), device="cpu")
+            np.testing.assert_array_equal(ours[i].numpy(), [result[p] for p in percentages])
+    assert not torch.equal(lerf, morf)  # the two orders differ here: the comparison is not vacuous
+    combined = road(model, x, y, maps, percentages, noise=0.0, curve="combined")
+    assert torch.allclose(combined, lerf.float().mean(1) - morf.float().mean(1))
+
+
+def test_road_quantus_grid_is_quantus_default(quantus):
+    """ROAD(percentages="quantus") evaluates exactly the percentages of quantus.ROAD()."""
+    from lightning_modules.metrics import ROAD
+
+    model = gray_model()
+    x = synthetic_batch(1, 8)[0].mean(1, keepdim=True)
+    y = model(x).argmax(1)
+    result = quantus.ROAD(noise=0.0, disable_warnings=True)(
+        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=torch.rand(1, 1, 8, 8).numpy(), device="cpu")
+    assert ROAD(percentages="quantus").percentages == tuple(float(p) for p in result)
