@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lightning_modules.finetune.test_finetune import harmony, small_run, tiny_weights  # noqa: F401  (fixtures)
 from tests.conftest import REPO
-
-HARMONY = Path(sys.executable).parent / "harmony"
+from tests.helpers import HARMONY, harmony
 
 
 def _popen(*args: str) -> subprocess.Popen:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +12,7 @@ from lightning_modules.backbones import TinyCNN, WeightsError, build_backbone, t
 from lightning_modules.classifier import accuracy
 from lightning_modules.data import CLASS_NAMES, SyntheticDataModule, SyntheticShapes
 from lightning_modules.data.synthetic import CLASSES, render
-
-HARMONY = Path(sys.executable).parent / "harmony"
+from tests.helpers import HARMONY
 
 
 def test_synthetic_is_deterministic_byte_for_byte(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.lightning_modules.finetune.test_finetune import harmony
+from tests.helpers import harmony
 
 # (overrides, what the one line must say, why the case may not apply here (None: always applies))
 CASES = [

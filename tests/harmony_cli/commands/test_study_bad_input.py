@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 
 from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store, Study
 from tests.conftest import REPO, TEST_CACHE
-from tests.lightning_modules.finetune.test_finetune import tiny_weights  # noqa: F401  (fixture)
 from tests.helpers import run_main
 
 TABLES = (Study, Example, Label, LabelAudit, Annotator)
@@ -92,7 +91,7 @@ def database_full(monkeypatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_weights, tmp_path_factory) -> Path:  # noqa: F811
+def finished_run(tiny_weights, tmp_path_factory) -> Path:
     """A finished one-step rma/gradcam finetune run of the tiny backbone; its dir."""
     outputs = tmp_path_factory.mktemp("bad_input") / "outputs"
     command = [sys.executable, "-m", "harmony_cli.main", "finetune", "metric=rma", f"paths.outputs={outputs}",

@@ -7,9 +7,6 @@ smaller data split does not retrain it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,35 +14,10 @@ import torch
 
 from lightning_modules.finetune import (BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT, METRICS_KEYS, BestAgreeingCheckpoint,
                                         FinetuneModule, check_combination)
-from tests.conftest import REPO
+from tests.helpers import harmony
 
-HARMONY = Path(sys.executable).parent / "harmony"
 PAPER_METRICS = ("rma", "focus", "road", "irof", "ris")
 PAPER_ATTRIBUTIONS = ("gradcam", "guided_backprop", "excitation_backprop")
-
-
-def harmony(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the installed ``harmony`` console script."""
-    command = [str(HARMONY)] if HARMONY.is_file() else [sys.executable, "-m", "harmony_cli.main"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(trained_tiny, tmp_path_factory) -> Path:
-    """The session's trained ``tiny`` base model as a weights file (backbone.weights=<file>)."""
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(trained_tiny.state_dict(), path)
-    return path
-
-
-@pytest.fixture
-def small_run(outputs_overrides, tiny_weights) -> list[str]:
-    """Overrides of a fine-tuning run that takes seconds."""
-    return [*outputs_overrides, f"backbone.weights={tiny_weights}", "data.train_size=256", "data.val_size=64",
-            "data.test_size=64", "finetune.batch_size=16", "finetune.val_size=32", "finetune.val_batch_size=32",
-            "finetune.plot_images=4", "trainer.val_check_interval=2", "trainer.max_steps=4",
-            "trainer.enable_progress_bar=false"]
 
 
 def _module(original, metric_name: str = "rma", attribution: str = "gradcam", lr: float = 1e-3,

@@ -1,6 +1,9 @@
 """Focus and its mosaics (lightning_modules/metrics/focus.py): quadrant sums on any size against a
 loop over pixels, the partner draw (without replacement where three others exist), positions,
-the class' defaults (half mosaics, the share of mosaics the loss explains) and bad input."""
+the class' defaults (half mosaics, the share of mosaics the loss explains) and bad input; the
+mosaics' composition; Focus against Quantus' Focus.
+Cases that compare with Quantus 0.6 (the reference implementation) ask for the ``quantus`` fixture
+(conftest.py), which skips them alone where quantus, a dev dependency, is absent."""
 from __future__ import annotations
 
 import math

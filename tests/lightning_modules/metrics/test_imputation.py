@@ -1,6 +1,9 @@
 """ROAD's linear imputation (lightning_modules/metrics/imputation.py) against a direct solve of
 the neighbour-mean system written out pixel by pixel, and the multigrid-preconditioned CG's
-iteration counts (a weaker preconditioner needs many more iterations: a count, not a clock)."""
+iteration counts (a weaker preconditioner needs many more iterations: a count, not a clock), and
+against Quantus' noisy_linear_imputation.
+Cases that compare with Quantus 0.6 (the reference implementation) ask for the ``quantus`` fixture
+(conftest.py), which skips them alone where quantus, a dev dependency, is absent."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,9 @@
 """IROF (lightning_modules/metrics/irof.py): the superpixel order by mean relevance, the SLIC
 defaults, the baseline's shapes, the intact-probability-zero case and bad input, with expected
-values from scikit-image and hand-made segments, not from irof.py."""
+values from scikit-image and hand-made segments, not from irof.py; the curve's order on a model that
+reads half the image; IROF against Quantus' IROF.
+Cases that compare with Quantus 0.6 (the reference implementation) ask for the ``quantus`` fixture
+(conftest.py), which skips them alone where quantus, a dev dependency, is absent."""
 from __future__ import annotations
 
 import numpy as np

@@ -3,8 +3,8 @@
 Facts carried over from Quantus' tests/metrics/test_localisation_metrics.py (the cases with
 fixed arrays: 224x224 maps and masks with a block of ones, noise below 0.1 elsewhere), not
 its code. Quantus' ROAD, IROF and relative-stability tests run trained MNIST/CIFAR models and
-check types and ranges only; their fixed facts are tested in test_metrics.py and, against
-Quantus itself, in test_quantus_reference.py.
+check types and ranges only; their fixed facts, and the comparisons with Quantus itself, are
+tested in each metric's file (test_road.py, test_irof.py, test_ris.py).
 """
 from __future__ import annotations
 

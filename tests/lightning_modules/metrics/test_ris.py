@@ -1,6 +1,9 @@
 """Relative input stability (lightning_modules/metrics/ris.py): its documented defaults (Quantus'
 200 samples and eps = 1e-6 for zero denominators) and the unchanged input, against the formula
-of Agarwal et al. written out here on explicit perturbations."""
+of Agarwal et al. written out here on explicit perturbations; changed predictions; RIS against
+Quantus' RelativeInputStability.
+Cases that compare with Quantus 0.6 (the reference implementation) ask for the ``quantus`` fixture
+(conftest.py), which skips them alone where quantus, a dev dependency, is absent."""
 from __future__ import annotations
 
 import numpy as np

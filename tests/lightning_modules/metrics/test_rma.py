@@ -1,9 +1,10 @@
-"""RMA's training loss on hand-computed maps: its value on a batch with and without object masks.
-
-Written for the mutants `make mutate MODULE=metrics.rma` found alive: the branch for a batch
-where no image has an object (its loss must be exactly 0 and still back-propagate) and the
-loss's sign. Expected values are computed by hand from RMA's definition (positive relevance
-inside the mask / total positive relevance), not by the metric.
+"""RMA (lightning_modules/metrics/rma.py): edge cases, its relevance modes by hand and against
+Quantus, and its training loss on hand-computed maps, on a batch with and without object masks:
+where no image has an object its loss must be exactly 0 and still back-propagate, and the loss's
+sign. Expected values are computed by hand from RMA's definition (positive relevance inside the
+mask / total positive relevance), not by the metric.
+Cases that compare with Quantus 0.6 (the reference implementation) ask for the ``quantus`` fixture
+(conftest.py), which skips them alone where quantus, a dev dependency, is absent.
 """
 from __future__ import annotations
 

@@ -1,8 +1,13 @@
-"""ROAD's curve (lightning_modules/metrics/road.py) read through a model that recognizes exactly the
+"""ROAD (lightning_modules/metrics/road.py).
+
+Its curve read through a model that recognizes exactly the
 images ROAD must show it, written out here from Rong et al.'s definition: a black image whose
 ``k = int(H*W*p/100)`` most (MoRF) or least (LeRF) relevant pixels are removed, imputed black (a hole
 whose surroundings are all black), plus ``noise * N(0, 1)`` drawn from the generator, one draw
-of the batch's shape per percentage, in the grid's order."""
+of the batch's shape per percentage, in the grid's order. Then the curves' order on a model that
+reads half the image, the percentage grids, and ROAD against Quantus' ROAD (MoRF, LeRF, RGB, its grid).
+Cases that compare with Quantus 0.6 (the reference implementation) ask for the ``quantus`` fixture
+(conftest.py), which skips them alone where quantus, a dev dependency, is absent."""
 from __future__ import annotations
 
 import numpy as np
