@@ -1,5 +1,6 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL when HARMONY_TEST_PG_URL is set),
-the synthetic data module and the trained default backbone (trained once, cached).
+"""Session-wide fixtures: databases (SQLite always, PostgreSQL when HARMONY_TEST_PG_URL is set),
+the synthetic data module, the trained default backbone (trained once, cached) and its weights file,
+and the overrides of a fine-tuning run that takes seconds. A folder's own fixtures live in its conftest.py.
 
 ``HARMONY_TEST_BASE_SEED`` (default 0) picks the seed the base model trains with: a test that
 uses it asserts what holds for any model reaching the documented accuracy, and running the
