@@ -227,17 +227,6 @@ def test_every_holm_figure_in_the_report_equals_multipletests():
     assert checked >= 20
 
 
-def test_the_analysis_imports_neither_torch_nor_lightning_modules():
-    """Only the torch-free ``lightning_modules.errors`` (the one UserError both packages raise) may load."""
-    import subprocess
-    import sys
-
-    code = ("import sys, harmony_cli.analysis, harmony_cli.analysis.power, harmony_cli.analysis.plot; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning_modules', 'lightning')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['lightning_modules', 'lightning_modules.errors']"
-
-
 # count columns: original, neither, finetuned (harmony_cli.cells.REPORT_ORDER)
 # cell 0: A 2 fine-tuned; B 1 original + 1 fine-tuned; C 2 neither
 HAND = np.array([[0, 0, 2], [1, 0, 1], [0, 2, 0]])
@@ -313,3 +302,14 @@ def test_clustered_shares_carry_every_figure_of_every_cell():
     assert shares.p_equivalence[1] == 1.0 and shares.delta_low[1] == 1.0 and shares.delta_high[1] == 1.0
     assert shares.decisive_low[0] < 2 / 3 < shares.decisive_high[0]
     assert not math.isnan(shares.decisive_high[1])
+
+
+def test_the_analysis_imports_neither_torch_nor_lightning_modules():
+    """Only the torch-free ``lightning_modules.errors`` (the one UserError both packages raise) may load."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harmony_cli.analysis, harmony_cli.analysis.power, harmony_cli.analysis.plot; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning_modules', 'lightning')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['lightning_modules', 'lightning_modules.errors']"
