@@ -53,7 +53,7 @@ def harmony(*args: str, cwd: Path, env: dict) -> float:
 
 
 def readme_miniature_block() -> list[list[str]]:
-    """The commands of README's miniature block (the one tests/test_paper_study.py runs), split as the shell would."""
+    """The commands of README's miniature block (the one tests/end_to_end/test_paper_study.py runs), split as the shell would."""
     text = (REPO / "README.md").read_text()
     block = re.findall(r"```bash\n(.*?)```", text[text.index("<!-- miniature-study"):], flags=re.S)[0]
     return [w for line in block.replace("\\\n", " ").splitlines() if (w := shlex.split(line, comments=True))]

@@ -140,7 +140,7 @@ def make_trees(name: str, count: int) -> list[Path]:
 
 
 def test_paths(module: Module, tree: Path) -> list[str]:
-    """The module's tests inside ``tree``; a pattern (tests/test_analysis*.py) names every file it matches."""
+    """The module's tests inside ``tree``; a pattern (tests/harmony_cli/analysis/test_*.py) names every file it matches."""
     paths = []
     for test in module.tests:
         matches = sorted(tree.glob(test)) if any(c in test for c in "*?[") else [tree / test]

@@ -1,5 +1,6 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL when HARMONY_TEST_PG_URL is set),
-the synthetic data module and the trained default backbone (trained once, cached).
+"""Session-wide fixtures: databases (SQLite always, PostgreSQL when HARMONY_TEST_PG_URL is set),
+the synthetic data module, the trained default backbone (trained once, cached) and its weights file,
+and the overrides of a fine-tuning run that takes seconds. A folder's own fixtures live in its conftest.py.
 
 ``HARMONY_TEST_BASE_SEED`` (default 0) picks the seed the base model trains with: a test that
 uses it asserts what holds for any model reaching the documented accuracy, and running the
@@ -98,3 +99,22 @@ def trained_tiny(synthetic_dm):
 def outputs_overrides(tmp_path) -> list[str]:
     """Hydra overrides that send a command's outputs to tmp but reuse the test cache."""
     return [f"paths.outputs={tmp_path / 'outputs'}", *CACHE_OVERRIDES]
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(trained_tiny, tmp_path_factory) -> Path:
+    """The session's trained ``tiny`` base model as a weights file (backbone.weights=<file>)."""
+    import torch  # here, not at the top: the session-wide fixtures load torch only where a test needs it
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save(trained_tiny.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def small_run(outputs_overrides, tiny_weights) -> list[str]:
+    """Overrides of a fine-tuning run that takes seconds."""
+    return [*outputs_overrides, f"backbone.weights={tiny_weights}", "data.train_size=256", "data.val_size=64",
+            "data.test_size=64", "finetune.batch_size=16", "finetune.val_size=32", "finetune.val_batch_size=32",
+            "finetune.plot_images=4", "trainer.val_check_interval=2", "trainer.max_steps=4",
+            "trainer.enable_progress_bar=false"]

@@ -1,8 +1,15 @@
-"""Small helpers shared by the tests: the console entry in-process, a store built by hand."""
+"""Small helpers shared by the tests: the console entry in-process or as a process, a store built by hand."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+HARMONY = Path(sys.executable).parent / "harmony"
 
 
 def run_main(monkeypatch, capsys, *args: str, stdin: str = "") -> tuple[int, str, str]:
@@ -39,3 +46,10 @@ def add_labelled_pilot(store) -> None:
         annotator = store.add_annotator(name, None)
         for i, example_id in enumerate(ids):
             store.answer(annotator.id, example_id, ("finetuned", "neither", "original")[(i + a) % 3])
+
+
+def harmony(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``harmony`` console script."""
+    command = [str(HARMONY)] if HARMONY.is_file() else [sys.executable, "-m", "harmony_cli.main"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)

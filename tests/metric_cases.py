@@ -76,3 +76,9 @@ def plain_cnn(classes: int = 8) -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(16, classes))
+
+
+def quantus_imputation(*args, **kwargs):
+    """Quantus' noisy linear imputation, the reference for ROAD's (imported here: quantus is a dev extra)."""
+    from quantus.functions.perturb_func import noisy_linear_imputation as reference
+    return reference(*args, **kwargs)

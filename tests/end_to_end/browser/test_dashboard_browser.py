@@ -1,0 +1,68 @@
+"""The admin dashboard in a real browser (Playwright + Debian's chromium, the page server of
+tests/end_to_end/browser/test_annotation_browser.py): the right counts for a seeded store, account management with the
+CLI's message, and the dashboard refused to a non-admin who asks for it in the URL."""
+from __future__ import annotations
+
+import pytest
+
+from tests.end_to_end.browser.test_annotation_browser import CHROMIUM, CHROMIUM_ARGS, log_in, running_page
+from tests.webui.test_dashboard import seed_dashboard_study
+from webui.dashboard import REFUSED
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
+
+
+def table_rows(page, index: int) -> list[list[str]]:
+    return page.locator("table").nth(index).evaluate(
+        "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('th, td')].map(c => c.innerText))")
+
+
+def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_others(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url = f"sqlite:///{tmp_path / 'harmony.db'}"
+    seed_dashboard_study(url, tmp_path / "images")
+    with running_page(tmp_path, url) as address, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            page.set_default_timeout(20_000)
+            page.goto(address)
+            log_in(page, "root")
+            page.get_by_role("heading", name="Dashboard").wait_for()
+            page.get_by_text("incomplete: 4 of 6 labels").wait_for()
+            cells = {row[0]: row for row in table_rows(page, 0)}
+            annotators = {row[0]: row for row in table_rows(page, 1)}
+            bias = page.get_by_text("decisive labels chose the map shown on the left").inner_text()
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+            page.get_by_role("tab", name="Accounts").click()
+            page.get_by_role("textbox", name="Name").last.fill("zed")
+            page.locator("input[type=password]").first.fill("short")
+            page.get_by_role("button", name="Add account").click()
+            page.get_by_text("the password has 5 characters").wait_for()
+            error = page.get_by_text("the password has 5 characters").inner_text()
+
+            page.get_by_role("button", name="Log out").click()
+            page.get_by_role("textbox", name="New password").wait_for(state="detached")  # the dashboard is gone
+            log_in(page, "ana")
+            page.get_by_text("Your study cells").wait_for()
+            dashboard_buttons = page.get_by_role("button", name="Dashboard").count()
+            page.goto(page.url + ("&" if "?" in page.url else "?") + "view=dashboard")  # a forged request
+            page.get_by_text(REFUSED).wait_for()
+            refused_page = page.content()
+        finally:
+            browser.close()
+
+    # quota 2: rma 4 of 6 labels counted, focus 1 of 4; rma's 4 labels on 3 examples
+    assert cells["rma · tiny · gradcam"][1:4] == ["3", "4", "4 / 6 (67%)"]
+    assert cells["focus · tiny · gradcam"][1:4] == ["2", "1", "1 / 4 (25%)"]
+    assert cells["rma · tiny · gradcam"][-1].endswith("(incomplete: 4 of 6 labels)")
+    assert "2 of 4" in bias
+    assert annotators["ana"][1:] == ["3", "1", "60% of 5", "4.0"]
+    assert annotators["ben"][1:] == ["2", "2", "40% of 5", "2.0"]
+    assert error == "the password has 5 characters: give one of at least 8"
+    assert dashboard_buttons == 0
+    assert "Your study cells" in refused_page and "Krippendorff" not in refused_page
+    assert (tmp_path / "dashboard.png").stat().st_size > 0
