@@ -144,8 +144,9 @@ def test_imagenet1k_v1_loads_from_the_hub_cache(tmp_path, monkeypatch, mini):
 
 
 def test_missing_hub_file_is_one_line_naming_file_and_folder(tmp_path, mini):
+    # in tmp_path: the preview's default outputs/data_preview.png stays out of the checkout
     result = cli("data", "preview", "data=imagenet", f"data.root={mini.imagenet_root}", "backbone=resnet18",
-                 env={"TORCH_HOME": str(tmp_path / "empty")})
+                 cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "empty")})
     assert result.returncode == 0, result.stderr  # preview needs no weights
     result = cli("finetune", "experiment=paper", f"paper.imagenet_root={mini.imagenet_root}",
                  f"paper.imagenet_s_root={mini.imagenet_s_root}", "metric=focus", "trainer=cpu",
