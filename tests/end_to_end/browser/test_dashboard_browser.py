@@ -13,8 +13,12 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
 
 
-def table_rows(page, index: int) -> list[list[str]]:
-    return page.locator("table").nth(index).evaluate(
+def table_rows(page, column: str) -> list[list[str]]:
+    """The body rows of the table with a ``column`` header, once it is drawn (the Accounts tab's table is in
+    the page too, and the dashboard's tables appear one by one)."""
+    table = page.locator("table", has=page.get_by_role("columnheader", name=column, exact=True)).first
+    table.wait_for()
+    return table.evaluate(
         "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('th, td')].map(c => c.innerText))")
 
 
@@ -32,8 +36,8 @@ def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_oth
             log_in(page, "root")
             page.get_by_role("heading", name="Dashboard").wait_for()
             page.get_by_text("incomplete: 4 of 6 labels").wait_for()
-            cells = {row[0]: row for row in table_rows(page, 0)}
-            annotators = {row[0]: row for row in table_rows(page, 1)}
+            cells = {row[0]: row for row in table_rows(page, "chose left")}
+            annotators = {row[0]: row for row in table_rows(page, "median s / answer")}
             bias = page.get_by_text("decisive labels chose the map shown on the left").inner_text()
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
