@@ -60,9 +60,9 @@ def preview(
 
     from ..hydra_app import compose_config
 
+    cfg = compose_config(overrides or [], task="data")  # a bad override is the first thing to fix
     check_file_target(out, "--out", force, store_files(None))
     check_writable_place(out, "--out")
-    cfg = compose_config(overrides or [], task="data")
     datamodule = instantiate(cfg.data)
     path = preview_grid(datamodule, out, split=split, n=n, force=force)
     rprint(f"wrote [bold]{path}[/]")

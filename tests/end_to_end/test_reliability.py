@@ -134,7 +134,7 @@ def test_every_command_says_what_to_fix_in_one_line(args, expected, tmp_path, fo
     before = {p: p.read_bytes() for p in (foreign_db, not_a_db)}
     if args[0] in ("finetune", "build-dataset"):  # keep their run dirs out of the project's outputs/
         args = [*args, f"paths.outputs={tmp_path / 'out'}"]
-    result = harmony(*args, timeout=300)
+    result = harmony(*args, cwd=tmp_path, timeout=300)  # whatever the checkout's outputs/ holds
     assert result.returncode != 0
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr[-2000:]
