@@ -53,3 +53,14 @@ def harmony(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.Comp
     command = [str(HARMONY)] if HARMONY.is_file() else [sys.executable, "-m", "harmony_cli.main"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run_in_threads(work, count: int, timeout: float = 120) -> None:
+    """``work(t)`` for t in 0..count-1, each in its own thread, started together and joined."""
+    import threading
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=timeout)

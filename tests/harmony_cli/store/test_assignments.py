@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from harmony_cli.store import CellClosed, ExampleFull, Label, Store, StoreError
 from harmony_cli.study.settings import StudySettings
+from tests.helpers import run_in_threads
 
 RMA = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 FOCUS = dict(RMA, metric="focus")
@@ -167,11 +168,7 @@ def test_concurrent_answers_never_take_an_example_past_its_labels(db_url):
         finally:
             mine.close()
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
+    run_in_threads(work, threads)
     assert not errors, errors
     with Store.open(db_url) as store:
         assert [label_count(store, e) for e in ids["rma"]] == [quota] * 5

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from harmony_cli.store import (CHOICES, SCHEMA_VERSION, Example, Label, LabelAudit, Meta, Store, StoreError,
                                resolve_db_url)
+from tests.helpers import run_in_threads
 
 CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
@@ -106,11 +107,7 @@ def test_concurrent_writers_lose_and_duplicate_nothing(db_url):
         finally:
             store.close()
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
+    run_in_threads(work, threads)
     assert not errors, errors
     store = Store.open(db_url)
     with store.read() as session:
