@@ -5,18 +5,20 @@ import numpy as np
 import pandas as pd
 
 from ..cells import CELL_FIELDS
-from .cells import DIRECTION_METHOD, cell_statistics
+from .cells import cell_statistics
 from .encoding import encode_labels
 from .rollups import annotator_statistics, position_bias, rollups
 from .settings import AnalysisSettings
 
-INFERENCE = ("Each example's labels are one cluster. Decisive rate d and net preference (fine-tuned - original) / "
-             "labels are label-level means with cluster-robust (sandwich) variances, G/(G-1) corrected (= statsmodels "
-             "OLS with cov_type='cluster' by example; GEE with independence working correlation). Chosen over GEE "
-             "with exchangeable correlation because it holds for any within-example correlation, keeps the label "
-             "share as the estimand when examples have different numbers of labels, and vectorizes over cells. "
-             "d: Wilson interval at the design-effect sample size; direction: " + DIRECTION_METHOD + "; "
-             "no_preference: two one-sided clustered tests.")
+INFERENCE = ("Two inferences, both reported. For people (examples and annotators both sampled, a crossed design): "
+             "the decisive rate d, the net preference (fine-tuned - original) / labels and the fine-tuned share of "
+             "decisive labels pi are label-level means whose variance comes from method-of-moments variance "
+             "components (Henderson's method 1; for a balanced design the two-way ANOVA (MS_annotator + MS_example "
+             "- MS_residual) / N), with a t reference on Satterthwaite degrees of freedom. For these annotators "
+             "(new examples, the same people): each example's labels are one cluster, cluster-robust (sandwich) "
+             "variances with G/(G-1) (= statsmodels OLS with cov_type='cluster' by example), t on G - 1 df. "
+             "d: Wilson interval at the design-effect sample size with the t critical value; direction: t test of "
+             "the net preference; no_preference: two one-sided t tests of |pi - 0.5| < the equivalence margin.")
 NO_SCORES_NOTE = ("the study has no per-example metric scores (e.g. an imported study): the metric-gain regression "
                   "and figure are not computed")
 

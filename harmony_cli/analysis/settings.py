@@ -12,6 +12,9 @@ from typing import Any
 from ..defaults import config_default
 from ..errors import UserError
 
+# Whom a verdict is about: the crossed inference (annotators sampled too) or the example-clustered one.
+GENERALIZE = ("people", "these_annotators")
+
 
 @dataclass(frozen=True)
 class AnalysisSettings:
@@ -30,6 +33,9 @@ class AnalysisSettings:
     neither_dominant: a Neither share above this sets the ``neither_dominant`` flag.
     bootstrap_resamples, seed: the cluster bootstrap over examples of the decisive fine-tuned share
         (a descriptive figure; 0: none).
+    generalize: whom the verdict is about: ``people`` (examples and annotators are samples: the crossed
+        inference) or ``these_annotators`` (examples only: new images seen by the same people). The
+        report shows both verdicts; this one is the cell's ``verdict``.
     """
 
     alpha: float
@@ -41,6 +47,7 @@ class AnalysisSettings:
     neither_dominant: float
     bootstrap_resamples: int
     seed: int
+    generalize: str
 
     @classmethod
     def defaults(cls, **overrides: Any) -> "AnalysisSettings":
@@ -49,6 +56,9 @@ class AnalysisSettings:
 
     def __post_init__(self):
         self._check_types()
+        if self.generalize not in GENERALIZE:
+            raise UserError(f"analysis generalize must be one of {', '.join(GENERALIZE)}, not {self.generalize!r}: "
+                            f"set analysis.settings.generalize")
         for name in ("alpha", "confidence", "perceptibility_margin", "equivalence_margin", "neither_dominant"):
             value = getattr(self, name)
             if not 0 < value < 1:
@@ -62,6 +72,8 @@ class AnalysisSettings:
     def _check_types(self) -> None:
         """Numbers given as text on the command line (``analysis.settings.alpha=abc``) say which key to fix."""
         for item in fields(self):
+            if item.type in ("str", str):
+                continue
             kind = float if item.type in ("float", float) else int
             value = getattr(self, item.name)
             try:
@@ -82,7 +94,7 @@ class AnalysisSettings:
         return (f"alpha {self.alpha} (Holm over cells), {self.confidence:.0%} intervals, perceptibility margin "
                 f"{self.perceptibility_margin}, equivalence margin {self.equivalence_margin}, at least "
                 f"{self.min_examples} examples for a direction/equivalence verdict, Neither dominant above "
-                f"{self.neither_dominant:.0%}")
+                f"{self.neither_dominant:.0%}; verdict for {self.generalize.replace('_', ' ')}")
 
 
 def _configured() -> dict:
