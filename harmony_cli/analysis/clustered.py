@@ -39,7 +39,8 @@ from .encoding import FINETUNED, NEITHER, ORIGINAL
 class ClusteredShares:
     """Per cell (all arrays (C,)): labels, examples and the clustered figures; NaN where undefined.
 
-    df: the t reference's degrees of freedom; preference*: pi, the fine-tuned share of decisive labels.
+    df, decisive_df, preference_df: the t reference's degrees of freedom of delta, d and pi;
+    preference*: pi, the fine-tuned share of decisive labels.
     """
 
     n_labels: np.ndarray
@@ -59,6 +60,8 @@ class ClusteredShares:
     preference_high: np.ndarray
     p_equivalence: np.ndarray
     df: np.ndarray
+    decisive_df: np.ndarray
+    preference_df: np.ndarray
 
 
 # Each figure as the value of each choice (REPORT_ORDER: original, neither, fine-tuned).
@@ -155,25 +158,28 @@ def preference_values(counts: np.ndarray, example_cell: np.ndarray, n_cells: int
     return pi, np.stack([-safe, np.zeros(n_cells), 1 - safe], 1)
 
 
-def assemble(counts, example_cell, n_cells, confidence, margin, variances, df) -> ClusteredShares:
-    """The figures from (d, delta, mean of F - pi D) and their variances (each (C,)) and the t df."""
+def assemble(counts, example_cell, n_cells, confidence, margin, variances, dfs) -> ClusteredShares:
+    """The figures from (d, delta, pi) with the variances of (d, delta, mean of F - pi D) and their t df (each (C,))."""
     (d, var_d), (delta, var_delta), (pi, var_u) = variances
+    df_d, df, df_pi = dfs
     sizes = counts.sum(1)
     n = np.bincount(example_cell, weights=sizes, minlength=n_cells)
     groups = np.bincount(example_cell, weights=sizes > 0, minlength=n_cells)
     largest = np.bincount(example_cell, weights=sizes.astype(float) ** 2, minlength=n_cells)
-    d_low, d_high, deff = decisive_figures(d, var_d, df, n, largest, confidence)
+    d_low, d_high, deff = decisive_figures(d, var_d, df_d, n, largest, confidence)
     decisive = np.bincount(example_cell, weights=sizes - counts[:, NEITHER], minlength=n_cells)
     defined = (decisive > 0) & np.isfinite(var_delta) & np.isfinite(df)
     se, low, high, p = direction_figures(delta, var_delta, df, defined, confidence)
     with np.errstate(invalid="ignore", divide="ignore"):
         var_pi = var_u / d ** 2
-    pi_se, pi_low, pi_high, p_tost = equivalence_figures(pi, var_pi, df, defined, confidence, margin)
+    pi_se, pi_low, pi_high, p_tost = equivalence_figures(pi, var_pi, df_pi, defined & np.isfinite(df_pi), confidence,
+                                                         margin)
     nan = np.where(defined, 1.0, np.nan)
     return ClusteredShares(n_labels=n, n_examples=groups, decisive_rate=d, decisive_low=d_low, decisive_high=d_high,
                            design_effect=deff, delta=delta * nan, delta_se=se, delta_low=low, delta_high=high,
                            p_direction=p, preference=pi * nan, preference_se=pi_se, preference_low=pi_low,
-                           preference_high=pi_high, p_equivalence=p_tost, df=df)
+                           preference_high=pi_high, p_equivalence=p_tost, df=df * nan, decisive_df=df_d,
+                           preference_df=df_pi * nan)
 
 
 def clustered_shares(counts: np.ndarray, example_cell: np.ndarray, n_cells: int, confidence: float,
@@ -189,7 +195,7 @@ def clustered_shares(counts: np.ndarray, example_cell: np.ndarray, n_cells: int,
         variances.append((mean, variance))
     variances[2] = (pi, variances[2][1])
     df = np.where(groups >= 2, groups - 1, np.nan)
-    return assemble(counts, example_cell, n_cells, confidence, margin, variances, df)
+    return assemble(counts, example_cell, n_cells, confidence, margin, variances, (df, df, df))
 
 
 def crossed_shares(counts: np.ndarray, example_cell: np.ndarray, annotator_counts: np.ndarray,
@@ -197,14 +203,11 @@ def crossed_shares(counts: np.ndarray, example_cell: np.ndarray, annotator_count
     """Every figure of every cell for *people* (examples and annotators sampled; ``crossed.py``).
 
     annotator_counts: (K, 3) labels per (cell, annotator) and choice; annotator_cell: (K,).
-    The df of d, delta and pi is the smallest of their three Satterthwaite df (one reference per cell).
+    Each figure has its own Satterthwaite df.
     """
     pi, u_values = preference_values(counts, example_cell, n_cells)
     results = [crossed_variance(np.broadcast_to(values, (n_cells, 3)), counts, example_cell, annotator_counts,
                                 annotator_cell, n_cells) for values in (DECISIVE, NET, u_values)]
     variances = [(results[0].mean, results[0].variance), (results[1].mean, results[1].variance),
                  (pi, results[2].variance)]
-    dfs = np.stack([r.df for r in results], 1)
-    with np.errstate(invalid="ignore"):
-        df = np.where(np.isfinite(results[1].variance), np.nanmin(np.where(np.isfinite(dfs), dfs, np.inf), 1), np.nan)
-    return assemble(counts, example_cell, n_cells, confidence, margin, variances, np.where(np.isinf(df), np.nan, df))
+    return assemble(counts, example_cell, n_cells, confidence, margin, variances, tuple(r.df for r in results))

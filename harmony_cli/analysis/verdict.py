@@ -81,7 +81,8 @@ def verdict_detail(verdict: str, cell: dict, settings: AnalysisSettings, general
               f"{settings.min_examples}"
     elif verdict in ("aligned", "misaligned"):
         side = "fine-tuned" if verdict == "aligned" else "original"
-        why = (f"{rate}; people prefer the {side} maps: net preference {delta:+.0%}, clustered Holm p = "
+        who = "people prefer" if people else "these annotators prefer"
+        why = (f"{rate}; {who} the {side} maps: net preference {delta:+.0%}, clustered Holm p = "
                f"{p['p_value_holm']:.2g} < {settings.alpha}")
     elif verdict == "no_preference":
         why = (f"{rate}; fine-tuned share of decisive labels {pi:.0%} is within 50% +-{settings.equivalence_margin:.0%}"

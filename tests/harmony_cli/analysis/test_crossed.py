@@ -1,0 +1,164 @@
+"""The crossed inference ("for people", harmony_cli/analysis/crossed.py and clustered.crossed_shares) against
+independent computations: a balanced two-way ANOVA worked out with loops, statsmodels' REML (MixedLM with crossed
+variance components) on an unbalanced design, and simulated studies whose population value is known in closed form.
+
+The data-generating process of the simulations (one study = one cell, all studies in one vectorized call):
+annotator i has a leaning a_i ~ N(0, tau_a^2), example j a leaning b_j ~ N(0, tau_b^2); annotator i looking at
+example j sees l = mu + a_i + b_j + e, e ~ N(0, 1), and answers fine-tuned when l > c, original when l < -c,
+Neither otherwise. Over the population of annotators and examples l ~ N(mu, s^2), s^2 = 1 + tau_a^2 + tau_b^2, so
+the population net preference is Phi((mu - c) / s) - Phi((-mu - c) / s), and the decisive fine-tuned share is
+Phi((mu - c) / s) / (Phi((mu - c) / s) + Phi((-mu - c) / s)).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import brentq
+from scipy.stats import norm, t as student
+
+from harmony_cli.analysis import AnalysisSettings, analyze_labels
+from harmony_cli.analysis.clustered import clustered_shares, crossed_shares
+from harmony_cli.analysis.crossed import crossed_variance
+
+THRESHOLD = 0.5
+NET = np.array([[-1.0, 0.0, 1.0]])
+
+
+def population(mu: float, tau_a: float, tau_b: float) -> tuple[float, float]:
+    """(net preference, decisive fine-tuned share) of the whole population of annotators and examples."""
+    s = np.sqrt(1 + tau_a ** 2 + tau_b ** 2)
+    fin, orig = norm.cdf((mu - THRESHOLD) / s), norm.cdf((-mu - THRESHOLD) / s)
+    return fin - orig, fin / (fin + orig)
+
+
+def simulate(studies: int, annotators: int, examples: int, tau_a: float, tau_b: float, mu: float, seed: int,
+             seen: float = 1.0):
+    """Both inferences of ``studies`` simulated studies (one cell each); ``seen``: the chance that an annotator
+    labels a given example (below 1: an unbalanced design, annotators seeing different subsets)."""
+    rng = np.random.default_rng(seed)
+    latent = (mu + rng.normal(0, tau_a, (studies, annotators, 1)) + rng.normal(0, tau_b, (studies, 1, examples))
+              + rng.normal(0, 1, (studies, annotators, examples)))
+    choice = np.where(latent > THRESHOLD, 2, np.where(latent < -THRESHOLD, 0, 1))
+    mask = rng.random(choice.shape) < seen
+    study, annotator, example = np.nonzero(mask)
+    ch = choice[mask]
+    ex_counts = np.bincount((study * examples + example) * 3 + ch, minlength=studies * examples * 3).reshape(-1, 3)
+    an_counts = np.bincount((study * annotators + annotator) * 3 + ch, minlength=studies * annotators * 3).reshape(-1, 3)
+    ex_used, an_used = ex_counts.sum(1) > 0, an_counts.sum(1) > 0
+    ex_cell, an_cell = np.arange(len(ex_counts)) // examples, np.arange(len(an_counts)) // annotators
+    people = crossed_shares(ex_counts[ex_used], ex_cell[ex_used], an_counts[an_used], an_cell[an_used], studies,
+                            0.95, 0.1)
+    these = clustered_shares(ex_counts[ex_used], ex_cell[ex_used], studies, 0.95, 0.1)
+    return people, these
+
+
+def coverage(fig, truth: float) -> float:
+    return float(np.mean((fig.delta_low <= truth) & (truth <= fig.delta_high)))
+
+
+def test_balanced_two_way_example_by_hand():
+    """3 annotators x 4 examples: the variance of the mean is (MS_annotator + MS_example - MS_residual) / (A G),
+    its df Satterthwaite's, both worked out here with plain loops over the table."""
+    y = [[1, 1, 0, -1],      # annotator 0's net choices on examples 0..3
+         [1, 0, 0, 0],
+         [1, 1, 1, -1]]
+    A, G = 3, 4
+    grand = sum(map(sum, y)) / (A * G)
+    row = [sum(r) / G for r in y]
+    col = [sum(y[i][j] for i in range(A)) / A for j in range(G)]
+    ms_a = G * sum((r - grand) ** 2 for r in row) / (A - 1)
+    ms_b = A * sum((c - grand) ** 2 for c in col) / (G - 1)
+    ms_e = sum((y[i][j] - row[i] - col[j] + grand) ** 2 for i in range(A) for j in range(G)) / ((A - 1) * (G - 1))
+    variance = (ms_a + ms_b - ms_e) / (A * G)
+    df = (ms_a + ms_b - ms_e) ** 2 / (ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / ((A - 1) * (G - 1)))
+    assert (grand, ms_a, ms_b, ms_e) == pytest.approx((1 / 3, 1 / 12, 14 / 9, 11 / 36))  # by hand, for the record
+    choice = np.array(y) + 1
+    ex_counts = np.stack([np.bincount(choice[:, j], minlength=3) for j in range(G)])
+    an_counts = np.stack([np.bincount(choice[i], minlength=3) for i in range(A)])
+    got = crossed_variance(NET, ex_counts, np.zeros(G, int), an_counts, np.zeros(A, int), 1)
+    assert got.mean[0] == pytest.approx(grand) and got.variance[0] == pytest.approx(variance, rel=1e-12)
+    assert got.df[0] == pytest.approx(df, rel=1e-12)
+    assert list(got.components[0]) == pytest.approx([(ms_a - ms_e) / G, (ms_b - ms_e) / A, ms_e])
+    assert (got.n_annotators[0], got.n_examples[0]) == (A, G)
+    # The same table through the analysis: the cell's "for people" interval is t on those df.
+    frame = pd.DataFrame([{"example_id": j, "dataset": "d", "metric": "m", "backbone": "b", "attribution": "a",
+                           "annotator": f"a{i}", "choice": ("original", "neither", "finetuned")[choice[i, j]]}
+                          for i in range(A) for j in range(G)])
+    cell = analyze_labels(frame, AnalysisSettings.defaults(bootstrap_resamples=0, min_examples=2))["cells"][0]
+    people = cell["inferences"]["people"]
+    half = student.ppf(0.975, df) * np.sqrt(variance)
+    assert people["net_preference_interval"] == pytest.approx([grand - half, grand + half], rel=1e-9)
+    assert people["direction_test"]["p_value"] == pytest.approx(2 * student.sf(grand / np.sqrt(variance), df))
+
+
+def test_one_annotator_says_nothing_about_people():
+    ex_counts = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]])
+    got = crossed_variance(NET, ex_counts, np.zeros(3, int), ex_counts.sum(0, keepdims=True), np.zeros(1, int), 1)
+    assert np.isnan(got.variance[0]) and np.isnan(got.df[0]) and got.mean[0] == 0.0
+
+
+def test_unbalanced_design_matches_statsmodels_mixedlm():
+    """Annotators see about half of the examples each: the variance components and the variance of the mean
+    agree with REML's (statsmodels MixedLM with crossed variance components) on the same labels."""
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(3)
+    A, G = 15, 80
+    latent = 0.3 + rng.normal(0, 0.6, (A, 1)) + rng.normal(0, 0.8, (1, G)) + rng.normal(0, 1, (A, G))
+    choice = np.where(latent > THRESHOLD, 2, np.where(latent < -THRESHOLD, 0, 1))
+    annotator, example = np.nonzero(rng.random((A, G)) < 0.5)
+    ch = choice[annotator, example]
+    labels = pd.DataFrame({"y": NET[0][ch], "a": annotator, "e": example, "one": 1})
+    fit = smf.mixedlm("y ~ 1", labels, groups="one", re_formula="0",
+                      vc_formula={"a": "0 + C(a)", "e": "0 + C(e)"}).fit(reml=True)
+    n_i, n_j, n = np.bincount(annotator), np.bincount(example), len(labels)
+    reml = (fit.vcomp[0] * (n_i ** 2).sum() + fit.vcomp[1] * (n_j ** 2).sum() + fit.scale * n) / n ** 2
+    ex_counts = np.bincount(example * 3 + ch, minlength=G * 3).reshape(G, 3)
+    an_counts = np.bincount(annotator * 3 + ch, minlength=A * 3).reshape(A, 3)
+    got = crossed_variance(NET, ex_counts, np.zeros(G, int), an_counts, np.zeros(A, int), 1)
+    assert got.mean[0] == pytest.approx(labels.y.mean())
+    assert got.variance[0] == pytest.approx(reml, rel=0.10)
+    assert list(got.components[0]) == pytest.approx([*fit.vcomp, fit.scale], rel=0.15)
+
+
+def test_people_interval_covers_the_population_and_the_example_only_one_does_not():
+    """1,000 studies of 8 annotators x 50 examples whose annotators differ: the crossed 95% interval covers the
+    population net preference in >= 93% of them; the example-clustered one (these annotators) visibly less."""
+    truth, _ = population(0.3, 0.5, 0.5)
+    people, these = simulate(1000, 8, 50, tau_a=0.5, tau_b=0.5, mu=0.3, seed=11)
+    assert coverage(people, truth) >= 0.93
+    assert coverage(these, truth) < 0.80
+    unbalanced, _ = simulate(1000, 8, 50, tau_a=0.5, tau_b=0.5, mu=0.3, seed=12, seen=0.6)
+    assert coverage(unbalanced, truth) >= 0.93
+
+
+def test_without_annotator_variance_both_inferences_agree():
+    """Annotators who do not differ: both variances estimate the same thing (their means agree within Monte Carlo
+    error, and both match the spread of the estimates over the studies), and both intervals cover at about 95%.
+    The crossed one is a little wider: its Satterthwaite df carry the uncertainty of an annotator variance it
+    cannot know is zero."""
+    truth, _ = population(0.3, 0.0, 0.6)
+    people, these = simulate(1000, 6, 50, tau_a=0.0, tau_b=0.6, mu=0.3, seed=13)
+    ratio = people.delta_se ** 2 / these.delta_se ** 2
+    assert abs(np.mean(people.delta_se ** 2) / np.mean(these.delta_se ** 2) - 1) < 3 * np.std(ratio) / np.sqrt(1000)
+    spread = np.var(people.delta, ddof=1)  # the estimates' own variance over the studies (its SE: 4.5%)
+    for fig in (people, these):
+        assert np.mean(fig.delta_se ** 2) == pytest.approx(spread, rel=0.14)
+        assert 0.93 <= coverage(fig, truth) <= 0.98  # Monte Carlo standard error 0.007
+    assert coverage(people, truth) >= coverage(these, truth)
+
+
+@pytest.mark.parametrize("examples", [10, 25])
+def test_small_cells_do_not_reject_more_often_than_alpha(examples):
+    """4,000 null studies with 5 annotators: the direction test (at mu = 0, no preference) and the equivalence test
+    (at the margin's edge, pi = 0.6) reject at most alpha plus three Monte Carlo standard errors (0.0035)."""
+    tolerance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000)
+    people, these = simulate(4000, 5, examples, tau_a=0.0, tau_b=0.7, mu=0.0, seed=examples)
+    assert np.mean(people.p_direction < 0.05) <= tolerance and np.mean(these.p_direction < 0.05) <= tolerance
+    # With annotators who differ only the crossed test keeps its level (the example-clustered one is about them).
+    people, these = simulate(4000, 5, examples, tau_a=0.5, tau_b=0.7, mu=0.0, seed=examples + 1)
+    assert np.mean(people.p_direction < 0.05) <= tolerance < np.mean(these.p_direction < 0.05)
+    edge = brentq(lambda mu: population(mu, 0.5, 0.7)[1] - 0.6, 0.0, 3.0)
+    people, these = simulate(4000, 5, examples, tau_a=0.5, tau_b=0.7, mu=edge, seed=examples + 2)
+    assert np.mean(people.p_equivalence < 0.05) <= tolerance
