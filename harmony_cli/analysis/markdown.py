@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..cells import REPORT_ORDER, REPORT_SEPARATOR, cell_text
-from .verdict import VERDICTS
+from .verdict import VERDICTS, inference_label, verdict_tally
 
 VERDICT_MEANING = {
     "aligned": "people see a difference and prefer the fine-tuned maps",
@@ -40,8 +40,17 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
 
 
-def verdict_text(cell: dict) -> str:
-    return cell["verdict"] + (" (Neither dominant)" if cell["neither_dominant"] else "")
+def verdict_text(cell: dict, name: str | None = None) -> str:
+    """A cell's verdict (the chosen inference's, or ``name``'s) with its flags."""
+    chosen = cell["inferences"][name] if name else cell
+    faint = f" (faint: {chosen['faint_direction']})" if chosen.get("faint_direction") else ""
+    return chosen["verdict"] + faint + (" (Neither dominant)" if cell["neither_dominant"] else "")
+
+
+PEOPLE_NOTE = ("*For people*: examples and annotators are both samples, so the verdict is about people like these "
+               "annotators, not only about them; with few annotators its intervals are wide and few cells reach a "
+               "verdict. *For these N annotators*: only the examples are samples; the verdict says what these "
+               "annotators would say about new images.")
 
 
 def header_section(report: dict) -> list[str]:
@@ -59,31 +68,44 @@ def header_section(report: dict) -> list[str]:
 
 def verdict_section(report: dict) -> list[str]:
     cells = report["cells"]
-    tally = {v: sum(c["verdict"] == v for c in cells) for v in VERDICTS}
+    tally = verdict_tally(report)
     dominant = sum(c["neither_dominant"] for c in cells)
-    lines = ["## Verdicts", ""] + [f"- **{v}** ({VERDICT_MEANING[v]}): {tally[v]}" for v in VERDICTS]
+    faint = sum(bool(c["faint_direction"]) for c in cells)
+    lines = ["## Verdicts", "", PEOPLE_NOTE, ""]
+    lines += [f"- **{v}** ({VERDICT_MEANING[v]}): " + "; ".join(f"{t[v]} {label}" for label, t in tally.items())
+              for v in VERDICTS]
     return lines + [f"- Neither dominant (> {report['settings']['neither_dominant']:.0%} of labels): {dominant} "
-                    f"of {len(cells)} cells", "", "![preferences](preferences.png)", ""]
+                    f"of {len(cells)} cells",
+                    f"- imperceptible with a significant faint direction: {faint} of {len(cells)} cells", "",
+                    "![preferences](preferences.png)", ""]
 
 
 def cells_section(report: dict, several: bool) -> list[str]:
     level = f"{report['settings']['confidence']:.0%}"
+    chosen = report["settings"]["generalize"]
+    other = "these_annotators" if chosen == "people" else "people"
+    label, other_label = (inference_label(n, report["n_annotators"]) for n in (chosen, other))
     header = (["dataset"] if several else []) + [
         "metric", "backbone", "attribution", "examples", "labels", "original", "neither", "finetuned",
-        f"decisive rate d [{level}]", f"net preference Δ [{level}]", "direction p (Holm)", "equivalence p (Holm)",
-        "label-level p (Holm, secondary)", "Fleiss κ", "Krippendorff α", "verdict"]
+        f"decisive rate d [{level}, {label}]", f"net preference Δ [{level}, {label}]", f"Δ [{other_label}]",
+        "fine-tuned share of decisive π", "direction p (Holm)", "equivalence p (Holm)",
+        "label-level p (Holm, secondary)", "Fleiss κ", "Krippendorff α", f"verdict {label}", f"verdict {other_label}"]
     rows = []
     for c in report["cells"]:
         second = c["secondary_label_level_binomial"]
+        theirs = c["inferences"][other]
         rows.append(([c["dataset"]] if several else []) + [
             c["metric"], c["backbone"], c["attribution"], c["n_examples"], c["n_labels"],
             *(f"{c['counts'][k]} ({num(c['shares'][k], percent=True)})" for k in REPORT_ORDER),
             num(c["decisive_rate"], percent=True) + interval(c["decisive_rate_interval"]),
             num(c["net_preference"], percent=True, sign=True) + interval(c["net_preference_interval"], sign=True),
+            interval(theirs["net_preference_interval"], sign=True).strip() or "–",
+            num(c["preference"], percent=True) + interval(c["preference_interval"]),
             f"{pval(c['direction_test']['p_value'])} ({pval(c['direction_test']['p_value_holm'])})",
             f"{pval(c['equivalence_test']['p_value'])} ({pval(c['equivalence_test']['p_value_holm'])})",
             f"{pval(second['p_value'])} ({pval(second['p_value_holm'])})",
-            num(c["fleiss_kappa"], 3), num(c["krippendorff_alpha"], 3), f"**{verdict_text(c)}**"])
+            num(c["fleiss_kappa"], 3), num(c["krippendorff_alpha"], 3), f"**{verdict_text(c)}**",
+            verdict_text(c, other)])
     return ["## Cells", "", *table(header, rows), ""]
 
 
@@ -144,9 +166,10 @@ def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1
     lines = header_section(report) + verdict_section(report) + cells_section(report, several)
-    lines += ["Verdict details:", ""] + [f"- {cell_text(c, several, REPORT_SEPARATOR)}: **{c['verdict']}**: "
-                                         f"{c['verdict_detail']}"
-                                         for c in report["cells"]] + [""]
+    lines += ["Verdict details:", ""] + [
+        f"- {cell_text(c, several, REPORT_SEPARATOR)}: " + "; ".join(
+            f"{inference_label(n, report['n_annotators'])} **{i['verdict']}**: {i['verdict_detail']}"
+            for n, i in c["inferences"].items()) for c in report["cells"]] + [""]
     lines += regression_section(report, several) + rollup_section(report) + annotator_section(report)
     noted = [(c, n) for c in report["cells"] for n in c["notes"]]
     if noted or report.get("notes"):

@@ -51,7 +51,17 @@ def faint_directions(verdict: np.ndarray, delta: np.ndarray, p_direction_holm: n
     return [("finetuned" if delta[c] > 0 else "original") if faint[c] else None for c in range(len(verdict))]
 
 
-GENERALIZES_TO = {"people": "for people", "these_annotators": "for these annotators"}
+def inference_label(name: str, n_annotators: int) -> str:
+    """How a report names an inference: "for people" or "for these N annotators"."""
+    return "for people" if name == "people" else f"for these {n_annotators} annotators"
+
+
+def verdict_tally(report: dict) -> dict[str, dict[str, int]]:
+    """inference label -> verdict -> number of cells, the chosen inference first."""
+    chosen = report["settings"]["generalize"]
+    names = [chosen] + [n for n in ("people", "these_annotators") if n != chosen]
+    return {inference_label(n, report["n_annotators"]): {v: sum(c["verdicts"][n] == v for c in report["cells"])
+                                                         for v in VERDICTS} for n in names}
 
 
 def _shown(value) -> str:

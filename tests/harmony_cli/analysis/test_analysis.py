@@ -77,10 +77,15 @@ def test_all_neither_is_imperceptible_with_undefined_agreement_and_no_nan():
     assert "Neither dominant" in cell["verdict_detail"]
     assert cell["shares"]["neither"] == 1.0
     # 10 examples of 3 Neither labels cannot show d < 10%: the upper bound of 0/10 (one label per
-    # example, as if perfectly correlated) is Wilson's 27.8%.
+    # example, as if perfectly correlated) is Wilson's c^2 / (10 + c^2), c the t quantile: on 10 - 1 df for
+    # these annotators; for people on 30 - 1 (a zero crossed variance is floored at independent labels' variance).
+    from scipy.stats import t as student
+
     few = one_cell(analyze_labels(frame[frame.example_id < 10], FAST))
-    assert few["decisive_rate_interval"][1] == pytest.approx(0.2775, abs=1e-3)
-    assert few["verdict"] == "inconclusive"
+    for name, df in (("these_annotators", 9), ("people", 29)):
+        c2 = student.ppf(0.975, df) ** 2
+        assert few["inferences"][name]["decisive_rate_interval"][1] == pytest.approx(c2 / (10 + c2), rel=1e-9)
+        assert few["verdicts"][name] == "inconclusive"
     json.loads(to_json(report))  # allow_nan=False: raises on any NaN
 
 
