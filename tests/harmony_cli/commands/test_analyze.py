@@ -136,8 +136,8 @@ def test_newest_study_by_default_and_an_alpha_override_changes_a_verdict(small_s
 
     verdict, report = boundary_verdict()
     assert verdict == "inconclusive" and report["settings"]["alpha"] == 0.05
-    verdict, report = boundary_verdict("analysis.settings.alpha=0.1")
-    assert verdict == "aligned" and "alpha 0.1" in report["rule"]
+    verdict, report = boundary_verdict("analysis.settings.alpha=0.1", "analysis.settings.generalize=these_annotators")
+    assert verdict == "aligned" and "alpha 0.1" in report["rule"] and "verdict for these annotators" in report["rule"]
 
 
 def test_formats_print_every_figure_when_piped(small_store, tmp_path):
