@@ -134,7 +134,7 @@ def inference_seconds(frame: pd.DataFrame, settings: AnalysisSettings) -> tuple[
     conf, margin = settings.confidence, settings.equivalence_margin
 
     def crossed():
-        counts, cell = annotator_table(data)
+        counts, cell, _ = annotator_table(data)
         crossed_shares(*args, counts, cell, data.n_cells, conf, margin)
 
     return (min(timed(crossed) for _ in range(3)),

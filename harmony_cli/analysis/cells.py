@@ -7,6 +7,7 @@ import numpy as np
 
 from ..cells import REPORT_ORDER
 from .agreement import agreement, majority_votes
+from .annotator_cells import annotator_figures, cell_annotator_rows, leave_one_out
 from .bootstrap import cluster_bootstrap_share
 from .clustered import ClusteredShares, clustered_shares, crossed_shares
 from .encoding import FINETUNED, NEITHER, ORIGINAL, EncodedLabels
@@ -31,13 +32,13 @@ def holm_where(p: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return holm(np.where(keep, p, np.nan))
 
 
-def annotator_table(data: EncodedLabels) -> tuple[np.ndarray, np.ndarray]:
-    """(K, 3) labels per (cell, annotator) with labels, and (K,) their cells."""
+def annotator_table(data: EncodedLabels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K, 3) labels per (cell, annotator) with labels, (K,) their cells and (K,) their annotators (sorted by cell)."""
     C, A = data.n_cells, max(len(data.annotators), 1)
     key = data.label_cell * A + data.label_annotator
     table = np.bincount(key * 3 + data.label_choice, minlength=C * A * 3).reshape(C * A, 3)
     used = table.sum(1) > 0
-    return table[used], (np.arange(C * A) // A)[used]
+    return table[used], (np.arange(C * A) // A)[used], (np.arange(C * A) % A)[used]
 
 
 def inference(fig: ClusteredShares, settings: AnalysisSettings) -> SimpleNamespace:
@@ -57,7 +58,7 @@ def cell_arrays(data: EncodedLabels, settings: AnalysisSettings) -> SimpleNamesp
     fin, orig = counts[:, FINETUNED], counts[:, ORIGINAL]
     a = SimpleNamespace(counts=np.stack([np.bincount(ex_cell, weights=counts[:, k], minlength=C)
                                          for k in range(3)], 1).astype(np.int64))
-    a.annotator_counts, a.annotator_cell = annotator_table(data)
+    a.annotator_counts, a.annotator_cell, a.annotator_id = annotator_table(data)
     conf, margin = settings.confidence, settings.equivalence_margin
     a.inferences = {
         "people": inference(crossed_shares(counts, ex_cell, a.annotator_counts, a.annotator_cell, C, conf, margin),
@@ -80,6 +81,9 @@ def cell_arrays(data: EncodedLabels, settings: AnalysisSettings) -> SimpleNamesp
     votes = majority_votes(counts)
     a.majority = np.stack([np.bincount(ex_cell[votes == v], minlength=C) for v in range(4)], 1)
     a.n_annotators = np.bincount(a.annotator_cell, minlength=C).astype(np.int64)
+    a.annotator_figures = annotator_figures(a.annotator_counts, settings.confidence)
+    a.annotator_bounds = np.concatenate([[0], np.cumsum(a.n_annotators)])
+    a.left_out = leave_one_out(data, a.annotator_counts, a.annotator_cell, a.annotator_id, settings, inference)
     order = np.argsort(ex_cell, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(ex_cell, minlength=C))])
     a.members = [order[bounds[c]:bounds[c + 1]] for c in range(C)]
@@ -197,6 +201,11 @@ def cell_statistics(data: EncodedLabels, settings: AnalysisSettings, n_examples:
                **clustered_row(a, c, settings, {"n_examples_labelled": int(labelled[c]), "neither_dominant": dominant,
                                                 "n_annotators": int(a.n_annotators[c])}),
                **secondary_rows(a, c, int(labelled[c]))}
+        row["annotators"] = cell_annotator_rows(data, a.annotator_figures,
+                                                np.arange(a.annotator_bounds[c], a.annotator_bounds[c + 1]),
+                                                a.annotator_id, a.left_out, c)
+        row["verdict_changed_without"] = None if a.left_out is None else [
+            r["annotator"] for r in row["annotators"] if r["verdicts_without"][settings.generalize] != row["verdict"]]
         stats = agreement(data.counts[a.members[c]])
         row.update(fleiss_kappa=stats["fleiss_kappa"], fleiss_n_examples=stats["fleiss_n_examples"],
                    krippendorff_alpha=stats["krippendorff_alpha"])

@@ -127,13 +127,14 @@ def decisive_figures(d, variance, df, n, largest, confidence: float):
 
 
 def direction_figures(delta, variance, df, defined, confidence: float):
-    """delta's (se, low, high, two-sided t p of delta = 0); a zero se gives p 0 (delta != 0) or 1."""
+    """delta's (se, low, high (clipped to [-1, 1], delta's range), two-sided t p of delta = 0); a zero se gives
+    p 0 (delta != 0) or 1."""
     se = np.sqrt(np.where(defined, variance, np.nan))
     half = t_quantile(confidence, df) * se
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(se > 0, 2 * t_sf(np.abs(delta) / se, df), np.where(delta != 0, 0.0, 1.0))
     nan = np.where(defined, 1.0, np.nan)
-    return se, (delta - half) * nan, (delta + half) * nan, p * nan
+    return se, np.clip(delta - half, -1, 1) * nan, np.clip(delta + half, -1, 1) * nan, p * nan
 
 
 def equivalence_figures(pi, variance, df, defined, confidence: float, margin: float):

@@ -66,8 +66,8 @@ def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cel
     annotator labels an example at most once.
     """
     values = np.asarray(values, dtype=float)
-    cell_counts = np.zeros((n_cells, 3))
-    np.add.at(cell_counts, example_cell, example_counts)
+    cell_counts = np.stack([np.bincount(example_cell, weights=example_counts[:, k], minlength=n_cells)
+                            for k in range(3)], 1)
     n = cell_counts.sum(1)
     total = (cell_counts * values).sum(1)
     squares = (cell_counts * values ** 2).sum(1)

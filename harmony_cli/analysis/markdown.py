@@ -63,6 +63,8 @@ def header_section(report: dict) -> list[str]:
              f"- database: `{report.get('database', '')}`; written {report.get('created', '')}",
              f"- labels analyzed: **{report['label_source']}** ({report['n_labels']} labels, {report['n_annotators']} "
              f"annotators; {report.get('labels_left_out', 0)} {other} labels left out: never mixed)"]
+    if report.get("excluded_annotators"):
+        lines.append(f"- **excluded annotators** (--exclude-annotator): {', '.join(report['excluded_annotators'])}")
     return lines + [f"- **note**: {n}" for n in report.get("notes", [])] + [""]
 
 
@@ -139,7 +141,8 @@ def rollup_section(report: dict) -> list[str]:
 
 
 def annotator_section(report: dict) -> list[str]:
-    rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else ""), a["n_labels"], a["n_cells"],
+    rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else "") + (" (admin)" if a.get("admin") else ""),
+             a["n_labels"], a["n_cells"],
              *(num(a["shares"][k], percent=True) for k in REPORT_ORDER),
              num(a["decisive_finetuned_share"], percent=True),
              num(a["agreement_with_majority"], percent=True),
@@ -162,6 +165,25 @@ def annotator_section(report: dict) -> list[str]:
                     ""]
 
 
+def cell_annotators_section(report: dict, several: bool) -> list[str]:
+    """Per cell: each annotator's net preference with its interval, and who, left out, changes the verdict."""
+    level = f"{report['settings']['confidence']:.0%}"
+    lines = ["## Annotators per cell", "", f"Each annotator's net preference [{level} t interval over their examples]; "
+             "*changes without*: the annotators whose labels, left out of the whole analysis, change the cell's "
+             "verdict.", ""]
+    names = [a["annotator"] for a in report["annotators"]]
+    rows = []
+    for c in report["cells"]:
+        by_name = {a["annotator"]: a for a in c.get("annotators", [])}
+        shown = [num(by_name[n]["net_preference"], percent=True, sign=True)
+                 + interval(by_name[n]["net_preference_interval"], sign=True) if n in by_name else "–" for n in names]
+        changed = c.get("verdict_changed_without")
+        rows.append([cell_text(c, several, REPORT_SEPARATOR), *shown,
+                     "not computed" if changed is None else (", ".join(changed) or "none")])
+    marked = [a["annotator"] + (" (admin)" if a.get("admin") else "") for a in report["annotators"]]
+    return lines + table(["cell", *marked, "changes without"], rows) + [""]
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1
@@ -170,7 +192,8 @@ def markdown(report: dict) -> str:
         f"- {cell_text(c, several, REPORT_SEPARATOR)}: " + "; ".join(
             f"{inference_label(n, report['n_annotators'])} **{i['verdict']}**: {i['verdict_detail']}"
             for n, i in c["inferences"].items()) for c in report["cells"]] + [""]
-    lines += regression_section(report, several) + rollup_section(report) + annotator_section(report)
+    lines += cell_annotators_section(report, several) + regression_section(report, several)
+    lines += rollup_section(report) + annotator_section(report)
     noted = [(c, n) for c in report["cells"] for n in c["notes"]]
     if noted or report.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]

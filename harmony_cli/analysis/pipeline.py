@@ -33,9 +33,16 @@ def study_cell_sizes(cells: pd.DataFrame | None, data) -> np.ndarray | None:
     return np.where(np.isfinite(study_counts.astype(float)), study_counts, labelled).astype(np.int64)
 
 
-def report_notes(data, higher_is_better: dict | None, rows: list[dict]) -> list[str]:
+def report_notes(data, higher_is_better: dict | None, rows: list[dict], settings: AnalysisSettings) -> list[str]:
     """Study-level notes every output carries."""
     notes = []
+    admins = [str(n) for n, admin in zip(data.annotators, data.annotator_admin) if admin]
+    if admins:
+        notes.append(f"annotator(s) {', '.join(admins)} administer the store (marked 'admin'): they may know which "
+                     f"map is which; `harmony analyze --exclude-annotator NAME` analyzes without them")
+    if len(data.annotators) > settings.leave_one_out_max:
+        notes.append(f"{len(data.annotators)} annotators, more than leave_one_out_max {settings.leave_one_out_max}: "
+                     f"no leave-one-annotator-out verdicts (set analysis.settings.leave_one_out_max)")
     if not (np.isfinite(data.original_score) & np.isfinite(data.finetuned_score)).any():
         notes.append(NO_SCORES_NOTE)
     missing = sorted({r["metric"] for r in rows if r["gain_regression"] is not None}
@@ -64,7 +71,7 @@ def analyze_labels(labels: pd.DataFrame, settings: AnalysisSettings | None = Non
         "settings": settings.to_dict(),
         "rule": settings.describe(),
         "inference": INFERENCE,
-        "notes": report_notes(data, higher_is_better, rows),
+        "notes": report_notes(data, higher_is_better, rows, settings),
         "n_labels": int(len(labels)),
         "n_examples": int(sum(r["n_examples"] for r in rows)),
         "n_annotators": int(len(data.annotators)),

@@ -36,6 +36,8 @@ class AnalysisSettings:
     generalize: whom the verdict is about: ``people`` (examples and annotators are samples: the crossed
         inference) or ``these_annotators`` (examples only: new images seen by the same people). The
         report shows both verdicts; this one is the cell's ``verdict``.
+    leave_one_out_max: leave-one-annotator-out verdicts for studies of at most this many annotators (each
+        removal reruns the analysis's inferences); above it, a note.
     """
 
     alpha: float
@@ -48,6 +50,7 @@ class AnalysisSettings:
     bootstrap_resamples: int
     seed: int
     generalize: str
+    leave_one_out_max: int
 
     @classmethod
     def defaults(cls, **overrides: Any) -> "AnalysisSettings":
@@ -64,7 +67,7 @@ class AnalysisSettings:
             if not 0 < value < 1:
                 raise UserError(f"analysis {name} must lie between 0 and 1, not {value}: "
                                 f"set analysis.settings.{name}")
-        for name in ("min_examples", "min_decisive_bootstrap", "bootstrap_resamples"):
+        for name in ("min_examples", "min_decisive_bootstrap", "bootstrap_resamples", "leave_one_out_max"):
             if getattr(self, name) < 0:
                 raise UserError(f"analysis {name} must be >= 0, not {getattr(self, name)}: "
                                 f"set analysis.settings.{name}")

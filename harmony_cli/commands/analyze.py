@@ -129,6 +129,9 @@ def analyze(
     fmt: Format = typer.Option(Format.table, "--format", help="What to print: table, markdown, csv or json "
                                                               "(the report folder is written in every case)."),
     force: bool = typer.Option(False, "--force", help="Replace the report files of an earlier report in --out."),
+    exclude_annotator: Optional[list[str]] = typer.Option(
+        None, "--exclude-annotator", help="Analyze without this annotator's labels (repeat for several), e.g. an "
+                                          "admin who may know which map is which."),
 ) -> None:
     """Report whether people prefer the fine-tuned maps: per cell shares, clustered tests, agreement, a verdict."""
     from hydra.utils import instantiate
@@ -151,7 +154,7 @@ def analyze(
     store = Store.open(db or cfg.db_url, create=False)
     try:
         with messages.status("reading the labels and analyzing them"):
-            report = study_report(store, study, settings, simulated)
+            report = study_report(store, study, settings, simulated, exclude=exclude_annotator or [])
         target = out or default_out_dir(Path(cfg.analysis.out_dir), report["study"])
         with messages.status(f"writing the report to {target}"):
             written = write_report(report, target, force=force, protected=protected)
