@@ -80,7 +80,8 @@ def study_report(store, study_name: str | None = None, settings: AnalysisSetting
                         f"annotators")
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
     analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings.defaults(), study_directions(study),
-                                    study_rules(study.config, study.source).labels_per_example)
+                                    # each excluded annotator's labels are missing from every example they labelled
+                                    max(study_rules(study.config, study.source).labels_per_example - len(exclude), 1))
     return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
             "labels_left_out": int(len(labels) - len(chosen)), "excluded_annotators": list(exclude), **analysis}

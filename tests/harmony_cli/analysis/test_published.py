@@ -122,7 +122,7 @@ def published_report(legacy_db, tmp_path_factory):
     return json.loads(text), legacy_labels(legacy_db), lambda field, value: maps[field].get(value, value)
 
 
-def test_published_study_end_to_end(published, published_report):
+def test_published_study_end_to_end(published, published_report, legacy_db):
     """The imported study's report holds the data's figures; it says that the study has no metric scores."""
     _, expected = published
     report, _, name_of = published_report
@@ -131,6 +131,16 @@ def test_published_study_end_to_end(published, published_report):
               if (c["metric"], c["backbone"], c["attribution"]) == ("ris", "resnet18", "gradcam")]
     assert ris["fleiss_kappa"] is None and ris["krippendorff_alpha"] is None and ris["notes"]
     assert report["label_source"] == "real" and len(report["annotators"]) == 5
+    # The original app's superuser labelled too: imported as an (inactive) admin and marked in the report.
+    with sqlite3.connect(f"file:{legacy_db}?mode=ro", uri=True) as con:
+        superusers = {u for (u,) in con.execute("SELECT username FROM auth_user WHERE is_superuser")}
+    marked = {a["annotator"] for a in report["annotators"] if a["admin"]}
+    assert marked and marked == superusers & {a["annotator"] for a in report["annotators"]}
+    assert any("administer the store" in n for n in report["notes"])
+    # Every cell: each annotator's net preference, and the leave-one-annotator-out verdicts of both inferences.
+    for cell in report["cells"]:
+        assert len(cell["annotators"]) == 5 and cell["verdict_changed_without"] is not None
+        assert all(set(a["verdicts_without"]) == {"people", "these_annotators"} for a in cell["annotators"])
     assert any("no per-example metric scores" in n for n in report["notes"])
     assert all(c["gain_regression"] is None for c in report["cells"])
 

@@ -160,3 +160,19 @@ def test_formats_print_every_figure_when_piped(small_store, tmp_path):
     markdown = runner.invoke(app, [*base, "--format", "markdown"]).stdout
     assert markdown.startswith("# harmony report: toy") and "rule (pre-registered" in markdown
     assert json.loads(runner.invoke(app, [*base, "--format", "json"]).stdout)["study"] == "toy"
+
+
+def test_exclude_annotator_reanalyzes_without_them(small_store, tmp_path):
+    runner = CliRunner()
+    base = ["analyze", "--db", small_store, "--study", "toy", "--force", "--format", "json", "--real"]
+    every = json.loads(runner.invoke(app, [*base, "--out", str(tmp_path / "a")]).stdout)
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--exclude-annotator", "ann2"])
+    assert result.exit_code == 0, result.output
+    fewer = json.loads(result.stdout)
+    assert (every["n_annotators"], fewer["n_annotators"]) == (3, 2) and fewer["excluded_annotators"] == ["ann2"]
+    assert fewer["n_labels"] == every["n_labels"] * 2 // 3 and fewer["labels_left_out"] == every["labels_left_out"]
+    assert "ann2" not in [a["annotator"] for a in fewer["annotators"]]
+    assert fewer["labels_per_example"] == every["labels_per_example"] - 1  # the quota drops with each one excluded
+    unknown = runner.invoke(app, [*base, "--out", str(tmp_path / "c"), "--exclude-annotator", "nobody"])
+    assert unknown.exit_code != 0 and "--exclude-annotator 'nobody': no such annotator" in unknown.output
+    assert len(unknown.output.strip().splitlines()) == 1
