@@ -184,6 +184,28 @@ def cell_annotators_section(report: dict, several: bool) -> list[str]:
     return lines + table(["cell", *marked, "changes without"], rows) + [""]
 
 
+def summary_table(report: dict) -> list[str]:
+    """The compact table of the README: shares, d and Δ with the chosen inference's intervals, both verdicts, tally."""
+    chosen = report["settings"]["generalize"]
+    other = "these_annotators" if chosen == "people" else "people"
+    n = report["n_annotators"]
+    rows = []
+    for c in report["cells"]:
+        shares = "/".join("–" if c["shares"][k] is None else f"{100 * c['shares'][k]:.0f}" for k in REPORT_ORDER)
+        d, delta = c["decisive_rate_interval"], c["net_preference_interval"]
+        pct = lambda v, sign=False: "–" if v is None else (f"{100 * v:+.0f}" if sign else f"{100 * v:.0f}")  # noqa
+        rows.append([c["metric"], c["backbone"], c["attribution"], shares,
+                     pct(c["decisive_rate"]) + (f" [{pct(d[0])}, {pct(d[1])}]" if d else ""),
+                     pct(c["net_preference"], True) + (f" [{pct(delta[0], True)}, {pct(delta[1], True)}]" if delta else ""),
+                     pval(c["direction_test"]["p_value_holm"]),
+                     *(verdict_text(c, name).replace(" (Neither dominant)", " †") for name in (chosen, other))])
+    header = ["metric", "backbone", "attribution", "o/n/f %", "d", "Δ", "direction p (Holm)",
+              f"verdict {inference_label(chosen, n)}", f"verdict {inference_label(other, n)}"]
+    tally = "; ".join(f"{label}: " + ", ".join(f"{v} {k}" for v, k in counts.items())
+                      for label, counts in verdict_tally(report).items())
+    return table(header, rows) + ["", f"Tally {tally}."]
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1

@@ -29,6 +29,7 @@ class Format(str, Enum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
+    summary = "summary"
 
 
 def _pct(v, sign: bool = False) -> str:
@@ -107,6 +108,10 @@ def print_report(report: dict, fmt: Format, console) -> None:
         cells_frame(report).to_csv(sys.stdout, index=False)
     elif fmt is Format.markdown:
         sys.stdout.write(markdown(report) + "\n")
+    elif fmt is Format.summary:
+        from ..analysis.markdown import summary_table
+
+        sys.stdout.write("\n".join(summary_table(report)) + "\n")
     else:
         console.print(report_table(report))
         console.print(f"{tally_line(report)} (of {len(report['cells'])} cells; {report['label_source']} labels"
@@ -126,8 +131,9 @@ def analyze(
         None, "--simulated/--real",
         help="Analyze the simulated or the real annotators' labels (never both). Default: the real labels when "
              "the study has any, else the simulated ones."),
-    fmt: Format = typer.Option(Format.table, "--format", help="What to print: table, markdown, csv or json "
-                                                              "(the report folder is written in every case)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="What to print: table, markdown, csv, json or summary "
+                                                              "(the README's compact Markdown table; the report "
+                                                              "folder is written in every case)."),
     force: bool = typer.Option(False, "--force", help="Replace the report files of an earlier report in --out."),
     exclude_annotator: Optional[list[str]] = typer.Option(
         None, "--exclude-annotator", help="Analyze without this annotator's labels (repeat for several), e.g. an "
