@@ -153,7 +153,16 @@ def test_formats_print_every_figure_when_piped(small_store, tmp_path):
                        cell["fleiss_kappa"], cell["krippendorff_alpha"]):
             if figure is not None:
                 assert (f"{figure:.3g}" in line) or (f"{figure:.3f}" in line), (figure, line)
-        assert cell["verdict"] in line
+        assert cell["verdict"] in line and cell["verdicts"]["these_annotators"] in line
+    # the tally line: both inferences, each counted from the cells
+    tally = next(line for line in table.stdout.splitlines() if line.startswith("for people:"))
+    for name, label in (("people", "for people"), ("these_annotators", "for these 3 annotators")):
+        part = tally.split(f"{label}: ")[1].split(";")[0].split(" (of")[0]
+        counted = {v: sum(c["verdicts"][name] == v for c in report["cells"]) for v in
+                   ("aligned", "misaligned", "no_preference", "imperceptible", "inconclusive")}
+        assert part == ", ".join(f"{v} {n}" for v, n in counted.items()), (label, tally)
+    summary = runner.invoke(app, [*base, "--format", "summary"]).stdout.splitlines()
+    assert summary[0].endswith("| verdict for people | verdict for these 3 annotators |") and len(summary) == 2 + 2 + 2
     csv = runner.invoke(app, [*base, "--format", "csv"])
     frame = pd.read_csv(io.StringIO(csv.stdout))
     assert list(frame.attribution) == ["gradcam", "guided_backprop"] and "direction_test_p_value_holm" in frame
