@@ -251,11 +251,12 @@ def test_clustered_net_preference_by_hand():
     # delta = 2 / 6; residuals per example 4/3, -2/3, -2/3; variance = 3/2 * (24/9) / 36 = 1/9; 3 examples: t on 2 df
     f = one_cell(HAND)
     assert f.delta[0] == pytest.approx(1 / 3) and f.delta_se[0] == pytest.approx(1 / 3) and f.df[0] == 2
-    q = student.ppf(0.975, 2)
-    assert (f.delta_low[0], f.delta_high[0]) == pytest.approx((1 / 3 - q / 3, 1 / 3 + q / 3))
     assert f.p_direction[0] == pytest.approx(2 * student.sf(1.0, 2))
+    # 1/3 -+ t * 1/3, clipped to [-1, 1], delta's range: t(0.975, 2) = 4.30 clips both ends, t(0.95, 2) = 2.92 one
+    q95, q90 = student.ppf(0.975, 2), student.ppf(0.95, 2)
+    assert 1 / 3 - q95 / 3 < -1 and (f.delta_low[0], f.delta_high[0]) == (-1.0, 1.0)
     f90 = one_cell(HAND, confidence=0.90)
-    assert f90.delta_high[0] - f90.delta_low[0] == pytest.approx(2 * student.ppf(0.95, 2) / 3)
+    assert (f90.delta_low[0], f90.delta_high[0]) == pytest.approx((1 / 3 - q90 / 3, 1.0))
 
 
 def test_clustered_preference_and_its_equivalence_test_by_hand():

@@ -87,9 +87,10 @@ def test_balanced_two_way_example_by_hand():
                           for i in range(A) for j in range(G)])
     cell = analyze_labels(frame, AnalysisSettings.defaults(bootstrap_resamples=0, min_examples=2))["cells"][0]
     people = cell["inferences"]["people"]
-    half = student.ppf(0.975, df) * np.sqrt(variance)
-    assert people["net_preference_interval"] == pytest.approx([grand - half, grand + half], rel=1e-9)
+    half = student.ppf(0.975, df) * np.sqrt(variance)  # clipped to [-1, 1], the range of the net preference
+    assert people["net_preference_interval"] == pytest.approx([max(grand - half, -1), min(grand + half, 1)], rel=1e-9)
     assert people["direction_test"]["p_value"] == pytest.approx(2 * student.sf(grand / np.sqrt(variance), df))
+    assert people["net_preference_se"] == pytest.approx(np.sqrt(variance)) and people["df"] == pytest.approx(df)
 
 
 def test_one_annotator_says_nothing_about_people():
