@@ -16,7 +16,8 @@ previous analysis (label-level verdict; harmony_cli/analysis/stats.py at PREVIOU
 git) on the same frame. ratio = reference / ours; target: ours under 10 s for 3,000,000 labels (under
 2 s for 30,000). Per case, a row times the crossed inference ("for people", ``crossed_shares``) against the
 example-clustered one ("for these annotators", ``clustered_shares``) on the same count tables (ratio =
-example-only / crossed: the price of generalizing to people). A row times ``harmony power``'s default 5 x 6 grid with 600 simulations per point (< 60 s). A last row times reading 30,000 labels
+example-only / crossed: the price of generalizing to people). A row times ``harmony power``'s default
+5 x 6 grid with 600 simulations per point (< 60 s). A last row times reading 30,000 labels
 from an SQLite store (``Store.labels_frame``), for information. ``main()`` returns the rows as dicts.
 """
 from __future__ import annotations

@@ -25,6 +25,7 @@ from .verdict import VERDICTS, verdicts
 __all__ = [
     "AnalysisSettings", "REPORT_FILES", "VERDICTS", "agreement", "analyze_labels",
     "annotator_statistics", "binomial_p", "cell_statistics", "cells_frame", "cluster_bootstrap_share",
-    "clustered_shares", "crossed_shares", "encode_labels", "gain_regression", "holm", "majority_votes", "position_bias", "rollups",
+    "clustered_shares", "crossed_shares", "encode_labels", "gain_regression", "holm", "majority_votes",
+    "position_bias", "rollups",
     "select_label_source", "to_json", "verdicts", "wilson_interval", "write_report",
 ]

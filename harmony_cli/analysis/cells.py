@@ -94,7 +94,8 @@ def inference_row(inf: SimpleNamespace, name: str, c: int, settings: AnalysisSet
     """The verdict's figures of cell ``c`` under one inference."""
     f = inf.fig
     return {
-        "decisive_rate": finite(f.decisive_rate[c]), "decisive_rate_interval": pair(f.decisive_low[c], f.decisive_high[c]),
+        "decisive_rate": finite(f.decisive_rate[c]),
+        "decisive_rate_interval": pair(f.decisive_low[c], f.decisive_high[c]),
         "design_effect": finite(f.design_effect[c]), "decisive_rate_df": finite(f.decisive_df[c]),
         "df": finite(f.df[c]), "preference_df": finite(f.preference_df[c]),
         "net_preference": finite(f.delta[c]), "net_preference_se": finite(f.delta_se[c]),

@@ -196,7 +196,8 @@ def summary_table(report: dict) -> list[str]:
         pct = lambda v, sign=False: "–" if v is None else (f"{100 * v:+.0f}" if sign else f"{100 * v:.0f}")  # noqa
         rows.append([c["metric"], c["backbone"], c["attribution"], shares,
                      pct(c["decisive_rate"]) + (f" [{pct(d[0])}, {pct(d[1])}]" if d else ""),
-                     pct(c["net_preference"], True) + (f" [{pct(delta[0], True)}, {pct(delta[1], True)}]" if delta else ""),
+                     pct(c["net_preference"], True)
+                     + (f" [{pct(delta[0], True)}, {pct(delta[1], True)}]" if delta else ""),
                      pval(c["direction_test"]["p_value_holm"]),
                      *(verdict_text(c, name).replace(" (Neither dominant)", " †") for name in (chosen, other))])
     header = ["metric", "backbone", "attribution", "o/n/f %", "d", "Δ", "direction p (Holm)",

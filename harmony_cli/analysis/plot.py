@@ -150,7 +150,8 @@ def preferences_plot(report: dict, path: Path) -> Path:
                                                                         "fine-tuned preferred"))]
     fig.legend(handles=handles, loc="upper left", ncol=3, fontsize=6.5, frameon=False,
                bbox_to_anchor=(0.235, 1 - 0.33 / fig_height))
-    fig.suptitle(f"{report.get('study', 'labels')}: verdicts for people | for these {report['n_annotators']} annotators\n"
+    fig.suptitle(f"{report.get('study', 'labels')}: verdicts for people | for these {report['n_annotators']} "
+                 f"annotators\n"
                  f"({report.get('label_source', 'all')} labels; alpha {settings['alpha']}, Holm over cells; intervals "
                  f"unadjusted; {DOMINANT_MARK} Neither > {settings['neither_dominant']:.0%})", fontsize=7,
                  x=0.01, ha="left", y=1 - 0.04 / fig_height)

@@ -85,7 +85,7 @@ def _expit(x: np.ndarray) -> np.ndarray:
 
 
 def example_probabilities(model: PowerModel, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(size, 3) answer probabilities of ``size`` examples (original, neither, fine-tuned): Dirichlet around the rates."""
+    """(size, 3) answer probabilities (original, neither, fine-tuned) of ``size`` examples: Dirichlet, mean rates."""
     rates = model.rates
     if model.correlation <= 0:
         return np.broadcast_to(rates, (size, 3)).copy()

@@ -53,7 +53,8 @@ def report_table(report: dict):
     table = Table(title=f"{report['study']}: {report['n_labels']} {report['label_source']} labels by "
                         f"{report['n_annotators']} annotators. Rule: {report['rule']}", title_justify="left",
                   header_style="bold", caption=f"o/n/f: % original / neither / fine-tuned; d: decisive rate; Δ: net "
-                  f"preference (fine-tuned - original)/labels, % [{level}, {inference_label(chosen, report['n_annotators'])}]; "
+                  f"preference (fine-tuned - original)/labels, % "
+                  f"[{level}, {inference_label(chosen, report['n_annotators'])}]; "
                   f"Δ other: its interval {inference_label(other, report['n_annotators'])}; p: direction t test, "
                   f"Holm; p lab: label-level binomial (secondary), Holm; κ Fleiss, α Krippendorff; "
                   f"†: Neither dominant; faint: imperceptible with a significant direction", caption_justify="left")

@@ -191,7 +191,8 @@ class LabelsMixin:
         query = (
             select(Study.name.label("study"), Example.id.label("example_id"),
                    *[getattr(Example, f) for f in CELL_FIELDS], Example.original_score, Example.finetuned_score,
-                   Annotator.name.label("annotator"), Annotator.simulated, Annotator.is_admin.label("admin"), Label.choice, Label.left_map,
+                   Annotator.name.label("annotator"), Annotator.simulated, Annotator.is_admin.label("admin"),
+                   Label.choice, Label.left_map,
                    Label.response_ms)
             .join(Example, Example.id == Label.example_id)
             .join(Study, Study.id == Example.study_id)

@@ -43,7 +43,7 @@ def ols_cluster(values: np.ndarray, groups: np.ndarray):
 
 
 def t_level(confidence: float, df: float) -> float:
-    """The normal confidence level whose quantile is t's at ``confidence`` (a Wilson interval with a t critical value)."""
+    """The normal confidence level whose quantile is t's at ``confidence`` (Wilson with a t critical value)."""
     return 2 * norm.cdf(student.ppf(0.5 + confidence / 2, df)) - 1
 
 
@@ -138,7 +138,8 @@ def test_verdict_at_a_holm_boundary_is_not_directional_and_alpha_changes_it():
     assert b["direction_test"]["p_value"] < 0.05 < b["direction_test"]["p_value_holm"]  # the precondition
     assert b["decisive_rate_interval"][0] > 0.10 and b["net_preference"] > 0
     assert b["verdict"] == "inconclusive"
-    loose = {c["attribution"]: c for c in analyze_labels(frame, AnalysisSettings.defaults(alpha=0.1, bootstrap_resamples=0, generalize="these_annotators"))
+    loose_settings = AnalysisSettings.defaults(alpha=0.1, bootstrap_resamples=0, generalize="these_annotators")
+    loose = {c["attribution"]: c for c in analyze_labels(frame, loose_settings)
              ["cells"]}
     assert loose["boundary"]["verdict"] == "aligned"
 
@@ -270,7 +271,8 @@ def test_clustered_preference_and_its_equivalence_test_by_hand():
     assert 0.75 - q * se < 0 and 0.75 + q * se > 1  # clipped to [0, 1]
     assert (f.preference_low[0], f.preference_high[0]) == (0.0, 1.0)
     wide = one_cell(HAND, margin=0.49)
-    assert wide.p_equivalence[0] == pytest.approx(max(student.sf((0.25 + 0.49) / se, 2), student.sf((0.49 - 0.25) / se, 2)))
+    assert wide.p_equivalence[0] == pytest.approx(max(student.sf((0.25 + 0.49) / se, 2),
+                                                      student.sf((0.49 - 0.25) / se, 2)))
 
 
 def test_clustered_zero_variance_and_undefined_cells():

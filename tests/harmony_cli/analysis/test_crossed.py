@@ -44,7 +44,8 @@ def simulate(studies: int, annotators: int, examples: int, tau_a: float, tau_b: 
     study, annotator, example = np.nonzero(mask)
     ch = choice[mask]
     ex_counts = np.bincount((study * examples + example) * 3 + ch, minlength=studies * examples * 3).reshape(-1, 3)
-    an_counts = np.bincount((study * annotators + annotator) * 3 + ch, minlength=studies * annotators * 3).reshape(-1, 3)
+    an_counts = np.bincount((study * annotators + annotator) * 3 + ch,
+                            minlength=studies * annotators * 3).reshape(-1, 3)
     ex_used, an_used = ex_counts.sum(1) > 0, an_counts.sum(1) > 0
     ex_cell, an_cell = np.arange(len(ex_counts)) // examples, np.arange(len(an_counts)) // annotators
     people = crossed_shares(ex_counts[ex_used], ex_cell[ex_used], an_counts[an_used], an_cell[an_used], studies,

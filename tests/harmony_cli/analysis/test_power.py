@@ -95,7 +95,8 @@ def independent_shares(model: PowerModel, examples: int, annotators: int, studie
             neither = expit(logit(p_neither) + v)
             fin = expit(logit(p_fin / (p_fin + p_orig)) + u)
             for i in range(annotators):
-                y[j, i] = rng.choice([-1, 0, 1], p=[(1 - neither[i]) * (1 - fin[i]), neither[i], (1 - neither[i]) * fin[i]])
+                y[j, i] = rng.choice([-1, 0, 1], p=[(1 - neither[i]) * (1 - fin[i]), neither[i],
+                                                    (1 - neither[i]) * fin[i]])
         verdict = independent_verdict(y, family, settings)
         tally[verdict] = tally.get(verdict, 0) + 1
     return {v: n / studies for v, n in tally.items()}

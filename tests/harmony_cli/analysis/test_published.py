@@ -205,7 +205,8 @@ def test_published_verdicts_by_the_rule(published_report):
     assert faint["direction_test"]["p_value_holm"] < 0.05 and faint["decisive_rate_interval"][1] < 0.10
     for key, part in frame.groupby(["metric", "backbone", "attribution"]):
         key = tuple(name_of(f, v) for f, v in zip(("metric", "backbone", "attribution"), key))
-        cell, these, people = cells[key], cells[key]["inferences"]["these_annotators"], cells[key]["inferences"]["people"]
+        cell = cells[key]
+        these, people = cell["inferences"]["these_annotators"], cell["inferences"]["people"]
         net = part.choice.map({"finetuned": 1.0, "neither": 0.0, "original": -1.0})
         per_annotator = net.groupby(part.annotator).mean()
         if key in PINNED_PEOPLE and PINNED_PEOPLE[key] != "imperceptible":
