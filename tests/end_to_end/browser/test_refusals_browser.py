@@ -15,9 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import LabelAudit, Store
-from tests.end_to_end.browser.test_annotation_browser import CHROMIUM, running_page
-from tests.end_to_end.browser.test_load_browser import meant, run_sessions
-from tests.webui_study import make_load_study
+from tests.end_to_end.browser.page_server import needs_chromium, served_load_study
+from tests.end_to_end.browser.sessions import meant, run_sessions
 
 SESSIONS = 2
 EXAMPLES = 60
@@ -26,16 +25,13 @@ DOUBLE_PRESS = 0.3
 LATENCY_S = 0.8  # every server message reaches the browser this late
 READ_MS = 3000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def slow_server(tmp_path):
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    info = make_load_study(url, tmp_path / "images", SESSIONS, EXAMPLES)
-    with running_page(tmp_path, url) as address:
-        yield {**info, "url": url, "address": address}
+    with served_load_study(tmp_path, SESSIONS, EXAMPLES) as info:
+        yield info
 
 
 async def delay_server_messages(route) -> None:

@@ -209,7 +209,7 @@ def test_an_imported_study_is_closed_until_opened_and_keeps_its_labels_per_examp
     from typer.testing import CliRunner
 
     from harmony_cli.main import app
-    from tests.harmony_cli.study.test_import_legacy import write_fixtures
+    from tests.legacy_fixtures import write_fixtures
 
     monkeypatch.setenv("HARMONY_OUTPUTS", str(tmp_path / "outputs"))
     db = f"sqlite:///{tmp_path / 'h.db'}"
