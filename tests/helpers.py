@@ -103,12 +103,30 @@ def harmony(*args: str, cwd: Path = REPO, timeout: int = 600, stdin: str | None 
                           input=stdin)
 
 
-def run_in_threads(work, count: int, timeout: float = 120) -> None:
-    """``work(t)`` for t in 0..count-1, each in its own thread, started together and joined."""
+def stores_in_threads(url: str, work, count: int, timeout: float = 120) -> None:
+    """``work(t, store)`` for t in 0..count-1, each in its own thread with its own store at ``url`` (like
+    ``count`` page servers), released together once every store is open; any thread's exception fails the test
+    (it would otherwise vanish with its thread)."""
     import threading
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(count)]
+    from harmony_cli.store import Store
+
+    barrier, errors = threading.Barrier(count), []
+
+    def one(t: int) -> None:
+        store = Store.open(url)
+        try:
+            barrier.wait()
+            work(t, store)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    workers = [threading.Thread(target=one, args=(t,)) for t in range(count)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=timeout)
+    assert not any(worker.is_alive() for worker in workers), f"a thread ran past {timeout} s"
+    assert not errors, errors

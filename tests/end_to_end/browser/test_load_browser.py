@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import LabelAudit, Store
-from tests.end_to_end.browser.page_server import needs_chromium, served_load_study
+from tests.end_to_end.browser.page_server import needs_chromium
 from tests.end_to_end.browser.sessions import PRESS_SECONDS, meant, run_sessions
 
 SESSIONS = 8
@@ -23,17 +22,11 @@ EXAMPLES = 60
 pytestmark = needs_chromium
 
 
-@pytest.fixture
-def load_server(tmp_path):
-    with served_load_study(tmp_path, SESSIONS, EXAMPLES) as info:
-        yield info
-
-
-def test_every_stored_label_is_a_press_on_the_example_that_session_displayed(load_server):
-    names = sorted(load_server["annotators"])
-    records = asyncio.run(run_sessions(load_server["address"], names))
-    examples = load_server["examples"]
-    with Store.open(load_server["url"]) as store, store.read() as session:
+def test_every_stored_label_is_a_press_on_the_example_that_session_displayed(load_study_server):
+    names = sorted(load_study_server["annotators"])
+    records = asyncio.run(run_sessions(load_study_server["address"], names))
+    examples = load_study_server["examples"]
+    with Store.open(load_study_server["url"]) as store, store.read() as session:
         audit = session.execute(select(LabelAudit.annotator_id, LabelAudit.example_id, LabelAudit.choice,
                                        LabelAudit.left_map).order_by(LabelAudit.id)).all()
     totals = {"presses": 0, "stored": 0, "refused": 0}
@@ -43,7 +36,7 @@ def test_every_stored_label_is_a_press_on_the_example_that_session_displayed(loa
         assert refused <= set(range(1, len(presses) + 1))
         assert all("not stored" in text for text in record["texts"])
         stored_presses = [p for seq, p in enumerate(presses, start=1) if seq not in refused]
-        stored = [(e, c, left) for a, e, c, left in audit if a == load_server["annotators"][name]]
+        stored = [(e, c, left) for a, e, c, left in audit if a == load_study_server["annotators"][name]]
         # every press is stored or visibly refused, and every stored label is one of the stored presses, in order
         assert len(stored) == len(stored_presses), (name, len(presses), len(refused), len(stored))
         assert stored, f"{name} stored nothing in {PRESS_SECONDS} s"
