@@ -31,7 +31,7 @@ import pytest
 from harmony_cli.store import Store
 from tests.conftest import TEST_CACHE
 from tests.helpers import add_labelled_pilot, run_main
-from tests.harmony_cli.study.test_import_legacy import write_fixtures
+from tests.legacy_fixtures import write_fixtures
 
 # Words of the old, wrong fixes that must not come back.
 NOT_HARMONY_FIX = "made by harmony"
@@ -226,12 +226,6 @@ CASES = [
     ("analyze over a report file linked to the store", ["analyze", "--study", "pilot", "--out", "with_hard_report",
                                                         "--db", "store.db", "--force"], ["is the store"], [], None),
     ("analyze with a bad --format", ["analyze", "--format", "pdf", "--db", "store.db"], ["pdf", "--help"], [], None),
-    ("analyze excluding an unknown annotator", ["analyze", "--study", "pilot", "--exclude-annotator", "nobody",
-                                                "--db", "store.db"], ["'nobody': no such annotator", "it has:"], [],
-     None),
-    ("analyze with a bad generalize", ["analyze", "--study", "pilot", "--db", "store.db",
-                                       "analysis.settings.generalize=everyone"],
-     ["people, these_annotators", "analysis.settings.generalize"], [], None),
     ("power over an earlier run", ["power", "--out", "with_power", "--db", "store.db"],
      ["power.csv already", "--force"], [], None),
     ("power over the store as --out", ["power", "--out", "store.db", "--db", "store.db"], ["is the store"], [],
