@@ -74,6 +74,8 @@ def test_balanced_two_way_example_by_hand():
     variance = (ms_a + ms_b - ms_e) / (A * G)
     df = (ms_a + ms_b - ms_e) ** 2 / (ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / ((A - 1) * (G - 1)))
     assert (grand, ms_a, ms_b, ms_e) == pytest.approx((1 / 3, 1 / 12, 14 / 9, 11 / 36))  # by hand, for the record
+    assert df > min(A, G) - 1
+    df = min(df, min(A, G) - 1)  # the documented cap: never more df than annotators (or examples) - 1
     choice = np.array(y) + 1
     ex_counts = np.stack([np.bincount(choice[:, j], minlength=3) for j in range(G)])
     an_counts = np.stack([np.bincount(choice[i], minlength=3) for i in range(A)])
@@ -137,9 +139,9 @@ def test_people_interval_covers_the_population_and_the_example_only_one_does_not
 
 def test_without_annotator_variance_both_inferences_agree():
     """Annotators who do not differ: both variances estimate the same thing (their means agree within Monte Carlo
-    error, and both match the spread of the estimates over the studies), and both intervals cover at about 95%.
-    The crossed one is a little wider: its Satterthwaite df carry the uncertainty of an annotator variance it
-    cannot know is zero."""
+    error, and both match the spread of the estimates over the studies). The example-clustered interval covers at
+    95%; the crossed one at least that: t on at most annotators - 1 df (6 annotators: 5), since nothing tells it
+    that the annotator variance is zero."""
     truth, _ = population(0.3, 0.0, 0.6)
     people, these = simulate(1000, 6, 50, tau_a=0.0, tau_b=0.6, mu=0.3, seed=13)
     ratio = people.delta_se ** 2 / these.delta_se ** 2
@@ -147,8 +149,8 @@ def test_without_annotator_variance_both_inferences_agree():
     spread = np.var(people.delta, ddof=1)  # the estimates' own variance over the studies (its SE: 4.5%)
     for fig in (people, these):
         assert np.mean(fig.delta_se ** 2) == pytest.approx(spread, rel=0.14)
-        assert 0.93 <= coverage(fig, truth) <= 0.98  # Monte Carlo standard error 0.007
-    assert coverage(people, truth) >= coverage(these, truth)
+    assert 0.93 <= coverage(these, truth) <= 0.97  # Monte Carlo standard error 0.007
+    assert coverage(people, truth) >= coverage(these, truth) and np.nanmax(people.df) <= 5
 
 
 @pytest.mark.parametrize("examples", [10, 25])
@@ -158,9 +160,11 @@ def test_small_cells_do_not_reject_more_often_than_alpha(examples):
     tolerance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000)
     people, these = simulate(4000, 5, examples, tau_a=0.0, tau_b=0.7, mu=0.0, seed=examples)
     assert np.mean(people.p_direction < 0.05) <= tolerance and np.mean(these.p_direction < 0.05) <= tolerance
-    # With annotators who differ only the crossed test keeps its level (the example-clustered one is about them).
-    people, these = simulate(4000, 5, examples, tau_a=0.5, tau_b=0.7, mu=0.0, seed=examples + 1)
-    assert np.mean(people.p_direction < 0.05) <= tolerance < np.mean(these.p_direction < 0.05)
+    # With annotators who differ only the crossed test keeps its level (the example-clustered one is about them),
+    # a large annotator variance included: there a Satterthwaite df not capped at annotators - 1 rejects 7%.
+    for tau_a in (0.5, 1.0):
+        people, these = simulate(4000, 5, examples, tau_a=tau_a, tau_b=0.7, mu=0.0, seed=examples + int(10 * tau_a))
+        assert np.mean(people.p_direction < 0.05) <= tolerance < np.mean(these.p_direction < 0.05)
     edge = brentq(lambda mu: population(mu, 0.5, 0.7)[1] - 0.6, 0.0, 3.0)
     people, these = simulate(4000, 5, examples, tau_a=0.5, tau_b=0.7, mu=edge, seed=examples + 2)
     assert np.mean(people.p_equivalence < 0.05) <= tolerance

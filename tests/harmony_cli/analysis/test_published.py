@@ -171,9 +171,10 @@ def balanced_anova(net: pd.DataFrame) -> tuple[float, float, float]:
     combined = ms_a + ms_b - ms_e
     df = combined ** 2 / (ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / ((A - 1) * (G - 1)))
     independent = y.var(ddof=1) / y.size  # the documented floor: never below independent labels' variance
+    cap = min(A, G) - 1  # and the documented cap of the df
     if combined / (A * G) <= independent:
-        return grand, independent, y.size - 1
-    return grand, combined / (A * G), df
+        return grand, independent, min(y.size - 1, cap)
+    return grand, combined / (A * G), min(df, cap)
 
 
 def test_published_verdicts_by_the_rule(published_report):
