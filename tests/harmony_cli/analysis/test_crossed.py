@@ -19,7 +19,7 @@ from scipy.stats import norm, t as student
 
 from harmony_cli.analysis import AnalysisSettings, analyze_labels
 from harmony_cli.analysis.clustered import clustered_shares, crossed_shares
-from harmony_cli.analysis.crossed import crossed_variance
+from harmony_cli.analysis.crossed import CrossedVariance, crossed_variance
 
 THRESHOLD = 0.5
 NET = np.array([[-1.0, 0.0, 1.0]])
@@ -59,12 +59,13 @@ def coverage(fig, truth: float) -> float:
 
 
 def test_balanced_two_way_example_by_hand():
-    """3 annotators x 4 examples: the variance of the mean is (MS_annotator + MS_example - MS_residual) / (A G),
+    """4 annotators x 5 examples: the variance of the mean is (MS_annotator + MS_example - MS_residual) / (A G),
     its df Satterthwaite's, both worked out here with plain loops over the table."""
-    y = [[1, 1, 0, -1],      # annotator 0's net choices on examples 0..3
-         [1, 0, 0, 0],
-         [1, 1, 1, -1]]
-    A, G = 3, 4
+    y = [[1, 0, 1, -1, 1],      # annotator 0's net choices on examples 0..4
+         [0, -1, 1, 0, -1],
+         [1, 1, 0, 1, 1],
+         [-1, 0, 0, -1, 0]]
+    A, G = 4, 5
     grand = sum(map(sum, y)) / (A * G)
     row = [sum(r) / G for r in y]
     col = [sum(y[i][j] for i in range(A)) / A for j in range(G)]
@@ -73,9 +74,8 @@ def test_balanced_two_way_example_by_hand():
     ms_e = sum((y[i][j] - row[i] - col[j] + grand) ** 2 for i in range(A) for j in range(G)) / ((A - 1) * (G - 1))
     variance = (ms_a + ms_b - ms_e) / (A * G)
     df = (ms_a + ms_b - ms_e) ** 2 / (ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / ((A - 1) * (G - 1)))
-    assert (grand, ms_a, ms_b, ms_e) == pytest.approx((1 / 3, 1 / 12, 14 / 9, 11 / 36))  # by hand, for the record
-    assert df > min(A, G) - 1
-    df = min(df, min(A, G) - 1)  # the documented cap: never more df than annotators (or examples) - 1
+    assert (grand, ms_a, ms_b, ms_e) == pytest.approx((3 / 20, 91 / 60, 13 / 40, 67 / 120))  # by hand, for the record
+    assert df < min(A, G) - 1  # below the cap (annotators - 1): Satterthwaite's df as computed
     choice = np.array(y) + 1
     ex_counts = np.stack([np.bincount(choice[:, j], minlength=3) for j in range(G)])
     an_counts = np.stack([np.bincount(choice[i], minlength=3) for i in range(A)])
@@ -94,6 +94,25 @@ def test_balanced_two_way_example_by_hand():
     assert people["net_preference_interval"] == pytest.approx([max(grand - half, -1), min(grand + half, 1)], rel=1e-9)
     assert people["direction_test"]["p_value"] == pytest.approx(2 * student.sf(grand / np.sqrt(variance), df))
     assert people["net_preference_se"] == pytest.approx(np.sqrt(variance)) and people["df"] == pytest.approx(df)
+
+
+def crossed_of(y) -> CrossedVariance:
+    choice = np.array(y) + 1
+    A, G = choice.shape
+    ex_counts = np.stack([np.bincount(choice[:, j], minlength=3) for j in range(G)])
+    an_counts = np.stack([np.bincount(choice[i], minlength=3) for i in range(A)])
+    return crossed_variance(NET, ex_counts, np.zeros(G, int), an_counts, np.zeros(A, int), 1)
+
+
+def test_the_df_are_capped_and_the_variance_floored():
+    # 3 x 4: MS 1/12, 14/9, 11/36; Satterthwaite's df 2.15 > annotators - 1 = 2: capped at 2
+    got = crossed_of([[1, 1, 0, -1], [1, 0, 0, 0], [1, 1, 1, -1]])
+    assert got.variance[0] == pytest.approx((1 / 12 + 14 / 9 - 11 / 36) / 12) and got.df[0] == 2
+    # 2 x 2 [[1, 0], [0, 1]]: MS 0, 0, 1: the ANOVA variance is negative; floored at independent labels'
+    # (sample variance 1/3 over 4 labels), on min(4 - 1, 2 - 1) df
+    got = crossed_of([[1, 0], [0, 1]])
+    assert got.variance[0] == pytest.approx(1 / 12) and got.df[0] == 1
+    assert list(got.components[0]) == pytest.approx([-0.5, -0.5, 1.0])  # (MS_a - MS_e) / G, (MS_b - MS_e) / A, MS_e
 
 
 def test_one_annotator_says_nothing_about_people():
