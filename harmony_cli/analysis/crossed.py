@@ -52,11 +52,8 @@ def _sums(values: np.ndarray, counts: np.ndarray, group_cell: np.ndarray, n_cell
     """Per cell: sum over groups of (group total)^2 / group size, sum of group size^2, number of groups."""
     size = counts.sum(1).astype(float)
     total = np.einsum("gk,gk->g", counts, values[group_cell])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        between = np.where(size > 0, total ** 2 / np.where(size > 0, size, 1), 0.0)
-    return (np.bincount(group_cell, weights=between, minlength=n_cells),
-            np.bincount(group_cell, weights=size ** 2, minlength=n_cells),
-            np.bincount(group_cell, weights=size > 0, minlength=n_cells))
+    return (np.bincount(group_cell, weights=total ** 2 / size, minlength=n_cells),
+            np.bincount(group_cell, weights=size ** 2, minlength=n_cells), np.bincount(group_cell, minlength=n_cells))
 
 
 def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cell: np.ndarray,
@@ -65,8 +62,8 @@ def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cel
 
     values: (C, 3) the variable's value for each choice (REPORT_ORDER) in each cell, e.g. (-1, 0, 1)
     for the net preference. example_counts: (E, 3) labels per example and choice, example_cell: (E,).
-    annotator_counts: (K, 3) labels per (cell, annotator) and choice, annotator_cell: (K,); each
-    annotator labels an example at most once.
+    annotator_counts: (K, 3) labels per (cell, annotator) and choice, annotator_cell: (K,). Every row
+    has a label; each annotator labels an example at most once.
     """
     values = np.asarray(values, dtype=float)
     cell_counts = np.stack([np.bincount(example_cell, weights=example_counts[:, k], minlength=n_cells)
@@ -76,9 +73,9 @@ def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cel
     squares = (cell_counts * values ** 2).sum(1)
     t_annotator, k_annotator, n_annotators = _sums(values, annotator_counts, annotator_cell, n_cells)
     t_example, k_example, n_examples = _sums(values, example_counts, example_cell, n_cells)
+    defined = (n_annotators >= 2) & (n_examples >= 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         t_mean = total ** 2 / n
-        mean = total / n
         ka, kb = k_annotator / n, k_example / n
         # Rows: E[Q_annotator], E[Q_example], E[SS_total] as multiples of (sa, sb, se) (Henderson's method 1).
         moments = np.stack([np.stack([n - ka, n_annotators - kb, n_annotators - 1], 1),
@@ -86,26 +83,21 @@ def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cel
                             np.stack([n - ka, n - kb, n - 1], 1)], 1)
         q = np.stack([t_annotator - t_mean, t_example - t_mean, squares - t_mean], 1)
         weights = np.stack([k_annotator, k_example, n], 1) / n[:, None] ** 2
-    defined = (n_annotators >= 2) & (n_examples >= 2)
-    moments = np.where(defined[:, None, None], moments, np.eye(3))
-    inverse = np.linalg.pinv(moments)                                     # (C, 3, 3)
-    components = np.einsum("cij,cj->ci", inverse, np.where(defined[:, None], q, 0.0))
-    h = np.einsum("cji,cj->ci", inverse, np.where(defined[:, None], weights, 0.0))  # variance = h . q
-    raw = (h * q).sum(1)
-    # On (Q_annotator, Q_example, SS_residual = SS_total - both): coefficients and their df.
-    pieces = np.stack([(h[:, 0] + h[:, 2]) * q[:, 0], (h[:, 1] + h[:, 2]) * q[:, 1],
-                       h[:, 2] * (q[:, 2] - q[:, 0] - q[:, 1])], 1)
-    dfs = np.stack([n_annotators - 1, n_examples - 1, n - n_annotators - n_examples + 1], 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spread = np.where(dfs > 0, pieces ** 2 / np.where(dfs > 0, dfs, 1), 0.0).sum(1)
-        df = raw ** 2 / spread
+        inverse = np.linalg.pinv(np.where(defined[:, None, None], moments, np.eye(3)))    # (C, 3, 3)
+        components = np.einsum("cij,cj->ci", inverse, q)
+        h = np.einsum("cji,cj->ci", inverse, weights)                                   # variance = h . q
+        raw = (h * q).sum(1)
+        # On (Q_annotator, Q_example, SS_residual = SS_total - both): the pieces and their df.
+        pieces = np.stack([(h[:, 0] + h[:, 2]) * q[:, 0], (h[:, 1] + h[:, 2]) * q[:, 1],
+                           h[:, 2] * (q[:, 2] - q[:, 0] - q[:, 1])], 1)
+        dfs = np.stack([n_annotators - 1, n_examples - 1, n - n_annotators - n_examples + 1], 1)
+        satterthwaite = raw ** 2 / (pieces ** 2 / np.maximum(dfs, 1)).sum(1)
         floor = (squares - t_mean) / (n * (n - 1))
-    floored = ~(raw > floor)
-    variance = np.where(floored, floor, raw)
-    df = np.where(floored | ~np.isfinite(df), n - 1, df)
     # Never more df than the fewer of annotators and examples give: a Satterthwaite df that rises because the
     # annotator mean square came out small by chance rejects too often with few annotators.
-    df = np.minimum(df, np.minimum(n_annotators, n_examples) - 1)
-    nan = np.where(defined, 1.0, np.nan)
-    return CrossedVariance(mean=mean * np.where(n > 0, 1.0, np.nan), variance=variance * nan, df=df * nan,
-                           n_annotators=n_annotators, n_examples=n_examples, components=components * nan[:, None])
+    cap = np.minimum(n_annotators, n_examples) - 1
+    kept = (raw > floor) & np.isfinite(satterthwaite)
+    return CrossedVariance(mean=total / n, variance=np.where(defined, np.maximum(raw, floor), np.nan),
+                           df=np.where(defined, np.where(kept, np.minimum(satterthwaite, cap), cap), np.nan),
+                           n_annotators=n_annotators, n_examples=n_examples,
+                           components=np.where(defined[:, None], components, np.nan))

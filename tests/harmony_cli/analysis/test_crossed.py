@@ -119,6 +119,9 @@ def test_one_annotator_says_nothing_about_people():
     ex_counts = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]])
     got = crossed_variance(NET, ex_counts, np.zeros(3, int), ex_counts.sum(0, keepdims=True), np.zeros(1, int), 1)
     assert np.isnan(got.variance[0]) and np.isnan(got.df[0]) and got.mean[0] == 0.0
+    one_example = crossed_of([[1], [0], [-1]])  # three annotators, one example: nothing either
+    assert np.isnan(one_example.variance[0]) and np.isnan(one_example.components[0]).all()
+    assert (one_example.n_annotators[0], one_example.n_examples[0]) == (3, 1)
 
 
 def test_unbalanced_design_matches_statsmodels_mixedlm():
@@ -187,3 +190,40 @@ def test_small_cells_do_not_reject_more_often_than_alpha(examples):
     edge = brentq(lambda mu: population(mu, 0.5, 0.7)[1] - 0.6, 0.0, 3.0)
     people, these = simulate(4000, 5, examples, tau_a=0.5, tau_b=0.7, mu=edge, seed=examples + 2)
     assert np.mean(people.p_equivalence < 0.05) <= tolerance
+
+
+def anova_rule(y: np.ndarray) -> tuple[float, float, float, str]:
+    """The documented rule on a balanced table, written out: (variance, df, Satterthwaite's df, which case)."""
+    A, G = y.shape
+    grand, rows, cols = y.mean(), y.mean(1), y.mean(0)
+    ms_a = G * ((rows - grand) ** 2).sum() / (A - 1)
+    ms_b = A * ((cols - grand) ** 2).sum() / (G - 1)
+    residual_df = (A - 1) * (G - 1)
+    ms_e = ((y - rows[:, None] - cols[None, :] + grand) ** 2).sum() / residual_df
+    combined = ms_a + ms_b - ms_e
+    spread = ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / residual_df
+    satterthwaite = combined ** 2 / spread if spread > 0 else np.nan
+    floor, cap = y.var(ddof=1) / y.size, min(A, G) - 1
+    if np.isclose(combined / y.size, floor, rtol=1e-9, atol=0):
+        return floor, np.nan, satterthwaite, "tie"  # the two computations may round either way
+    if not combined / y.size > floor or not np.isfinite(satterthwaite):
+        return floor, cap, satterthwaite, "floored"
+    return combined / y.size, min(satterthwaite, cap), satterthwaite, "capped" if satterthwaite > cap else "as is"
+
+
+def test_balanced_tables_of_every_shape_follow_the_rule():
+    """70 random balanced tables (2 to 6 annotators, 2 to 6 examples): the variance and df are the two-way ANOVA's
+    with the floor and the cap, written out above, in each of its cases."""
+    rng = np.random.default_rng(4)
+    cases = {}
+    for A, G in [(2, 3), (2, 6), (3, 3), (3, 5), (4, 4), (5, 2), (6, 3)]:
+        for _ in range(10):
+            y = rng.integers(-1, 2, (A, G)) * (rng.random((A, 1)) < 0.8)  # some annotators answer only Neither
+            variance, df, satterthwaite, case = anova_rule(y.astype(float))
+            got = crossed_of(y)
+            assert got.variance[0] == pytest.approx(variance, rel=1e-9, abs=1e-15), (y, case)
+            assert case == "tie" or got.df[0] == pytest.approx(df, rel=1e-9), (y, case)
+            cases[case] = cases.get(case, 0) + 1
+            if case == "floored" and np.isfinite(satterthwaite) and satterthwaite < df:
+                cases["floored below the cap"] = cases.get("floored below the cap", 0) + 1
+    assert min(cases.get(c, 0) for c in ("floored", "capped", "as is", "floored below the cap")) > 0, cases
