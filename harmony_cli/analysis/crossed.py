@@ -75,7 +75,7 @@ def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cel
     t_example, k_example, n_examples = _sums(values, example_counts, example_cell, n_cells)
     defined = (n_annotators >= 2) & (n_examples >= 2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_mean = total ** 2 / n
+        mean, t_mean = total / n, total ** 2 / n
         ka, kb = k_annotator / n, k_example / n
         # Rows: E[Q_annotator], E[Q_example], E[SS_total] as multiples of (sa, sb, se) (Henderson's method 1).
         moments = np.stack([np.stack([n - ka, n_annotators - kb, n_annotators - 1], 1),
@@ -97,7 +97,7 @@ def crossed_variance(values: np.ndarray, example_counts: np.ndarray, example_cel
     # annotator mean square came out small by chance rejects too often with few annotators.
     cap = np.minimum(n_annotators, n_examples) - 1
     kept = (raw > floor) & np.isfinite(satterthwaite)
-    return CrossedVariance(mean=total / n, variance=np.where(defined, np.maximum(raw, floor), np.nan),
+    return CrossedVariance(mean=mean, variance=np.where(defined, np.maximum(raw, floor), np.nan),
                            df=np.where(defined, np.where(kept, np.minimum(satterthwaite, cap), cap), np.nan),
                            n_annotators=n_annotators, n_examples=n_examples,
                            components=np.where(defined[:, None], components, np.nan))
