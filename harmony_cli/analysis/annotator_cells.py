@@ -25,8 +25,8 @@ def annotator_figures(annotator_counts: np.ndarray, confidence: float) -> dict[s
     decisive = (annotator_counts[:, FINETUNED] + annotator_counts[:, ORIGINAL]).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = net / n
-        sample_variance = (decisive - n * mean ** 2) / (n - 1)          # sum of y^2 is the decisive count
-        half = t_quantile(confidence, n - 1) * np.sqrt(np.maximum(sample_variance, 0.0) / n)
+        sample_variance = (decisive - net ** 2 / n) / (n - 1)          # sum of y^2 is the decisive count
+        half = t_quantile(confidence, n - 1) * np.sqrt(sample_variance / n)
         shares = annotator_counts / n[:, None]
     return {"n": n, "shares": shares, "net": mean, "low": mean - half, "high": mean + half}
 
@@ -56,7 +56,7 @@ def without_annotator(data: EncodedLabels, annotator_counts: np.ndarray, annotat
     """(example counts, annotator counts, their cells) with annotator ``a``'s labels removed."""
     mine = data.label_annotator == a
     removed = np.bincount(data.label_example[mine] * 3 + data.label_choice[mine],
-                          minlength=len(data.counts) * 3).reshape(-1, 3)
+                          minlength=len(data.counts) * 3).reshape(len(data.counts), 3)
     keep = annotator_id != a
     return data.counts - removed, annotator_counts[keep], annotator_cell[keep]
 
