@@ -14,7 +14,10 @@ label-level binomial and sign tests, Holm, Fleiss, Krippendorff, majority votes,
 regression with clustered errors, clustered roll-ups, annotators, position bias). reference = the
 previous analysis (label-level verdict; harmony_cli/analysis/stats.py at PREVIOUS_COMMIT, loaded from
 git) on the same frame. ratio = reference / ours; target: ours under 10 s for 3,000,000 labels (under
-2 s for 30,000). A row times ``harmony power``'s 5 x 5 grid with 200 simulations per point (< 60 s). A last row times reading 30,000 labels
+2 s for 30,000). Per case, a row times the crossed inference ("for people", ``crossed_shares``) against the
+example-clustered one ("for these annotators", ``clustered_shares``) on the same count tables (ratio =
+example-only / crossed: the price of generalizing to people). A row times ``harmony power``'s default
+5 x 6 grid with 600 simulations per point (< 60 s). A last row times reading 30,000 labels
 from an SQLite store (``Store.labels_frame``), for information. ``main()`` returns the rows as dicts.
 """
 from __future__ import annotations
@@ -28,7 +31,8 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from harmony_cli.analysis import CELL_FIELDS, CHOICES, AnalysisSettings, analyze_labels
+from harmony_cli.analysis import AnalysisSettings, analyze_labels
+from harmony_cli.cells import CELL_FIELDS, CHOICES
 from console import table_console  # benchmarks/console.py, beside this file
 
 METRICS = ("focus", "irof", "ris", "rma", "road")
@@ -120,12 +124,32 @@ def store_read_seconds(frame: pd.DataFrame) -> float:
     return seconds
 
 
+def inference_seconds(frame: pd.DataFrame, settings: AnalysisSettings) -> tuple[float, float]:
+    """(crossed, example-only) seconds of the two inferences on ``frame``'s count tables (best of 3)."""
+    from harmony_cli.analysis.cells import annotator_table
+    from harmony_cli.analysis.clustered import clustered_shares, crossed_shares
+    from harmony_cli.analysis.encoding import encode_labels
+
+    data = encode_labels(frame)
+    args = (data.counts, data.example_cell)
+    conf, margin = settings.confidence, settings.equivalence_margin
+
+    def crossed():
+        counts, cell, _ = annotator_table(data)
+        crossed_shares(*args, counts, cell, data.n_cells, conf, margin)
+
+    return (min(timed(crossed) for _ in range(3)),
+            min(timed(lambda: clustered_shares(*args, data.n_cells, conf, margin)) for _ in range(3)))
+
+
 def power_seconds() -> float:
-    """Seconds of ``harmony power``'s default 5 x 5 grid with 200 simulations per point (target < 60 s)."""
+    """Seconds of ``harmony power``'s default 5 x 6 grid with 600 simulations per point, annotators who differ
+    (target < 60 s)."""
     from harmony_cli.analysis.power import PowerModel, power_grid
 
-    return timed(lambda: power_grid(PowerModel(), [25, 50, 100, 200, 400], [1, 3, 5, 7, 10], 200,
-                                    AnalysisSettings.defaults(bootstrap_resamples=0), family=30))
+    return timed(lambda: power_grid(PowerModel(annotator_spread=1.0, neither_spread=0.5), [25, 50, 100, 200, 400],
+                                    [1, 3, 5, 10, 20, 40], 600, AnalysisSettings.defaults(bootstrap_resamples=0),
+                                    family=30))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -152,7 +176,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "target": f"ours < {limit:g} s", "ok": ours_s < limit, "ours_cpu_s": ours_cpu,
                      "reference_cpu_s": before_cpu, "notes": f"CPU s: ours {ours_cpu:.2f}" + (
                          f", reference {before_cpu:.2f}" if before_cpu is not None else "")})
-    rows.append({"benchmark": "power", "case": "5 x 5 grid x 200 simulations", "ours_s": power_seconds(),
+        crossed_s, example_s = inference_seconds(frame, settings)
+        rows.append({"benchmark": "inference", "case": f"{len(frame):,} labels: crossed (ours) vs example-only",
+                     "ours_s": crossed_s, "reference_s": example_s, "ratio": example_s / crossed_s,
+                     "target": "info (both run in every analyze)", "ok": True})
+    rows.append({"benchmark": "power", "case": "5 x 6 grid x 600 simulations, for people", "ours_s": power_seconds(),
                  "reference_s": None, "ratio": None, "target": "ours < 60 s"})
     rows[-1]["ok"] = rows[-1]["ours_s"] < 60
     small = synthetic_labels(600 if args.quick else 6_000, 5)

@@ -97,7 +97,9 @@ def cells_table(figures: StudyFigures) -> pd.DataFrame:
         "Fleiss κ": _number(c["fleiss_kappa"]), "Krippendorff α": _number(c["krippendorff_alpha"]),
         "chose left": _share(c["left_share"], c["left_interval"]),
         "verdict": (c["verdict"] or "–") + (" †" if c["neither_dominant"] else "")
+                   + (f" ({c['people_caveat']})" if c.get("people_caveat") else "")
                    + (f" ({c['caveat']})" if c["caveat"] else ""),
+        "for these annotators": c.get("verdict_these_annotators") or "–",
     } for name, c in zip(cell_names(figures), figures.cells)])
 
 
@@ -212,7 +214,8 @@ def progress_panel(store: Store, name: str) -> None:
             source += " (never counted toward the labels per example that real annotators fill)"
     state = "open to new labels" if figures.open else f"closed to new labels (`harmony studies open {name}`)"
     st.caption(f"{source} · {figures.per_example} labels per example · {state} · verdicts by the rule of "
-               f"`harmony analyze` (so far; † Neither dominant)")
+               f"`harmony analyze` (so far; † Neither dominant); verdict for {settings.generalize.replace('_', ' ')} "
+               f"('for people' treats the annotators as a sample of people, 'for these annotators' does not)")
     st.table(cells_table(figures), hide_index=True)
     bias = left_choice(figures.labels, settings.confidence) if len(figures.labels) else None
     if bias and bias["decisive"]:

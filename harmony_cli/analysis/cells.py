@@ -7,17 +7,23 @@ import numpy as np
 
 from ..cells import REPORT_ORDER
 from .agreement import agreement, majority_votes
+from .annotator_cells import annotator_figures, cell_annotator_rows, leave_one_out
 from .bootstrap import cluster_bootstrap_share
-from .clustered import clustered_shares
+from .clustered import ClusteredShares, clustered_shares, crossed_shares
 from .encoding import FINETUNED, NEITHER, ORIGINAL, EncodedLabels
 from .regression import gain_bins, gain_regression
 from .settings import AnalysisSettings
 from .significance import binomial_p_many, holm, wilson_interval
 from .values import finite, pair, shares_with_intervals
-from .verdict import verdict_detail, verdicts
+from .verdict import faint_directions, verdict_detail, verdicts
 
-DIRECTION_METHOD = ("z test of the net preference with example-clustered (sandwich) standard errors, "
-                    "Holm over the cells")
+# Whom each inference generalizes to, and how its tests are made (the report's "inferences").
+INFERENCES = ("people", "these_annotators")
+DIRECTION_METHOD = {
+    "people": "t test of the net preference with crossed (examples and annotators sampled) method-of-moments "
+              "variance and Satterthwaite df, Holm over the cells",
+    "these_annotators": "t test of the net preference with example-clustered (sandwich) standard errors on "
+                        "examples - 1 df, Holm over the cells"}
 LABEL_LEVEL_NOTE = "secondary: treats every label as independent (ignores that an example's labels are correlated)"
 
 
@@ -26,18 +32,40 @@ def holm_where(p: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return holm(np.where(keep, p, np.nan))
 
 
+def annotator_table(data: EncodedLabels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K, 3) labels per (cell, annotator) with labels, (K,) their cells and (K,) their annotators (sorted by cell)."""
+    C, A = data.n_cells, max(len(data.annotators), 1)
+    key = data.label_cell * A + data.label_annotator
+    table = np.bincount(key * 3 + data.label_choice, minlength=C * A * 3).reshape(C * A, 3)
+    used = table.sum(1) > 0
+    return table[used], (np.arange(C * A) // A)[used], (np.arange(C * A) % A)[used]
+
+
+def inference(fig: ClusteredShares, settings: AnalysisSettings) -> SimpleNamespace:
+    """One inference's figures, Holm p-values (over the cells with enough examples) and verdicts."""
+    tested = fig.n_examples >= max(settings.min_examples, 2)
+    out = SimpleNamespace(fig=fig, p_direction_holm=holm_where(fig.p_direction, tested),
+                          p_equivalence_holm=holm_where(fig.p_equivalence, tested))
+    out.verdicts = verdicts(fig.decisive_low, fig.decisive_high, fig.delta, out.p_direction_holm,
+                            out.p_equivalence_holm, fig.n_examples, settings)
+    out.faint = faint_directions(out.verdicts, fig.delta, out.p_direction_holm, settings)
+    return out
+
+
 def cell_arrays(data: EncodedLabels, settings: AnalysisSettings) -> SimpleNamespace:
     """Every per-cell figure as (C,) arrays, vectorized over examples."""
     C, ex_cell, counts = data.n_cells, data.example_cell, data.counts
     fin, orig = counts[:, FINETUNED], counts[:, ORIGINAL]
     a = SimpleNamespace(counts=np.stack([np.bincount(ex_cell, weights=counts[:, k], minlength=C)
                                          for k in range(3)], 1).astype(np.int64))
-    a.fig = clustered_shares(counts, ex_cell, C, settings.confidence, settings.equivalence_margin)
-    tested = a.fig.n_examples >= max(settings.min_examples, 2)
-    a.p_direction_holm = holm_where(a.fig.p_direction, tested)
-    a.p_equivalence_holm = holm_where(a.fig.p_equivalence, tested)
-    a.verdicts = verdicts(a.fig.decisive_low, a.fig.decisive_high, a.fig.delta, a.p_direction_holm,
-                          a.p_equivalence_holm, a.fig.n_examples, settings)
+    a.annotator_counts, a.annotator_cell, a.annotator_id = annotator_table(data)
+    conf, margin = settings.confidence, settings.equivalence_margin
+    a.inferences = {
+        "people": inference(crossed_shares(counts, ex_cell, a.annotator_counts, a.annotator_cell, C, conf, margin),
+                            settings),
+        "these_annotators": inference(clustered_shares(counts, ex_cell, C, conf, margin), settings)}
+    chosen = a.inferences[settings.generalize]
+    a.fig, a.verdicts = chosen.fig, chosen.verdicts
     a.n_fin, a.n_dec = a.counts[:, FINETUNED], a.counts[:, FINETUNED] + a.counts[:, ORIGINAL]
     a.wilson = wilson_interval(a.n_fin, a.n_dec, settings.confidence)
     a.p_binom = binomial_p_many(a.n_fin, a.n_dec)
@@ -52,30 +80,49 @@ def cell_arrays(data: EncodedLabels, settings: AnalysisSettings) -> SimpleNamesp
     a.boot = (boot[0][:C], boot[1][:C])
     votes = majority_votes(counts)
     a.majority = np.stack([np.bincount(ex_cell[votes == v], minlength=C) for v in range(4)], 1)
-    A = len(data.annotators)
-    a.n_annotators = ((np.bincount(data.label_cell * A + data.label_annotator, minlength=C * A).reshape(C, A) > 0)
-                      .sum(1) if A else np.zeros(C, dtype=np.int64))
+    a.n_annotators = np.bincount(a.annotator_cell, minlength=C).astype(np.int64)
+    a.annotator_figures = annotator_figures(a.annotator_counts, settings.confidence)
+    a.annotator_bounds = np.concatenate([[0], np.cumsum(a.n_annotators)])
+    a.left_out = leave_one_out(data, a.annotator_counts, a.annotator_cell, a.annotator_id, settings, inference)
     order = np.argsort(ex_cell, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(ex_cell, minlength=C))])
     a.members = [order[bounds[c]:bounds[c + 1]] for c in range(C)]
     return a
 
 
-def clustered_row(a: SimpleNamespace, c: int, settings: AnalysisSettings) -> dict:
-    """The verdict's figures of cell ``c``."""
-    f = a.fig
+def inference_row(inf: SimpleNamespace, name: str, c: int, settings: AnalysisSettings) -> dict:
+    """The verdict's figures of cell ``c`` under one inference."""
+    f = inf.fig
     return {
-        "decisive_rate": finite(f.decisive_rate[c]), "decisive_rate_interval": pair(f.decisive_low[c], f.decisive_high[c]),
-        "design_effect": finite(f.design_effect[c]),
+        "decisive_rate": finite(f.decisive_rate[c]),
+        "decisive_rate_interval": pair(f.decisive_low[c], f.decisive_high[c]),
+        "design_effect": finite(f.design_effect[c]), "decisive_rate_df": finite(f.decisive_df[c]),
+        "df": finite(f.df[c]), "preference_df": finite(f.preference_df[c]),
         "net_preference": finite(f.delta[c]), "net_preference_se": finite(f.delta_se[c]),
         "net_preference_interval": pair(f.delta_low[c], f.delta_high[c]),
-        "direction_test": {"method": DIRECTION_METHOD, "p_value": finite(f.p_direction[c]),
-                           "p_value_holm": finite(a.p_direction_holm[c])},
-        "equivalence_test": {"method": f"two one-sided clustered z tests of |net preference| < "
-                                       f"{settings.equivalence_margin}, Holm over the cells",
+        "preference": finite(f.preference[c]), "preference_se": finite(f.preference_se[c]),
+        "preference_interval": pair(f.preference_low[c], f.preference_high[c]),
+        "direction_test": {"method": DIRECTION_METHOD[name], "p_value": finite(f.p_direction[c]),
+                           "p_value_holm": finite(inf.p_direction_holm[c])},
+        "equivalence_test": {"method": f"two one-sided t tests of |fine-tuned share of decisive labels - 0.5| < "
+                                       f"{settings.equivalence_margin} (same variance and df), Holm over the cells",
                              "margin": settings.equivalence_margin, "p_value": finite(f.p_equivalence[c]),
-                             "p_value_holm": finite(a.p_equivalence_holm[c])},
+                             "p_value_holm": finite(inf.p_equivalence_holm[c])},
     }
+
+
+def clustered_row(a: SimpleNamespace, c: int, settings: AnalysisSettings, context: dict) -> dict:
+    """The chosen inference's figures and verdict at the top level; both inferences under ``inferences``.
+
+    context: the row's n_examples_labelled, n_annotators and neither_dominant (for the verdict details)."""
+    rows = {}
+    for name, inf in a.inferences.items():
+        row = {**inference_row(inf, name, c, settings), "verdict": str(inf.verdicts[c]),
+               "faint_direction": inf.faint[c]}
+        row["verdict_detail"] = verdict_detail(row["verdict"], {**row, **context}, settings, name)
+        rows[name] = row
+    return {**rows[settings.generalize], "verdicts": {name: row["verdict"] for name, row in rows.items()},
+            "inferences": rows}
 
 
 def secondary_rows(a: SimpleNamespace, c: int, n_labelled: int) -> dict:
@@ -147,13 +194,19 @@ def cell_statistics(data: EncodedLabels, settings: AnalysisSettings, n_examples:
     for c in range(data.n_cells):
         cell = data.cells.iloc[c].to_dict()
         shares, intervals = shares_with_intervals(a.counts[c], settings.confidence)
+        dominant = bool((shares["neither"] or 0) > settings.neither_dominant)
         row = {**cell, "n_examples": int(n_examples[c]), "n_examples_labelled": int(labelled[c]),
                "n_annotators": int(a.n_annotators[c]), "n_labels": int(a.counts[c].sum()),
                "counts": {ch: int(a.counts[c, i]) for i, ch in enumerate(REPORT_ORDER)}, "shares": shares,
-               "share_intervals": intervals, "verdict": str(a.verdicts[c]),
-               "neither_dominant": bool((shares["neither"] or 0) > settings.neither_dominant),
-               **clustered_row(a, c, settings), **secondary_rows(a, c, int(labelled[c]))}
-        row["verdict_detail"] = verdict_detail(row["verdict"], row, settings)
+               "share_intervals": intervals, "neither_dominant": dominant,
+               **clustered_row(a, c, settings, {"n_examples_labelled": int(labelled[c]), "neither_dominant": dominant,
+                                                "n_annotators": int(a.n_annotators[c])}),
+               **secondary_rows(a, c, int(labelled[c]))}
+        row["annotators"] = cell_annotator_rows(data, a.annotator_figures,
+                                                np.arange(a.annotator_bounds[c], a.annotator_bounds[c + 1]),
+                                                a.annotator_id, a.left_out, c)
+        row["verdict_changed_without"] = None if a.left_out is None else [
+            r["annotator"] for r in row["annotators"] if r["verdicts_without"][settings.generalize] != row["verdict"]]
         stats = agreement(data.counts[a.members[c]])
         row.update(fleiss_kappa=stats["fleiss_kappa"], fleiss_n_examples=stats["fleiss_n_examples"],
                    krippendorff_alpha=stats["krippendorff_alpha"])

@@ -27,7 +27,7 @@ class EncodedLabels:
     example_ids: (E,) store ids; example_cell: (E,) cell index of each example.
     counts: (E, 3) labels per example and choice (REPORT_ORDER).
     label_example, label_choice, label_annotator: (L,) indices per label.
-    annotators: (A,) names; annotator_simulated: (A,) bool.
+    annotators: (A,) names; annotator_simulated, annotator_admin: (A,) bool (an admin of the store).
     original_score, finetuned_score: (E,) float (NaN where absent).
     left_map: (L,) code of the map shown left (ORIGINAL / FINETUNED), -1 where not recorded.
     label_cell: (L,) cell index per label.
@@ -42,6 +42,7 @@ class EncodedLabels:
     label_annotator: np.ndarray
     annotators: np.ndarray
     annotator_simulated: np.ndarray
+    annotator_admin: np.ndarray
     original_score: np.ndarray
     finetuned_score: np.ndarray
     left_map: np.ndarray
@@ -92,11 +93,11 @@ def encode_labels(labels: pd.DataFrame, cells: pd.DataFrame | None = None) -> En
 
     counts = np.bincount(label_example * 3 + choice, minlength=n_examples * 3).reshape(n_examples, 3)
     label_annotator, annotators = pd.factorize(labels["annotator"], sort=True)
-    if "simulated" in labels.columns:
-        simulated = np.zeros(len(annotators), dtype=bool)
-        simulated[label_annotator] = labels["simulated"].fillna(False).to_numpy(dtype=bool)
-    else:
-        simulated = np.zeros(len(annotators), dtype=bool)
+    def flag(column: str) -> np.ndarray:
+        out = np.zeros(len(annotators), dtype=bool)
+        if column in labels.columns:
+            out[label_annotator] = labels[column].fillna(False).to_numpy(dtype=bool)
+        return out
 
     def scores(column: str) -> np.ndarray:
         if column not in per_example.columns:
@@ -110,7 +111,7 @@ def encode_labels(labels: pd.DataFrame, cells: pd.DataFrame | None = None) -> En
         label_example=label_example.astype(np.int64), label_choice=choice,
         label_cell=example_cell[label_example],
         label_annotator=label_annotator.astype(np.int64), annotators=np.asarray(annotators, dtype=object),
-        annotator_simulated=simulated, original_score=scores("original_score"),
+        annotator_simulated=flag("simulated"), annotator_admin=flag("admin"), original_score=scores("original_score"),
         finetuned_score=scores("finetuned_score"), left_map=left,
     )
 

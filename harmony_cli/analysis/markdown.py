@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..cells import REPORT_ORDER, REPORT_SEPARATOR, cell_text
-from .verdict import VERDICTS
+from .verdict import VERDICTS, inference_label, verdict_tally
 
 VERDICT_MEANING = {
     "aligned": "people see a difference and prefer the fine-tuned maps",
@@ -40,8 +40,17 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
 
 
-def verdict_text(cell: dict) -> str:
-    return cell["verdict"] + (" (Neither dominant)" if cell["neither_dominant"] else "")
+def verdict_text(cell: dict, name: str | None = None) -> str:
+    """A cell's verdict (the chosen inference's, or ``name``'s) with its flags."""
+    chosen = cell["inferences"][name] if name else cell
+    faint = f" (faint: {chosen['faint_direction']})" if chosen.get("faint_direction") else ""
+    return chosen["verdict"] + faint + (" (Neither dominant)" if cell["neither_dominant"] else "")
+
+
+PEOPLE_NOTE = ("*For people*: examples and annotators are both samples, so the verdict is about people like these "
+               "annotators, not only about them; with few annotators its intervals are wide and few cells reach a "
+               "verdict. *For these N annotators*: only the examples are samples; the verdict says what these "
+               "annotators would say about new images.")
 
 
 def header_section(report: dict) -> list[str]:
@@ -54,36 +63,51 @@ def header_section(report: dict) -> list[str]:
              f"- database: `{report.get('database', '')}`; written {report.get('created', '')}",
              f"- labels analyzed: **{report['label_source']}** ({report['n_labels']} labels, {report['n_annotators']} "
              f"annotators; {report.get('labels_left_out', 0)} {other} labels left out: never mixed)"]
+    if report.get("excluded_annotators"):
+        lines.append(f"- **excluded annotators** (--exclude-annotator): {', '.join(report['excluded_annotators'])}")
     return lines + [f"- **note**: {n}" for n in report.get("notes", [])] + [""]
 
 
 def verdict_section(report: dict) -> list[str]:
     cells = report["cells"]
-    tally = {v: sum(c["verdict"] == v for c in cells) for v in VERDICTS}
+    tally = verdict_tally(report)
     dominant = sum(c["neither_dominant"] for c in cells)
-    lines = ["## Verdicts", ""] + [f"- **{v}** ({VERDICT_MEANING[v]}): {tally[v]}" for v in VERDICTS]
+    faint = sum(bool(c["faint_direction"]) for c in cells)
+    lines = ["## Verdicts", "", PEOPLE_NOTE, ""]
+    lines += [f"- **{v}** ({VERDICT_MEANING[v]}): " + "; ".join(f"{t[v]} {label}" for label, t in tally.items())
+              for v in VERDICTS]
     return lines + [f"- Neither dominant (> {report['settings']['neither_dominant']:.0%} of labels): {dominant} "
-                    f"of {len(cells)} cells", "", "![preferences](preferences.png)", ""]
+                    f"of {len(cells)} cells",
+                    f"- imperceptible with a significant faint direction: {faint} of {len(cells)} cells", "",
+                    "![preferences](preferences.png)", ""]
 
 
 def cells_section(report: dict, several: bool) -> list[str]:
     level = f"{report['settings']['confidence']:.0%}"
+    chosen = report["settings"]["generalize"]
+    other = "these_annotators" if chosen == "people" else "people"
+    label, other_label = (inference_label(n, report["n_annotators"]) for n in (chosen, other))
     header = (["dataset"] if several else []) + [
         "metric", "backbone", "attribution", "examples", "labels", "original", "neither", "finetuned",
-        f"decisive rate d [{level}]", f"net preference Δ [{level}]", "direction p (Holm)", "equivalence p (Holm)",
-        "label-level p (Holm, secondary)", "Fleiss κ", "Krippendorff α", "verdict"]
+        f"decisive rate d [{level}, {label}]", f"net preference Δ [{level}, {label}]", f"Δ [{other_label}]",
+        "fine-tuned share of decisive π", "direction p (Holm)", "equivalence p (Holm)",
+        "label-level p (Holm, secondary)", "Fleiss κ", "Krippendorff α", f"verdict {label}", f"verdict {other_label}"]
     rows = []
     for c in report["cells"]:
         second = c["secondary_label_level_binomial"]
+        theirs = c["inferences"][other]
         rows.append(([c["dataset"]] if several else []) + [
             c["metric"], c["backbone"], c["attribution"], c["n_examples"], c["n_labels"],
             *(f"{c['counts'][k]} ({num(c['shares'][k], percent=True)})" for k in REPORT_ORDER),
             num(c["decisive_rate"], percent=True) + interval(c["decisive_rate_interval"]),
             num(c["net_preference"], percent=True, sign=True) + interval(c["net_preference_interval"], sign=True),
+            interval(theirs["net_preference_interval"], sign=True).strip() or "–",
+            num(c["preference"], percent=True) + interval(c["preference_interval"]),
             f"{pval(c['direction_test']['p_value'])} ({pval(c['direction_test']['p_value_holm'])})",
             f"{pval(c['equivalence_test']['p_value'])} ({pval(c['equivalence_test']['p_value_holm'])})",
             f"{pval(second['p_value'])} ({pval(second['p_value_holm'])})",
-            num(c["fleiss_kappa"], 3), num(c["krippendorff_alpha"], 3), f"**{verdict_text(c)}**"])
+            num(c["fleiss_kappa"], 3), num(c["krippendorff_alpha"], 3), f"**{verdict_text(c)}**",
+            verdict_text(c, other)])
     return ["## Cells", "", *table(header, rows), ""]
 
 
@@ -117,7 +141,8 @@ def rollup_section(report: dict) -> list[str]:
 
 
 def annotator_section(report: dict) -> list[str]:
-    rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else ""), a["n_labels"], a["n_cells"],
+    rows = [[a["annotator"] + (" (simulated)" if a["simulated"] else "") + (" (admin)" if a.get("admin") else ""),
+             a["n_labels"], a["n_cells"],
              *(num(a["shares"][k], percent=True) for k in REPORT_ORDER),
              num(a["decisive_finetuned_share"], percent=True),
              num(a["agreement_with_majority"], percent=True),
@@ -140,14 +165,58 @@ def annotator_section(report: dict) -> list[str]:
                     ""]
 
 
+def cell_annotators_section(report: dict, several: bool) -> list[str]:
+    """Per cell: each annotator's net preference with its interval, and who, left out, changes the verdict."""
+    level = f"{report['settings']['confidence']:.0%}"
+    lines = ["## Annotators per cell", "", f"Each annotator's net preference [{level} t interval over their examples]; "
+             "*changes without*: the annotators whose labels, left out of the whole analysis, change the cell's "
+             "verdict.", ""]
+    names = [a["annotator"] for a in report["annotators"]]
+    rows = []
+    for c in report["cells"]:
+        by_name = {a["annotator"]: a for a in c.get("annotators", [])}
+        shown = [num(by_name[n]["net_preference"], percent=True, sign=True)
+                 + interval(by_name[n]["net_preference_interval"], sign=True) if n in by_name else "–" for n in names]
+        changed = c.get("verdict_changed_without")
+        rows.append([cell_text(c, several, REPORT_SEPARATOR), *shown,
+                     "not computed" if changed is None else (", ".join(changed) or "none")])
+    marked = [a["annotator"] + (" (admin)" if a.get("admin") else "") for a in report["annotators"]]
+    return lines + table(["cell", *marked, "changes without"], rows) + [""]
+
+
+def summary_table(report: dict) -> list[str]:
+    """The compact table of the README: shares, d and Δ with the chosen inference's intervals, both verdicts, tally."""
+    chosen = report["settings"]["generalize"]
+    other = "these_annotators" if chosen == "people" else "people"
+    n = report["n_annotators"]
+    rows = []
+    for c in report["cells"]:
+        shares = "/".join("–" if c["shares"][k] is None else f"{100 * c['shares'][k]:.0f}" for k in REPORT_ORDER)
+        d, delta = c["decisive_rate_interval"], c["net_preference_interval"]
+        pct = lambda v, sign=False: "–" if v is None else (f"{100 * v:+.0f}" if sign else f"{100 * v:.0f}")  # noqa
+        rows.append([c["metric"], c["backbone"], c["attribution"], shares,
+                     pct(c["decisive_rate"]) + (f" [{pct(d[0])}, {pct(d[1])}]" if d else ""),
+                     pct(c["net_preference"], True)
+                     + (f" [{pct(delta[0], True)}, {pct(delta[1], True)}]" if delta else ""),
+                     pval(c["direction_test"]["p_value_holm"]),
+                     *(verdict_text(c, name).replace(" (Neither dominant)", " †") for name in (chosen, other))])
+    header = ["metric", "backbone", "attribution", "o/n/f %", "d", "Δ", "direction p (Holm)",
+              f"verdict {inference_label(chosen, n)}", f"verdict {inference_label(other, n)}"]
+    tally = "; ".join(f"{label}: " + ", ".join(f"{v} {k}" for v, k in counts.items())
+                      for label, counts in verdict_tally(report).items())
+    return table(header, rows) + ["", f"Tally {tally}."]
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1
     lines = header_section(report) + verdict_section(report) + cells_section(report, several)
-    lines += ["Verdict details:", ""] + [f"- {cell_text(c, several, REPORT_SEPARATOR)}: **{c['verdict']}**: "
-                                         f"{c['verdict_detail']}"
-                                         for c in report["cells"]] + [""]
-    lines += regression_section(report, several) + rollup_section(report) + annotator_section(report)
+    lines += ["Verdict details:", ""] + [
+        f"- {cell_text(c, several, REPORT_SEPARATOR)}: " + "; ".join(
+            f"{inference_label(n, report['n_annotators'])} **{i['verdict']}**: {i['verdict_detail']}"
+            for n, i in c["inferences"].items()) for c in report["cells"]] + [""]
+    lines += cell_annotators_section(report, several) + regression_section(report, several)
+    lines += rollup_section(report) + annotator_section(report)
     noted = [(c, n) for c in report["cells"] for n in c["notes"]]
     if noted or report.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]

@@ -5,18 +5,20 @@ import numpy as np
 import pandas as pd
 
 from ..cells import CELL_FIELDS
-from .cells import DIRECTION_METHOD, cell_statistics
+from .cells import cell_statistics
 from .encoding import encode_labels
 from .rollups import annotator_statistics, position_bias, rollups
 from .settings import AnalysisSettings
 
-INFERENCE = ("Each example's labels are one cluster. Decisive rate d and net preference (fine-tuned - original) / "
-             "labels are label-level means with cluster-robust (sandwich) variances, G/(G-1) corrected (= statsmodels "
-             "OLS with cov_type='cluster' by example; GEE with independence working correlation). Chosen over GEE "
-             "with exchangeable correlation because it holds for any within-example correlation, keeps the label "
-             "share as the estimand when examples have different numbers of labels, and vectorizes over cells. "
-             "d: Wilson interval at the design-effect sample size; direction: " + DIRECTION_METHOD + "; "
-             "no_preference: two one-sided clustered tests.")
+INFERENCE = ("Two inferences, both reported. For people (examples and annotators both sampled, a crossed design): "
+             "the decisive rate d, the net preference (fine-tuned - original) / labels and the fine-tuned share of "
+             "decisive labels pi are label-level means whose variance comes from method-of-moments variance "
+             "components (Henderson's method 1; for a balanced design the two-way ANOVA (MS_annotator + MS_example "
+             "- MS_residual) / N), with a t reference on Satterthwaite degrees of freedom. For these annotators "
+             "(new examples, the same people): each example's labels are one cluster, cluster-robust (sandwich) "
+             "variances with G/(G-1) (= statsmodels OLS with cov_type='cluster' by example), t on G - 1 df. "
+             "d: Wilson interval at the design-effect sample size with the t critical value; direction: t test of "
+             "the net preference; no_preference: two one-sided t tests of |pi - 0.5| < the equivalence margin.")
 NO_SCORES_NOTE = ("the study has no per-example metric scores (e.g. an imported study): the metric-gain regression "
                   "and figure are not computed")
 
@@ -31,9 +33,16 @@ def study_cell_sizes(cells: pd.DataFrame | None, data) -> np.ndarray | None:
     return np.where(np.isfinite(study_counts.astype(float)), study_counts, labelled).astype(np.int64)
 
 
-def report_notes(data, higher_is_better: dict | None, rows: list[dict]) -> list[str]:
+def report_notes(data, higher_is_better: dict | None, rows: list[dict], settings: AnalysisSettings) -> list[str]:
     """Study-level notes every output carries."""
     notes = []
+    admins = [str(n) for n, admin in zip(data.annotators, data.annotator_admin) if admin]
+    if admins:
+        notes.append(f"annotator(s) {', '.join(admins)} administer the store (marked 'admin'): they may know which "
+                     f"map is which; `harmony analyze --exclude-annotator NAME` analyzes without them")
+    if len(data.annotators) > settings.leave_one_out_max:
+        notes.append(f"{len(data.annotators)} annotators, more than leave_one_out_max {settings.leave_one_out_max}: "
+                     f"no leave-one-annotator-out verdicts (set analysis.settings.leave_one_out_max)")
     if not (np.isfinite(data.original_score) & np.isfinite(data.finetuned_score)).any():
         notes.append(NO_SCORES_NOTE)
     missing = sorted({r["metric"] for r in rows if r["gain_regression"] is not None}
@@ -62,7 +71,7 @@ def analyze_labels(labels: pd.DataFrame, settings: AnalysisSettings | None = Non
         "settings": settings.to_dict(),
         "rule": settings.describe(),
         "inference": INFERENCE,
-        "notes": report_notes(data, higher_is_better, rows),
+        "notes": report_notes(data, higher_is_better, rows, settings),
         "n_labels": int(len(labels)),
         "n_examples": int(sum(r["n_examples"] for r in rows)),
         "n_annotators": int(len(data.annotators)),

@@ -108,15 +108,22 @@ def position_bias_by_cell(labels: pd.DataFrame, cells: Iterable[dict], confidenc
 
 
 def cell_verdicts(report: dict | None, progress: list[dict]) -> list[dict]:
-    """Per row of :func:`cell_progress`: the verdict, the Neither-dominant flag and the agreement (Fleiss'
-    kappa, Krippendorff's alpha) of ``report`` (``harmony analyze``'s, see ``study_report``), with the
-    row's caveat while the cell is incomplete. Without a report (no labels yet) every figure is None."""
+    """Per row of :func:`cell_progress`: the verdict (for people by default; the one for these annotators beside
+    it), the Neither-dominant flag and the agreement (Fleiss' kappa, Krippendorff's alpha) of ``report``
+    (``harmony analyze``'s, see ``study_report``), with the row's caveat while the cell is incomplete and
+    ``people_caveat`` where one annotator cannot support a verdict about people. Without a report (no labels
+    yet) every figure is None."""
     by_cell = {cell_key(row): row for row in (report or {}).get("cells", [])}
     rows = []
     for cell in progress:
         found = by_cell.get(cell_key(cell)) or {}
+        people_caveat = None
+        if found and (report or {}).get("settings", {}).get("generalize") == "people" \
+                and found.get("n_annotators", 2) < 2:
+            people_caveat = f"{found['n_annotators']} annotator: too few for any verdict about people"
         rows.append({**{f: cell[f] for f in CELL_FIELDS}, "verdict": found.get("verdict"),
-                     "neither_dominant": found.get("neither_dominant"),
+                     "verdict_these_annotators": (found.get("verdicts") or {}).get("these_annotators"),
+                     "people_caveat": people_caveat, "neither_dominant": found.get("neither_dominant"),
                      "fleiss_kappa": found.get("fleiss_kappa"), "krippendorff_alpha": found.get("krippendorff_alpha"),
                      "caveat": cell["caveat"]})
     return rows

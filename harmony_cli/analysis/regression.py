@@ -102,8 +102,12 @@ def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarra
 def gain_bins(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarray, n_bins: int = 5) -> list[dict]:
     """The human choice by metric gain, for the figure: examples in ``n_bins`` quantile bins of the gain.
 
-    Per bin: mean gain, decisive labels, and the share of them that chose the fine-tuned map.
+    Per bin: mean gain, examples, decisive labels, the share of them that chose the fine-tuned map and
+    its 95% interval clustered by example (the ratio's linearization fin - share * decisive, G / (G - 1),
+    t on G - 1 df; None below two examples), clipped to [0, 1].
     """
+    from .clustered import t_quantile
+
     decisive = finetuned + original
     keep = np.isfinite(gain) & (decisive > 0)
     if keep.sum() < 2:
@@ -114,6 +118,12 @@ def gain_bins(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarray, n_b
     bins = []
     for b in np.unique(which):
         inside = which == b
-        bins.append({"mean_gain": float(gain[inside].mean()), "n_decisive": int(dec[inside].sum()),
-                     "finetuned_share": float(fin[inside].sum() / dec[inside].sum())})
+        share, g = fin[inside].sum() / dec[inside].sum(), int(inside.sum())
+        interval = None
+        if g >= 2:
+            residual = fin[inside] - share * dec[inside]
+            half = float(t_quantile(0.95, g - 1)) * np.sqrt(g / (g - 1) * (residual ** 2).sum()) / dec[inside].sum()
+            interval = [float(max(share - half, 0.0)), float(min(share + half, 1.0))]
+        bins.append({"mean_gain": float(gain[inside].mean()), "n_examples": g, "n_decisive": int(dec[inside].sum()),
+                     "finetuned_share": float(share), "interval": interval})
     return bins

@@ -94,6 +94,7 @@ def annotator_statistics(data: EncodedLabels, confidence: float) -> list[dict]:
         dec = int(per[a, FINETUNED] + per[a, ORIGINAL])
         rows.append({
             "annotator": str(data.annotators[a]), "simulated": bool(data.annotator_simulated[a]),
+            "admin": bool(data.annotator_admin[a]),
             "n_labels": total, "n_cells": int(n_cells[a]),
             "counts": {c: int(per[a, i]) for i, c in enumerate(REPORT_ORDER)},
             "shares": {c: finite(per[a, i] / total) if total else None for i, c in enumerate(REPORT_ORDER)},

@@ -12,6 +12,9 @@ from typing import Any
 from ..defaults import config_default
 from ..errors import UserError
 
+# Whom a verdict is about: the crossed inference (annotators sampled too) or the example-clustered one.
+GENERALIZE = ("people", "these_annotators")
+
 
 @dataclass(frozen=True)
 class AnalysisSettings:
@@ -30,6 +33,11 @@ class AnalysisSettings:
     neither_dominant: a Neither share above this sets the ``neither_dominant`` flag.
     bootstrap_resamples, seed: the cluster bootstrap over examples of the decisive fine-tuned share
         (a descriptive figure; 0: none).
+    generalize: whom the verdict is about: ``people`` (examples and annotators are samples: the crossed
+        inference) or ``these_annotators`` (examples only: new images seen by the same people). The
+        report shows both verdicts; this one is the cell's ``verdict``.
+    leave_one_out_max: leave-one-annotator-out verdicts for studies of at most this many annotators (each
+        removal reruns the analysis's inferences); above it, a note.
     """
 
     alpha: float
@@ -41,6 +49,8 @@ class AnalysisSettings:
     neither_dominant: float
     bootstrap_resamples: int
     seed: int
+    generalize: str
+    leave_one_out_max: int
 
     @classmethod
     def defaults(cls, **overrides: Any) -> "AnalysisSettings":
@@ -49,12 +59,15 @@ class AnalysisSettings:
 
     def __post_init__(self):
         self._check_types()
+        if self.generalize not in GENERALIZE:
+            raise UserError(f"analysis generalize must be one of {', '.join(GENERALIZE)}, not {self.generalize!r}: "
+                            f"set analysis.settings.generalize")
         for name in ("alpha", "confidence", "perceptibility_margin", "equivalence_margin", "neither_dominant"):
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise UserError(f"analysis {name} must lie between 0 and 1, not {value}: "
                                 f"set analysis.settings.{name}")
-        for name in ("min_examples", "min_decisive_bootstrap", "bootstrap_resamples"):
+        for name in ("min_examples", "min_decisive_bootstrap", "bootstrap_resamples", "leave_one_out_max"):
             if getattr(self, name) < 0:
                 raise UserError(f"analysis {name} must be >= 0, not {getattr(self, name)}: "
                                 f"set analysis.settings.{name}")
@@ -62,6 +75,8 @@ class AnalysisSettings:
     def _check_types(self) -> None:
         """Numbers given as text on the command line (``analysis.settings.alpha=abc``) say which key to fix."""
         for item in fields(self):
+            if item.type in ("str", str):
+                continue
             kind = float if item.type in ("float", float) else int
             value = getattr(self, item.name)
             try:
@@ -82,7 +97,7 @@ class AnalysisSettings:
         return (f"alpha {self.alpha} (Holm over cells), {self.confidence:.0%} intervals, perceptibility margin "
                 f"{self.perceptibility_margin}, equivalence margin {self.equivalence_margin}, at least "
                 f"{self.min_examples} examples for a direction/equivalence verdict, Neither dominant above "
-                f"{self.neither_dominant:.0%}")
+                f"{self.neither_dominant:.0%}; verdict for {self.generalize.replace('_', ' ')}")
 
 
 def _configured() -> dict:

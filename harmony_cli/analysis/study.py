@@ -49,9 +49,22 @@ def analyze_study_labels(labels: pd.DataFrame, cells, settings: AnalysisSettings
                            frame, per_example)
 
 
+def exclude_annotators(labels: pd.DataFrame, names: list[str] | tuple[str, ...], study: str) -> pd.DataFrame:
+    """``labels`` without the labels of the annotators ``names``; UserError for a name without labels in the study."""
+    known = set(labels["annotator"].astype(str))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        listed = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
+        raise UserError(f"--exclude-annotator {unknown[0]!r}: no such annotator has labels in study {study!r} "
+                        f"(it has: {listed})")
+    return labels[~labels["annotator"].astype(str).isin(set(names))].reset_index(drop=True)
+
+
 def study_report(store, study_name: str | None = None, settings: AnalysisSettings | None = None,
-                 simulated: bool | None = None) -> dict:
-    """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata."""
+                 simulated: bool | None = None, exclude: list[str] | tuple[str, ...] = ()) -> dict:
+    """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata.
+
+    exclude: annotators whose labels are left out (``--exclude-annotator``), recorded in the report."""
     study = pick_study(store, study_name)
     cells = pd.DataFrame(store.cells(study.name))
     if cells.empty:
@@ -61,9 +74,14 @@ def study_report(store, study_name: str | None = None, settings: AnalysisSetting
     if labels.empty:
         raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
                         f"simulate annotators (harmony simulate-annotators)")
+    labels = exclude_annotators(labels, exclude, study.name)
+    if labels.empty:
+        raise UserError(f"study {study.name!r} has no labels once {', '.join(exclude)} are excluded: exclude fewer "
+                        f"annotators")
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
     analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings.defaults(), study_directions(study),
-                                    study_rules(study.config, study.source).labels_per_example)
+                                    # each excluded annotator's labels are missing from every example they labelled
+                                    max(study_rules(study.config, study.source).labels_per_example - len(exclude), 1))
     return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
-            "labels_left_out": int(len(labels) - len(chosen)), **analysis}
+            "labels_left_out": int(len(labels) - len(chosen)), "excluded_annotators": list(exclude), **analysis}

@@ -54,7 +54,14 @@ def model_from_study(db: str | None, default_db: str, study: str, cell: str | No
         if not cells:
             raise UserError(f"study {chosen.name!r} has no cell {cell!r}: give --cell as metric/backbone/attribution")
     counts = np.array([sum(c["counts"][k] for c in cells) for k in REPORT_ORDER])
-    return model_from_labels(counts, [(c["fleiss_kappa"], c["n_labels"]) for c in cells]), len(report["cells"])
+    by_annotator: dict[str, np.ndarray] = {}
+    for c in cells:
+        for a in c["annotators"]:
+            share = np.array([a["shares"][k] or 0.0 for k in REPORT_ORDER]) * a["n_labels"]
+            by_annotator[a["annotator"]] = by_annotator.get(a["annotator"], 0) + np.round(share)
+    model = model_from_labels(counts, [(c["fleiss_kappa"], c["n_labels"]) for c in cells],
+                              np.array(list(by_annotator.values())) if by_annotator else None)
+    return model, len(report["cells"])
 
 
 def power_table(rows: list[dict], target: str, title: str):
@@ -68,9 +75,24 @@ def power_table(rows: list[dict], target: str, title: str):
     for a in annotators:
         table.add_column(str(a), justify="right")
     for g in sorted({r["examples"] for r in rows}):
-        table.add_row(str(g), *(f"{r[target]:.0%}" for a in annotators for r in rows
-                                if r["examples"] == g and r["annotators"] == a))
+        table.add_row(str(g), *(f"{r[target]:.0%} [{r[target + '_interval'][0]:.0%}, {r[target + '_interval'][1]:.0%}]"
+                                for a in annotators for r in rows if r["examples"] == g and r["annotators"] == a))
     return table
+
+
+def cheapest_line(rows: list[dict], target: str, power: float = 0.8) -> str:
+    """Which design reaches ``power`` with the fewest labels: images or annotators?"""
+    reached = [r for r in rows if r[target] >= power]
+    if not reached:
+        return (f"no design on this grid reaches P({target}) >= {power:.0%}: try more examples or annotators "
+                f"(--examples, --annotators)")
+    best = min(reached, key=lambda r: (r["labels"], r["annotators"]))
+    more_images = max((r for r in rows if r["annotators"] == best["annotators"]), key=lambda r: r["examples"])
+    more_people = max((r for r in rows if r["examples"] == best["examples"]), key=lambda r: r["annotators"])
+    return (f"fewest labels reaching P({target}) >= {power:.0%}: {best['examples']} examples x {best['annotators']} "
+            f"annotators ({best['labels']} labels per cell). At {best['annotators']} annotators the most examples "
+            f"on the grid give {more_images[target]:.0%}; at {best['examples']} examples the most annotators give "
+            f"{more_people[target]:.0%}.")
 
 
 def command(
@@ -81,9 +103,14 @@ def command(
     correlation: float = typer.Option(0.2, "--correlation", help="Within-example correlation of labels (0-1)."),
     noise: float = typer.Option(0.0, "--noise", help="Share of inattentive labels answering at random (as "
                                                      "simulate-annotators' --noise)."),
+    annotator_spread: float = typer.Option(0.0, "--annotator-spread", help="How much annotators differ in "
+                                           "preference: SD of each one's shift on the logit scale."),
+    neither_spread: float = typer.Option(0.0, "--neither-spread", help="How much annotators differ in their "
+                                         "Neither rate: SD on the logit scale."),
     examples: str = typer.Option("25,50,100,200,400", "--examples", help="Examples per cell to try."),
-    annotators: str = typer.Option("1,3,5,7,10", "--annotators", help="Annotators per example to try."),
-    simulations: int = typer.Option(200, "--simulations", help="Simulated studies per grid point."),
+    annotators: str = typer.Option("1,3,5,10,20,40", "--annotators", help="Annotators per example to try."),
+    simulations: int = typer.Option(600, "--simulations", help="Simulated studies per grid point (600: a Monte "
+                                                                "Carlo interval of about +-3 points near 80%)."),
     cells: Optional[int] = typer.Option(None, "--cells", help="Cells in the report's Holm family (default: the "
                                                                 "study's with --from-study, else 30)."),
     from_study: Optional[str] = typer.Option(None, "--from-study", help="Estimate the rates from this study."),
@@ -98,9 +125,10 @@ def command(
 
     Model: each example draws its answer probabilities from a Dirichlet centred on the assumed rates \
 (concentration (1 - correlation) / correlation, so correlation is the intra-class correlation of two labels \
-on one example); annotators are exchangeable and independent given the example; each simulated study is \
-judged by the analyze rule (conf/analysis/), with the Bonferroni bound for a Holm family of --cells cells, \
-so directional power is a lower bound.
+on one example); each annotator shifts them on the logit scale (--annotator-spread, --neither-spread) and \
+answers independently given the example; each simulated study is judged by the analyze rule \
+(conf/analysis/: for people by default), with the Bonferroni bound for a Holm family of --cells cells, \
+so directional power is a lower bound. Each probability has its Monte Carlo interval.
     """
     from hydra.utils import instantiate
     from ..analysis.power import PowerModel
@@ -122,7 +150,7 @@ so directional power is a lower bound.
     if from_study:
         model, study_cells = model_from_study(db, cfg.db_url, from_study, cell)
     else:
-        model, study_cells = PowerModel(neither, preference, correlation, noise), 30
+        model, study_cells = PowerModel(neither, preference, correlation, noise, annotator_spread, neither_spread), 30
     family = cells or study_cells
     target = model.expected_verdict()
     rows = _simulate_grid(console, model, grid_examples, grid_annotators, simulations, settings, family, seed)
@@ -154,17 +182,23 @@ def write_power(folder: Path, rows: list[dict], model, family: int, target: str,
     from ..outputs import write_folder
 
     title = (f"P({target}) with Neither {model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, "
-             f"correlation {model.correlation:.2f}; {simulations} simulations, Holm family of {family} cells; "
+             f"correlation {model.correlation:.2f}, annotator spread {model.annotator_spread:.2f} (Neither "
+             f"{model.neither_spread:.2f}); {simulations} simulations, Holm family of {family} cells; "
              f"rule: {settings.describe()}")
 
     def write(staging: Path) -> None:
-        pd.DataFrame(rows).to_csv(staging / "power.csv", index=False)
+        flat = [{**{k: v for k, v in r.items() if not k.endswith("_interval")},
+                 **{f"{k[:-len('_interval')]}_{end}": v[i] for k, v in r.items() if k.endswith("_interval")
+                    for i, end in enumerate(("low", "high"))}} for r in rows]
+        pd.DataFrame(flat).to_csv(staging / "power.csv", index=False)
         (staging / "power.json").write_text(json.dumps({"model": model.to_dict(), "family": family,
                                                         "target": target, "simulations": simulations,
                                                         "settings": settings.to_dict(), "rows": rows}, indent=2))
         power_figure(rows, target, f"P({target}): Neither {model.neither:.0%}, preference {model.preference:.0%}, "
-                                   f"rho {model.correlation:.2f}, {family} cells", staging / "power.png")
+                                   f"rho {model.correlation:.2f}, annotator spread {model.annotator_spread:.2f}, "
+                                   f"{family} cells", staging / "power.png")
 
     write_folder(folder, write, "--out", force)
     console.print(power_table(rows, target, title))
+    console.print(cheapest_line(rows, target), highlight=False)
     console.print(f"wrote [bold]{folder}[/] (power.csv, power.json, power.png, power.pdf)", highlight=False)

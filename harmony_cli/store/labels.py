@@ -184,14 +184,15 @@ class LabelsMixin:
         """Every label with its example's cell and scores, as a pandas DataFrame.
 
         Columns: study, example_id, dataset, metric, backbone, attribution,
-        original_score, finetuned_score, annotator, simulated, choice, left_map, response_ms.
+        original_score, finetuned_score, annotator, simulated, admin, choice, left_map, response_ms.
         """
         import pandas as pd
 
         query = (
             select(Study.name.label("study"), Example.id.label("example_id"),
                    *[getattr(Example, f) for f in CELL_FIELDS], Example.original_score, Example.finetuned_score,
-                   Annotator.name.label("annotator"), Annotator.simulated, Label.choice, Label.left_map,
+                   Annotator.name.label("annotator"), Annotator.simulated, Annotator.is_admin.label("admin"),
+                   Label.choice, Label.left_map,
                    Label.response_ms)
             .join(Example, Example.id == Label.example_id)
             .join(Study, Study.id == Example.study_id)

@@ -107,6 +107,7 @@ class PreparedImport:
     labels: dict[tuple[int, int], str]  # (legacy user, legacy example) -> choice, the latest of each pair
     users: dict[int, str]
     higher_is_better: dict[str, bool]   # per metric of the study that harmony knows
+    admins: frozenset[int] = frozenset()  # legacy users who were superusers: imported as admins (inactive)
 
 
 def example_rows(legacy: LegacyStudy, path: Path, report: ImportReport) -> tuple[list[dict], list[int]]:
@@ -249,7 +250,7 @@ def prepare_import(store, path: Path, legacy: LegacyStudy, images: Optional[Path
     rows, pks = example_rows(legacy, path, report)
     labels = latest_labels(legacy, set(pks), report)
     return PreparedImport(name=name, source=path, format=legacy.format, image_dir=folder, rows=rows,
-                          example_pks=pks, labels=labels, users=legacy.users,
+                          example_pks=pks, labels=labels, users=legacy.users, admins=frozenset(legacy.admins),
                           higher_is_better=metric_directions({row["metric"] for row in rows}))
 
 
@@ -326,7 +327,8 @@ def _legacy_study(session, prepared: PreparedImport):
 
 
 def _annotators(session, prepared: PreparedImport, report: ImportReport) -> dict[int, int]:
-    """legacy user pk -> annotator id, for the users with labels: created inactive without a password, or reused."""
+    """legacy user pk -> annotator id, for the users with labels: created inactive without a password (an admin
+    where the original app's user was a superuser, so the analysis can mark them), or reused."""
     from sqlalchemy import select
 
     from ..store import Annotator
@@ -336,7 +338,8 @@ def _annotators(session, prepared: PreparedImport, report: ImportReport) -> dict
         username = prepared.users.get(user) or f"legacy_user_{user}"
         annotator = session.scalar(select(Annotator).where(Annotator.name == username))
         if annotator is None:
-            annotator = Annotator(name=username, password_hash=None, is_admin=False, active=False, simulated=False)
+            annotator = Annotator(name=username, password_hash=None, is_admin=user in prepared.admins, active=False,
+                                  simulated=False)
             session.add(annotator)
             session.flush()
             report.annotators_created.append(username)

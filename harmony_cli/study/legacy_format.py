@@ -27,6 +27,7 @@ class LegacyStudy:
     # pk, dataset, experiment, cnnmodel, relevancymethod (legacy pks), image, original, learn, prediction
     examples: list[dict]
     users: dict[int, str] = field(default_factory=dict)   # pk -> username
+    admins: set[int] = field(default_factory=set)         # pks of the users who administered the original app
     labels: list[tuple[int, int, int, str]] = field(default_factory=list)  # (pk, user, example, choice)
     format: str = "sqlite"
 
@@ -77,15 +78,19 @@ def read_legacy_sqlite(path: Path) -> LegacyStudy:
         if "relevavance_label" in tables:
             labels = [tuple(r) for r in conn.execute(
                 "SELECT id, user_id, example_id, choice FROM relevavance_label ORDER BY id")]
+        admins = set()
         if "auth_user" in tables:
             users = dict(conn.execute("SELECT id, username FROM auth_user"))
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(auth_user)")}
+            if "is_superuser" in columns:
+                admins = {r[0] for r in conn.execute("SELECT id FROM auth_user WHERE is_superuser")}
     except sqlite3.DatabaseError as exc:
         conn.close()
         remove_new_side_files(path, existed)
         raise open_failure(path, exc) from exc
     finally:
         conn.close()
-    return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="sqlite")
+    return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="sqlite", admins=admins)
 
 
 def _pk(value, where: str, path: Path) -> int:
@@ -132,10 +137,11 @@ def read_legacy_fixtures(folder: Path) -> LegacyStudy:
             image=f["image"], original=f["original"], learn=f["learn"], prediction=f.get("prediction", "")))
     examples.sort(key=lambda e: e["pk"])
     users = {_pk(o.get("pk"), "a user", folder): str(o["fields"].get("username", "")) for o in objects.get("user", [])}
+    admins = {_pk(o.get("pk"), "a user", folder) for o in objects.get("user", []) if o["fields"].get("is_superuser")}
     labels = sorted((_pk(o.get("pk"), "a label", folder), _pk(o["fields"].get("user"), "a label's user", folder),
                      _pk(o["fields"].get("example"), "a label's example", folder), str(o["fields"].get("choice", "")))
                     for o in objects.get("label", []))
-    return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="fixtures")
+    return LegacyStudy(names=names, examples=examples, users=users, labels=labels, format="fixtures", admins=admins)
 
 
 def read_legacy(path: Path) -> LegacyStudy:

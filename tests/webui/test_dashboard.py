@@ -204,10 +204,13 @@ def test_the_dashboards_verdicts_are_harmony_analyzes_and_leave_simulated_labels
     result = CliRunner().invoke(app, ["analyze", "--db", url, "--study", "verdicts", "--format", "json",
                                       "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
-    cli = {c["metric"]: c["verdict"] for c in json.loads(result.stdout[result.stdout.index("{"):])["cells"]}
-    shown = {c["metric"]: c["verdict"] for c in figures.cells}
-    assert shown == cli and len(set(shown.values())) == 2  # the cells' verdicts differ: each went to its own cell
-    assert {c["metric"]: c["verdict"] for c in cached.cells} == cli
+    cli = {c["metric"]: (c["verdict"], c["verdicts"]["these_annotators"])
+           for c in json.loads(result.stdout[result.stdout.index("{"):])["cells"]}
+    shown = {c["metric"]: (c["verdict"], c["verdict_these_annotators"]) for c in figures.cells}
+    # both verdicts, for people (two annotators: neither cell can be shown to people) and for these two; the
+    # latter differ between the cells: each went to its own cell
+    assert shown == cli and len({these for _, these in shown.values()}) == 2
+    assert {c["metric"]: (c["verdict"], c["verdict_these_annotators"]) for c in cached.cells} == cli
     rows = {c["metric"]: c for c in figures.cells}
     # the robot's label on each cell's first example is left out: 2 real labels per example, quota 3
     assert (rows["road"]["labels"], rows["road"]["caveat"]) == (80, "incomplete: 80 of 120 labels")

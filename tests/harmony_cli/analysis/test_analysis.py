@@ -73,14 +73,27 @@ def test_all_neither_is_imperceptible_with_undefined_agreement_and_no_nan():
     for test in ("direction_test", "equivalence_test", "secondary_label_level_binomial", "sign_test"):
         assert cell[test]["p_value"] is None, test
     assert any("every label is 'neither'" in n for n in cell["notes"])
-    assert cell["verdict"] == "imperceptible" and cell["neither_dominant"]
+    # 100 examples as 100 labels (each example's labels as one): Wilson's upper bound c^2 / (100 + c^2), c the t
+    # quantile: on 100 - 1 df for these annotators (4%: imperceptible); for people on 3 - 1 (16%: three unanimous
+    # annotators cannot show that people see no difference)
+    from scipy.stats import t as student
+
+    for name, df, verdict in (("these_annotators", 99, "imperceptible"), ("people", 2, "inconclusive")):
+        c2 = student.ppf(0.975, df) ** 2
+        assert cell["inferences"][name]["decisive_rate_interval"][1] == pytest.approx(c2 / (100 + c2), rel=1e-9)
+        assert cell["verdicts"][name] == verdict
+    assert cell["verdict"] == "inconclusive" and cell["neither_dominant"]
     assert "Neither dominant" in cell["verdict_detail"]
     assert cell["shares"]["neither"] == 1.0
     # 10 examples of 3 Neither labels cannot show d < 10%: the upper bound of 0/10 (one label per
-    # example, as if perfectly correlated) is Wilson's 27.8%.
+    # example, as if perfectly correlated) is Wilson's c^2 / (10 + c^2), c the t quantile: on 10 - 1 df for
+    # these annotators; for people on 3 - 1 (a zero crossed variance is floored at independent labels' variance,
+    # on 30 - 1 df, capped at annotators - 1).
     few = one_cell(analyze_labels(frame[frame.example_id < 10], FAST))
-    assert few["decisive_rate_interval"][1] == pytest.approx(0.2775, abs=1e-3)
-    assert few["verdict"] == "inconclusive"
+    for name, df in (("these_annotators", 9), ("people", 2)):
+        c2 = student.ppf(0.975, df) ** 2
+        assert few["inferences"][name]["decisive_rate_interval"][1] == pytest.approx(c2 / (10 + c2), rel=1e-9)
+        assert few["verdicts"][name] == "inconclusive"
     json.loads(to_json(report))  # allow_nan=False: raises on any NaN
 
 
@@ -140,7 +153,9 @@ def test_verdicts_follow_holm_corrected_tests():
             for a in range(5):
                 rows.append({**CELL, "attribution": attr, "example_id": c * 100 + e, "annotator": f"a{a}",
                              "choice": pattern[(a + e) % len(pattern)]})
-    report = analyze_labels(pd.DataFrame(rows), FAST)
+    # annotators who cycle through one pattern: a design about these five, not a sample of people
+    report = analyze_labels(pd.DataFrame(rows), AnalysisSettings.defaults(bootstrap_resamples=300,
+                                                                          generalize="these_annotators"))
     cells = {c["attribution"]: c for c in report["cells"]}
     assert cells["prefers_ft"]["verdict"] == "aligned"
     assert cells["prefers_orig"]["verdict"] == "misaligned"

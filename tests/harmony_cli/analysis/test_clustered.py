@@ -1,8 +1,9 @@
-"""The example-clustered inference (harmony_cli/analysis/clustered.py) and the pre-registered verdict
-rule, each figure against an independent computation (statsmodels' cluster-robust OLS, scipy,
-multipletests) on small hand-made studies; then on count tables small enough to work out by hand:
-the sandwich variance, the design effect and its floor, the zero-variance tests, and what is
-undefined. Normal quantiles and Wilson intervals come from scipy/statsmodels directly."""
+"""The example-clustered inference ("for these annotators", harmony_cli/analysis/clustered.py) and the
+pre-registered verdict rule, each figure against an independent computation (statsmodels' cluster-robust
+OLS with t on G - 1 df, scipy, multipletests) on small hand-made studies; then on count tables small
+enough to work out by hand: the sandwich variance, the design effect and its floor, the zero-variance
+tests, and what is undefined. t quantiles and Wilson intervals come from scipy/statsmodels directly
+(a Wilson interval with a t critical value is statsmodels' at the normal level with the same quantile)."""
 from __future__ import annotations
 
 import json
@@ -11,14 +12,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
+from scipy.stats import norm, t as student
 from statsmodels.stats.proportion import proportion_confint
 
 from harmony_cli.analysis import AnalysisSettings, analyze_labels, verdicts
-from harmony_cli.analysis.clustered import clustered_shares, decisive_rate_interval, net_preference_tests
+from harmony_cli.analysis.clustered import clustered_shares
 
 CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
-NO_BOOT = AnalysisSettings.defaults(bootstrap_resamples=0)
+NO_BOOT = AnalysisSettings.defaults(bootstrap_resamples=0, generalize="these_annotators")
 NET = {"finetuned": 1.0, "neither": 0.0, "original": -1.0}
 
 
@@ -38,38 +39,47 @@ def clustered_frame(seed: int, examples: int = 60, probs=(0.25, 0.35, 0.4), conc
 def ols_cluster(values: np.ndarray, groups: np.ndarray):
     import statsmodels.api as sm
 
-    return sm.OLS(values, np.ones(len(values))).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    return sm.OLS(values, np.ones(len(values))).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+
+
+def t_level(confidence: float, df: float) -> float:
+    """The normal confidence level whose quantile is t's at ``confidence`` (Wilson with a t critical value)."""
+    return 2 * norm.cdf(student.ppf(0.5 + confidence / 2, df)) - 1
 
 
 def test_clustered_figures_match_statsmodels_cluster_robust_ols():
-    from scipy.stats import norm
-    from statsmodels.stats.proportion import proportion_confint
-
     frame = clustered_frame(seed=4)
     cell = analyze_labels(frame, NO_BOOT)["cells"][0]
     groups = pd.factorize(frame.example_id)[0]
+    G = len(set(groups))
     net = ols_cluster(frame.choice.map(NET).to_numpy(), groups)
+    assert net.df_resid_inference == G - 1 and cell["df"] == G - 1
     assert cell["net_preference"] == pytest.approx(net.params[0], rel=1e-12)
     assert cell["net_preference_se"] == pytest.approx(net.bse[0], rel=1e-9)
     assert cell["net_preference_interval"] == pytest.approx(list(net.conf_int(alpha=0.05)[0]), rel=1e-9)
     assert cell["direction_test"]["p_value"] == pytest.approx(net.pvalues[0], rel=1e-9)
-    margin, delta, se = 0.10, net.params[0], net.bse[0]
-    tost = max(norm.sf((delta + margin) / se), norm.sf((margin - delta) / se))
+    # Equivalence on pi = F / D: the ratio's linearization F - pi D, clustered, over d^2; TOST with t on G - 1 df.
+    fin = (frame.choice == "finetuned").to_numpy(dtype=float)
+    decisive = (frame.choice != "neither").to_numpy(dtype=float)
+    pi = fin.sum() / decisive.sum()
+    pi_se = ols_cluster(fin - pi * decisive, groups).bse[0] / decisive.mean()
+    assert cell["preference"] == pytest.approx(pi) and cell["preference_se"] == pytest.approx(pi_se, rel=1e-9)
+    margin = 0.10
+    tost = max(student.sf((pi - 0.5 + margin) / pi_se, G - 1), student.sf((0.5 + margin - pi) / pi_se, G - 1))
     assert cell["equivalence_test"]["p_value"] == pytest.approx(tost, rel=1e-9)
     # Decisive rate: Wilson at the effective sample size N / design effect (cluster-robust over binomial variance).
-    decisive = (frame.choice != "neither").to_numpy(dtype=float)
     fit = ols_cluster(decisive, groups)
     d, n = decisive.mean(), len(decisive)
     deff = fit.bse[0] ** 2 / (d * (1 - d) / n)
     assert deff > 1.2  # the examples' leaning makes their labels agree more than chance
     assert cell["design_effect"] == pytest.approx(deff, rel=1e-9)
     assert cell["decisive_rate_interval"] == pytest.approx(
-        list(proportion_confint(d * n / deff, n / deff, alpha=0.05, method="wilson")), rel=1e-9)
+        list(proportion_confint(d * n / deff, n / deff, alpha=1 - t_level(0.95, G - 1), method="wilson")), rel=1e-9)
 
 
 def test_perfectly_correlated_labels_count_as_one_per_example():
-    """Every label of an example is the same: the clustered test is the one-sample z test on example values."""
-    from scipy.stats import binomtest, norm, sem
+    """Every label of an example is the same: the clustered test is the one-sample t test on example values."""
+    from scipy.stats import binomtest, sem, ttest_1samp
 
     rng = np.random.default_rng(6)
     per_example = rng.choice(["finetuned", "original", "neither"], p=[0.45, 0.3, 0.25], size=40)
@@ -79,7 +89,7 @@ def test_perfectly_correlated_labels_count_as_one_per_example():
     values = pd.Series(per_example).map(NET).to_numpy()
     assert cell["net_preference"] == pytest.approx(values.mean())
     assert cell["net_preference_se"] == pytest.approx(sem(values), rel=1e-9)
-    assert cell["direction_test"]["p_value"] == pytest.approx(2 * norm.sf(abs(values.mean()) / sem(values)), rel=1e-9)
+    assert cell["direction_test"]["p_value"] == pytest.approx(ttest_1samp(values, 0).pvalue, rel=1e-9)
     # Five identical labels carry one label's information: design effect 5 * G / (G - 1).
     assert cell["design_effect"] == pytest.approx(5 * 40 / 39, rel=1e-9)
     # The label-level test counts 5x the evidence: significant where the clustered test is not.
@@ -128,7 +138,8 @@ def test_verdict_at_a_holm_boundary_is_not_directional_and_alpha_changes_it():
     assert b["direction_test"]["p_value"] < 0.05 < b["direction_test"]["p_value_holm"]  # the precondition
     assert b["decisive_rate_interval"][0] > 0.10 and b["net_preference"] > 0
     assert b["verdict"] == "inconclusive"
-    loose = {c["attribution"]: c for c in analyze_labels(frame, AnalysisSettings.defaults(alpha=0.1, bootstrap_resamples=0))
+    loose_settings = AnalysisSettings.defaults(alpha=0.1, bootstrap_resamples=0, generalize="these_annotators")
+    loose = {c["attribution"]: c for c in analyze_labels(frame, loose_settings)
              ["cells"]}
     assert loose["boundary"]["verdict"] == "aligned"
 
@@ -232,48 +243,67 @@ def test_every_holm_figure_in_the_report_equals_multipletests():
 HAND = np.array([[0, 0, 2], [1, 0, 1], [0, 2, 0]])
 
 
+def one_cell(counts, confidence=0.95, margin=0.1, cells=None):
+    cells = np.zeros(len(counts), int) if cells is None else cells
+    return clustered_shares(np.asarray(counts), cells, int(cells.max()) + 1, confidence, margin)
+
+
 def test_clustered_net_preference_by_hand():
-    # delta = 2 / 6; residuals per example 4/3, -2/3, -2/3; variance = 3/2 * (24/9) / 36 = 1/9
-    delta, se, low, high, p, p_tost = net_preference_tests(HAND, np.zeros(3, int), 1, 0.95, margin=0.1)
-    assert delta[0] == pytest.approx(1 / 3) and se[0] == pytest.approx(1 / 3)
-    z = norm.ppf(0.975)
-    assert (low[0], high[0]) == pytest.approx((1 / 3 - z / 3, 1 / 3 + z / 3))
-    assert p[0] == pytest.approx(2 * norm.sf(1.0))
-    # TOST: H0 delta <= -0.1 gives sf((1/3 + 0.1) * 3); H0 delta >= 0.1 gives sf((0.1 - 1/3) * 3): the larger
-    assert p_tost[0] == pytest.approx(max(norm.sf(1.3), norm.sf(-0.7)))
-    _, _, low90, high90, _, _ = net_preference_tests(HAND, np.zeros(3, int), 1, 0.90, margin=0.1)
-    assert high90[0] - low90[0] == pytest.approx(2 * norm.ppf(0.95) / 3)
+    # delta = 2 / 6; residuals per example 4/3, -2/3, -2/3; variance = 3/2 * (24/9) / 36 = 1/9; 3 examples: t on 2 df
+    f = one_cell(HAND)
+    assert f.delta[0] == pytest.approx(1 / 3) and f.delta_se[0] == pytest.approx(1 / 3) and f.df[0] == 2
+    assert f.p_direction[0] == pytest.approx(2 * student.sf(1.0, 2))
+    # 1/3 -+ t * 1/3, clipped to [-1, 1], delta's range: t(0.975, 2) = 4.30 clips both ends, t(0.95, 2) = 2.92 one
+    q95, q90 = student.ppf(0.975, 2), student.ppf(0.95, 2)
+    assert 1 / 3 - q95 / 3 < -1 and (f.delta_low[0], f.delta_high[0]) == (-1.0, 1.0)
+    f90 = one_cell(HAND, confidence=0.90)
+    assert (f90.delta_low[0], f90.delta_high[0]) == pytest.approx((1 / 3 - q90 / 3, 1.0))
 
 
-def test_clustered_net_preference_with_zero_variance_and_undefined_cells():
-    counts = np.array([[0, 0, 2], [0, 0, 2],      # cell 0: every label fine-tuned: delta 1, se 0
-                       [1, 0, 1], [1, 0, 1],      # cell 1: every example nets 0: delta 0, se 0
-                       [0, 0, 1], [0, 1, 0],      # cell 2: delta 1/2 within margin 0.6 ... with se > 0
+def test_clustered_preference_and_its_equivalence_test_by_hand():
+    # pi = 3 fine-tuned / 4 decisive; F - pi D per example: 2 - 1.5, 1 - 1.5, 0; variance 3/2 * (1/2) / 36 = 1/48;
+    # over d^2 = 4/9: 3/64. TOST of |pi - 0.5| < 0.1: H0 pi >= 0.6 gives sf((0.6 - 0.75) / se), the larger.
+    f = one_cell(HAND, margin=0.1)
+    se = math.sqrt(3 / 64)
+    assert f.preference[0] == pytest.approx(0.75) and f.preference_se[0] == pytest.approx(se)
+    assert f.p_equivalence[0] == pytest.approx(student.sf((0.6 - 0.75) / se, 2))
+    q = student.ppf(0.975, 2)
+    assert 0.75 - q * se < 0 and 0.75 + q * se > 1  # clipped to [0, 1]
+    assert (f.preference_low[0], f.preference_high[0]) == (0.0, 1.0)
+    wide = one_cell(HAND, margin=0.49)
+    assert wide.p_equivalence[0] == pytest.approx(max(student.sf((0.25 + 0.49) / se, 2),
+                                                      student.sf((0.49 - 0.25) / se, 2)))
+
+
+def test_clustered_zero_variance_and_undefined_cells():
+    counts = np.array([[0, 0, 2], [0, 0, 2],      # cell 0: every label fine-tuned: delta 1, pi 1, se 0
+                       [1, 0, 1], [1, 0, 1],      # cell 1: every example nets 0: delta 0, pi 1/2, se 0
+                       [0, 0, 1], [0, 1, 0],      # cell 2: delta 1/2 with se > 0; pi 1 with se 0
                        [0, 2, 0], [0, 1, 0],      # cell 3: no decisive label
                        [0, 0, 3],                 # cell 4: one example
                        [1, 0, 0], [1, 0, 0]])     # cell 5: every label original: delta -1, se 0
     cells = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 5])
-    delta, se, low, high, p, p_tost = net_preference_tests(counts, cells, 6, 0.95, margin=0.6)
-    assert list(delta[[0, 1, 5]]) == [1.0, 0.0, -1.0] and list(se[[0, 1, 5]]) == [0.0, 0.0, 0.0]
-    assert list(p[[0, 1, 5]]) == [0.0, 1.0, 0.0]          # a zero p stays a number (it is in the Holm family)
-    assert list(p_tost[[0, 1, 5]]) == [1.0, 0.0, 1.0]     # |delta| < margin only in cell 1
-    assert list(low[[0, 1]]) == [1.0, 0.0] and list(high[[0, 1]]) == [1.0, 0.0]
-    # cell 2: net 1 over 2 labels; residuals 1 - 1/2, 0 - 1/2; variance = 2 * (1/2) / 4 = 1/4
-    assert (delta[2], se[2]) == pytest.approx((0.5, 0.5))
-    assert p[2] == pytest.approx(2 * norm.sf(1.0))
-    assert p_tost[2] == pytest.approx(max(norm.sf((0.5 + 0.6) / 0.5), norm.sf((0.6 - 0.5) / 0.5)))
-    for figure in (delta, se, low, high, p, p_tost):
+    f = one_cell(counts, margin=0.3, cells=cells)
+    assert list(f.delta[[0, 1, 5]]) == [1.0, 0.0, -1.0] and list(f.delta_se[[0, 1, 5]]) == [0.0, 0.0, 0.0]
+    assert list(f.p_direction[[0, 1, 5]]) == [0.0, 1.0, 0.0]   # a zero p stays a number (it is in the Holm family)
+    assert list(f.p_equivalence[[0, 1, 2, 5]]) == [1.0, 0.0, 1.0, 1.0]  # |pi - 1/2| < margin only in cell 1
+    assert list(f.delta_low[[0, 1]]) == [1.0, 0.0] and list(f.delta_high[[0, 1]]) == [1.0, 0.0]
+    # cell 2: net 1 over 2 labels; residuals 1 - 1/2, 0 - 1/2; variance = 2 * (1/2) / 4 = 1/4; 2 examples: 1 df
+    assert (f.delta[2], f.delta_se[2]) == pytest.approx((0.5, 0.5))
+    assert f.p_direction[2] == pytest.approx(2 * student.sf(1.0, 1))
+    for figure in (f.delta, f.delta_se, f.delta_low, f.delta_high, f.p_direction, f.p_equivalence, f.preference):
         assert np.isnan(figure[3]) and np.isnan(figure[4])
-    _, _, _, _, _, tost_at_margin = net_preference_tests(counts, cells, 6, 0.95, margin=1.0)
-    assert tost_at_margin[0] == 1.0 and tost_at_margin[1] == 0.0  # |delta| = margin is not within it
+    at_margin = one_cell(counts, margin=0.5, cells=cells)
+    assert at_margin.p_equivalence[0] == 1.0 and at_margin.p_equivalence[1] == 0.0  # |pi - 1/2| = margin is not within
 
 
 def test_clustered_decisive_rate_design_effect_by_hand():
     # d = 4/6; residuals 2/3, 2/3, -4/3; variance = 3/2 * (24/9) / 36 = 1/9; binomial = (2/9) / 6 = 1/27
-    d, low, high, deff, n, groups = decisive_rate_interval(HAND, np.zeros(3, int), 1, 0.95)
-    assert (d[0], deff[0], n[0], groups[0]) == pytest.approx((2 / 3, 3.0, 6, 3))
-    # Wilson at the effective sample size 6 / 3 = 2 with 2/3 of it decisive
-    assert (low[0], high[0]) == pytest.approx(proportion_confint(4 / 3, 2, alpha=0.05, method="wilson"))
+    f = one_cell(HAND)
+    assert (f.decisive_rate[0], f.design_effect[0], f.n_labels[0], f.n_examples[0]) == pytest.approx((2 / 3, 3.0, 6, 3))
+    # Wilson at the effective sample size 6 / 3 = 2 with 2/3 of it decisive, critical value t on 2 df
+    assert (f.decisive_low[0], f.decisive_high[0]) == pytest.approx(
+        proportion_confint(4 / 3, 2, alpha=1 - t_level(0.95, 2), method="wilson"))
 
 
 def test_clustered_design_effect_floor_and_the_agreeing_case():
@@ -281,24 +311,26 @@ def test_clustered_design_effect_floor_and_the_agreeing_case():
                        [0, 0, 3], [1, 0, 0],              # cell 1: every label decisive (d = 1): sizes 3, 1
                        [0, 2, 2]])                        # cell 2: one example
     cells = np.array([0, 0, 0, 1, 1, 2])
-    d, low, high, deff, n, groups = decisive_rate_interval(counts, cells, 3, 0.9)
-    assert deff[0] == 1.0  # the sandwich variance is 0 here: floored at 1, the binomial case
-    assert (low[0], high[0]) == pytest.approx(proportion_confint(3, 6, alpha=0.1, method="wilson"))
-    assert d[1] == 1.0 and deff[1] == pytest.approx((9 + 1) / 4)  # sum(n_i^2) / N
-    assert (low[1], high[1]) == pytest.approx(proportion_confint(1.6, 1.6, alpha=0.1, method="wilson"))
-    assert d[2] == 0.5 and deff[2] == 4.0  # one example: no variance estimate, its labels count as one
-    assert (low[2], high[2]) == pytest.approx(proportion_confint(0.5, 1, alpha=0.1, method="wilson"))
-    assert list(groups) == [3, 2, 1] and list(n) == [6, 4, 4]
+    f = one_cell(counts, confidence=0.9, cells=cells)
+    assert f.design_effect[0] == 1.0  # the sandwich variance is 0 here: floored at 1, the binomial case
+    assert (f.decisive_low[0], f.decisive_high[0]) == pytest.approx(
+        proportion_confint(3, 6, alpha=1 - t_level(0.9, 2), method="wilson"))
+    assert f.decisive_rate[1] == 1.0 and f.design_effect[1] == pytest.approx((9 + 1) / 4)  # sum(n_i^2) / N
+    assert (f.decisive_low[1], f.decisive_high[1]) == pytest.approx(
+        proportion_confint(1.6, 1.6, alpha=1 - t_level(0.9, 1), method="wilson"))
+    # one example: t on 0 df has no quantile: no interval, so no verdict either way
+    assert f.decisive_rate[2] == 0.5 and np.isnan(f.decisive_low[2]) and np.isnan(f.df[2])
+    assert list(f.n_examples) == [3, 2, 1] and list(f.n_labels) == [6, 4, 4]
 
 
 def test_clustered_shares_carry_every_figure_of_every_cell():
     counts = np.vstack([HAND, [[0, 0, 2], [0, 0, 2]]])
     cells = np.array([0, 0, 0, 1, 1])
     shares = clustered_shares(counts, cells, 2, 0.95, margin=0.1)
-    assert list(shares.n_labels) == [6, 4] and list(shares.n_examples) == [3, 2]
+    assert list(shares.n_labels) == [6, 4] and list(shares.n_examples) == [3, 2] and list(shares.df) == [2, 1]
     assert shares.decisive_rate[0] == pytest.approx(2 / 3) and shares.delta[0] == pytest.approx(1 / 3)
     assert shares.delta_se[0] == pytest.approx(1 / 3) and shares.design_effect[0] == pytest.approx(3.0)
-    assert shares.p_direction[0] == pytest.approx(2 * norm.sf(1.0)) and shares.p_direction[1] == 0.0
+    assert shares.p_direction[0] == pytest.approx(2 * student.sf(1.0, 2)) and shares.p_direction[1] == 0.0
     assert shares.p_equivalence[1] == 1.0 and shares.delta_low[1] == 1.0 and shares.delta_high[1] == 1.0
     assert shares.decisive_low[0] < 2 / 3 < shares.decisive_high[0]
     assert not math.isnan(shares.decisive_high[1])

@@ -14,75 +14,136 @@ from harmony_cli.analysis.power import PowerModel, power_grid
 SETTINGS = AnalysisSettings.defaults(bootstrap_resamples=0)
 
 
-def independent_verdict(labels: np.ndarray, example: np.ndarray, family: int, s: AnalysisSettings) -> str:
-    """The rule written out by hand on one simulated study: statsmodels' cluster-robust OLS for both means."""
-    import statsmodels.api as sm
-    from scipy.stats import norm
+def t_wilson(d: float, n: float, deff: float, df: float, confidence: float) -> tuple[float, float]:
+    """statsmodels' Wilson interval at labels / design effect, its critical value t's quantile on ``df``."""
+    from scipy.stats import norm, t as student
     from statsmodels.stats.proportion import proportion_confint
 
-    def fit(values):
-        return sm.OLS(values, np.ones(len(values))).fit(cov_type="cluster", cov_kwds={"groups": example})
+    level = 2 * norm.cdf(student.ppf(0.5 + confidence / 2, df)) - 1
+    return proportion_confint(d * n / deff, n / deff, alpha=1 - level, method="wilson")
 
-    decisive = (labels != 0).astype(float)
-    d, n = decisive.mean(), len(decisive)
-    if 0 < d < 1:
-        deff = max(fit(decisive).bse[0] ** 2 / (d * (1 - d) / n), 1.0)
-    else:
-        deff = (np.bincount(example) ** 2).sum() / n  # no variance to estimate: as if each example were one label
-    low, high = proportion_confint(d * n / deff, n / deff, alpha=1 - s.confidence, method="wilson")
+
+def example_clustered(z: np.ndarray) -> tuple[float, float, float]:
+    """(mean, variance, df) of the mean of a (G, A) table, clustered by example: statsmodels' OLS, t on G - 1."""
+    import statsmodels.api as sm
+
+    G, A = z.shape
+    fit = sm.OLS(z.ravel(), np.ones(z.size)).fit(cov_type="cluster", use_t=True,
+                                                  cov_kwds={"groups": np.repeat(np.arange(G), A)})
+    return float(fit.params[0]), float(fit.bse[0] ** 2), G - 1
+
+
+def crossed_anova(z: np.ndarray) -> tuple[float, float, float]:
+    """(mean, variance, df) of the mean of a (G, A) table, examples and annotators sampled: the two-way ANOVA
+    (MS_annotator + MS_example - MS_residual) / N with Satterthwaite df (at most min(A, G) - 1), floored at
+    independent labels' variance."""
+    G, A = z.shape
+    if A < 2:
+        return float(z.mean()), np.nan, np.nan
+    grand, by_example, by_annotator = z.mean(), z.mean(1), z.mean(0)
+    ms_b = A * ((by_example - grand) ** 2).sum() / (G - 1)
+    ms_a = G * ((by_annotator - grand) ** 2).sum() / (A - 1)
+    ms_e = ((z - by_example[:, None] - by_annotator[None, :] + grand) ** 2).sum() / ((A - 1) * (G - 1))
+    combined = ms_a + ms_b - ms_e
+    floor, cap = z.var(ddof=1) / z.size, min(A, G) - 1
+    if combined / z.size <= floor:
+        return float(grand), floor, min(z.size - 1, cap)
+    df = combined ** 2 / (ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / ((A - 1) * (G - 1)))
+    return float(grand), combined / z.size, min(df, cap)
+
+
+def independent_verdict(y: np.ndarray, family: int, s: AnalysisSettings) -> str:
+    """The rule written out by hand on one simulated study, y: (G, A) choices -1 original, 0 Neither, +1 fine-tuned."""
+    from scipy.stats import t as student
+
+    moments = crossed_anova if s.generalize == "people" else example_clustered
+    decisive, n = (y != 0).astype(float), y.size
+    d, var_d, df_d = moments(decisive)
+    if not np.isfinite(var_d):
+        return "inconclusive"  # one annotator: nothing about people
+    deff = max(var_d / (d * (1 - d) / n), 1.0) if 0 < d < 1 else y.shape[1]  # all agree: an example's labels as one
+    low, high = t_wilson(d, n, deff, df_d, s.confidence)
     if high < s.perceptibility_margin:
         return "imperceptible"
     if low < s.perceptibility_margin or d == 0:
         return "inconclusive"
-    net = labels.astype(float)
-    if np.all(net == net[0]):
-        return "aligned" if net[0] > 0 else ("misaligned" if net[0] < 0 else "inconclusive")
-    result = fit(net)
-    delta, se = result.params[0], result.bse[0]
-    if min(result.pvalues[0] * family, 1) < s.alpha and delta != 0:
+    delta, var, df = moments(y.astype(float))
+    p = (2 * student.sf(abs(delta) / np.sqrt(var), df)) if var > 0 else (0.0 if delta != 0 else 1.0)
+    if min(p * family, 1) < s.alpha and delta != 0:
         return "aligned" if delta > 0 else "misaligned"
-    tost = max(norm.sf((delta + s.equivalence_margin) / se), norm.sf((s.equivalence_margin - delta) / se))
+    pi = (y == 1).sum() / decisive.sum()
+    _, var_u, df_pi = moments((y == 1) - pi * decisive)
+    se, m = np.sqrt(var_u) / d, s.equivalence_margin
+    tost = max(student.sf((pi - 0.5 + m) / se, df_pi), student.sf((0.5 + m - pi) / se, df_pi)) if se > 0 else \
+        float(abs(pi - 0.5) >= m)
     return "no_preference" if min(tost * family, 1) < s.alpha else "inconclusive"
 
 
 def independent_shares(model: PowerModel, examples: int, annotators: int, studies: int, family: int,
-                       seed: int) -> dict[str, float]:
-    """Simulate with numpy's Dirichlet and per-label categorical draws (not the code under test)."""
+                       seed: int, settings: AnalysisSettings) -> dict[str, float]:
+    """Simulate with numpy's Dirichlet, each annotator's logit shifts and per-label categorical draws (not the code
+    under test)."""
     rng = np.random.default_rng(seed)
     alpha = model.rates * (1 - model.correlation) / model.correlation
+    expit = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
     tally = {}
-    example = np.repeat(np.arange(examples), annotators)
     for _ in range(studies):
         probs = rng.dirichlet(alpha, size=examples)
-        labels = np.concatenate([rng.choice([-1, 0, 1], size=annotators, p=p) for p in probs])
-        verdict = independent_verdict(labels, example, family, SETTINGS)
+        u, v = rng.normal(0, model.annotator_spread, annotators), rng.normal(0, model.neither_spread, annotators)
+        y = np.empty((examples, annotators), dtype=int)
+        for j, (p_orig, p_neither, p_fin) in enumerate(probs):
+            neither = expit(logit(p_neither) + v)
+            fin = expit(logit(p_fin / (p_fin + p_orig)) + u)
+            for i in range(annotators):
+                y[j, i] = rng.choice([-1, 0, 1], p=[(1 - neither[i]) * (1 - fin[i]), neither[i],
+                                                    (1 - neither[i]) * fin[i]])
+        verdict = independent_verdict(y, family, settings)
         tally[verdict] = tally.get(verdict, 0) + 1
     return {v: n / studies for v, n in tally.items()}
 
 
-@pytest.mark.parametrize("family", [1, 6])
-def test_power_matches_an_independent_simulation(family):
-    model = PowerModel(neither=0.4, preference=0.64, correlation=0.3)
-    (row,) = power_grid(model, [40], [5], simulations=1500, settings=SETTINGS, family=family, seed=1)
-    reference = independent_shares(model, 40, 5, studies=300, family=family, seed=2)
+@pytest.mark.parametrize("generalize, spread, annotators, family", [("these_annotators", 0.0, 5, 6),
+                                                                    ("people", 0.8, 8, 1)])
+def test_power_matches_an_independent_simulation(generalize, spread, annotators, family):
+    """The grid's probabilities against studies simulated and judged independently (with annotators who differ,
+    for people)."""
+    settings = AnalysisSettings.defaults(bootstrap_resamples=0, generalize=generalize)
+    model = PowerModel(neither=0.4, preference=0.66, correlation=0.3, annotator_spread=spread,
+                       neither_spread=spread / 2)
+    (row,) = power_grid(model, [40], [annotators], simulations=1500, settings=settings, family=family, seed=1)
+    reference = independent_shares(model, 40, annotators, studies=300, family=family, seed=2, settings=settings)
     assert 0.15 < row["aligned"] < 0.85  # an effect the test can tell apart from a wrong computation
     for verdict in ("aligned", "inconclusive", "no_preference"):
         p = (row[verdict] + reference.get(verdict, 0.0)) / 2
         tolerance = 4 * np.sqrt(p * (1 - p) * (1 / 1500 + 1 / 300)) + 0.01
         assert row[verdict] == pytest.approx(reference.get(verdict, 0.0), abs=tolerance), verdict
+        low, high = row[f"{verdict}_interval"]  # its Monte Carlo interval: Wilson over the 1,500 studies
+        assert low <= row[verdict] <= high and high - low < 2 * 2.0 * np.sqrt(0.25 / 1500) + 0.01
     assert sum(row[v] for v in ("aligned", "misaligned", "no_preference", "imperceptible", "inconclusive")) == \
         pytest.approx(1.0)
 
 
 def test_no_effect_is_rarely_called_directional_and_power_grows_with_size():
+    these = AnalysisSettings.defaults(bootstrap_resamples=0, generalize="these_annotators")
     null = power_grid(PowerModel(neither=0.3, preference=0.5, correlation=0.2), [200], [5], simulations=2000,
-                      settings=SETTINGS, family=1, seed=3)[0]
+                      settings=these, family=1, seed=3)[0]
     assert null["aligned"] + null["misaligned"] == pytest.approx(0.05, abs=0.02)  # the test's level
+    # for people, with annotators who differ: at most the level (t on at most annotators - 1 df)
+    null = power_grid(PowerModel(neither=0.3, preference=0.5, correlation=0.2, annotator_spread=1.0), [200], [5],
+                      simulations=2000, settings=SETTINGS, family=1, seed=3)[0]
+    assert null["aligned"] + null["misaligned"] <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 2000)
     rows = power_grid(PowerModel(neither=0.5, preference=0.65, correlation=0.2), [25, 100, 400], [3], simulations=400,
-                      settings=SETTINGS, family=30, seed=4)
+                      settings=these, family=30, seed=4)
     powers = [r["aligned"] for r in rows]
     assert powers[0] < powers[1] < powers[2] and powers[2] > 0.9
-    nothing = power_grid(PowerModel(neither=1.0, preference=0.5, correlation=0.0), [100], [3], simulations=50,
+    # For people, with annotators who differ: more images do not help past a point, more annotators do.
+    varied = PowerModel(neither=0.4, preference=0.7, correlation=0.2, annotator_spread=1.0)
+    rows = power_grid(varied, [50, 400], [5, 20], simulations=300, settings=SETTINGS, family=30, seed=6)
+    power = {(r["examples"], r["annotators"]): r["aligned"] for r in rows}
+    assert power[(50, 20)] > power[(400, 5)] + 0.3
+    # every label Neither: 100 examples as 100 labels, t on 5 - 1 df: Wilson's upper bound 2.78^2 / (100 + 2.78^2) = 7%
+    nothing = power_grid(PowerModel(neither=1.0, preference=0.5, correlation=0.0), [100], [5], simulations=50,
                          settings=SETTINGS, seed=5)[0]
     assert nothing["imperceptible"] == 1.0
 
@@ -123,3 +184,19 @@ def test_noise_dilutes_the_rates_as_simulate_annotators_does():
     shares = counts.sum(0) / counts.sum()
     expected = 0.7 * np.array([0.8 * 0.1, 0.2, 0.8 * 0.9]) + 0.3 / 3  # hand-computed mixture
     assert shares == pytest.approx(expected, abs=0.005)
+
+
+def test_annotator_spread_is_estimated_from_their_own_shares():
+    """30 annotators whose true logit preference has SD 1.0 (2,000 decisive labels each): the moment estimate
+    finds about 1.0; exchangeable annotators give about 0."""
+    from harmony_cli.analysis.power import annotator_spreads, logit_spread
+
+    rng = np.random.default_rng(0)
+    true = 1 / (1 + np.exp(-(0.8 + rng.normal(0, 1.0, 30))))
+    assert logit_spread(rng.binomial(2000, true), np.full(30, 2000)) == pytest.approx(1.0, abs=0.3)
+    assert logit_spread(rng.binomial(2000, np.full(30, 0.7)), np.full(30, 2000)) < 0.1
+    assert logit_spread(np.array([5]), np.array([9])) == 0.0  # one annotator: no spread to see
+    counts = np.array([[10, 50, 40], [30, 40, 30], [5, 80, 15]])  # original, neither, fine-tuned
+    spread, neither_spread = annotator_spreads(counts)
+    assert spread == pytest.approx(logit_spread(counts[:, 2], counts[:, 0] + counts[:, 2]))
+    assert neither_spread == pytest.approx(logit_spread(counts[:, 1], counts.sum(1)))

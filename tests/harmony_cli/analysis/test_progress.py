@@ -178,6 +178,19 @@ def test_verdicts_follow_their_cells_not_the_order_of_the_report():
     assert [r["verdict"] for r in cell_verdicts(None, progress)] == [None, None]
 
 
+def test_one_annotator_is_too_few_for_a_verdict_about_people():
+    progress = [{**RMA, "caveat": None}, {**FOCUS, "caveat": None}]
+    cells = [{**RMA, "verdict": "inconclusive", "verdicts": {"people": "inconclusive", "these_annotators": "aligned"},
+              "n_annotators": 1, "neither_dominant": False},
+             {**FOCUS, "verdict": "aligned", "verdicts": {"people": "aligned", "these_annotators": "aligned"},
+              "n_annotators": 6, "neither_dominant": False}]
+    rows = by_metric(cell_verdicts({"settings": {"generalize": "people"}, "cells": cells}, progress))
+    assert rows["rma"]["people_caveat"] == "1 annotator: too few for any verdict about people"
+    assert rows["rma"]["verdict_these_annotators"] == "aligned" and rows["focus"]["people_caveat"] is None
+    these = by_metric(cell_verdicts({"settings": {"generalize": "these_annotators"}, "cells": cells}, progress))
+    assert these["rma"]["people_caveat"] is None
+
+
 def test_a_study_without_labels_is_all_to_do():
     cells = [{**RMA, "examples": 3}]
     empty = pd.DataFrame(columns=["example_id", *RMA, "annotator", "choice", "left_map", "response_ms"])

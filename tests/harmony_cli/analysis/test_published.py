@@ -122,7 +122,7 @@ def published_report(legacy_db, tmp_path_factory):
     return json.loads(text), legacy_labels(legacy_db), lambda field, value: maps[field].get(value, value)
 
 
-def test_published_study_end_to_end(published, published_report):
+def test_published_study_end_to_end(published, published_report, legacy_db):
     """The imported study's report holds the data's figures; it says that the study has no metric scores."""
     _, expected = published
     report, _, name_of = published_report
@@ -131,35 +131,100 @@ def test_published_study_end_to_end(published, published_report):
               if (c["metric"], c["backbone"], c["attribution"]) == ("ris", "resnet18", "gradcam")]
     assert ris["fleiss_kappa"] is None and ris["krippendorff_alpha"] is None and ris["notes"]
     assert report["label_source"] == "real" and len(report["annotators"]) == 5
+    # The original app's superuser labelled too: imported as an (inactive) admin and marked in the report.
+    with sqlite3.connect(f"file:{legacy_db}?mode=ro", uri=True) as con:
+        superusers = {u for (u,) in con.execute("SELECT username FROM auth_user WHERE is_superuser")}
+    marked = {a["annotator"] for a in report["annotators"] if a["admin"]}
+    assert marked and marked == superusers & {a["annotator"] for a in report["annotators"]}
+    assert any("administer the store" in n for n in report["notes"])
+    # Every cell: each annotator's net preference, and the leave-one-annotator-out verdicts of both inferences.
+    for cell in report["cells"]:
+        assert len(cell["annotators"]) == 5 and cell["verdict_changed_without"] is not None
+        assert all(set(a["verdicts_without"]) == {"people", "these_annotators"} for a in cell["annotators"])
     assert any("no per-example metric scores" in n for n in report["notes"])
     assert all(c["gain_regression"] is None for c in report["cells"])
 
 
-PINNED = {  # unambiguous cells of the published study under the default rule
+PINNED = {  # unambiguous cells of the published study under the default rule, for these 5 annotators
     ("ris", "resnet18", "gradcam"): "imperceptible",       # 1000 of 1000 labels Neither
     ("rma", "vgg16", "gradcam"): "aligned",                 # 62% fine-tuned vs 4% original
     ("rma", "resnet18", "guided_backprop"): "misaligned",   # 85% original vs 1% fine-tuned
 }
+# For people: every one of the five annotators nets the same side by at least 45 points (checked below), or
+# every label is Neither.
+PINNED_PEOPLE = {
+    ("ris", "resnet18", "gradcam"): "imperceptible",
+    ("ris", "resnet18", "excitation_backprop"): "aligned",
+    ("ris", "resnet18", "guided_backprop"): "misaligned",
+    ("rma", "resnet18", "guided_backprop"): "misaligned",
+}
+
+
+def balanced_anova(net: pd.DataFrame) -> tuple[float, float, float]:
+    """(mean, variance of the mean, Satterthwaite df) of an annotators x examples table, by the two-way ANOVA."""
+    y = net.to_numpy(dtype=float)
+    A, G = y.shape
+    grand, rows, cols = y.mean(), y.mean(1), y.mean(0)
+    ms_a = G * ((rows - grand) ** 2).sum() / (A - 1)
+    ms_b = A * ((cols - grand) ** 2).sum() / (G - 1)
+    ms_e = ((y - rows[:, None] - cols[None, :] + grand) ** 2).sum() / ((A - 1) * (G - 1))
+    combined = ms_a + ms_b - ms_e
+    df = combined ** 2 / (ms_a ** 2 / (A - 1) + ms_b ** 2 / (G - 1) + ms_e ** 2 / ((A - 1) * (G - 1)))
+    independent = y.var(ddof=1) / y.size  # the documented floor: never below independent labels' variance
+    cap = min(A, G) - 1  # and the documented cap of the df
+    if combined / (A * G) <= independent:
+        return grand, independent, min(y.size - 1, cap)
+    return grand, combined / (A * G), min(df, cap)
 
 
 def test_published_verdicts_by_the_rule(published_report):
-    """Pinned verdicts, and the clustered figures of every cell against statsmodels' cluster-robust OLS."""
+    """Pinned verdicts of both inferences; the example-clustered figures of every cell against statsmodels'
+    cluster-robust OLS (t on G - 1 df), the crossed ones against the balanced two-way ANOVA."""
     import statsmodels.api as sm
+    from scipy.stats import t as student
 
     report, frame, name_of = published_report
     cells = {(c["metric"], c["backbone"], c["attribution"]): c for c in report["cells"]}
+    assert report["settings"]["generalize"] == "people"
     for key, verdict in PINNED.items():
-        assert cells[key]["verdict"] == verdict, (key, cells[key]["verdict_detail"])
+        assert cells[key]["verdicts"]["these_annotators"] == verdict, (key, cells[key]["verdict_detail"])
+    for key, verdict in PINNED_PEOPLE.items():
+        assert cells[key]["verdicts"]["people"] == verdict == cells[key]["verdict"], (key, cells[key]["verdict_detail"])
     # People saw differences (49% decisive) and split them 24% / 25%: never "imperceptible".
     split = cells[("irof", "vgg16", "excitation_backprop")]
-    assert split["decisive_rate_interval"][0] > 0.4 and split["verdict"] != "imperceptible"
+    assert split["inferences"]["these_annotators"]["decisive_rate_interval"][0] > 0.4
+    assert split["inferences"]["people"]["decisive_rate_interval"][0] > 0.10  # perceptible for people too
+    assert "imperceptible" not in split["verdicts"].values()
     assert cells[("ris", "resnet18", "gradcam")]["neither_dominant"]
+    # 121 fine-tuned vs 78 original decisive labels: pi = 61%, not within 50% +-10%: never no_preference.
+    road = cells[("road", "vgg16", "gradcam")]
+    assert (road["counts"]["finetuned"], road["counts"]["original"]) == (121, 78)
+    assert "no_preference" not in road["verdicts"].values()
+    # A significant direction below the perceptibility margin stays imperceptible, with its side named.
+    faint = cells[("road", "resnet18", "gradcam")]["inferences"]["these_annotators"]
+    assert faint["verdict"] == "imperceptible" and faint["faint_direction"] == "finetuned"
+    assert faint["direction_test"]["p_value_holm"] < 0.05 and faint["decisive_rate_interval"][1] < 0.10
     for key, part in frame.groupby(["metric", "backbone", "attribution"]):
-        cell = cells[tuple(name_of(f, v) for f, v in zip(("metric", "backbone", "attribution"), key))]
-        net = part.choice.map({"finetuned": 1.0, "neither": 0.0, "original": -1.0}).to_numpy()
-        if np.all(net == net[0]):
+        key = tuple(name_of(f, v) for f, v in zip(("metric", "backbone", "attribution"), key))
+        cell = cells[key]
+        these, people = cell["inferences"]["these_annotators"], cell["inferences"]["people"]
+        net = part.choice.map({"finetuned": 1.0, "neither": 0.0, "original": -1.0})
+        per_annotator = net.groupby(part.annotator).mean()
+        if key in PINNED_PEOPLE and PINNED_PEOPLE[key] != "imperceptible":
+            sign = 1 if PINNED_PEOPLE[key] == "aligned" else -1
+            assert (sign * per_annotator >= 0.45).all(), (key, per_annotator)
+        if np.all(net == net.iloc[0]):
             continue
-        fit = sm.OLS(net, np.ones(len(net))).fit(cov_type="cluster", cov_kwds={"groups": part.example_id.to_numpy()})
-        assert cell["net_preference"] == pytest.approx(fit.params[0], abs=1e-12)
-        assert cell["net_preference_se"] == pytest.approx(fit.bse[0], rel=1e-9)
-        assert cell["direction_test"]["p_value"] == pytest.approx(fit.pvalues[0], rel=1e-6, abs=1e-300)
+        fit = sm.OLS(net.to_numpy(), np.ones(len(net))).fit(cov_type="cluster", use_t=True,
+                                                            cov_kwds={"groups": part.example_id.to_numpy()})
+        assert these["net_preference"] == pytest.approx(fit.params[0], abs=1e-12)
+        assert these["net_preference_se"] == pytest.approx(fit.bse[0], rel=1e-9)
+        assert these["direction_test"]["p_value"] == pytest.approx(fit.pvalues[0], rel=1e-6, abs=1e-300)
+        mean, variance, df = balanced_anova(pd.DataFrame({"a": part.annotator, "e": part.example_id, "y": net})
+                                            .pivot(index="a", columns="e", values="y"))
+        assert people["net_preference"] == pytest.approx(mean, abs=1e-12)
+        assert people["net_preference_se"] == pytest.approx(np.sqrt(variance), rel=1e-9)
+        assert people["df"] == pytest.approx(df, rel=1e-9)
+        assert people["direction_test"]["p_value"] == pytest.approx(
+            2 * student.sf(abs(mean) / np.sqrt(variance), df), rel=1e-6, abs=1e-300)
+        assert cell["verdict"] == people["verdict"]

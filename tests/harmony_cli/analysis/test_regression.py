@@ -115,4 +115,6 @@ def test_regression_gain_bins_by_hand():
     assert gain_bins(np.array([1.0, np.nan]), np.array([1, 1]), np.array([0, 0])) == []
     assert gain_bins(np.array([1.0, 2.0]), np.array([1, 0]), np.array([0, 1])) != []
     same = gain_bins(np.array([0.5, 0.5, 0.5]), np.array([1, 0, 1]), np.array([0, 1, 0]))
-    assert same == [{"mean_gain": 0.5, "n_decisive": 3, "finetuned_share": pytest.approx(2 / 3)}]
+    # residuals 1/3, -2/3, 1/3: 3/2 * (6/9) = 1, se 1/3; t on 2 df (4.30) makes the interval all of [0, 1]
+    assert same == [{"mean_gain": 0.5, "n_examples": 3, "n_decisive": 3, "finetuned_share": pytest.approx(2 / 3),
+                     "interval": [0.0, 1.0]}]

@@ -82,9 +82,36 @@ def test_verdict_detail_says_why_for_each_verdict():
     assert verdict_detail("inconclusive", cell(n_examples_labelled=1), AnalysisSettings.defaults(min_examples=1)) == (
         "d = 40% [30%, 50%]; 1 labelled examples, fewer than min_examples 1.")
     assert "fewer than" not in verdict_detail("inconclusive", cell(n_examples_labelled=2), AnalysisSettings.defaults(min_examples=1))
-    eq = cell(net_preference=0.02, equivalence_test={"p_value_holm": 0.004}, neither_dominant=True)
+    eq = cell(net_preference=0.02, preference=0.53, equivalence_test={"p_value_holm": 0.004}, neither_dominant=True)
     assert verdict_detail("no_preference", eq, s) == (
-        "d = 40% [30%, 50%]; net preference +2% is within +-10% (TOST Holm p = 0.004 < 0.05). Neither dominant.")
+        "d = 40% [30%, 50%]; fine-tuned share of decisive labels 53% is within 50% +-10% (TOST Holm p = 0.004 "
+        "< 0.05). Neither dominant.")
+    assert verdict_detail("aligned", cell(), s, "these_annotators") == (
+        "d = 40% [30%, 50%]; these annotators prefer the fine-tuned maps: net preference +25%, clustered Holm "
+        "p = 0.012 < 0.05.")
+
+
+def test_verdict_detail_names_a_faint_direction_and_too_few_annotators():
+    s = AnalysisSettings.defaults()
+    faint = cell(decisive_rate=0.05, decisive_rate_interval=[0.03, 0.08], net_preference=-0.04,
+                 faint_direction="original")
+    assert verdict_detail("imperceptible", faint, s) == (
+        "d = 5% [3%, 8%]: its upper bound is below the perceptibility margin 10%; a faint preference for the "
+        "original maps (net -4%, Holm p = 0.012 < 0.05).")
+    alone = cell(decisive_rate_interval=None, n_annotators=1)
+    assert verdict_detail("inconclusive", alone, s, "people") == (
+        "1 annotator(s): too few for any verdict about people.")
+    assert "too few" not in verdict_detail("inconclusive", alone, s, "these_annotators")
+
+
+def test_faint_directions_only_where_imperceptible_and_significant():
+    from harmony_cli.analysis.verdict import faint_directions
+
+    got = faint_directions(np.array(["imperceptible", "imperceptible", "imperceptible", "aligned", "imperceptible"]),
+                           delta=np.array([0.02, -0.03, 0.02, 0.3, np.nan]),
+                           p_direction_holm=np.array([0.01, 0.001, 0.05, 0.001, np.nan]),
+                           settings=AnalysisSettings.defaults())
+    assert got == ["finetuned", "original", None, None, None]  # p at alpha is not significant
 
 
 def test_verdict_detail_of_an_inconclusive_cell_says_whether_it_was_perceptible():

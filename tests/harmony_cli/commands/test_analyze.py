@@ -137,8 +137,8 @@ def test_newest_study_by_default_and_an_alpha_override_changes_a_verdict(small_s
 
     verdict, report = boundary_verdict()
     assert verdict == "inconclusive" and report["settings"]["alpha"] == 0.05
-    verdict, report = boundary_verdict("analysis.settings.alpha=0.1")
-    assert verdict == "aligned" and "alpha 0.1" in report["rule"]
+    verdict, report = boundary_verdict("analysis.settings.alpha=0.1", "analysis.settings.generalize=these_annotators")
+    assert verdict == "aligned" and "alpha 0.1" in report["rule"] and "verdict for these annotators" in report["rule"]
 
 
 def test_formats_print_every_figure_when_piped(small_store, tmp_path):
@@ -154,13 +154,38 @@ def test_formats_print_every_figure_when_piped(small_store, tmp_path):
                        cell["fleiss_kappa"], cell["krippendorff_alpha"]):
             if figure is not None:
                 assert (f"{figure:.3g}" in line) or (f"{figure:.3f}" in line), (figure, line)
-        assert cell["verdict"] in line
+        assert cell["verdict"] in line and cell["verdicts"]["these_annotators"] in line
+    # the tally line: both inferences, each counted from the cells
+    tally = next(line for line in table.stdout.splitlines() if line.startswith("for people:"))
+    for name, label in (("people", "for people"), ("these_annotators", "for these 3 annotators")):
+        part = tally.split(f"{label}: ")[1].split(";")[0].split(" (of")[0]
+        counted = {v: sum(c["verdicts"][name] == v for c in report["cells"]) for v in
+                   ("aligned", "misaligned", "no_preference", "imperceptible", "inconclusive")}
+        assert part == ", ".join(f"{v} {n}" for v, n in counted.items()), (label, tally)
+    summary = runner.invoke(app, [*base, "--format", "summary"]).stdout.splitlines()
+    assert summary[0].endswith("| verdict for people | verdict for these 3 annotators |") and len(summary) == 2 + 2 + 2
     csv = runner.invoke(app, [*base, "--format", "csv"])
     frame = pd.read_csv(io.StringIO(csv.stdout))
     assert list(frame.attribution) == ["gradcam", "guided_backprop"] and "direction_test_p_value_holm" in frame
     markdown = runner.invoke(app, [*base, "--format", "markdown"]).stdout
     assert markdown.startswith("# harmony report: toy") and "rule (pre-registered" in markdown
     assert json.loads(runner.invoke(app, [*base, "--format", "json"]).stdout)["study"] == "toy"
+
+
+def test_exclude_annotator_reanalyzes_without_them(small_store, tmp_path):
+    runner = CliRunner()
+    base = ["analyze", "--db", small_store, "--study", "toy", "--force", "--format", "json", "--real"]
+    every = json.loads(runner.invoke(app, [*base, "--out", str(tmp_path / "a")]).stdout)
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--exclude-annotator", "ann2"])
+    assert result.exit_code == 0, result.output
+    fewer = json.loads(result.stdout)
+    assert (every["n_annotators"], fewer["n_annotators"]) == (3, 2) and fewer["excluded_annotators"] == ["ann2"]
+    assert fewer["n_labels"] == every["n_labels"] * 2 // 3 and fewer["labels_left_out"] == every["labels_left_out"]
+    assert "ann2" not in [a["annotator"] for a in fewer["annotators"]]
+    assert fewer["labels_per_example"] == every["labels_per_example"] - 1  # the quota drops with each one excluded
+    unknown = runner.invoke(app, [*base, "--out", str(tmp_path / "c"), "--exclude-annotator", "nobody"])
+    assert "--exclude-annotator 'nobody': no such annotator" in str(unknown.exception)  # the entry prints one line
+    assert not (tmp_path / "c").exists()  # (tests/harmony_cli/commands/test_bad_input_table.py)
 
 
 @pytest.fixture
@@ -180,6 +205,8 @@ CASES = {
     # root ignores folder permissions; /sys refuses new folders even to root
     "--out where nothing can be written": (["--out", "/sys/harmony-report"], "cannot write /sys/harmony-report"),
     "unknown study": (["--study", "nope"], "nope"),
+    "unknown --exclude-annotator": (["--exclude-annotator", "nobody"], "'nobody': no such annotator"),
+    "generalize=everyone": (["analysis.settings.generalize=everyone"], "one of people, these_annotators"),
 }
 
 

@@ -85,8 +85,8 @@ def test_labels_frame_rows_and_study_filter(store):
     store.answer(ana, other, "original")
     frame = store.labels_frame("s")
     assert list(frame.columns) == ["study", "example_id", "dataset", "metric", "backbone", "attribution",
-                                   "original_score", "finetuned_score", "annotator", "simulated", "choice",
-                                   "left_map", "response_ms"]
+                                   "original_score", "finetuned_score", "annotator", "simulated", "admin",
+                                   "choice", "left_map", "response_ms"]
     rows = frame[["example_id", "annotator", "simulated", "choice", "finetuned_score"]].values.tolist()
     assert rows == [[second, "ana", False, "finetuned", 1.5], [first, "sim", True, "neither", 0.5]]  # answer order
     assert set(frame.study) == {"s"} and frame.response_ms.tolist()[0] == 5

@@ -57,3 +57,64 @@ def test_a_metric_without_a_recorded_direction_counts_as_higher_is_better(tmp_pa
     assert result.undirected_metrics == ["ris"]
     assert choices(store)[("ris", "0")] == {"finetuned"}  # its score rose: read as a gain
     store.close()
+
+
+def test_the_gain_is_standardized_within_each_cell():
+    """A cell's standardized gains are the same whatever the other cells hold (a far larger gain elsewhere too)."""
+    import numpy as np
+    import pytest
+
+    from harmony_cli.study.simulate import standardized_within
+
+    mine = np.array([0.1, 0.3, 0.2, 0.6])
+    alone = standardized_within(mine, np.array(["a"] * 4))
+    expected = (mine - mine.mean()) / mine.std()  # population SD, as numpy's default
+    assert list(alone) == pytest.approx(list(expected))
+    mixed = standardized_within(np.concatenate([mine, [50.0, 90.0, 70.0]]), np.array(["a"] * 4 + ["b"] * 3))
+    assert list(mixed[:4]) == pytest.approx(list(expected))
+    assert list(mixed[4:]) == pytest.approx([-1.224744871, 1.224744871, 0.0])
+    assert list(standardized_within(np.array([0.2, 0.2]), np.array(["c", "c"]))) == [0.0, 0.0]
+
+
+def test_annotators_differ_by_their_spread_and_not_without_it():
+    """Each annotator's decisive fine-tuned share, on the logit scale, spreads by about annotator_spread; with no
+    spread the labels are exactly those of exchangeable annotators (the same seed, the same labels)."""
+    import numpy as np
+
+    from harmony_cli.study.simulate import simulated_choices
+
+    gains = np.zeros(4000)
+    kwargs = dict(n_annotators=30, preference=0.6, neither=0.3, noise=0.0, gain_weight=0.0, seed=3)
+    spread = simulated_choices(gains, annotator_spread=1.0, neither_spread=0.8, **kwargs)
+    none = simulated_choices(gains, **kwargs)
+    assert (none == simulated_choices(gains, annotator_spread=0.0, **kwargs)).all()
+
+    def logit_sd(choices, numerator, denominator):
+        share = (choices == numerator).sum(1) / np.isin(choices, denominator).sum(1)
+        return np.std(np.log(share / (1 - share)), ddof=1)
+
+    # sampling noise alone: about sqrt(1 / (n p (1 - p))) = 0.05 on the logit scale
+    assert 0.7 < logit_sd(spread, "finetuned", ["finetuned", "original"]) < 1.3
+    assert logit_sd(none, "finetuned", ["finetuned", "original"]) < 0.1
+    assert 0.5 < logit_sd(spread, "neither", ["finetuned", "original", "neither"]) < 1.1
+    assert logit_sd(none, "neither", ["finetuned", "original", "neither"]) < 0.1
+
+
+def test_annotators_who_differ_make_the_two_verdicts_disagree():
+    """Five simulated annotators who differ (spread 1.5 on the logit scale) around a modest preference: for these
+    five the cell is directional, for people it is not (five people cannot tell a preference from disagreement)."""
+    import numpy as np
+    import pandas as pd
+
+    from harmony_cli.analysis import AnalysisSettings, analyze_labels
+    from harmony_cli.study.simulate import simulated_choices
+
+    choices = simulated_choices(np.zeros(400), 5, preference=0.65, neither=0.3, noise=0.0, gain_weight=0.0, seed=2,
+                                annotator_spread=1.5)
+    frame = pd.DataFrame([{"example_id": j, "dataset": "d", "metric": "m", "backbone": "b", "attribution": "a",
+                           "annotator": f"sim{i}", "choice": choices[i, j]} for i in range(5) for j in range(400)])
+    [cell] = analyze_labels(frame, AnalysisSettings.defaults(bootstrap_resamples=0))["cells"]
+    assert cell["verdicts"]["these_annotators"] in ("aligned", "misaligned")
+    assert cell["verdicts"]["people"] == "inconclusive"
+    nets = [a["net_preference"] for a in cell["annotators"]]
+    assert max(nets) - min(nets) > 0.3  # the annotators do differ
