@@ -79,14 +79,14 @@ def add_example(store, study_id: int, **fields) -> int:
     return store.add_examples(study_id, [fields])[0]
 
 
-PILOT_CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
+CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")  # the demo's rma cell
 
 
 def add_labelled_pilot(store) -> None:
     """A study "pilot" of 12 rma examples that 2 annotators answered in full (each choice on a third of
     them, in different rotations: enough for a report)."""
     study = store.get_or_create_study("pilot", config={"higher_is_better": {"rma": True}})
-    ids = store.add_examples(study.id, [dict(PILOT_CELL, source_key=str(i), class_name="c") for i in range(12)])
+    ids = store.add_examples(study.id, [dict(CELL, source_key=str(i), class_name="c") for i in range(12)])
     for a, name in enumerate(("ann1", "ann2")):
         annotator = store.add_annotator(name, None)
         for i, example_id in enumerate(ids):

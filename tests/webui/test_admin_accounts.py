@@ -13,9 +13,9 @@ from harmony_cli.store.accounts import FREE_ATTEMPTS, LOCK_AFTER, WRONG
 from webui import login as page_login
 from tests.webui_study import PASSWORD, make_study
 from tests.conftest import REPO
+from tests.helpers import CELL
 
 APP = REPO / "webui" / "app.py"
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
 @pytest.fixture

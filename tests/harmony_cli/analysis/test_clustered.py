@@ -17,8 +17,9 @@ from statsmodels.stats.proportion import proportion_confint
 
 from harmony_cli.analysis import AnalysisSettings, analyze_labels, verdicts
 from harmony_cli.analysis.clustered import clustered_shares
+from tests.helpers import CELL
+from tests.label_frames import boundary_frame
 
-CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
 NO_BOOT = AnalysisSettings.defaults(bootstrap_resamples=0, generalize="these_annotators")
 NET = {"finetuned": 1.0, "neither": 0.0, "original": -1.0}
 
@@ -111,18 +112,6 @@ def test_verdict_rule_on_arrays():
                          "inconclusive",   # direction significant, but d not shown above the margin
                          "inconclusive",   # Holm p 0.06 >= alpha
                          "inconclusive"]   # fewer than min_examples
-
-
-def boundary_frame() -> pd.DataFrame:
-    """Two cells: 'boundary' with clustered p 0.029 and Holm p 0.058; 'null' with no preference."""
-    rng = np.random.default_rng(23)
-    rows = []
-    for attr, p in (("boundary", (0.3, 0.3, 0.4)), ("null", (0.35, 0.3, 0.35))):
-        for e in range(60):
-            lean = rng.dirichlet(np.array(p) * 4)
-            rows += [{**CELL, "attribution": attr, "example_id": f"{attr}{e}", "annotator": f"a{a}",
-                      "choice": ("original", "neither", "finetuned")[rng.choice(3, p=lean)]} for a in range(5)]
-    return pd.DataFrame(rows)
 
 
 def test_verdict_at_a_holm_boundary_is_not_directional_and_alpha_changes_it():

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from harmony_cli.analysis import AnalysisSettings
 from harmony_cli.analysis.power import PowerModel, power_grid
+from tests.label_frames import boundary_frame, store_from_frame
 
 SETTINGS = AnalysisSettings.defaults(bootstrap_resamples=0)
 
@@ -151,8 +152,6 @@ def test_no_effect_is_rarely_called_directional_and_power_grows_with_size():
 def test_power_command_writes_table_and_figure(tmp_path, sqlite_url):
     from harmony_cli.main import app
 
-    from tests.harmony_cli.analysis.test_clustered import boundary_frame
-    from tests.harmony_cli.commands.test_analyze import store_from_frame
 
     result = CliRunner().invoke(app, ["power", "--examples", "20,40", "--annotators", "3,5", "--simulations", "50",
                                       "--out", str(tmp_path / "p"), "--cells", "4"])

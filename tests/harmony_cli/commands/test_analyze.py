@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from harmony_cli.main import app
 from harmony_cli.store import Store
 from tests.helpers import add_example, add_labelled_pilot, row_counts, run_main
+from tests.label_frames import boundary_frame, store_from_frame
 
 
 @pytest.fixture
@@ -104,25 +105,7 @@ def test_analyze_user_errors_are_one_line(small_store, tmp_path, monkeypatch, ca
     assert "alpha" in _main_error(monkeypatch, capsys, "--db", small_store, "analysis.settings.alpha=2")
 
 
-def store_from_frame(url: str, name: str, frame: pd.DataFrame, config: dict | None = None) -> None:
-    """Add ``frame``'s labels to the store at ``url`` as study ``name`` (examples and annotators created)."""
-    from harmony_cli.store import Store
-
-    store = Store.open(url)
-    study = store.get_or_create_study(name, config=config or {}, image_dir=None)
-    examples = frame.drop_duplicates("example_id")
-    ids = {row.example_id: add_example(store, study.id, dataset=row.dataset, metric=row.metric, backbone=row.backbone,
-                                              attribution=row.attribution, source_key=str(row.example_id),
-                                              position=i, class_name="c")
-           for i, row in enumerate(examples.itertuples())}
-    annotators = {a: (store.annotator(a) or store.add_annotator(a, None)).id for a in frame.annotator.unique()}
-    store.add_labels([{"annotator_id": annotators[r.annotator], "example_id": ids[r.example_id], "choice": r.choice}
-                      for r in frame.itertuples()], source="cli")
-    store.close()
-
-
 def test_newest_study_by_default_and_an_alpha_override_changes_a_verdict(small_store, tmp_path):
-    from tests.harmony_cli.analysis.test_clustered import boundary_frame
 
     store_from_frame(small_store, "aaa-newest", boundary_frame())  # created after "toy"; sorts first by name
     runner = CliRunner()

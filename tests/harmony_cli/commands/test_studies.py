@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from harmony_cli.main import app
 from harmony_cli.store import Store
-from tests.helpers import assert_one_line_error, assignable_store, harmony, harmony_main
+from tests.helpers import CELL, assert_one_line_error, assignable_store, harmony, harmony_main
 
 runner = CliRunner()
 LONG = "a-study-name-long-enough-to-be-cut-at-eighty-columns-by-a-terminal-table"
@@ -49,7 +49,6 @@ def test_every_format_lists_the_cells_in_full(sqlite_url):
 INSTRUCTIONS = "# Look closely\n\nPick the map that **covers the object**."
 
 
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
 def _study_config(url: str, name: str) -> dict:

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from harmony_cli.store import Label, LabelAudit, SessionEnded, Store, StoreError
+from tests.helpers import CELL
 
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
 @pytest.fixture

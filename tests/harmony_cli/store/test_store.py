@@ -10,9 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from harmony_cli.store import (CHOICES, SCHEMA_VERSION, Example, Label, LabelAudit, Meta, Store, StoreError,
                                resolve_db_url)
-from tests.helpers import stores_in_threads
+from tests.helpers import CELL, stores_in_threads
 
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
 def make_examples(store: Store, n: int, study: str = "s", cell: dict = CELL) -> list[int]:

@@ -18,10 +18,9 @@ import pytest
 import torch
 
 from tests.conftest import REPO, TEST_CACHE
-from tests.helpers import run_main
+from tests.helpers import CELL, run_main
 
 DATA = ["data.train_size=64", "data.val_size=16", "data.test_size=32"]
-CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
 def finetune(*args: str) -> subprocess.CompletedProcess:

@@ -13,8 +13,8 @@ from harmony_cli.analysis import (AnalysisSettings, analyze_labels, cluster_boot
                                   write_report)
 from harmony_cli.analysis import select_label_source
 from harmony_cli.errors import UserError
+from tests.helpers import CELL
 
-CELL = {"dataset": "synthetic", "metric": "rma", "backbone": "tiny", "attribution": "gradcam"}
 FAST = AnalysisSettings.defaults(bootstrap_resamples=300)
 
 
