@@ -5,10 +5,10 @@ from .imagenet import DataLayoutError, ImageFiles, ImageNetDataModule
 from .imagenet_s import ImageNetSDataModule, SegmentedImageFiles
 from .synthetic import CLASS_NAMES, SyntheticShapes
 from .synthetic_datamodule import SyntheticDataModule
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, IMAGENET_TRANSFORM, InputTransform, denormalize, normalize
 
 __all__ = [
     "CLASS_NAMES", "DataLayoutError", "HarmonyDataModule", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFiles",
-    "ImageNetDataModule", "ImageNetSDataModule", "SegmentedImageFiles", "SyntheticDataModule",
+    "ImageNetDataModule", "IMAGENET_TRANSFORM", "InputTransform", "ImageNetSDataModule", "SegmentedImageFiles", "SyntheticDataModule",
     "SyntheticShapes", "collate_skip_none", "denormalize", "normalize",
 ]

@@ -110,6 +110,10 @@ def proven_twin(model: nn.Module, explainer_factory: Callable[[nn.Module], objec
     try:
         twin = folded_twin(model, x)
         if not any(isinstance(m, FoldedConvBN) for m in twin.modules()):
+            if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+                log.info("fine-tuning %s without BatchNorm folding: none of its BatchNorms is an eval-mode "
+                         "nn.BatchNorm2d reading an nn.Conv2d's output (subclasses are not folded)",
+                         type(model).__name__)
             return model, explainer
         twin_explainer = explainer_factory(twin)
         reason = _difference_in_float64(model, explainer_factory, x, y, rtol, atol)
