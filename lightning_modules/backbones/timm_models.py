@@ -41,6 +41,9 @@ def timm_classifier(arch: str, num_classes: int = 1000) -> nn.Module:
     """An untrained timm model ``arch`` with ``num_classes`` outputs, activations out-of-place. Weights come
     from ``backbone.weights`` (timm never downloads here: ``pretrained=False``)."""
     _check_arch(arch)
+    if num_classes is None:
+        raise WeightsError("data.num_classes is not set, so the backbone does not know its output count: set "
+                           "data.num_classes=<the number of classes> (1000 for an ImageNet head)")
     return out_of_place(_timm().create_model(arch, pretrained=False, num_classes=num_classes))
 
 

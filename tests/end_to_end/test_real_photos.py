@@ -294,10 +294,12 @@ def test_a_random_small_timm_model_scores_under_every_metric_and_finetunes_two_s
     assert explain.layer is model.s4
     names = sorted(c.name for c in metric_classes())
     assert names == ["focus", "irof", "ris", "rma", "road"]
+    cheaper = {"ris": ["metric.metric.n_samples=8"], "road": ["metric.metric.percentages=[20,50,80]"]}
     for name in names:
-        metric = instantiate(compose_config([*common, f"metric={name}"], task="finetune").metric.metric)
+        metric = instantiate(compose_config([*common, f"metric={name}", *cheaper.get(name, [])],
+                                            task="finetune").metric.metric)
         scores = metric.score(model, x, y, explain, masks)
-        assert scores.shape == (4,) and torch.isfinite(scores).any(), name
+        assert scores.shape == (4,) and torch.isfinite(scores).all(), name
     code, out, err = run_main(monkeypatch, capsys, "finetune", *common, "metric=rma", f"paths.outputs={tmp_path}",
                               "finetune.batch_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
                               "trainer.enable_progress_bar=false", "finetune.plot_images=2")

@@ -25,6 +25,8 @@ def test_a_timm_model_by_name_has_no_in_place_activation_and_the_classes_asked_f
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
     with pytest.raises(WeightsError, match=r"timm has no model 'resnet_nope'.*timm.list_models"):
         timm_models.timm_classifier("resnet_nope")
+    with pytest.raises(WeightsError, match="set data.num_classes"):  # data=folder leaves it to the user
+        timm_models.timm_classifier("resnet18", num_classes=None)
 
 
 @pytest.mark.parametrize("arch, layer", [("tf_efficientnet_lite0", "bn2"), ("resnet18", "layer4"),

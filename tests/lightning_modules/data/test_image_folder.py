@@ -193,3 +193,16 @@ def test_data_preview_draws_the_folder_and_names_a_bad_one(tmp_path, monkeypatch
     lines = [line for line in (stdout + stderr).splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "eel" in lines[0] and "has no images" in lines[0]
     assert not (tmp_path / "g2.png").exists()
+
+
+def test_rma_on_a_folder_needs_its_masks_or_boxes_before_anything_loads(tmp_path):
+    from harmony_cli.hydra_app import compose_config
+    from lightning_modules.errors import UserError
+    from lightning_modules.finetune.checks import check_combination
+
+    base = ["data=folder", f"data.root={tmp_path / 'nowhere'}", "metric=rma"]
+    with pytest.raises(UserError, match=r"needs object masks.*data.boxes"):
+        check_combination(compose_config(base, task="finetune"), environment=False)
+    for given in ("data.boxes=b.csv", "data.masks=masks"):
+        check_combination(compose_config([*base, given], task="finetune"), environment=False)
+    check_combination(compose_config([*base[:2], "metric=road"], task="finetune"), environment=False)
