@@ -206,3 +206,16 @@ def test_rma_on_a_folder_needs_its_masks_or_boxes_before_anything_loads(tmp_path
     for given in ("data.boxes=b.csv", "data.masks=masks"):
         check_combination(compose_config([*base, given], task="finetune"), environment=False)
     check_combination(compose_config([*base[:2], "metric=road"], task="finetune"), environment=False)
+
+
+def test_the_imagenet_modules_take_the_backbones_transform_too(tmp_path):
+    from lightning_modules.data import ImageNetDataModule
+    from tests.lightning_modules.data.test_real_data import make_imagenet
+
+    root = make_imagenet(tmp_path)
+    plain = ImageNetDataModule(root, num_classes=None, image_size=16)
+    scaled = ImageNetDataModule(root, num_classes=None, image_size=16, transform=MINUS_ONE_TO_ONE)
+    a, b = plain.split("train")[0]["image"], scaled.split("train")[0]["image"]
+    assert b.min() >= -1 and b.max() <= 1 and (a - b).abs().max() > 0.3
+    torch.testing.assert_close(plain.denormalize(a), scaled.denormalize(b), atol=0.02, rtol=0)  # the same photo
+    assert plain.fingerprint() != scaled.fingerprint() and "InputTransform" not in plain.fingerprint()
