@@ -236,13 +236,15 @@ def test_finetuning_on_16_photos_improves_rma_and_focus_on_the_held_out_four_and
               f"paths.outputs={outputs}", "finetune.batch_size=8", "finetune.lr=3e-4", "trainer.max_steps=2",
               "trainer.val_check_interval=1", "finetune.fold_batchnorm=false", "finetune.plot_images=2",
               "trainer.enable_progress_bar=false"]
-    code, out, err = run_main(monkeypatch, capsys, "finetune", "-m", "metric=rma,road", *common,
-                              f"hydra.sweep.dir={sweep}")
-    assert code == 0, err[-3000:]
-    # Focus on full-size mosaics: half-size ones shrink each photo to 64 px, where the network hardly sees it
-    code, out, err = run_main(monkeypatch, capsys, "finetune", "metric=focus", "metric.metric.mosaic=full", *common,
-                              f"hydra.run.dir={sweep / '2_focus'}")
-    assert code == 0, err[-3000:]
+    runs = {"0_rma": ["metric=rma"],
+            # ROAD on a coarse grid, one step: it is here for build-dataset (its gain is not asserted, below)
+            "1_road": ["metric=road", "metric.metric.percentages=[20,50,80]", "trainer.max_steps=1"],
+            # Focus on full-size mosaics: half-size ones shrink each photo to 64 px, where the network hardly sees it
+            "2_focus": ["metric=focus", "metric.metric.mosaic=full"]}
+    for folder, overrides in runs.items():  # one run dir each, side by side as a sweep lays them out
+        code, out, err = run_main(monkeypatch, capsys, "finetune", *common, *overrides,
+                                  f"hydra.run.dir={sweep / folder}")
+        assert code == 0, err[-3000:]
     cells = _cells(sweep)
     assert set(cells) == {"rma", "focus", "road"}
     for name, metrics in cells.items():
@@ -250,8 +252,9 @@ def test_finetuning_on_16_photos_improves_rma_and_focus_on_the_held_out_four_and
         print(f"{name}: {metrics['original_score']:.4f} -> {metrics['finetuned_score']:.4f}, "
               f"agreement {metrics['agreement']}")
         assert metrics["validation_images"] == 4 and metrics["agreement"] == 1.0, name
-    # ROAD (an accuracy over 4 photos x 10 removal levels, in steps of 0.025) does not move in 2 steps that keep
-    # every prediction (measured: 0.675 -> 0.625..0.65 at lr 1e-4; at 1e-3 it rises only as agreement falls to 0.5)
+    # ROAD (an accuracy over 4 photos x a few removal levels) does not rise in steps that keep every prediction
+    # (measured on harmony's 10-level grid: 0.675 -> 0.625..0.65 at lr 1e-4; at 1e-3 it rises only as the
+    # agreement falls to 0.5)
     for name in ("rma", "focus"):
         assert cells[name]["higher_is_better"] and cells[name]["finetuned_score"] > cells[name]["original_score"], name
 
