@@ -21,8 +21,6 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lightning_modules.data import denormalize
-
     dataset = datamodule.split(split)
     n = min(n, len(dataset))
     rows = (n + columns - 1) // columns
@@ -33,7 +31,7 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
         item = dataset[i]
         if item is None:
             continue
-        ax.imshow(denormalize(item["image"]).permute(1, 2, 0).numpy())
+        ax.imshow(datamodule.denormalize(item["image"]).permute(1, 2, 0).numpy())
         if "mask" in item:
             ax.contour(item["mask"][0].numpy(), levels=[0.5], colors="white", linewidths=0.8)
         ax.set_title(item["class_name"], fontsize=7)

@@ -125,7 +125,8 @@ def store_batch(job: CellJob, chunk: list[dict]) -> int:
     y = torch.stack([p["label"] for p in chunk])
     masks = torch.stack([p["mask"] for p in chunk]) if chunk[0]["mask"] is not None else None
     pair = explain_and_score(run.original, run.finetuned, run.explainer, run.metric, x, y, masks)
-    rendered = render_pairs(x, pair.original_maps, pair.finetuned_maps, job.settings.render)
+    rendered = render_pairs(x, pair.original_maps, pair.finetuned_maps, job.settings.render,
+                            getattr(run.datamodule, "denormalize", None))
     class_names, created = list(run.datamodule.class_names), []
     try:
         rows = [dict(cell, source_key=str(p["index"]), position=p["position"],

@@ -28,9 +28,11 @@ def _resize(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode=mode, **kwargs)
 
 
-def display_images(images: torch.Tensor, settings: RenderSettings) -> np.ndarray:
-    """ImageNet-normalized (B,3,H,W) -> uint8 (B,S,S,3) for display."""
-    from lightning_modules.data import denormalize
+def display_images(images: torch.Tensor, settings: RenderSettings, denormalize=None) -> np.ndarray:
+    """Normalized (B,3,H,W) -> uint8 (B,S,S,3) for display. ``denormalize``: the data module's inverse of its
+    normalization (its ``denormalize``); None: ImageNet statistics."""
+    if denormalize is None:
+        from lightning_modules.data import denormalize
 
     rgb = _resize(denormalize(images.detach().float().cpu()), settings.image_size, settings.resample).clamp(0, 1)
     return (rgb.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
@@ -77,9 +79,10 @@ class RenderedMaps:
 
 
 def render_pairs(images: torch.Tensor, original_maps: torch.Tensor, finetuned_maps: torch.Tensor,
-                 settings: RenderSettings) -> RenderedMaps:
-    """Render a batch: images (B,3,H,W) normalized, maps (B,1,H,W) -> :class:`RenderedMaps`."""
-    shown = display_images(images, settings)
+                 settings: RenderSettings, denormalize=None) -> RenderedMaps:
+    """Render a batch: images (B,3,H,W) normalized, maps (B,1,H,W) -> :class:`RenderedMaps`.
+    ``denormalize``: as :func:`display_images`."""
+    shown = display_images(images, settings, denormalize)
 
     def heat(maps: torch.Tensor) -> np.ndarray:
         # normalize at the map's own resolution, then upscale: interpolation stays inside [0,1]

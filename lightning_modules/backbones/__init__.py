@@ -1,8 +1,10 @@
-"""Backbones: the default ``tiny`` CNN and any torchvision classifier, with their weights.
+"""Backbones: the default ``tiny`` CNN, any torchvision or timm classifier, with their weights.
 
 A backbone config (conf/backbone/*.yaml) instantiates :func:`build_backbone`
-with the untrained ``model`` (its own ``_target_``), the ``weights`` source and
-the GradCAM target layer.
+with the untrained ``model`` (its own ``_target_``), the ``weights`` source,
+the GradCAM target layer and the ``transform`` its weights expect
+(:class:`lightning_modules.data.InputTransform`; data modules that read image
+files take it from ``backbone.transform``).
 """
 from __future__ import annotations
 
@@ -11,18 +13,19 @@ import os
 from torch import nn
 
 from .tiny import TinyCNN
-from .torchvision_models import torchvision_classifier
+from .torchvision_models import out_of_place, torchvision_classifier, torchvision_transform
 from .weights import WeightsError, auto_weights, load_state_file, load_torchvision_weights, weights_digest
 
 
 def build_backbone(model: nn.Module, name: str, weights: str | None = "auto", gradcam_layer: str | None = None,
                    datamodule=None, cache_dir: str | os.PathLike = "outputs/models", arch: str | None = None,
-                   auto: dict | None = None) -> nn.Module:
+                   auto: dict | None = None, transform=None) -> nn.Module:
     """Return ``model`` with its weights loaded, in eval mode.
 
     ``weights``: ``auto`` | ``none`` | a checkpoint path | a torchvision weights
     name (``IMAGENET1K_V1``; needs ``arch``). ``gradcam_layer`` is checked to
     name a submodule so that a wrong YAML fails here, not mid-training.
+    ``transform``: the backbone's input transform; the data module applies it, the model ignores it.
     """
     if gradcam_layer:
         try:
@@ -41,5 +44,5 @@ def build_backbone(model: nn.Module, name: str, weights: str | None = "auto", gr
     return model.eval()
 
 
-__all__ = ["TinyCNN", "WeightsError", "build_backbone", "load_state_file", "torchvision_classifier",
-           "weights_digest"]
+__all__ = ["TinyCNN", "WeightsError", "build_backbone", "load_state_file", "out_of_place", "torchvision_classifier",
+           "torchvision_transform", "weights_digest"]

@@ -39,17 +39,36 @@ def load_state_file(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"cannot read weights file {path} ({type(exc).__name__}): is it a torch checkpoint?") from exc
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    for key in ("state_dict", "model"):  # Lightning and timm training checkpoints hold the weights under a key
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict: save "
+                           f"model.state_dict() (or a Lightning checkpoint)")
     for prefix in ("model.", "finetuned.", "module."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
+    check_keys(model, state, path)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(f"weights file {path} does not fit this backbone ({first}): check backbone= and data.num_classes") from exc
     return model
+
+
+def check_keys(model: nn.Module, state: dict, path: Path, shown: int = 3) -> None:
+    """One line naming a few of the keys ``model`` lacks in ``state`` and the keys it does not have."""
+    own = set(model.state_dict())
+    missing = [k for k in model.state_dict() if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if not missing and not unexpected:
+        return
+    parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:shown])})"
+             for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    raise WeightsError(f"weights file {path} does not fit {type(model).__name__}: {'; '.join(parts)} keys: "
+                       f"check backbone= / backbone.arch and data.num_classes")
 
 
 def load_torchvision_weights(model: nn.Module, arch: str, weights_name: str) -> nn.Module:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .collate import collate_skip_none
+from .transforms import denormalize
 
 
 class HarmonyDataModule(pl.LightningDataModule):
@@ -30,6 +32,10 @@ class HarmonyDataModule(pl.LightningDataModule):
     @property
     def class_names(self) -> list[str]:
         raise NotImplementedError
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """This module's images (ImageNet-normalized unless a subclass says otherwise) as [0,1] RGB for display."""
+        return denormalize(x)
 
     def fingerprint(self) -> str:
         """What identifies this data set's content (keys cached models and splits)."""

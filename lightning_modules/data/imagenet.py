@@ -19,8 +19,9 @@ Tinca tinca`` -> ``tench``), else the wnid.
 
 Splits: train is the train folder; val and test are a seeded, disjoint split of
 the val images (``val_fraction`` of them to val). Every split uses the
-evaluation transform (resize the short side to ``image_size * 256 / 224``,
-center crop ``image_size``, normalize): fine-tuning keeps the original model's
+evaluation transform of the backbone's weights (``backbone.transform``; by default
+ImageNet's: resize the short side to ``image_size * 256 / 224`` bilinearly,
+center crop ``image_size``, normalize with ImageNet statistics): fine-tuning keeps the original model's
 predictions, and masks of segmented sets must follow the image exactly.
 
 A corrupt or unreadable image is skipped (the item is ``None``, dropped by
@@ -43,7 +44,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
 from .base import HarmonyDataModule
-from .transforms import normalize
+from .transforms import IMAGENET_TRANSFORM, InputTransform
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,15 @@ def seeded_subset(items: list, size: int | None, seed: int) -> list:
     return [items[i] for i in sorted(order[:size])]
 
 
-def resize_crop(image: Image.Image, resize_size: int, crop_size: int, nearest: bool = False) -> Image.Image:
-    """Short side to ``resize_size``, then a center ``crop_size`` square (nearest for masks)."""
-    mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BILINEAR
+def transform_key(transform: InputTransform) -> str:
+    """A fingerprint's part for ``transform``: empty for ImageNet's own (earlier fingerprints stay valid)."""
+    return "" if transform == IMAGENET_TRANSFORM else f"-{transform}"
+
+
+def resize_crop(image: Image.Image, resize_size: int, crop_size: int, nearest: bool = False,
+                interpolation: str = "bilinear") -> Image.Image:
+    """Short side to ``resize_size`` (``interpolation``; nearest for masks), then a center ``crop_size`` square."""
+    mode = InterpolationMode.NEAREST if nearest else InterpolationMode(interpolation)
     image = TF.resize(image, resize_size, interpolation=mode, antialias=True)  # PIL: nearest never blends
     return TF.center_crop(image, [crop_size, crop_size])
 
@@ -166,11 +173,12 @@ class ImageFiles(Dataset):
     """
 
     def __init__(self, samples: list[tuple[Path, int]], class_names: Sequence[str], image_size: int = 224,
-                 resize_size: int | None = None):
+                 resize_size: int | None = None, transform: InputTransform | None = None):
         self.samples = samples
         self.class_names = list(class_names)
         self.image_size = image_size
-        self.resize_size = resize_size or round(image_size * 256 / 224)
+        self.transform = transform or IMAGENET_TRANSFORM  # the backbone's mean, std, crop share, interpolation
+        self.resize_size = resize_size or self.transform.resize_size(image_size)
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -179,8 +187,9 @@ class ImageFiles(Dataset):
     def load_image(self, path: Path) -> torch.Tensor:
         """(3,S,S) normalized image of ``path``."""
         with Image.open(path) as image:
-            image = resize_crop(image.convert("RGB"), self.resize_size, self.image_size)
-        return normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True))
+            image = resize_crop(image.convert("RGB"), self.resize_size, self.image_size,
+                                interpolation=self.transform.interpolation)
+        return self.transform.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True))
 
     def load(self, i: int) -> dict:
         path, label = self.samples[i][:2]
@@ -265,8 +274,9 @@ class ImageNetDataModule(FolderDataModule):
                  image_size: int = 224, resize_size: int | None = None, val_fraction: float = 0.5, seed: int = 0,
                  batch_size: int = 64, num_workers: int = 0, val_labels: str | os.PathLike | None = None,
                  synset_mapping: str | os.PathLike | None = None, train_size: int | None = None,
-                 val_size: int | None = None, test_size: int | None = None):
+                 val_size: int | None = None, test_size: int | None = None, transform: InputTransform | None = None):
         self.root = checked_root("ImageNet", root, ("train", "val"), _layout_hint)
+        self.transform = transform or IMAGENET_TRANSFORM
         if not 0 < val_fraction < 1:
             raise DataLayoutError(f"data.val_fraction={val_fraction} must lie between 0 and 1 (the share of "
                                   f"the val images that go to val; the rest go to test)")
@@ -314,7 +324,10 @@ class ImageNetDataModule(FolderDataModule):
     def fingerprint(self) -> str:
         sizes = "-".join(str(n) for n in self.sizes.values())
         return (f"{self.name}-{self.root.resolve()}-{len(self.wnids)}c-{self.image_size}px-"
-                f"seed{self.seed}-val{self.val_fraction}-{sizes}")
+                f"seed{self.seed}-val{self.val_fraction}-{sizes}{transform_key(self.transform)}")
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform.denormalize(x)
 
     # -- listing ----------------------------------------------------------------------------
 
@@ -378,7 +391,7 @@ class ImageNetDataModule(FolderDataModule):
     # -- splits -----------------------------------------------------------------------------
 
     def make_dataset(self, samples: list) -> ImageFiles:
-        return ImageFiles(samples, self.names, self.image_size, self.resize_size)
+        return ImageFiles(samples, self.names, self.image_size, self.resize_size, self.transform)
 
     def samples_of(self, split: str) -> list[tuple[Path, int]]:
         """The samples of ``split`` before the size limit: val and test split the val images."""

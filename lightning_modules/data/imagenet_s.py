@@ -50,7 +50,8 @@ from PIL import Image
 
 from .imagenet import (SYNSET_MAPPING, DataLayoutError, FolderDataModule, ImageFiles, ancestors, check_class_count,
                        checked_root, find_file, list_class_folders, list_images, read_synset_mapping, resize_crop,
-                       seeded_split)
+                       seeded_split, transform_key)
+from .transforms import IMAGENET_TRANSFORM, InputTransform
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ class SegmentedImageFiles(ImageFiles):
     """
 
     def __init__(self, samples: list[tuple[Path, int, Path, int]], class_names: Sequence[str],
-                 image_size: int = 224, resize_size: int | None = None):
-        super().__init__(samples, class_names, image_size, resize_size)
+                 image_size: int = 224, resize_size: int | None = None, transform=None):
+        super().__init__(samples, class_names, image_size, resize_size, transform)
         self.fallback_masks = 0
 
     def load_mask(self, path: Path, own_id: int) -> torch.Tensor:
@@ -129,8 +130,10 @@ class ImageNetSDataModule(FolderDataModule):
                  image_size: int = 224, resize_size: int | None = None, val_fraction: float = 0.5,
                  train_fraction: float = 0.5, seed: int = 0, batch_size: int = 64, num_workers: int = 0,
                  synset_mapping: str | os.PathLike | None = None, categories: str | os.PathLike | None = None,
-                 train_size: int | None = None, val_size: int | None = None, test_size: int | None = None):
+                 train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
+                 transform: InputTransform | None = None):
         self.root = checked_root("ImageNet-S", root, ("validation", "validation-segmentation"), _layout_hint)
+        self.transform = transform or IMAGENET_TRANSFORM
         for key, value in (("val_fraction", val_fraction), ("train_fraction", train_fraction)):
             if not 0 < value < 1:
                 raise DataLayoutError(f"data.{key}={value} must lie between 0 and 1")
@@ -187,7 +190,10 @@ class ImageNetSDataModule(FolderDataModule):
     def fingerprint(self) -> str:
         sizes = "-".join(str(n) for n in self.sizes.values())
         return (f"{self.name}-{self.root.resolve()}-{len(self.wnids)}c-{self.image_size}px-seed{self.seed}-"
-                f"val{self.val_fraction}-train{self.train_fraction}-{sizes}")
+                f"val{self.val_fraction}-train{self.train_fraction}-{sizes}{transform_key(self.transform)}")
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform.denormalize(x)
 
     def masked_samples(self, images: str) -> list[tuple[Path, int, Path, int]]:
         """(image, label, mask, own id) of every image in ``<root>/<images>`` that has a mask."""
@@ -216,7 +222,7 @@ class ImageNetSDataModule(FolderDataModule):
         return self._splits[split]
 
     def make_dataset(self, samples: list) -> SegmentedImageFiles:
-        return SegmentedImageFiles(samples, self.names, self.image_size, self.resize_size)
+        return SegmentedImageFiles(samples, self.names, self.image_size, self.resize_size, self.transform)
 
     def split_samples(self) -> dict[str, list]:
         """{split: samples} before the size limits."""

@@ -11,13 +11,17 @@ def _check_masks(cfg) -> None:
     """A metric that needs object masks (the class's ``needs_masks``) needs a data set that has them."""
     try:
         metric = get_class(cfg.metric.metric._target_)
-        has_masks = bool(getattr(get_class(cfg.data._target_), "has_masks", False))
+        data_class = get_class(cfg.data._target_)
+        if hasattr(data_class, "masks_configured"):  # masks only when the config gives them (data=folder)
+            has_masks = data_class.masks_configured(cfg.data)
+        else:
+            has_masks = bool(getattr(data_class, "has_masks", False))
     except Exception:  # an unimportable class fails later with its own message
         return
     if getattr(metric, "needs_masks", False) and not has_masks:
         others = ", ".join(sorted({c.name for c in metric_classes() if not c.needs_masks}))
         raise UserError(f"metric {cfg.metric.name} needs object masks, but data {cfg.data.name} has none: "
-                        f"use data=imagenet_s or data=synthetic, or another metric ({others})")
+                        f"use data=imagenet_s, data=synthetic or data=folder with data.masks/data.boxes, or another metric ({others})")
 
 
 def _number(value, kind=float):

