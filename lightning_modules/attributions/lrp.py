@@ -29,7 +29,7 @@ from zennit.types import Linear as AnyLinear
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .base import Attribution, Explanation, input_gradient
-from .excitation_backprop import (MergeBatchNormInRule, NormRule, PassMergedRule, ZPlusRule, _affine,
+from .excitation_backprop import (MergeBatchNormInRule, NormRule, ZPlusRule, _affine,
                                   _GraphKeepingRule, has_batch_norm, merged_parameters)
 
 COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box")
@@ -91,9 +91,10 @@ class GammaRule(_GraphKeepingRule):
         up, down = weight + g * weight.clamp(min=0), weight + g * weight.clamp(max=0)
         bias_up = None if bias is None else bias + g * bias.clamp(min=0)
         bias_down = None if bias is None else bias + g * bias.clamp(max=0)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        # four distinct tensors: a gradient w.r.t. a tensor used twice would sum both terms
+        inputs = [x.clamp(min=0), x.clamp(max=0), x.clamp(min=0), x.clamp(max=0)]
         params = [(up, bias_up), (down, None), (down, bias_down), (up, None)]
-        leaves, out = _forward(module, [xp, xn, xp, xn], params)
+        leaves, out = _forward(module, inputs, params)
         with torch.no_grad():
             z = _affine(module, x, weight, bias)
         positive = (z > 0).to(z) * relevance_out / stabilize(out[0] + out[1], self.stabilizer)
@@ -135,7 +136,8 @@ def lrp_composite(composite: str = "epsilon_plus_flat", epsilon: float = 1e-6, s
                   gamma: float = 0.25, low=None, high=None, canonize: bool = False) -> LayerMapComposite:
     """zennit's ``EpsilonPlusFlat`` / ``EpsilonGammaBox`` layer maps with the graph-keeping rules above;
     canonized (``canonize=True``) as :func:`excitation_backprop_composite` is."""
-    base = [(Activation, Pass()), (Sum, NormRule(stabilizer)), (AvgPool, NormRule(stabilizer))]
+    # as zennit's layer_map_base: a BatchNorm passes relevance unchanged, merged into the layer before it or not
+    base = [(Activation, Pass()), (Sum, NormRule(stabilizer)), (AvgPool, NormRule(stabilizer)), (BatchNorm, Pass())]
     if composite == "epsilon_plus_flat":
         layer_map = base + [(Convolution, ZPlusRule(stabilizer)), (nn.Linear, EpsilonRule(epsilon))]
         first_map = [(AnyLinear, FlatRule(stabilizer))]
@@ -146,7 +148,6 @@ def lrp_composite(composite: str = "epsilon_plus_flat", epsilon: float = 1e-6, s
         raise ValueError(f"unknown LRP composite {composite!r}: use one of {', '.join(COMPOSITES)}")
     canonizers = None
     if canonize:
-        layer_map = [(BatchNorm, PassMergedRule()), *layer_map]
         canonizers = [MergeBatchNormInRule(), ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()]
     return SpecialFirstLayerMapComposite(layer_map, first_map, canonizers=canonizers)
 
