@@ -184,3 +184,13 @@ class LRP(Attribution):
                                   self.canonize)
         relevance, logits, _ = input_gradient(self.model, x, target, create_graph, composite.context(self.model))
         return Explanation(relevance.sum(1, keepdim=True), logits, relevance)
+
+
+class LRPEpsilonGammaBox(LRP):
+    """:class:`LRP` under zennit's ``EpsilonGammaBox`` (conf/attribution/lrp_gamma_box.yaml): ZBox on the
+    first convolution, bounded by ``pixel_range`` after the data's normalization (or ``low``/``high``)."""
+
+    def __init__(self, model: nn.Module, epsilon: float = 1e-6, gamma: float = 0.25,
+                 pixel_range: Sequence[float] = (0.0, 1.0), low=None, high=None, stabilizer: float = 1e-6,
+                 canonize: bool | str = "auto"):
+        super().__init__(model, "epsilon_gamma_box", epsilon, gamma, pixel_range, low, high, stabilizer, canonize)

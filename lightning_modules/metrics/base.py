@@ -66,8 +66,8 @@ class Metric:
     """An explanation-quality metric as the fine-tuning module uses it.
 
     Class attributes, the single source of a metric's facts (its YAML holds none): ``name``, ``family``
-    (localization | perturbation | stability), ``higher_is_better`` (of :meth:`score`),
-    ``needs_masks``.
+    (localization | perturbation | stability | complexity), ``higher_is_better`` (of :meth:`score`),
+    ``needs_masks``, ``reference`` (the paper) and ``equals`` (the implementation it equals, e.g. Quantus').
 
     - :meth:`score` (B,) per-image evaluation value, no gradient; computes the maps
       with ``explain(x, y)`` itself.
@@ -79,6 +79,8 @@ class Metric:
     family: str = ""
     higher_is_better: bool = True
     needs_masks: bool = False
+    reference: str = ""  # the paper that defines it
+    equals: str = ""     # the reference implementation it equals (with the settings where that holds)
 
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         raise NotImplementedError

@@ -86,5 +86,5 @@ def test_bad_settings_and_configs(models):
     for name, composite in (("lrp", "epsilon_plus_flat"), ("lrp_gamma_box", "epsilon_gamma_box")):
         cfg = compose_config([f"attribution={name}", "backbone=tiny"])
         explain = instantiate(cfg.attribution.explainer, model=models["tiny"])
-        assert explain.composite == composite
+        assert explain.composite == composite and isinstance(explain, LRP)
         torch.testing.assert_close(explain(x, target), LRP(models["tiny"], composite=composite)(x, target))
