@@ -34,6 +34,10 @@ class Attribution:
     The model's train/eval mode is left as it is, and no hook outlives the call.
     """
 
+    family: str = ""     # gradient | CAM | rule-based (relevance propagation)
+    reference: str = ""  # the paper that defines it
+    equals: str = ""     # the reference implementation it equals
+
     def __init__(self, model: nn.Module):
         self.model = model
 

@@ -34,6 +34,10 @@ class GradCAM(Attribution):
     The layer must run once per forward pass (not a module reused at several places).
     """
 
+    family = "CAM"
+    reference = "Selvaraju et al. 2017"
+    equals = "captum LayerGradCam(relu_attributions=True), upsampled"
+
     def __init__(self, model: nn.Module, layer: nn.Module | str):
         super().__init__(model)
         self.layer = resolve_layer(model, layer)

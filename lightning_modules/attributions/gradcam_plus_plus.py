@@ -17,6 +17,10 @@ class GradCAMPlusPlus(GradCAM):
     it); map ``relu(sum_k w_k A_k)`` upsampled bilinearly. (B,C,H,W) -> (B,1,H,W); ``raw`` (B,1,h,w).
     """
 
+    family = "CAM"
+    reference = "Chattopadhay et al. 2018"
+    equals = "its formula on Captum layer gradients (Captum has none)"
+
     def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         squared = grads.pow(2)
         denominator = 2 * squared + acts.sum(dim=(2, 3), keepdim=True) * squared * grads

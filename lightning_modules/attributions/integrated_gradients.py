@@ -36,6 +36,10 @@ class IntegratedGradients(Attribution):
         "riemann_trapezoid").
     """
 
+    family = "gradient"
+    reference = "Sundararajan et al. 2017"
+    equals = "captum IntegratedGradients"
+
     def __init__(self, model, baseline: float = 0.0, steps: int = 16, method: str = "gausslegendre"):
         super().__init__(model)
         path_points(steps, method)  # checks the settings now, not at the first batch

@@ -165,6 +165,10 @@ class LRP(Attribution):
     canonize: "auto" (on for models with BatchNorm), True or False (see excitation_backprop.py).
     """
 
+    family = "rule-based"
+    reference = "Bach et al. 2015"
+    equals = "zennit EpsilonPlusFlat composite"
+
     def __init__(self, model: nn.Module, composite: str = "epsilon_plus_flat", epsilon: float = 1e-6,
                  gamma: float = 0.25, pixel_range: Sequence[float] = (0.0, 1.0), low=None, high=None,
                  stabilizer: float = 1e-6, canonize: bool | str = "auto"):
@@ -189,6 +193,8 @@ class LRP(Attribution):
 class LRPEpsilonGammaBox(LRP):
     """:class:`LRP` under zennit's ``EpsilonGammaBox`` (conf/attribution/lrp_gamma_box.yaml): ZBox on the
     first convolution, bounded by ``pixel_range`` after the data's normalization (or ``low``/``high``)."""
+
+    equals = "zennit EpsilonGammaBox composite"
 
     def __init__(self, model: nn.Module, epsilon: float = 1e-6, gamma: float = 0.25,
                  pixel_range: Sequence[float] = (0.0, 1.0), low=None, high=None, stabilizer: float = 1e-6,

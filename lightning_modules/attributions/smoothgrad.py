@@ -18,6 +18,10 @@ class SmoothGrad(Attribution):
     compare on the same noise, and a score is reproducible). All copies run as one batch.
     """
 
+    family = "gradient"
+    reference = "Smilkov et al. 2017"
+    equals = "captum NoiseTunnel(Saliency), same noise"
+
     def __init__(self, model, noise_level: float = 0.15, samples: int = 16, seed: int = 0):
         super().__init__(model)
         if samples < 1 or noise_level < 0:
