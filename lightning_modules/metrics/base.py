@@ -140,7 +140,8 @@ def soft_top_fraction(maps: Tensor, fraction: float, temperature: float = 0.1) -
     """
     if not 0.0 < fraction < 1.0:
         raise MetricInputError(f"loss fraction must lie in (0, 1), got {fraction}")
-    flat = maps.flatten(1).float()
+    flat = maps.flatten(1)
+    flat = flat if flat.dtype == torch.float64 else flat.float()  # half precision ranks in float32; float64 stays
     rank = min(flat.shape[1], max(1, round((1.0 - fraction) * flat.shape[1])))
     threshold = flat.kthvalue(rank, dim=1, keepdim=True).values  # differentiable; no size limit
     spread = flat.std(1, keepdim=True) if flat.shape[1] > 1 else torch.zeros_like(threshold)
