@@ -87,4 +87,5 @@ def test_loss_gradient_matches_finite_differences(metric, method):
 
 
 def test_a_few_finetuning_steps_lower_deletion_while_agreement_holds(trained_tiny, synthetic_dm):
-    finetuning_moves(trained_tiny, synthetic_dm, "deletion", direction=-1, images=16)
+    finetuning_moves(trained_tiny, synthetic_dm, "deletion", direction=-1, images=8, lr=1.5e-4,
+                     extra=["metric.metric.step=0.1"])
