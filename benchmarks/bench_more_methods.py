@@ -34,7 +34,7 @@ from lightning_modules.attributions import (GradCAM, GradCAMPlusPlus, Integrated
                                             SmoothGrad)
 from lightning_modules.attributions.lrp import pixel_range_bounds
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
-from lightning_modules.metrics import (Complexity, PointingGame, RelevanceRankAccuracy, Sparseness, gini_index,
+from lightning_modules.metrics import (Complexity, Deletion, Insertion, PointingGame, RelevanceRankAccuracy, Sparseness, gini_index,
                                        map_entropy, pointing_game, relevance_rank_accuracy)
 
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({"benchmark": "metric vs Quantus 0.6", "case": f"{metric} {x.shape[0]}x64", "ours_s": ours_s,
                      "reference_s": reference_s, "ratio": reference_s / ours_s, "target": ">= 1.0",
                      "ok": reference_s >= ours_s, "notes": "same maps"})
-    for metric in (Sparseness(), Complexity(), PointingGame(), RelevanceRankAccuracy()):
+    for metric in (Sparseness(), Complexity(), PointingGame(), RelevanceRankAccuracy(), Deletion(), Insertion()):
         ours_s, plain_s = train_step_ratio(metric, tiny, x, y, masks, repeats)
         rows.append({"benchmark": "train step / plain CE step", "case": f"{metric.name} + GradCAM tiny {x.shape[0]}x64",
                      "ours_s": ours_s, "reference_s": plain_s, "ratio": ours_s / plain_s, "target": "report",

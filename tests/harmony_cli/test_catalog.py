@@ -13,6 +13,7 @@ METRICS = {  # name: (family, direction, needs masks, reference)
     "complexity": ("complexity", "lower is better", "no", "Bhatt et al. 2020"),
     "pointing_game": ("localization", "higher is better", "yes", "Zhang et al. 2018"),
     "rra": ("localization", "higher is better", "yes", "Arras et al. 2022"),
+    "deletion": ("perturbation", "lower is better", "no", "Petsiuk et al. 2018"),
 }
 ATTRIBUTIONS = {"integrated_gradients": ("gradient", "IntegratedGradients"), "smoothgrad": ("gradient", "NoiseTunnel"),
                 "gradcam_plus_plus": ("CAM", "Captum has none"), "layercam": ("CAM", "Captum has none"),
@@ -21,7 +22,8 @@ ATTRIBUTIONS = {"integrated_gradients": ("gradient", "IntegratedGradients"), "sm
 
 def test_metric_rows_hold_each_class_s_facts():
     rows = {row["name"]: row for row in metric_rows()}
-    assert {"focus", "road", "irof"} <= set(rows)
+    assert {"focus", "road", "irof", "insertion"} <= set(rows)
+    assert rows["insertion"]["direction"] == "higher is better"
     for name, (family, direction, masks, reference) in METRICS.items():
         row = rows[name]
         assert (row["family"], row["direction"], row["needs masks"], row["reference"]) == \
