@@ -34,8 +34,8 @@ from lightning_modules.attributions import (GradCAM, GradCAMPlusPlus, Integrated
                                             SmoothGrad)
 from lightning_modules.attributions.lrp import pixel_range_bounds
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
-from lightning_modules.metrics import (Complexity, Deletion, Insertion, PointingGame, RelevanceRankAccuracy, Sparseness, gini_index,
-                                       map_entropy, pointing_game, relevance_rank_accuracy)
+from lightning_modules.metrics import (Complexity, Deletion, Insertion, PointingGame, RelevanceRankAccuracy, Sparseness,
+                                       gini_index, map_entropy, pointing_game, relevance_rank_accuracy)
 
 
 def attribution_pairs(model, layer, resnet: bool):

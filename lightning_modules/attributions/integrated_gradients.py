@@ -49,7 +49,8 @@ class IntegratedGradients(Attribution):
         with torch.set_grad_enabled(create_graph):
             logits = self.model(x)
         target = resolve_target(logits, target)
-        alphas, sizes = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in path_points(self.steps, self.method))
+        alphas, sizes = (torch.as_tensor(v, dtype=x.dtype, device=x.device)
+                         for v in path_points(self.steps, self.method))
         delta = x - self.baseline
         path = (self.baseline + alphas.view(-1, 1, 1, 1, 1) * delta).flatten(0, 1)  # (S*B,C,H,W), step-major
         grad, _, _ = input_gradient(self.model, path, target.repeat(self.steps), create_graph)

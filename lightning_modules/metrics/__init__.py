@@ -21,8 +21,8 @@ facts; :func:`metric_class` finds the class of a metric config, :func:`metric_cl
 through ``explain(..., create_graph=True)``, lower is better):
 :class:`RelevanceMassAccuracy`, :class:`Focus`, :class:`ROAD`, :class:`IROF`,
 :class:`RelativeInputStability`, :class:`Sparseness`, :class:`Complexity`, :class:`PointingGame`,
-:class:`RelevanceRankAccuracy`, :class:`Deletion`, :class:`Insertion`. Each module's docstring says how it follows its paper
-and where it differs from Quantus 0.6, the reference the tests compare against.
+:class:`RelevanceRankAccuracy`, :class:`Deletion`, :class:`Insertion`. Each module's docstring says how it
+follows its paper and where it differs from Quantus 0.6, the reference the tests compare against.
 """
 from ..fast_forward import FastForward
 from .base import Metric, MetricInputError, RemovalMetric

@@ -37,7 +37,8 @@ def relevance_rank_accuracy(maps: Tensor, masks: Tensor) -> Tensor:
 
 def soft_rank_accuracy(maps: Tensor, masks: Tensor, temperature: float = 0.1) -> Tensor:
     """(B,) the mask's share of a soft top-K membership ``sigmoid((a - t) / (temperature * std(a)))``,
-    t halfway between the K-th and the (K+1)-th largest values; differentiable in ``maps``; NaN where a mask is empty."""
+    t halfway between the K-th and the (K+1)-th largest values; differentiable in ``maps``; NaN where a mask
+    is empty."""
     values, region, sizes = _flat(maps, masks)
     ordered = values.sort(1, descending=True).values
     k = sizes.clamp(1, values.shape[1] - 1)[:, None]

@@ -24,7 +24,8 @@ def test_by_hand():
     maps = torch.tensor([[[[9.0, 8.0, 7.0], [1.0, 2.0, -3.0]]]])
     masks = torch.tensor([[[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]]])
     assert relevance_rank_accuracy(maps, masks).item() == pytest.approx(2 / 3)
-    assert relevance_rank_accuracy(-maps, masks).item() == pytest.approx(1 / 3)  # top 3 of -a: -3 (out), -2 (in), -1 (out)
+    # top 3 of -a: -3 (out), -2 (in), -1 (out)
+    assert relevance_rank_accuracy(-maps, masks).item() == pytest.approx(1 / 3)
     assert math.isnan(relevance_rank_accuracy(maps, torch.zeros_like(masks)).item())
     assert relevance_rank_accuracy(maps, torch.ones_like(masks)).item() == 1.0
 
