@@ -29,6 +29,10 @@ def test_gini_by_hand():
     two = torch.tensor([[[[1.0, 0.0], [0.0, -1.0]]]])  # two equal pixels of four: sorted (e, e, 1, 1)
     assert gini_index(two).item() == pytest.approx((1 * 1 + 3 * 1) / (4 * 2), rel=1e-5)
     assert gini_index(7 * two).item() == pytest.approx(gini_index(two).item(), rel=1e-6)
+    # Quantus' offset counts after the max-normalization: exact in float64, and a tiny map is as sparse as a large one
+    exact = one_hot.double()
+    assert gini_index(exact).item() == pytest.approx(3 / (4 * (1 + 4 * e)), rel=1e-12)
+    assert gini_index(exact * 1e-6).item() == pytest.approx(3 / (4 * (1 + 4 * e)), rel=1e-12)
 
 
 def test_equals_quantus(tiny, quantus):
