@@ -9,8 +9,8 @@ from .errors import usage_error
 from .hydra_app import exit_on_user_error
 
 from . import __version__
-from .commands import (analyze, annotators, build_dataset, data, export, finetune, import_legacy, power, serve,
-                       simulate, studies)
+from .commands import (analyze, annotators, build_dataset, catalog, data, export, finetune, import_legacy, power,
+                       serve, simulate, studies)
 
 app = typer.Typer(
     help="harmony: does an explanation-quality metric agree with what people see?",
@@ -22,6 +22,8 @@ app.add_typer(data.app, name="data")
 app.command("finetune", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     finetune.command)
 app.command("build-dataset")(build_dataset.command)
+app.command("metrics")(catalog.metrics)
+app.command("attributions")(catalog.attributions)
 app.add_typer(annotators.app, name="annotators")
 app.add_typer(studies.app, name="studies")
 app.command("import-legacy")(import_legacy.command)

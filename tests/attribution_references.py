@@ -1,6 +1,7 @@
 """Reference implementations for the attribution tests, written out independently of the code under test."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,3 +79,83 @@ def small_resnet() -> nn.Module:
 
     torch.manual_seed(6)
     return randomized_batch_norms(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=5).double().eval())
+
+
+def batch(name: str, size: int = 64, n: int = 2, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, size, size, generator=gen, dtype=dtype)
+    target = torch.randint(0, 8 if name == "tiny" else 1000, (n,), generator=gen)
+    return x, target
+
+
+def assert_same(ours: torch.Tensor, reference: torch.Tensor):
+    """Max abs difference < 1e-5, and < 1e-4 of the reference's scale (random-weight maps are small)."""
+    assert ours.shape == reference.shape
+    scale = reference.abs().max().item()
+    assert scale > 0, "reference map is all zeros: the comparison would prove nothing"
+    diff = (ours - reference).abs().max().item()
+    assert diff < 1e-5 and diff < 1e-4 * scale, f"max abs diff {diff:.3g} (reference scale {scale:.3g})"
+
+
+def finite_difference_check(model, explain, x, params: dict[str, nn.Parameter], entries: int = 2):
+    """Autograd d/dθ sum(maps * w) vs a float64 central difference, on the largest-gradient entries.
+
+    The target is the predicted class (random-weight GradCAM maps of other classes are often
+    all zero); a step of 1e-7 in float64 flips no ReLU / max-pool decision on random inputs.
+    """
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    weights = torch.randn(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(2), dtype=x.dtype)
+
+    def loss() -> torch.Tensor:
+        return (explain(x, target, create_graph=True) * weights).sum()
+
+    grads = torch.autograd.grad(loss(), list(params.values()))
+    step = 1e-7
+    checked = 0
+    for (pname, param), grad in zip(params.items(), grads):
+        for flat in grad.abs().flatten().argsort(descending=True)[:entries].tolist():
+            index = tuple(torch.unravel_index(torch.tensor(flat), grad.shape))
+            with torch.no_grad():
+                original = param[index].item()
+                param[index] = original + step
+                plus = loss().item()
+                param[index] = original - step
+                minus = loss().item()
+                param[index] = original
+            numeric = (plus - minus) / (2 * step)
+            analytic = grad[index].item()
+            assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-9), f"{pname}{list(index)}"
+            checked += analytic != 0
+    assert checked, "every checked gradient is zero: the maps are not connected to the weights"
+
+
+def layer_activations_and_gradients(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor):
+    """The layer's output A and dy_t/dA as Captum's ``LayerGradCam`` obtains them: (B,K,h,w) each."""
+    from captum._utils.gradient import compute_layer_gradients_and_eval
+
+    grads, acts = compute_layer_gradients_and_eval(model, layer, x, target)
+    return acts[0], grads[0]
+
+
+def upsampled(cam: torch.Tensor, size) -> torch.Tensor:
+    from captum.attr import LayerAttribution
+
+    return LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
+
+
+def check_graph_contract(make, model: nn.Module, x: torch.Tensor, target: torch.Tensor):
+    """maps carry no graph unless asked; with create_graph the maps reach the weights and the logits
+    carry the plain model's gradient (the method's backward rules do not stay in the forward graph)."""
+    explain = make(model)
+    plain = explain.explain(x, target)
+    assert not plain.maps.requires_grad and not plain.logits.requires_grad
+    kept = explain.explain(x, target, create_graph=True)
+    torch.testing.assert_close(kept.maps.detach(), plain.maps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(kept.maps.square().sum(), params, allow_unused=True, retain_graph=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    ours = torch.autograd.grad(F.cross_entropy(kept.logits, target), params)
+    reference = torch.autograd.grad(F.cross_entropy(model(x), target), params)
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b)

@@ -82,3 +82,79 @@ def quantus_imputation(*args, **kwargs):
     """Quantus' noisy linear imputation, the reference for ROAD's (imported here: quantus is a dev extra)."""
     from quantus.functions.perturb_func import noisy_linear_imputation as reference
     return reference(*args, **kwargs)
+
+
+def loss_gradient_check(metric, make_explain, masks: bool = False, entries: int = 2):
+    """A metric's training loss: autograd d loss / d weights against a float64 central difference, through
+    the maps of ``make_explain(model)`` on a small TinyCNN (the largest-gradient entries of three layers)."""
+    from lightning_modules.backbones import TinyCNN
+
+    torch.manual_seed(3)
+    model = TinyCNN(8, width=4).double().eval()
+    x, _, object_masks = synthetic_batch(2, 32)
+    x = x.double()
+    with torch.no_grad():
+        y = model(x).argmax(1)  # the predicted class: a GradCAM map of another class is often all zero
+    explain = make_explain(model)
+    given = object_masks.double() if masks else None
+
+    def loss() -> torch.Tensor:
+        return metric.loss(model, x, y, explain, given)
+
+    params = {name: model.get_parameter(name) for name in ("features.0.weight", "features.14.weight",
+                                                          "classifier.weight")}
+    grads = torch.autograd.grad(loss(), list(params.values()), allow_unused=True)
+    step, checked = 1e-7, 0
+    for (name, param), grad in zip(params.items(), grads):
+        if grad is None:
+            continue
+        for flat in grad.abs().flatten().argsort(descending=True)[:entries].tolist():
+            index = tuple(torch.unravel_index(torch.tensor(flat), grad.shape))
+            with torch.no_grad():
+                original = param[index].item()
+                param[index] = original + step
+                plus = loss().item()
+                param[index] = original - step
+                minus = loss().item()
+                param[index] = original
+            assert grad[index].item() == pytest.approx((plus - minus) / (2 * step), rel=1e-4, abs=1e-9), name
+            checked += grad[index].item() != 0
+    assert checked, "every checked gradient is zero: the loss does not reach the weights"
+
+
+def finetuning_moves(original, datamodule, metric_name: str, direction: int, attribution: str = "gradcam",
+                     lr: float = 1e-3, steps: int = 6, images: int = 8, floor: float = 0.9, extra=(),
+                     margin: float | None = None):
+    """A few steps of the real FinetuneModule on one fixed batch of the embedded default move the metric's
+    mean score by more than ``margin`` (default 5% of its value) in ``direction`` (+1 up, -1 down), and the
+    held-out agreement stays >= floor."""
+    from harmony_cli.hydra_app import compose_config
+    from lightning_modules.data import collate_skip_none
+    from lightning_modules.finetune import build_module
+
+    torch.manual_seed(0)
+    cfg = compose_config([f"metric={metric_name}", f"attribution={attribution}", f"finetune.lr={lr}", *extra])
+    module = build_module(cfg, original=original)
+    train, val = datamodule.split("train"), datamodule.split("val")
+    batch = collate_skip_none([train[i] for i in range(images)])
+    x, y, masks = batch["image"], batch["label"], batch.get("mask")
+
+    def score(which: str) -> float:
+        torch.manual_seed(1)
+        return float(module.metric.score(getattr(module, which), x, y, module.explainer(which), masks=masks).nanmean())
+
+    before = score("original")
+    optimizer = module.configure_optimizers()
+    module.train()
+    for _ in range(steps):
+        loss = module.objective(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = score("finetuned")
+    held = collate_skip_none([val[i] for i in range(32)])["image"]
+    with torch.no_grad():
+        agreement = float((module.finetuned(held).argmax(1) == module.original(held).argmax(1)).float().mean())
+    margin = 0.05 * abs(before) if margin is None else margin
+    assert direction * (after - before) > margin, (metric_name, before, after)
+    assert agreement >= floor, agreement

@@ -34,6 +34,10 @@ class Attribution:
     The model's train/eval mode is left as it is, and no hook outlives the call.
     """
 
+    family: str = ""     # gradient | CAM | rule-based (relevance propagation)
+    reference: str = ""  # the paper that defines it
+    equals: str = ""     # the reference implementation it equals
+
     def __init__(self, model: nn.Module):
         self.model = model
 
@@ -66,6 +70,12 @@ def target_score(logits: Tensor, target: Tensor | int | None) -> Tensor:
     backward pass serves the whole batch (images do not interact in eval mode; in train
     mode BatchNorm couples them, exactly as in Captum's batched attributions).
     """
+    return logits.gather(1, resolve_target(logits, target)[:, None]).sum()
+
+
+def resolve_target(logits: Tensor, target: Tensor | int | None) -> Tensor:
+    """(B,K) logits and a target (an int, (B,) class indices, or None: the predicted class) -> (B,) long,
+    checked: a one-line ValueError for a wrong shape or a class outside [0, K)."""
     batch, classes = logits.shape
     if target is None:
         target = logits.argmax(1)
@@ -77,7 +87,7 @@ def target_score(logits: Tensor, target: Tensor | int | None) -> Tensor:
                          f"got shape {tuple(target.shape)}")
     if not bool(((target >= 0) & (target < classes)).all()):  # else gather fails late (a CUDA assert)
         raise ValueError(f"target classes must lie in [0, {classes}), got {target.tolist()}")
-    return logits.gather(1, target[:, None]).sum()
+    return target
 
 
 def input_gradient(model: nn.Module, x: Tensor, target, create_graph: bool,

@@ -184,6 +184,10 @@ class ExcitationBackprop(Attribution):
         merge applies to BatchNorms in eval mode (the fine-tuning keeps both models there).
     """
 
+    family = "rule-based"
+    reference = "Zhang et al. 2016"
+    equals = "zennit ExcitationBackprop composite"
+
     def __init__(self, model: nn.Module, stabilizer: float = 1e-6, canonize: bool | str = "auto"):
         super().__init__(model)
         self.stabilizer = stabilizer

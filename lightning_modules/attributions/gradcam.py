@@ -34,6 +34,10 @@ class GradCAM(Attribution):
     The layer must run once per forward pass (not a module reused at several places).
     """
 
+    family = "CAM"
+    reference = "Selvaraju et al. 2017"
+    equals = "captum LayerGradCam(relu_attributions=True), upsampled"
+
     def __init__(self, model: nn.Module, layer: nn.Module | str):
         super().__init__(model)
         self.layer = resolve_layer(model, layer)
@@ -61,7 +65,12 @@ class GradCAM(Attribution):
                             f"pass: choose a layer that runs exactly once (e.g. the last conv block)")
         (acts,) = activations
         (grads,) = torch.autograd.grad(target_score(logits, target), acts, create_graph=create_graph)
-        weights = grads.mean(dim=tuple(range(2, grads.ndim)), keepdim=True)
-        cam = F.relu((weights * acts).sum(1, keepdim=True))
+        cam = self.combine(acts, grads)
         maps = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
         return Explanation(maps, logits, cam)
+
+    def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """The layer map from the activations A and the gradients dy_t/dA: (B,K,h,w) x2 -> (B,1,h,w).
+        Grad-CAM: ReLU of the channels weighted by their mean gradient; the CAM variants override it."""
+        weights = grads.mean(dim=tuple(range(2, grads.ndim)), keepdim=True)
+        return F.relu((weights * acts).sum(1, keepdim=True))

@@ -11,6 +11,10 @@ class InputXGradient(Attribution):
     sum is the reduction Quantus' ``explain`` applies, so metrics see the same maps.
     """
 
+    family = "gradient"
+    reference = "Shrikumar et al. 2016"
+    equals = "captum InputXGradient"
+
     def _explain(self, x, target, create_graph) -> Explanation:
         grad, logits, x = input_gradient(self.model, x, target, create_graph)
         raw = x * grad

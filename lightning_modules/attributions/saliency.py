@@ -14,6 +14,10 @@ class Saliency(Attribution):
     ``raw`` is the per-channel magnitude, equal to Captum's ``Saliency(abs=True)``.
     """
 
+    family = "gradient"
+    reference = "Simonyan et al. 2014"
+    equals = "captum Saliency, max over channels"
+
     def _explain(self, x, target, create_graph) -> Explanation:
         grad, logits, _ = input_gradient(self.model, x, target, create_graph)
         raw = grad.abs()

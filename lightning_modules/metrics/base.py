@@ -66,8 +66,8 @@ class Metric:
     """An explanation-quality metric as the fine-tuning module uses it.
 
     Class attributes, the single source of a metric's facts (its YAML holds none): ``name``, ``family``
-    (localization | perturbation | stability), ``higher_is_better`` (of :meth:`score`),
-    ``needs_masks``.
+    (localization | perturbation | stability | complexity), ``higher_is_better`` (of :meth:`score`),
+    ``needs_masks``, ``reference`` (the paper) and ``equals`` (the implementation it equals, e.g. Quantus').
 
     - :meth:`score` (B,) per-image evaluation value, no gradient; computes the maps
       with ``explain(x, y)`` itself.
@@ -79,6 +79,8 @@ class Metric:
     family: str = ""
     higher_is_better: bool = True
     needs_masks: bool = False
+    reference: str = ""  # the paper that defines it
+    equals: str = ""     # the reference implementation it equals (with the settings where that holds)
 
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -138,7 +140,8 @@ def soft_top_fraction(maps: Tensor, fraction: float, temperature: float = 0.1) -
     """
     if not 0.0 < fraction < 1.0:
         raise MetricInputError(f"loss fraction must lie in (0, 1), got {fraction}")
-    flat = maps.flatten(1).float()
+    flat = maps.flatten(1)
+    flat = flat if flat.dtype == torch.float64 else flat.float()  # half precision ranks in float32; float64 stays
     rank = min(flat.shape[1], max(1, round((1.0 - fraction) * flat.shape[1])))
     threshold = flat.kthvalue(rank, dim=1, keepdim=True).values  # differentiable; no size limit
     spread = flat.std(1, keepdim=True) if flat.shape[1] > 1 else torch.zeros_like(threshold)

@@ -143,6 +143,8 @@ class Focus(Metric):
     family = "localization"
     higher_is_better = True
     needs_masks = False
+    reference = "Arias-Duart et al. 2022"
+    equals = "quantus.Focus() on the same mosaics"
 
     def __init__(self, seed: int = 0, mosaic: str = "half", loss_fraction: float | None = None):
         self.mosaic = _mosaic(mosaic)

@@ -165,6 +165,8 @@ class IROF(RemovalMetric):
     family = "perturbation"
     higher_is_better = True
     needs_masks = False
+    reference = "Rieger & Hansen 2020"
+    equals = "quantus.IROF() / n"
 
     def __init__(self, n_segments: int = 100, compactness: float = 10.0, loss_fraction: float = 0.25,
                  loss_temperature: float = 0.1, batch_size: int = 64):

@@ -154,6 +154,8 @@ class RelativeInputStability(Metric):
     family = "stability"
     higher_is_better = False
     needs_masks = False
+    reference = "Agarwal et al. 2022"
+    equals = "quantus.RelativeInputStability() on the same draws"
 
     def __init__(self, n_samples: int = 200, noise: Sequence[float] = (0.02, 0.2), eps: float = 1e-6, seed: int = 0,
                  nan_on_prediction_change: bool = False, batch_size: int = 32, detach_unperturbed: bool = False):

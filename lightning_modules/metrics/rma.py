@@ -72,6 +72,8 @@ class RelevanceMassAccuracy(Metric):
     family = "localization"
     higher_is_better = True
     needs_masks = True
+    reference = "Arras et al. 2022"
+    equals = "quantus.RelevanceMassAccuracy() on non-negative maps"
 
     def __init__(self, relevance: str = "positive"):
         self.relevance = _relevance(relevance)

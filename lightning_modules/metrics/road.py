@@ -182,6 +182,8 @@ class ROAD(RemovalMetric):
     family = "perturbation"
     higher_is_better = True
     needs_masks = False
+    reference = "Rong et al. 2022"
+    equals = "quantus.ROAD() (MoRF) on single-channel images"
 
     def __init__(self, percentages: Sequence[float] | str = "harmony", noise: float = 0.01, seed: int = 0,
                  loss_fraction: float = 0.25, loss_temperature: float = 0.1, batch_size: int = 64,

@@ -13,16 +13,16 @@ from hydra.utils import instantiate
 from harmony_cli.hydra_app import compose_config
 from lightning_modules.backbones import TinyCNN
 
-POINTING_GAME = '''
-"""Pointing game (Zhang et al. 2016): is the map's maximum inside the object mask?"""
+PEAK_IN_MASK = '''
+"""Peak in mask (the pointing game of Zhang et al. 2018 without its tolerance): is the map's maximum inside the object mask?"""
 import torch
 
 from lightning_modules.metrics import Metric
 from lightning_modules.metrics.base import explain_maps
 
 
-class PointingGame(Metric):
-    name = "pointing_game"
+class PeakInMask(Metric):
+    name = "peak_in_mask"
     family = "localization"
     higher_is_better = True
     needs_masks = True
@@ -69,11 +69,11 @@ class MyCNN(nn.Module):
 '''
 
 YAMLS = {
-    "metric/pointing_game.yaml": """
-        name: pointing_game
+    "metric/peak_in_mask.yaml": """
+        name: peak_in_mask
         loss_weight: 1.0
         metric:
-          _target_: my_extensions.pointing_game.PointingGame
+          _target_: my_extensions.peak_in_mask.PeakInMask
     """,
     "attribution/double_gradient.yaml": """
         name: double_gradient
@@ -100,7 +100,7 @@ def user_folder(tmp_path, monkeypatch):
     package = tmp_path / "my_extensions"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name, source in {"pointing_game": POINTING_GAME, "double_gradient": GRADIENT_TIMES_TWO,
+    for name, source in {"peak_in_mask": PEAK_IN_MASK, "double_gradient": GRADIENT_TIMES_TWO,
                          "my_cnn": MY_CNN}.items():
         (package / f"{name}.py").write_text(source)
     for path, text in YAMLS.items():
@@ -119,7 +119,7 @@ def test_a_metric_is_one_file_and_one_yaml(user_folder):
     from lightning_modules.attributions import InputXGradient
     from lightning_modules.metrics import metric_class
 
-    cfg = compose(user_folder, "metric=pointing_game")
+    cfg = compose(user_folder, "metric=peak_in_mask")
     metric = instantiate(cfg.metric.metric)
     assert metric_class(cfg.metric) is type(metric) and metric.needs_masks  # its facts, from its class
     torch.manual_seed(0)

@@ -12,7 +12,8 @@ from torch import nn
 from lightning_modules.attributions import ExcitationBackprop, GradCAM, GuidedBackprop, InputXGradient
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
 from lightning_modules.errors import UserError
-from tests.attribution_references import randomized_batch_norms, small_resnet, zhang_reference
+from tests.attribution_references import (assert_same, batch, finite_difference_check, randomized_batch_norms,
+                                          small_resnet, zhang_reference)
 
 LAYERS = {"tiny": "features.20", "resnet18": "layer4"}
 METHODS = {
@@ -44,22 +45,6 @@ def _quiet_captum():
 def models() -> dict[str, nn.Module]:
     torch.manual_seed(0)
     return {"tiny": TinyCNN(8).eval(), "resnet18": torchvision_classifier("resnet18", 1000).eval()}
-
-
-def batch(name: str, size: int = 64, n: int = 2, dtype=torch.float32):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, size, size, generator=gen, dtype=dtype)
-    target = torch.randint(0, 8 if name == "tiny" else 1000, (n,), generator=gen)
-    return x, target
-
-
-def assert_same(ours: torch.Tensor, reference: torch.Tensor):
-    """Max abs difference < 1e-5, and < 1e-4 of the reference's scale (random-weight maps are small)."""
-    assert ours.shape == reference.shape
-    scale = reference.abs().max().item()
-    assert scale > 0, "reference map is all zeros: the comparison would prove nothing"
-    diff = (ours - reference).abs().max().item()
-    assert diff < 1e-5 and diff < 1e-4 * scale, f"max abs diff {diff:.3g} (reference scale {scale:.3g})"
 
 
 # ----------------------------------------------------------------- equal to the references
@@ -142,39 +127,6 @@ def test_canonized_excitation_backprop_second_order_matches_finite_differences()
 
 
 # ----------------------------------------------------------------- gradients of a loss on the maps
-
-def finite_difference_check(model, explain, x, params: dict[str, nn.Parameter], entries: int = 2):
-    """Autograd d/dθ sum(maps * w) vs a float64 central difference, on the largest-gradient entries.
-
-    The target is the predicted class (random-weight GradCAM maps of other classes are often
-    all zero); a step of 1e-7 in float64 flips no ReLU / max-pool decision on random inputs.
-    """
-    with torch.no_grad():
-        target = model(x).argmax(1)
-    weights = torch.randn(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(2), dtype=x.dtype)
-
-    def loss() -> torch.Tensor:
-        return (explain(x, target, create_graph=True) * weights).sum()
-
-    grads = torch.autograd.grad(loss(), list(params.values()))
-    step = 1e-7
-    checked = 0
-    for (pname, param), grad in zip(params.items(), grads):
-        for flat in grad.abs().flatten().argsort(descending=True)[:entries].tolist():
-            index = tuple(torch.unravel_index(torch.tensor(flat), grad.shape))
-            with torch.no_grad():
-                original = param[index].item()
-                param[index] = original + step
-                plus = loss().item()
-                param[index] = original - step
-                minus = loss().item()
-                param[index] = original
-            numeric = (plus - minus) / (2 * step)
-            analytic = grad[index].item()
-            assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-9), f"{pname}{list(index)}"
-            checked += analytic != 0
-    assert checked, "every checked gradient is zero: the maps are not connected to the weights"
-
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("method", list(METHODS))

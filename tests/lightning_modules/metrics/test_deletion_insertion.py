@@ -1,0 +1,91 @@
+"""Deletion and insertion (lightning_modules/metrics/deletion_insertion.py): the curve and its area by
+hand, the deletion curve equal to Quantus 0.6's PixelFlipping on single-channel images, the losses'
+direction and gradient (float64 finite differences through GradCAM and SmoothGrad), and a few
+fine-tuning steps on the embedded default move deletion down while agreement holds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.attributions import GradCAM, SmoothGrad
+from lightning_modules.metrics import Deletion, Insertion, metric_class, perturbation_auc, perturbation_curve
+from lightning_modules.metrics.base import MetricInputError
+from tests.metric_cases import LeftTexture, finetuning_moves, gray_model, loss_gradient_check, synthetic_batch
+
+
+class Brightness(nn.Module):
+    """Two classes; logit 0 = 4 * the mean of the image: removing bright pixels lowers p(0)."""
+
+    def forward(self, x):
+        mean = x.mean(dim=(1, 2, 3))
+        return torch.stack([4 * mean, torch.zeros_like(mean)], 1)
+
+
+def test_curve_and_area_by_hand():
+    """4 pixels valued 1, 1, 0, 0; the map ranks pixel 0 first, then 1, 2, 3; one pixel per step."""
+    x = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    maps = torch.tensor([[[[4.0, 3.0], [2.0, 1.0]]]])
+    y = torch.zeros(1, dtype=torch.long)
+    curve = perturbation_curve(Brightness(), x, y, maps, "deletion", step=0.25, baseline=0.0)
+    means = torch.tensor([0.5, 0.25, 0.0, 0.0, 0.0])  # the image mean after removing 0..4 pixels
+    expected = torch.sigmoid(4 * means)  # softmax of (4 m, 0) at class 0
+    torch.testing.assert_close(curve[0], expected)
+    area = (expected[:-1] + expected[1:]).sum() / 2 * 0.25
+    torch.testing.assert_close(perturbation_auc(curve, 4, 0.25)[0], area)
+    inserted = perturbation_curve(Brightness(), x, y, maps, "insertion", step=0.25, baseline=0.0)
+    torch.testing.assert_close(inserted[0], torch.sigmoid(4 * torch.tensor([0.0, 0.25, 0.5, 0.5, 0.5])))
+
+
+def test_uneven_last_step_and_bad_settings():
+    x = torch.rand(1, 1, 3, 3)
+    curve = perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), torch.rand(1, 1, 3, 3),
+                               step=0.25, baseline=0.0)  # k = 2 pixels of 9: points at 0, 2, 4, 6, 8, 9
+    assert curve.shape == (1, 6)
+    assert curve[0, -1].item() == pytest.approx(0.5)  # all removed: mean 0, p = 1/2
+    with pytest.raises(MetricInputError):
+        Deletion(step=0)
+    with pytest.raises(MetricInputError):
+        Deletion(baseline="noise")
+
+
+def test_deletion_curve_equals_quantus_pixel_flipping(quantus):
+    torch.manual_seed(0)
+    model = gray_model()
+    x = torch.randn(3, 1, 8, 8)
+    y = torch.tensor([0, 2, 3])
+    maps = torch.rand(3, 1, 8, 8)
+    ours = perturbation_curve(model, x, y, maps, "deletion", step=4 / 64, baseline=0.0)
+    reference = quantus.PixelFlipping(features_in_step=4, perturb_baseline=0.0, disable_warnings=True)(
+        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.numpy())
+    np.testing.assert_allclose(ours[:, 1:].numpy(), np.asarray(reference), rtol=1e-5, atol=1e-7)
+
+
+def test_facts_and_loss_directions():
+    assert (metric_class("deletion").higher_is_better, metric_class("insertion").higher_is_better) == (False, True)
+    model = LeftTexture()  # class 0's evidence: the left half's fine detail
+    x, _, _ = synthetic_batch(4, 32)
+    y = torch.zeros(4, dtype=torch.long)
+    left = torch.zeros(4, 1, 32, 32)
+    left[..., :16] = 1
+    maps = {"evidence": left + 0.01 * torch.rand(4, 1, 32, 32),
+            "background": 1 - left + 0.01 * torch.rand(4, 1, 32, 32)}
+    for metric in (Deletion(loss_fraction=0.5), Insertion(loss_fraction=0.5)):
+        losses = {k: float(metric.loss(model, x, y, lambda *a, m=m, **k: m)) for k, m in maps.items()}
+        assert losses["evidence"] < losses["background"], (metric.name, losses)
+        scores = {k: float(metric.score(model, x, y, lambda *a, m=m, **k: m).mean()) for k, m in maps.items()}
+        better = scores["evidence"] > scores["background"]
+        assert better == metric.higher_is_better, (metric.name, scores)
+
+
+@pytest.mark.parametrize("metric", [Deletion(baseline=0.0), Insertion(baseline=0.0)], ids=["deletion", "insertion"])
+@pytest.mark.parametrize("method", ["gradcam", "smoothgrad"])
+def test_loss_gradient_matches_finite_differences(metric, method):
+    make = {"gradcam": lambda m: GradCAM(m, "features.20"), "smoothgrad": lambda m: SmoothGrad(m, samples=2)}[method]
+    loss_gradient_check(metric, make)
+
+
+def test_a_few_finetuning_steps_lower_deletion_while_agreement_holds(trained_tiny, synthetic_dm):
+    finetuning_moves(trained_tiny, synthetic_dm, "deletion", direction=-1, images=8, lr=1.5e-4,
+                     extra=["metric.metric.step=0.1"])
