@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..logs import minutes, quiet_lightning
-from .shipped import shipped_weights_path
+from .shipped import shipped_name, shipped_weights_path
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
         raise WeightsError(f"backbone.weights=auto only trains on the synthetic data set, not {datamodule.name}: "
                            f"use backbone.weights=IMAGENET1K_V1 or a checkpoint path")
     log.warning("no trained %s weights for this data and recipe (seed %d): training the base model first, once "
-                "(cached as %s); faster: backbone.weights=<a weights file>, or the default backbone=tiny",
-                name, recipe["seed"], path)
+                "(cached as %s); faster: backbone.weights=<a weights file>, or the default backbone=tiny with "
+                "seed 0 and the default data sizes, whose weights ship with harmony", name, recipe["seed"], path)
     datamodule.setup()
     deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
@@ -150,6 +150,15 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
                 "recipe": recipe, "torch": str(torch.__version__)}, tmp)
     os.replace(tmp, path)
     return model
+
+
+def train_base(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike, auto: dict) -> tuple[Path, str]:
+    """Train ``model`` by the ``auto`` recipe (or load what it trained before), never from the shipped
+    weights: (its cache file, the name it ships under). How the shipped weights are reproduced."""
+    recipe = {key: value for key, value in auto.items() if key != "shipped"}
+    auto_weights(model, name, datamodule, cache_dir, shipped=False, **recipe)
+    path = auto_weights_path(model, name, datamodule, cache_dir, **_recipe(**recipe))
+    return path, shipped_name(model, name, datamodule, _recipe(**recipe))
 
 
 def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float, int]:
