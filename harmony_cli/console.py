@@ -6,7 +6,6 @@ over several lines; there nothing is wrapped instead.
 from __future__ import annotations
 
 import sys
-import time
 
 from rich.console import Console
 from rich.progress import Progress, TaskID
@@ -36,13 +35,13 @@ class LoggedProgress(Progress):
     def __init__(self, *columns, every_seconds: float = PROGRESS_SECONDS, **options):
         super().__init__(*columns, **options)
         self.every_seconds = every_seconds
-        self._last_line = time.monotonic()
+        self._last_line = self.get_time()
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
-        if self.console.is_terminal or time.monotonic() - self._last_line < self.every_seconds:
+        if self.console.is_terminal or self.get_time() - self._last_line < self.every_seconds:
             return
-        self._last_line = time.monotonic()
+        self._last_line = self.get_time()
         task = self._tasks[task_id]
         total = f"/{task.total:g}" if task.total is not None else ""
         self.console.print(f"{task.description}: {task.completed:g}{total} ({task.elapsed or 0:.0f} s)",
