@@ -66,7 +66,7 @@ class TrainingProgress(pl.Callback):
                        trainer.current_epoch + 1, step, self.total_steps, loss, minutes(left))
 
 
-def seconds_per_step(model: nn.Module, batch: dict, repeats: int = 2) -> float:
+def seconds_per_step(model: nn.Module, batch: dict, repeats: int = 1) -> float:
     """Seconds of one training step (forward and backward) of ``model`` on ``batch``, the fastest of
     ``repeats`` after a warm-up, measured on a copy (``model`` is left as it was)."""
     trial = copy.deepcopy(model).train()

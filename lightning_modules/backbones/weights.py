@@ -140,7 +140,8 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
     datamodule.setup()
     deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        test_acc, epochs_done = _train(model, name, datamodule, recipe)
+        with quiet_lightning():
+            test_acc, epochs_done = _train(model, name, datamodule, recipe)
     finally:  # the flag is process-wide: the caller's setting comes back
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     model.eval()
@@ -166,18 +167,18 @@ def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float
     (test accuracy, epochs trained)."""
     import lightning.pytorch as pl
 
-    from ..classifier import ClassifierModule, TrainingProgress, accuracy, seconds_per_step
+    from ..classifier import ClassifierModule, TrainingProgress, accuracy
 
+    steps_per_epoch = len(datamodule.train_dataloader())
+    max_epochs = recipe["max_epochs"]
+    rounds = (max_epochs // 2, max_epochs - max_epochs // 2)
+    _announce(model, name, datamodule, steps_per_epoch, rounds)  # before the seed: its batch draws random numbers
     pl.seed_everything(recipe["seed"], workers=True)
     # the seed decides the initial weights too, not the random state at the model's construction
     # (which depends on what the process ran before)
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    steps_per_epoch = len(datamodule.train_dataloader())
-    max_epochs = recipe["max_epochs"]
-    rounds = (max_epochs // 2, max_epochs - max_epochs // 2)
-    _announce(model, name, datamodule, steps_per_epoch, rounds)
     test_acc, epochs_done = 0.0, 0
     for epochs in rounds:
         module = ClassifierModule(model, lr=recipe["lr"], total_steps=epochs * steps_per_epoch)
@@ -187,8 +188,7 @@ def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, callbacks=[progress],
                              enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                              num_sanity_val_steps=0, limit_val_batches=0, deterministic="warn")
-        with quiet_lightning():
-            trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+        trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
         epochs_done += epochs
         test_acc = accuracy(model, datamodule.test_dataloader())
         log.info("%s after %d epochs: test accuracy %.3f", name, epochs_done, test_acc)
