@@ -190,6 +190,14 @@ class ProgressLog(pl.Callback):
         loss_text = f"loss {float(loss):.4f}, " if loss is not None else ""
         log.info("training at %s: %s%.2f s/step%s", _budget(trainer), loss_text, seconds, left)
 
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """A long validation (maps and metric of both models) says how far it is too."""
+        if not trainer.is_global_zero or self._started is None or time.monotonic() - self._last < self.every_seconds:
+            return
+        self._last = time.monotonic()
+        batches = trainer.num_val_batches[dataloader_idx] if trainer.num_val_batches else 0
+        log.info("validating at %s: batch %d/%d", _budget(trainer), batch_idx + 1, batches)
+
 
 class StepProgressBar(RichProgressBar):
     """Lightning's rich bar, titled by the step budget (not ``Epoch 0/-2`` under a step budget)."""

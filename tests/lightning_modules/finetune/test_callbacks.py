@@ -105,3 +105,24 @@ def test_piped_progress_lines_come_at_most_every_few_seconds(monkeypatch, caplog
             callback.on_train_batch_end(trainer, None, None, None, step - 1)
     steps = [r.getMessage().split("/")[0].rsplit(" ", 1)[1] for r in caplog.records]
     assert steps == ["10", "20", "30", "40"], steps
+
+
+def test_a_long_validation_logs_its_progress_too(monkeypatch, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from lightning_modules.finetune.callbacks import ProgressLog
+
+    now = [0.0]
+    monkeypatch.setattr("lightning_modules.finetune.callbacks.time.monotonic", lambda: now[0])
+    trainer = SimpleNamespace(global_step=20, max_steps=40, is_global_zero=True, callback_metrics={},
+                              num_val_batches=[8])
+    callback = ProgressLog(every_seconds=5)
+    callback.on_train_start(trainer, None)
+    with caplog.at_level(logging.INFO, logger="lightning_modules.finetune"):
+        for batch_idx in range(8):  # 3 s per validation batch
+            now[0] += 3
+            callback.on_validation_batch_end(trainer, None, None, None, batch_idx)
+    assert [r.getMessage() for r in caplog.records] == [
+        "validating at step 20/40: batch 2/8", "validating at step 20/40: batch 4/8",
+        "validating at step 20/40: batch 6/8", "validating at step 20/40: batch 8/8"]
