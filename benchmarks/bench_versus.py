@@ -8,8 +8,8 @@ with ``git archive`` to a temporary folder) and of the working tree, alternately
 processes, ``--rounds`` times each. Each side's ratio is normalized by its own plain step, so
 load on a shared machine cancels; ratio = now / base of those step ratios (median over rounds),
 target <= 1.05 ("no metric slower than before"). A case the base cannot run (a setting it
-lacks) is reported as such. The default base is main just before the metrics work of issue 16
-(ROAD curves, Focus mosaics, RIS in one pass, ...): the "before" its benchmarks compare with.
+lacks) is reported as such. The default base, BEFORE_METRICS_WORK, is the commit before ROAD curves,
+Focus mosaics and RIS in one pass: the "before" the fine-tuning benchmarks compare with.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from console import table_console  # benchmarks/console.py, beside this file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-BEFORE_METRICS_WORK = "c860600"  # main before the issue-16 merges (a fresh clone has it)
+BEFORE_METRICS_WORK = "c860600"  # the commit before the metrics work (a fresh clone has it)
 
 
 def _extract(ref: str, folder: Path) -> None:

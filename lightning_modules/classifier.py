@@ -1,4 +1,4 @@
-"""Plain supervised training of a backbone (used to make the *original* model)."""
+"""Plain supervised training of a backbone: it makes the *original* model."""
 from __future__ import annotations
 
 import copy

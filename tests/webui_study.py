@@ -96,3 +96,20 @@ def copied_study(template: tuple[Path, dict], tmp_path: Path, monkeypatch) -> It
     monkeypatch.setenv("HARMONY_DB_URL", url)
     with Store.open(url) as store:
         yield {**info, "url": url, "store": store, "image_dir": folder / "images"}
+
+
+O, N, F = "original", "neither", "finetuned"
+# (annotator, cell, example index, choice, map shown left, response ms)
+DASHBOARD_SEED = [("ana", 0, 0, O, O, 2000), ("ana", 0, 1, F, O, 4000), ("ana", 0, 2, N, F, 30000),
+                  ("ben", 0, 0, F, F, 1000), ("ben", 1, 0, O, F, 3000)]
+
+
+def seed_dashboard_study(url: str, image_dir: Path) -> dict:
+    """make_study's store with an admin ``root``, labels_per_example 2 and the DASHBOARD_SEED labels."""
+    info = make_study(url, image_dir)
+    with Store.open(url) as store:
+        info["root"] = store.add_annotator("root", PASSWORD, admin=True).id
+        store.update_study_config("webui-test", labels_per_example=2)
+        for who, cell, index, choice, left, ms in DASHBOARD_SEED:
+            store.answer(info[who], info["cells"][cell][index], choice, left_map=left, response_ms=ms)
+    return info

@@ -49,7 +49,8 @@ def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, colum
 @app.command("preview")
 def preview(
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, e.g. data=imagenet data.root=/data"),
-    out: Path = typer.Option(Path("outputs/data_preview.png"), "--out", help="PNG file to write."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG file to write [default: data_preview.png in the "
+                                                            "outputs folder, paths.outputs]."),
     split: str = typer.Option("train", help="train, val or test."),
     n: int = typer.Option(32, help="How many items."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
@@ -61,6 +62,7 @@ def preview(
     from ..hydra_app import compose_config
 
     cfg = compose_config(overrides or [], task="data")  # a bad override is the first thing to fix
+    out = out if out is not None else Path(cfg.paths.outputs) / "data_preview.png"
     check_file_target(out, "--out", force, store_files(None))
     check_writable_place(out, "--out")
     datamodule = instantiate(cfg.data)

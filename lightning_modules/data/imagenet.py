@@ -225,6 +225,26 @@ class FolderDataModule(HarmonyDataModule):
             self.split(name)
 
 
+def checked_root(label: str, root: str | os.PathLike, folders: Sequence[str], hint) -> Path:
+    """``root`` as a Path, once it is a folder holding each of ``folders``; ``hint(root)``: the expected layout."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(f"{label} root {root} does not exist: {hint(root)}")
+    for folder in folders:
+        if not (root / folder).is_dir():
+            raise DataLayoutError(f"{label} root {root} has no {folder}/ folder: {hint(root)}")
+    return root
+
+
+def check_class_count(label: str, root: Path, found: int, num_classes: int | None) -> None:
+    """The backbone's class count (None: take the data's) must equal the ``found`` classes of the data."""
+    if num_classes is not None and num_classes != found:
+        raise DataLayoutError(
+            f"{label} root {root} has {found} classes but data.num_classes={num_classes}: set "
+            f"data.num_classes={found}, or give data.synset_mapping=<{SYNSET_MAPPING}> (all 1000 ImageNet wnids) "
+            f"so that labels match 1000-class pretrained backbones")
+
+
 def _layout_hint(root: Path) -> str:
     return (f"expected {root}/train/<wnid>/*.JPEG and {root}/val/*.JPEG with {VAL_SOLUTION} "
             f"(or {root}/val/<wnid>/*.JPEG) (set data.root=...)")
@@ -246,21 +266,12 @@ class ImageNetDataModule(FolderDataModule):
                  batch_size: int = 64, num_workers: int = 0, val_labels: str | os.PathLike | None = None,
                  synset_mapping: str | os.PathLike | None = None, train_size: int | None = None,
                  val_size: int | None = None, test_size: int | None = None):
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise DataLayoutError(f"ImageNet root {self.root} does not exist: {_layout_hint(self.root)}")
-        for folder in ("train", "val"):
-            if not (self.root / folder).is_dir():
-                raise DataLayoutError(f"ImageNet root {self.root} has no {folder}/ folder: {_layout_hint(self.root)}")
+        self.root = checked_root("ImageNet", root, ("train", "val"), _layout_hint)
         if not 0 < val_fraction < 1:
             raise DataLayoutError(f"data.val_fraction={val_fraction} must lie between 0 and 1 (the share of "
                                   f"the val images that go to val; the rest go to test)")
         self.wnids, self.names = self._classes(synset_mapping)
-        if num_classes is not None and num_classes != len(self.wnids):
-            raise DataLayoutError(
-                f"ImageNet root {self.root} has {len(self.wnids)} classes but data.num_classes={num_classes}: "
-                f"set data.num_classes={len(self.wnids)}, or give data.synset_mapping=<{SYNSET_MAPPING}> "
-                f"(all 1000 wnids) so that labels match 1000-class pretrained backbones")
+        check_class_count("ImageNet", self.root, len(self.wnids), num_classes)
         super().__init__(name, len(self.wnids), batch_size, num_workers)
         self.image_size = image_size
         self.resize_size = resize_size

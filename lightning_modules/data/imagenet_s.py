@@ -48,8 +48,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imagenet import (SYNSET_MAPPING, DataLayoutError, FolderDataModule, ImageFiles, ancestors, find_file,
-                       list_class_folders, list_images, read_synset_mapping, resize_crop, seeded_split)
+from .imagenet import (SYNSET_MAPPING, DataLayoutError, FolderDataModule, ImageFiles, ancestors, check_class_count,
+                       checked_root, find_file, list_class_folders, list_images, read_synset_mapping, resize_crop,
+                       seeded_split)
 
 log = logging.getLogger(__name__)
 
@@ -129,22 +130,13 @@ class ImageNetSDataModule(FolderDataModule):
                  train_fraction: float = 0.5, seed: int = 0, batch_size: int = 64, num_workers: int = 0,
                  synset_mapping: str | os.PathLike | None = None, categories: str | os.PathLike | None = None,
                  train_size: int | None = None, val_size: int | None = None, test_size: int | None = None):
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise DataLayoutError(f"ImageNet-S root {self.root} does not exist: {_layout_hint(self.root)}")
-        for folder in ("validation", "validation-segmentation"):
-            if not (self.root / folder).is_dir():
-                raise DataLayoutError(f"ImageNet-S root {self.root} has no {folder}/ folder: {_layout_hint(self.root)}")
+        self.root = checked_root("ImageNet-S", root, ("validation", "validation-segmentation"), _layout_hint)
         for key, value in (("val_fraction", val_fraction), ("train_fraction", train_fraction)):
             if not 0 < value < 1:
                 raise DataLayoutError(f"data.{key}={value} must lie between 0 and 1")
         self.categories = self._categories(categories)
         self.wnids, self.names = self._classes(synset_mapping)
-        if num_classes is not None and num_classes != len(self.wnids):
-            raise DataLayoutError(
-                f"ImageNet-S root {self.root} gives {len(self.wnids)} classes but data.num_classes={num_classes}: "
-                f"give data.synset_mapping=<{SYNSET_MAPPING}> (all 1000 ImageNet wnids, so that labels match "
-                f"1000-class pretrained backbones) or set data.num_classes={len(self.wnids)}")
+        check_class_count("ImageNet-S", self.root, len(self.wnids), num_classes)
         super().__init__(name, len(self.wnids), batch_size, num_workers)
         self.image_size = image_size
         self.resize_size = resize_size

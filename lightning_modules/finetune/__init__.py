@@ -1,6 +1,6 @@
 """Metric fine-tuning: a trainable copy of a classifier whose attribution maps improve a metric.
 
-``harmony finetune metric=rma`` composes a config and calls :func:`run_finetune`. The rooms:
+``harmony finetune metric=rma`` composes a config and calls :func:`run_finetune`. Its modules:
 
 - :mod:`.module`: :class:`FinetuneModule` (the LightningModule; ``conf/model``) and :func:`agreement_loss`;
 - :mod:`.scoring`: validation sums of both models (metric, agreement, accuracy);

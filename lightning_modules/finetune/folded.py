@@ -6,8 +6,7 @@ one convolution with weights ``W * s`` and bias ``(b - mu) * s + beta`` (``s = g
 sqrt(var + eps)``), formed from the *same* parameter tensors on every call: the gradients
 reaching ``W``, ``gamma`` and ``beta`` are the unfolded network's (chain rule), the
 optimizer and the checkpoints see the model itself, and a step runs fewer autograd nodes
-(on the 2-core CPU box, ``tiny`` default backbone, batch 32: the guided-backprop step 0.75x,
-ROAD 0.83x, RIS 0.84x; resnet18 at 224 px, where the convolutions dominate: unchanged).
+(which pays most on small networks, and nothing where the convolutions dominate).
 
 Everything else is the model's own modules (deep-copied, sharing parameters and buffers),
 so an attribution's layer names (``layer4``) resolve in the twin as in the model. The twin

@@ -144,7 +144,7 @@ def test_imagenet1k_v1_loads_from_the_hub_cache(tmp_path, monkeypatch, mini):
 
 
 def test_missing_hub_file_is_one_line_naming_file_and_folder(tmp_path, mini):
-    # in tmp_path: the preview's default outputs/data_preview.png stays out of the checkout
+    # in tmp_path: the preview's default (the outputs folder, relative to where it runs) stays out of the checkout
     result = cli("data", "preview", "data=imagenet", f"data.root={mini.imagenet_root}", "backbone=resnet18",
                  cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "empty")})
     assert result.returncode == 0, result.stderr  # preview needs no weights

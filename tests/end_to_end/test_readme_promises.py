@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from omegaconf import OmegaConf
 from PIL import Image

@@ -185,6 +185,13 @@ def test_data_preview_writes_a_png_and_errors_are_one_line(tmp_path):
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    outputs = tmp_path / "elsewhere"  # without --out: the outputs folder, wherever the command runs
+    default = subprocess.run([str(HARMONY), "data", "preview", f"paths.cache={tmp_path}", f"paths.outputs={outputs}",
+                              "data.train_size=16", "data.val_size=4", "data.test_size=4", "--n", "4"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert (outputs / "data_preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "outputs").exists()
     bad = subprocess.run([str(HARMONY), "data", "preview", "data=nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "unknown data 'nope'" in bad.stderr

@@ -160,7 +160,7 @@ def test_a_login_survives_a_reload_until_the_password_changes(page_study):
 
 
 def test_a_press_after_deactivation_stores_nothing_and_says_the_session_ended(page_study):
-    from tests.webui.test_app import enter_cell, label_rows, log_in
+    from tests.webui.apptest import enter_cell, label_rows, log_in
 
     store = page_study["store"]
     at = enter_cell(log_in(AppTest.from_file(str(APP), default_timeout=30).run(), "ana"), store,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.webui.test_app import (APP, displayed, enter_cell, label_rows, log_in, new_page, press, refused,
-                                      sent_text, study, study_template)  # noqa: F401 (fixtures)
+from tests.webui.apptest import (APP, displayed, enter_cell, label_rows, log_in, new_page, press, refused,
+                                 sent_text)
 
 
 def test_an_unassigned_account_sees_no_study(study):

@@ -1,12 +1,12 @@
 """The admin dashboard (webui/dashboard.py, webui/admin_accounts.py) under Streamlit's AppTest.
 
 The study of tests/webui_study.py (cells rma: 3 examples, focus: 2) with labels_per_example 2, an admin
-``root`` and the labels of SEED; every expected figure below is worked out by hand from SEED.
+``root`` and the labels of tests/webui_study.py's DASHBOARD_SEED; every expected figure below is worked out
+by hand from DASHBOARD_SEED.
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -14,38 +14,15 @@ from streamlit.testing.v1 import AppTest
 from harmony_cli.store import Annotator, Store
 from harmony_cli.store.accounts import LOCK_AFTER
 from tests.helpers import run_main
-from tests.webui_study import PASSWORD, copied_study, make_study
+from tests.webui.apptest import APP
+from tests.webui_study import PASSWORD, make_study, seed_dashboard_study
 from webui.dashboard import REFUSED
-from tests.conftest import REPO
-
-APP = REPO / "webui" / "app.py"
-O, N, F = "original", "neither", "finetuned"
-# (annotator, cell, example index, choice, map shown left, response ms)
-SEED = [("ana", 0, 0, O, O, 2000), ("ana", 0, 1, F, O, 4000), ("ana", 0, 2, N, F, 30000),
-        ("ben", 0, 0, F, F, 1000), ("ben", 1, 0, O, F, 3000)]
-
-
-def seed_dashboard_study(url: str, image_dir: Path) -> dict:
-    """make_study's store with an admin ``root``, labels_per_example 2 and the SEED labels."""
-    info = make_study(url, image_dir)
-    with Store.open(url) as store:
-        info["root"] = store.add_annotator("root", PASSWORD, admin=True).id
-        store.update_study_config("webui-test", labels_per_example=2)
-        for who, cell, index, choice, left, ms in SEED:
-            store.answer(info[who], info["cells"][cell][index], choice, left_map=left, response_ms=ms)
-    return info
-
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def study_template(tmp_path_factory):
+    """This module's template: the dashboard study (conftest's ``study`` copies it)."""
     folder = tmp_path_factory.mktemp("dashboard-study")
     return folder, seed_dashboard_study(f"sqlite:///{folder / 'harmony.db'}", folder / "images")
-
-
-@pytest.fixture
-def study(template, tmp_path, monkeypatch):
-    with copied_study(template, tmp_path, monkeypatch) as info:
-        yield info
 
 
 def logged_in(name: str) -> AppTest:
@@ -308,8 +285,8 @@ def test_logging_out_of_the_dashboard_leaves_no_view_for_the_next_account_in_the
 
 
 def test_the_dashboard_shows_real_and_simulated_labels_apart(study):
-    """After a simulation round (2 simulated annotators x 5 examples) the figures stay the 5 SEED labels'
-    and the caption counts the two kinds apart."""
+    """After a simulation round (2 simulated annotators x 5 examples) the figures stay the 5 DASHBOARD_SEED
+    labels' and the caption counts the two kinds apart."""
     from harmony_cli.study.simulate import simulate
 
     assert simulate(study["store"], "webui-test", n_annotators=2).added == 10

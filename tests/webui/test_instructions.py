@@ -11,9 +11,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from harmony_cli.store import Label, LabelAudit, Store
-from tests.webui.test_app import (LEAK, displayed, enter_cell, label_rows, log_in, markdown, new_page, press,
-                                      refused, sent_text)
-from tests.webui_study import copied_study, make_study
+from tests.webui.apptest import (LEAK, displayed, enter_cell, label_rows, log_in, markdown, new_page, press,
+                                 refused, sent_text)
+from tests.webui_study import make_study
 from webui.instructions import DEFAULT_INSTRUCTIONS, INSTRUCTION
 from webui.practice import CLASS_NAME, FILES, FOLDER, PROGRESS, Practice
 from webui.presses import PressLog
@@ -22,16 +22,12 @@ STUDY_TEXT = "## Rules of this study\n\nLook for **the shape** of the predicted 
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def study_template(tmp_path_factory):
+    """This module's template: the study with instructions before the first example (conftest's ``study``
+    copies it)."""
     folder = tmp_path_factory.mktemp("instructions-study")
     info = make_study(f"sqlite:///{folder / 'harmony.db'}", folder / "images", instructions_first=True)
     return folder, info
-
-
-@pytest.fixture
-def study(template, tmp_path, monkeypatch):
-    with copied_study(template, tmp_path, monkeypatch) as info:
-        yield info
 
 
 def stored_rows(store: Store) -> tuple[int, int]:

@@ -18,26 +18,12 @@ from harmony_cli.store import LoginGuard, Meta, PageSession, SCHEMA_VERSION, Sto
 from harmony_cli.store import accounts
 from harmony_cli.store.accounts import LOCK_AFTER, WRONG
 from harmony_cli.store.sessions import PAGE_SESSION_TTL_S
-from tests.webui.test_app import enter_cell, label_rows, log_in
-from tests.webui_study import PASSWORD, copied_study, make_study
+from tests.webui.apptest import APP, enter_cell, label_rows, log_in
+from tests.webui_study import PASSWORD
 from webui import login as page_login
-from tests.conftest import REPO
 
-APP = REPO / "webui" / "app.py"
 GUESSER, OWNER = "203.0.113.9", "198.51.100.7"  # two client addresses (documentation ranges)
 TEN_YEARS_S = 10 * 365 * 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def study_template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("login-study")
-    return folder, make_study(f"sqlite:///{folder / 'harmony.db'}", folder / "images")
-
-
-@pytest.fixture
-def study(study_template, tmp_path, monkeypatch):
-    with copied_study(study_template, tmp_path, monkeypatch) as info:
-        yield info
 
 
 def page(token: str | None = None) -> AppTest:

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.end_to_end.browser.test_annotation_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.end_to_end.browser.page_server import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from webui import pair
 from webui.presses import MOVED_ON, NO_EXAMPLE
 
 PAIR_JS = Path(pair.__file__).resolve().parent / "pair.js"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
+pytestmark = needs_chromium
 
 # Loads pair.js as the page's component module; window.render(bytes) mounts it with one payload.
 MOUNT = """async (source) => {

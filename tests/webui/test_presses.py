@@ -9,23 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from harmony_cli.store import Label, Store
-from tests.webui_study import make_study
 from webui.presses import BAD_NUMBER, MOVED_ON, NO_ANSWER, OUT_OF_SEQUENCE, PressLog, handle_presses
 from webui.session import open_cell
 
 SECRET = "presses-secret"
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("presses-study")
-    return folder, make_study(f"sqlite:///{folder / 'harmony.db'}", folder / "images")
-
-
 @pytest.fixture
-def page(template, tmp_path):
+def page(study_template, tmp_path):
     """ana's cursor on the rma cell's first example, an empty press log, and a press handler."""
-    folder, info = template
+    folder, info = study_template
     shutil.copy(folder / "harmony.db", tmp_path / "harmony.db")
     with Store.open(f"sqlite:///{tmp_path / 'harmony.db'}") as store:
         cell = next(row for row in store.annotator_cells(info["ana"]) if row["metric"] == "rma")

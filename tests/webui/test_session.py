@@ -13,18 +13,12 @@ import pytest
 from PIL import Image
 
 from harmony_cli.store import Store
-from tests.webui_study import BLUE, RED, _png, make_study
+from tests.webui_study import BLUE, RED, _png
 from webui.presses import BAD_NUMBER, NO_ANSWER, PressLog, handle_presses
 from webui.session import (CellCursor, button_for, choice_for, example_screen, map_paths, open_cell, other_side,
                            submit_answer)
 
 SECRET = "mutation-secret"
-
-
-@pytest.fixture(scope="module")
-def study_template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("session-study")
-    return folder, make_study(f"sqlite:///{folder / 'harmony.db'}", folder / "images")
 
 
 @pytest.fixture

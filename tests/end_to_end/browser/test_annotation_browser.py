@@ -7,85 +7,18 @@ that would unblind the maps.
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import Label, Store
-from tests.webui_study import PASSWORD, RED, make_study
-from tests.conftest import REPO
+from tests.end_to_end.browser.page_server import CHROMIUM, CHROMIUM_ARGS, log_in, needs_chromium, running_page
+from tests.webui_study import RED, make_study
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LEAK = re.compile(rb"original|finetuned|learn", re.IGNORECASE)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def streamlit_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(REPO / "webui" / "app.py"),
-            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--server.runOnSave", "false", "--global.developmentMode", "false"]
-
-
-def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}: {log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout_s} s")
-
-
-def log_in(page, name: str) -> None:
-    """Log ``name`` in on the page's login form (the test studies' shared password)."""
-    page.get_by_role("textbox", name="Name", exact=True).fill(name)
-    page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
-@contextmanager
-def running_page(folder: Path, url: str):
-    """A page server on a free loopback port for the store ``url``; yields its address."""
-    port = free_port()
-    env = {**os.environ, "HARMONY_DB_URL": url}
-    log = folder / "streamlit.log"
-    with log.open("w") as log_file:  # a file, not a pipe: a full pipe would stall the server
-        server = subprocess.Popen(streamlit_command(port), cwd=folder, env=env, stdout=log_file,
-                                  stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(port, server, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+pytestmark = needs_chromium
 
 
 @pytest.fixture

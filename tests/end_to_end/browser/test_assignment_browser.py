@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from harmony_cli.store import Label, Store
-from tests.end_to_end.browser.test_annotation_browser import CHROMIUM, CHROMIUM_ARGS, running_page
+from tests.end_to_end.browser.page_server import CHROMIUM, CHROMIUM_ARGS, needs_chromium, running_page
 from tests.webui_study import PASSWORD, make_load_study
 
 EXAMPLES = 5
@@ -21,8 +21,7 @@ ANNOTATORS = 3
 NOTHING_MORE = "This cell needs nothing more from you"
 ALL_DONE = "Done: you answered all"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture

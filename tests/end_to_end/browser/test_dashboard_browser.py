@@ -1,16 +1,13 @@
 """The admin dashboard in a real browser (Playwright + Debian's chromium, the page server of
-tests/end_to_end/browser/test_annotation_browser.py): the right counts for a seeded store, account management with the
+tests/end_to_end/browser/page_server.py): the right counts for a seeded store, account management with the
 CLI's message, and the dashboard refused to a non-admin who asks for it in the URL."""
 from __future__ import annotations
 
-import pytest
-
-from tests.end_to_end.browser.test_annotation_browser import CHROMIUM, CHROMIUM_ARGS, log_in, running_page
-from tests.webui.test_dashboard import seed_dashboard_study
+from tests.end_to_end.browser.page_server import log_in, logged_in_page, needs_chromium, running_page
+from tests.webui_study import seed_dashboard_study
 from webui.dashboard import REFUSED
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
+pytestmark = needs_chromium
 
 
 def table_rows(page, column: str) -> list[list[str]]:
@@ -23,41 +20,32 @@ def table_rows(page, column: str) -> list[list[str]]:
 
 
 def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_others(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     url = f"sqlite:///{tmp_path / 'harmony.db'}"
     seed_dashboard_study(url, tmp_path / "images")
-    with running_page(tmp_path, url) as address, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1400})
-            page.set_default_timeout(20_000)
-            page.goto(address)
-            log_in(page, "root")
-            page.get_by_role("heading", name="Dashboard").wait_for()
-            page.get_by_text("incomplete: 4 of 6 labels").wait_for()
-            cells = {row[0]: row for row in table_rows(page, "chose left")}
-            annotators = {row[0]: row for row in table_rows(page, "median s / answer")}
-            bias = page.get_by_text("decisive labels chose the map shown on the left").inner_text()
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    viewport = {"width": 1200, "height": 1400}
+    with running_page(tmp_path, url) as address, logged_in_page(address, "root", viewport, 20_000) as page:
+        page.get_by_role("heading", name="Dashboard").wait_for()
+        page.get_by_text("incomplete: 4 of 6 labels").wait_for()
+        cells = {row[0]: row for row in table_rows(page, "chose left")}
+        annotators = {row[0]: row for row in table_rows(page, "median s / answer")}
+        bias = page.get_by_text("decisive labels chose the map shown on the left").inner_text()
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
-            page.get_by_role("tab", name="Accounts").click()
-            page.get_by_role("textbox", name="Name").last.fill("zed")
-            page.locator("input[type=password]").first.fill("short")
-            page.get_by_role("button", name="Add account").click()
-            page.get_by_text("the password has 5 characters").wait_for()
-            error = page.get_by_text("the password has 5 characters").inner_text()
+        page.get_by_role("tab", name="Accounts").click()
+        page.get_by_role("textbox", name="Name").last.fill("zed")
+        page.locator("input[type=password]").first.fill("short")
+        page.get_by_role("button", name="Add account").click()
+        page.get_by_text("the password has 5 characters").wait_for()
+        error = page.get_by_text("the password has 5 characters").inner_text()
 
-            page.get_by_role("button", name="Log out").click()
-            page.get_by_role("textbox", name="New password").wait_for(state="detached")  # the dashboard is gone
-            log_in(page, "ana")
-            page.get_by_text("Your study cells").wait_for()
-            dashboard_buttons = page.get_by_role("button", name="Dashboard").count()
-            page.goto(page.url + ("&" if "?" in page.url else "?") + "view=dashboard")  # a forged request
-            page.get_by_text(REFUSED).wait_for()
-            refused_page = page.content()
-        finally:
-            browser.close()
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_role("textbox", name="New password").wait_for(state="detached")  # the dashboard is gone
+        log_in(page, "ana")
+        page.get_by_text("Your study cells").wait_for()
+        dashboard_buttons = page.get_by_role("button", name="Dashboard").count()
+        page.goto(page.url + ("&" if "?" in page.url else "?") + "view=dashboard")  # a forged request
+        page.get_by_text(REFUSED).wait_for()
+        refused_page = page.content()
 
     # quota 2: rma 4 of 6 labels counted, focus 1 of 4; rma's 4 labels on 3 examples
     assert cells["rma · tiny · gradcam"][1:4] == ["3", "4", "4 / 6 (67%)"]

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import select
 
 from harmony_cli.store import LabelAudit, Store
-from tests.end_to_end.browser.test_annotation_browser import CHROMIUM, running_page
-from tests.end_to_end.browser.test_load_browser import meant, run_sessions
-from tests.webui_study import make_load_study
+from tests.end_to_end.browser.page_server import needs_chromium
+from tests.end_to_end.browser.sessions import meant, run_sessions
 
 SESSIONS = 2
 EXAMPLES = 60
@@ -26,16 +24,7 @@ DOUBLE_PRESS = 0.3
 LATENCY_S = 0.8  # every server message reaches the browser this late
 READ_MS = 3000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)")
-
-
-@pytest.fixture
-def slow_server(tmp_path):
-    url = f"sqlite:///{tmp_path / 'harmony.db'}"
-    info = make_load_study(url, tmp_path / "images", SESSIONS, EXAMPLES)
-    with running_page(tmp_path, url) as address:
-        yield {**info, "url": url, "address": address}
+pytestmark = needs_chromium
 
 
 async def delay_server_messages(route) -> None:
@@ -45,13 +34,13 @@ async def delay_server_messages(route) -> None:
     server.on_message(lambda message: loop.call_later(LATENCY_S, route.send, message))
 
 
-def test_every_press_is_stored_or_shown_refused_long_enough_to_read(slow_server):
-    names = sorted(slow_server["annotators"])
-    records = asyncio.run(run_sessions(slow_server["address"], names, press_seconds=PRESS_SECONDS,
+def test_every_press_is_stored_or_shown_refused_long_enough_to_read(load_study_server):
+    names = sorted(load_study_server["annotators"])
+    records = asyncio.run(run_sessions(load_study_server["address"], names, press_seconds=PRESS_SECONDS,
                                        double_press=DOUBLE_PRESS, settle_ms=READ_MS + 500,
                                        route=delay_server_messages))
-    examples = slow_server["examples"]
-    with Store.open(slow_server["url"]) as store, store.read() as session:
+    examples = load_study_server["examples"]
+    with Store.open(load_study_server["url"]) as store, store.read() as session:
         audit = session.execute(select(LabelAudit.annotator_id, LabelAudit.example_id, LabelAudit.choice,
                                        LabelAudit.left_map).order_by(LabelAudit.id)).all()
     totals = {"presses": 0, "stored": 0, "refused": 0, "silent": 0}
@@ -60,7 +49,7 @@ def test_every_press_is_stored_or_shown_refused_long_enough_to_read(slow_server)
         named = {int(seq): last - first for seq, (first, last) in record["noticed"].items()}
         assert set(named) <= set(range(1, len(presses) + 1)), (name, sorted(named))
         assert all("not stored" in text for text in record["texts"]), record["texts"]
-        stored = [(e, c, left) for a, e, c, left in audit if a == slow_server["annotators"][name]]
+        stored = [(e, c, left) for a, e, c, left in audit if a == load_study_server["annotators"][name]]
         stored_presses = [p for seq, p in enumerate(presses, start=1) if seq not in named]
         # a refused press whose notice went before it could be read is as good as silent
         silent = sorted(seq for seq, shown_ms in named.items() if shown_ms < READ_MS)

@@ -1,9 +1,15 @@
-"""`harmony annotators ...` and `harmony studies`: through Typer's runner, and the real console entry for errors."""
+"""`harmony annotators ...`: through Typer's runner, and the real console entry for errors.
+
+Bad input to the account commands and a store that cannot be written: each case runs the console entry
+(``harmony_cli.main:main``, in this process) and asserts one line ``error: ...`` with the fragments that say
+what to fix, exit status 2, and every table's row count unchanged. SQLite always; PostgreSQL where
+HARMONY_TEST_PG_URL is set. A read-only store is the database's own refusal (SQLite's mode=ro, PostgreSQL's
+read-only transactions); a full disk is the driver's error raised at every write (a disk cannot be filled
+safely from a test).
+"""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,31 +17,10 @@ from typer.testing import CliRunner
 
 from harmony_cli.main import app
 from harmony_cli.store import Store
-from tests.helpers import run_main
-from tests.conftest import REPO
+from tests.failing_writes import database_full
+from tests.helpers import assert_one_line_error, assignable_store, harmony, harmony_main, row_counts
 
-HARMONY = REPO / ".venv" / "bin" / "harmony"
 runner = CliRunner()
-
-
-def harmony(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    """The installed console entry, as a user runs it (one-line errors, exit status 2)."""
-    command = [str(HARMONY)] if HARMONY.exists() else [sys.executable, "-m", "harmony_cli.main"]
-    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, timeout=120)
-
-
-def harmony_main(monkeypatch, capsys, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    """The console entry ``harmony_cli.main:main`` in this process (same error path, no interpreter start)."""
-    code, out, err = run_main(monkeypatch, capsys, *args, stdin=stdin)
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def store_files(db: Path) -> bytes:
@@ -103,62 +88,12 @@ def test_annotator_errors_are_one_line_with_exit_status_2(tmp_path, monkeypatch,
     runner.invoke(app, ["annotators", "add", "ana", "--password-stdin", "--db", str(db)], input="long-enough\n")
     # The installed console script once (interpreter start is slow on a busy machine), then main() in-process.
     assert_one_line_error(harmony("annotators", "add", "ana", "--password-stdin", "--db", str(db),
-                                  stdin="long-enough\n"), "exists already", "set-password ana")
+                                  stdin="long-enough\n", warnings=True), "exists already", "set-password ana")
     cli = lambda *args, stdin="": harmony_main(monkeypatch, capsys, *args, stdin=stdin)  # noqa: E731
     assert_one_line_error(cli("annotators", "set-password", "bob", "--password-stdin", "--db", str(db),
                               stdin="long-enough\n"), "no annotator 'bob'")
     assert_one_line_error(cli("annotators", "deactivate", "bob", "--db", str(db)), "no annotator 'bob'")
     assert_one_line_error(cli("annotators", "list", "--db", str(tmp_path / "absent.db")), "no harmony store at")
-
-
-def test_studies_lists_each_cell_with_exactly_the_documented_keys(db_url):
-    store = Store.open(db_url)
-    study = store.get_or_create_study("pilot")
-    cell = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
-    ids = store.add_examples(study.id, [dict(cell, source_key=str(i), class_name="c") for i in range(3)])
-    store.add_examples(study.id, [dict(cell, attribution="guided_backprop", source_key="0", class_name="c")])
-    ana, ben = store.add_annotator("ana", None).id, store.add_annotator("ben", None).id
-    store.answer(ana, ids[0], "original")
-    store.answer(ana, ids[1], "finetuned")
-    store.answer(ben, ids[1], "neither")
-    store.close()
-    result = runner.invoke(app, ["studies", "--json", "--db", db_url])
-    assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
-    assert rows == [
-        dict(study="pilot", **cell, examples=3, labels=3, annotators=2),
-        dict(study="pilot", **dict(cell, attribution="guided_backprop"), examples=1, labels=0, annotators=0),
-    ]
-    assert all(list(r) == ["study", "dataset", "metric", "backbone", "attribution", "examples", "labels",
-                           "annotators"] for r in rows)
-    table = runner.invoke(app, ["studies", "--db", db_url]).output
-    assert "pilot" in table and "guided_backprop" in table
-
-
-@pytest.mark.parametrize("kind", ["text", "foreign", "newer"])
-def test_studies_refuses_files_that_are_not_this_harmony_store(tmp_path, monkeypatch, capsys, kind):
-    import sqlite3
-
-    db = tmp_path / "x.db"
-    if kind == "text":
-        db.write_text("not a database at all\n" * 50)
-        expected = "is not an SQLite database"
-    elif kind == "foreign":
-        conn = sqlite3.connect(db)
-        conn.execute("CREATE TABLE orders (id INTEGER)")
-        conn.commit()
-        conn.close()
-        expected = "not a harmony store"
-    else:
-        Store.open(str(db)).close()
-        conn = sqlite3.connect(db)
-        conn.execute("UPDATE harmony_meta SET value = '99' WHERE key = 'schema_version'")
-        conn.commit()
-        conn.close()
-        expected = "schema version 99"
-    run = harmony("studies", "--db", str(db)) if kind == "text" else harmony_main(monkeypatch, capsys, "studies",
-                                                                                    "--db", str(db))
-    assert_one_line_error(run, expected)
 
 
 def test_unlock_lifts_a_lockout_and_add_stores_the_name_as_the_page_reads_it(tmp_path):
@@ -178,19 +113,9 @@ def test_unlock_lifts_a_lockout_and_add_stores_the_name_as_the_page_reads_it(tmp
         assert store.login("bob", "long-enough", client="203.0.113.9", now=6e4).annotator.name == "bob"
 
 
-def _assign_store(db: Path) -> None:
-    with Store.open(str(db)) as store:
-        study = store.get_or_create_study("pilot")
-        cell = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
-        store.add_examples(study.id, [dict(c, source_key="0", class_name="c")
-                                      for c in (cell, dict(cell, metric="focus"))])
-        store.get_or_create_study("old", source="legacy")
-        store.add_annotator("ana", None)
-
-
 def test_assign_unassign_and_list_assignments(tmp_path):
     db = tmp_path / "h.db"
-    _assign_store(db)
+    assignable_store(db)
     result = runner.invoke(app, ["annotators", "assign", "ana", "--study", "pilot", "--cell", "rma/tiny/gradcam",
                                  "--cell", "synthetic/focus/tiny/gradcam", "--db", str(db)])
     assert result.exit_code == 0 and "assigned rma/tiny/gradcam, synthetic/focus/tiny/gradcam of study pilot to ana" \
@@ -211,7 +136,7 @@ def test_assign_unassign_and_list_assignments(tmp_path):
 
 def test_assignment_errors_are_one_line_with_exit_status_2(tmp_path, monkeypatch, capsys):
     db = tmp_path / "h.db"
-    _assign_store(db)
+    assignable_store(db)
     cli = lambda *args: harmony_main(monkeypatch, capsys, *args, "--db", str(db))  # noqa: E731
     assert_one_line_error(cli("annotators", "assign", "bob", "--study", "pilot"), "no annotator 'bob'")
     assert_one_line_error(cli("annotators", "assign", "ana", "--study", "nope"), "no study called 'nope'")
@@ -227,16 +152,60 @@ def test_assignment_errors_are_one_line_with_exit_status_2(tmp_path, monkeypatch
         assert store.assignments() == []
 
 
-def test_studies_open_close_and_labels_per_example(tmp_path):
-    db = tmp_path / "h.db"
-    _assign_store(db)
-    with Store.open(str(db)) as store:
-        assert store.study_open("pilot") and not store.study_open("old")  # imported: closed until opened
-    result = runner.invoke(app, ["annotators", "assign", "ana", "--study", "old", "--db", str(db)])
-    assert "closed to new labels: `harmony studies open old`" in result.output
-    assert runner.invoke(app, ["studies", "open", "old", "--db", str(db)]).exit_code == 0
-    assert runner.invoke(app, ["studies", "close", "pilot", "--db", str(db)]).exit_code == 0
-    assert runner.invoke(app, ["studies", "set-labels-per-example", "pilot", "2", "--db", str(db)]).exit_code == 0
-    with Store.open(str(db)) as store:
-        assert store.study_open("old") and not store.study_open("pilot")
-        assert store.study_rules(store.study("pilot").id).labels_per_example == 2
+PASSWORD = "long-enough\n"
+
+
+def read_only(url: str) -> str:
+    """The same store, opened so that the database refuses every write."""
+    if url.startswith("sqlite"):
+        return url.replace("sqlite:///", "sqlite:///file:", 1) + "?mode=ro&uri=true"
+    return url + ("&" if "?" in url else "?") + "options=-c%20default_transaction_read_only%3Don"
+
+
+# (case, command after `harmony annotators`, stdin, fragments of the one line, store: normal | read-only | full)
+CASES = [
+    ("NUL in the name", ["add", "bo\x00b", "--password-stdin"], PASSWORD, ["control"], "normal"),
+    ("tab in the name", ["add", "bob\tsmith", "--password-stdin"], PASSWORD, ["control"], "normal"),
+    ("200-character name", ["add", "n" * 200, "--password-stdin"], PASSWORD, ["at most 150", "shorter"], "normal"),
+    ("blank name", ["add", "   ", "--password-stdin"], PASSWORD, ["non-empty"], "normal"),
+    ("name taken once stripped", ["add", "  ana ", "--password-stdin"], PASSWORD, ["exists already"], "normal"),
+    ("name taken in another Unicode form", ["add", "Zoe\u0308", "--password-stdin"], PASSWORD,
+     ["exists already"], "normal"),
+    ("short password", ["add", "dan", "--password-stdin"], "short\n", ["at least 8"], "normal"),
+    ("password for a simulated account", ["set-password", "sim-1", "--password-stdin"], PASSWORD,
+     ["simulated", "never log in"], "normal"),
+    ("unknown account", ["deactivate", "nobody"], "", ["no annotator 'nobody'"], "normal"),
+    ("add to a read-only store", ["add", "carl", "--password-stdin"], PASSWORD, ["read-only"], "read-only"),
+    ("new password in a read-only store", ["set-password", "ana", "--password-stdin"], PASSWORD, ["read-only"],
+     "read-only"),
+    ("deactivate in a read-only store", ["deactivate", "ana"], "", ["read-only"], "read-only"),
+    ("add to a full store", ["add", "carl-" + "x" * 140, "--password-stdin"], PASSWORD, ["full", "free some space"],
+     "full"),
+    ("new password in a full store", ["set-password", "ana", "--password-stdin"], PASSWORD, ["full"], "full"),
+]
+
+
+@pytest.fixture
+def accounts_store(db_url):
+    with Store.open(db_url) as store:
+        store.add_annotator("ana", "first-pass")
+        store.add_annotator("Zoë", "first-pass")
+        store.add_annotator("sim-1", None, active=False, simulated=True)
+    return db_url
+
+
+@pytest.mark.parametrize("case, command, stdin, fragments, store_state", CASES, ids=[c[0] for c in CASES])
+def test_bad_account_input_is_one_line_and_changes_nothing(accounts_store, monkeypatch, capsys, case, command, stdin,
+                                                           fragments, store_state):
+    url = accounts_store
+    if store_state == "full":
+        database_full(monkeypatch)
+    before = row_counts(url)
+    target = read_only(url) if store_state == "read-only" else url
+    result = harmony_main(monkeypatch, capsys, "annotators", *command, "--db", target, stdin=stdin)
+    assert_one_line_error(result, *fragments)
+    assert "argon2" not in result.stderr and "Traceback" not in result.stderr
+    if store_state == "read-only" or store_state == "full":
+        assert "give --db an SQLite file made by harmony" not in result.stderr  # the wrong fix
+    monkeypatch.undo()
+    assert row_counts(url) == before

@@ -31,7 +31,7 @@ import pytest
 from harmony_cli.store import Store
 from tests.conftest import TEST_CACHE
 from tests.helpers import add_labelled_pilot, run_main
-from tests.harmony_cli.study.test_import_legacy import write_fixtures
+from tests.legacy_fixtures import write_fixtures
 
 # Words of the old, wrong fixes that must not come back.
 NOT_HARMONY_FIX = "made by harmony"

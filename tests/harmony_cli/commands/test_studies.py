@@ -1,15 +1,19 @@
-"""`harmony studies --format`: every format holds every cell in full, piped or not."""
+"""`harmony studies`: the listing (every format holds every cell in full, piped or not), a file that is not
+this harmony's store, opening and closing studies, and their instructions."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from harmony_cli.main import app
 from harmony_cli.store import Store
+from tests.helpers import assert_one_line_error, assignable_store, harmony, harmony_main
 
+runner = CliRunner()
 LONG = "a-study-name-long-enough-to-be-cut-at-eighty-columns-by-a-terminal-table"
 
 
@@ -42,9 +46,9 @@ def test_every_format_lists_the_cells_in_full(sqlite_url):
     assert LONG in table and "guided_backprop" in table and "…" not in table
 
 
-# `harmony studies set-instructions` and study.instructions ----------------------------------------
-
 INSTRUCTIONS = "# Look closely\n\nPick the map that **covers the object**."
+
+
 CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
 
@@ -75,8 +79,6 @@ def test_set_instructions_from_a_file_or_the_text_replaces_the_studys_instructio
 
 
 def test_set_instructions_refuses_bad_input_in_one_line_and_changes_nothing(db_url, tmp_path, monkeypatch, capsys):
-    from tests.harmony_cli.commands.test_annotators import assert_one_line_error, harmony_main
-
     with Store.open(db_url) as store:
         store.get_or_create_study("s1")
         store.update_study_config("s1", instructions=INSTRUCTIONS)
@@ -126,3 +128,68 @@ def test_study_instructions_are_recorded_when_the_study_is_built_and_replaced_by
             with pytest.raises(UserError, match=fragment):
                 StudyRow.open(store, "new", StudySettings.defaults(instructions=value), {}, tmp_path / "new")
         assert store.study("new") is None
+
+
+def test_studies_lists_each_cell_with_exactly_the_documented_keys(db_url):
+    store = Store.open(db_url)
+    study = store.get_or_create_study("pilot")
+    cell = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
+    ids = store.add_examples(study.id, [dict(cell, source_key=str(i), class_name="c") for i in range(3)])
+    store.add_examples(study.id, [dict(cell, attribution="guided_backprop", source_key="0", class_name="c")])
+    ana, ben = store.add_annotator("ana", None).id, store.add_annotator("ben", None).id
+    store.answer(ana, ids[0], "original")
+    store.answer(ana, ids[1], "finetuned")
+    store.answer(ben, ids[1], "neither")
+    store.close()
+    result = runner.invoke(app, ["studies", "--json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows == [
+        dict(study="pilot", **cell, examples=3, labels=3, annotators=2),
+        dict(study="pilot", **dict(cell, attribution="guided_backprop"), examples=1, labels=0, annotators=0),
+    ]
+    assert all(list(r) == ["study", "dataset", "metric", "backbone", "attribution", "examples", "labels",
+                           "annotators"] for r in rows)
+    table = runner.invoke(app, ["studies", "--db", db_url]).output
+    assert "pilot" in table and "guided_backprop" in table
+
+
+@pytest.mark.parametrize("kind", ["text", "foreign", "newer"])
+def test_studies_refuses_files_that_are_not_this_harmony_store(tmp_path, monkeypatch, capsys, kind):
+    import sqlite3
+
+    db = tmp_path / "x.db"
+    if kind == "text":
+        db.write_text("not a database at all\n" * 50)
+        expected = "is not an SQLite database"
+    elif kind == "foreign":
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+        conn.commit()
+        conn.close()
+        expected = "not a harmony store"
+    else:
+        Store.open(str(db)).close()
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE harmony_meta SET value = '99' WHERE key = 'schema_version'")
+        conn.commit()
+        conn.close()
+        expected = "schema version 99"
+    run = harmony("studies", "--db", str(db), warnings=True) if kind == "text" else harmony_main(monkeypatch, capsys, "studies",
+                                                                                    "--db", str(db))
+    assert_one_line_error(run, expected)
+
+
+def test_studies_open_close_and_labels_per_example(tmp_path):
+    db = tmp_path / "h.db"
+    assignable_store(db)
+    with Store.open(str(db)) as store:
+        assert store.study_open("pilot") and not store.study_open("old")  # imported: closed until opened
+    result = runner.invoke(app, ["annotators", "assign", "ana", "--study", "old", "--db", str(db)])
+    assert "closed to new labels: `harmony studies open old`" in result.output
+    assert runner.invoke(app, ["studies", "open", "old", "--db", str(db)]).exit_code == 0
+    assert runner.invoke(app, ["studies", "close", "pilot", "--db", str(db)]).exit_code == 0
+    assert runner.invoke(app, ["studies", "set-labels-per-example", "pilot", "2", "--db", str(db)]).exit_code == 0
+    with Store.open(str(db)) as store:
+        assert store.study_open("old") and not store.study_open("pilot")
+        assert store.study_rules(store.study("pilot").id).labels_per_example == 2

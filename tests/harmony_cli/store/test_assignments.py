@@ -2,7 +2,6 @@
 ``labels_per_example`` labels per example, under concurrent answers (SQLite, and PostgreSQL when set)."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import pytest
@@ -10,7 +9,7 @@ from sqlalchemy import func, select
 
 from harmony_cli.store import CellClosed, ExampleFull, Label, Store, StoreError
 from harmony_cli.study.settings import StudySettings
-from tests.helpers import run_in_threads
+from tests.helpers import stores_in_threads
 
 RMA = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 FOCUS = dict(RMA, metric="focus")
@@ -151,25 +150,17 @@ def test_concurrent_answers_never_take_an_example_past_its_labels(db_url):
     for t in range(threads):
         store.assign(f"a{t}", "s", cells=[RMA])
     store.close()
-    barrier, errors, outcomes = threading.Barrier(threads), [], Counter()
+    outcomes = Counter()
 
-    def work(t: int) -> None:
-        mine = Store.open(db_url)
-        try:
-            barrier.wait()
-            for example in ids["rma"][t % 5:] + ids["rma"][:t % 5]:  # different orders: real contention
-                try:
-                    mine.answer(ids[f"a{t}"], example, "neither", session_version=0)
-                    outcomes["stored"] += 1
-                except ExampleFull:
-                    outcomes["full"] += 1
-        except Exception as exc:  # reported below: a thread's exception would otherwise vanish
-            errors.append(exc)
-        finally:
-            mine.close()
+    def work(t: int, mine: Store) -> None:
+        for example in ids["rma"][t % 5:] + ids["rma"][:t % 5]:  # different orders: real contention
+            try:
+                mine.answer(ids[f"a{t}"], example, "neither", session_version=0)
+                outcomes["stored"] += 1
+            except ExampleFull:
+                outcomes["full"] += 1
 
-    run_in_threads(work, threads)
-    assert not errors, errors
+    stores_in_threads(db_url, work, threads)
     with Store.open(db_url) as store:
         assert [label_count(store, e) for e in ids["rma"]] == [quota] * 5
     assert outcomes == {"stored": quota * 5, "full": (threads - quota) * 5}
@@ -209,7 +200,7 @@ def test_an_imported_study_is_closed_until_opened_and_keeps_its_labels_per_examp
     from typer.testing import CliRunner
 
     from harmony_cli.main import app
-    from tests.harmony_cli.study.test_import_legacy import write_fixtures
+    from tests.legacy_fixtures import write_fixtures
 
     monkeypatch.setenv("HARMONY_OUTPUTS", str(tmp_path / "outputs"))
     db = f"sqlite:///{tmp_path / 'h.db'}"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections import Counter
 
 import pytest
@@ -11,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from harmony_cli.store import (CHOICES, SCHEMA_VERSION, Example, Label, LabelAudit, Meta, Store, StoreError,
                                resolve_db_url)
-from tests.helpers import run_in_threads
+from tests.helpers import stores_in_threads
 
 CELL = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
 
@@ -93,22 +92,13 @@ def test_concurrent_writers_lose_and_duplicate_nothing(db_url):
     annotators = [setup.add_annotator(f"a{k}", None).id for k in range(4)]
     setup.close()
     threads, rounds = 8, 2
-    barrier, errors = threading.Barrier(threads), []
 
-    def work(t: int) -> None:
-        store = Store.open(db_url)
-        try:
-            barrier.wait()
-            for r in range(rounds):
-                for i, example in enumerate(examples):
-                    store.answer(annotators[t // 2], example, CHOICES[(t + r + i) % 3], source=f"t{t}")
-        except Exception as exc:  # reported below: a thread's exception would otherwise vanish
-            errors.append(exc)
-        finally:
-            store.close()
+    def work(t: int, store: Store) -> None:
+        for r in range(rounds):
+            for i, example in enumerate(examples):
+                store.answer(annotators[t // 2], example, CHOICES[(t + r + i) % 3], source=f"t{t}")
 
-    run_in_threads(work, threads)
-    assert not errors, errors
+    stores_in_threads(db_url, work, threads)
     store = Store.open(db_url)
     with store.read() as session:
         labels = list(session.scalars(select(Label)))

@@ -17,6 +17,7 @@ from harmony_cli.study.import_legacy import import_legacy
 from harmony_cli.main import app
 from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store
 from tests.helpers import run_main
+from tests.legacy_fixtures import write_fixtures
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -90,35 +91,6 @@ def test_published_study_imports_completely_and_only_once(db_url, legacy_db):
     store.close()
     assert hashlib.sha256(legacy_db.read_bytes()).hexdigest() == digest  # the source is only read
     assert not list(legacy_db.parent.glob(legacy_db.name + "-*"))  # no -wal/-journal left beside it
-
-
-def write_fixtures(folder: Path) -> None:
-    """A small study in the original app's fixture format, with users and labels as `dumpdata` writes them."""
-    folder.mkdir()
-
-    def dump(name: str, model: str, rows: list[dict]) -> None:
-        objects = [{"pk": i + 1, "model": model, "fields": fields} for i, fields in enumerate(rows)]
-        (folder / f"{name}.json").write_text(json.dumps(objects))
-
-    dump("dataset", "relevavance.dataset", [{"name": "ImageNet"}])
-    dump("experiment", "relevavance.experiment", [{"name": "IoULearnableMetric"}, {"name": "MysteryLearnableMetric"}])
-    dump("cnnmodel", "relevavance.cnnmodel", [{"name": "ResNet"}])
-    dump("relevancymethod", "relevavance.relevancymethod", [{"name": "GradCamAttributor"}])
-    examples = []
-    for pk, experiment in ((1, 1), (2, 1), (3, 2), (4, 2)):
-        base = f"data/e{experiment}/{pk}"
-        examples.append({"dataset": 1, "experiment": experiment, "cnn_model": 1, "relevancy_method": 1,
-                         "prediction": f"class {pk}", "image": f"{base}_image.png",
-                         "original": f"{base}_original.png", "learn": f"{base}_learn.png"})
-    dump("example", "relevavance.example", examples)
-    dump("user", "auth.user", [{"username": "eve"}, {"username": "mallory"}, {"username": "idle"}])
-    dump("label", "relevavance.label", [
-        {"user": 1, "example": 1, "choice": "learn"},
-        {"user": 1, "example": 1, "choice": "original"},  # a double submission: the later one counts
-        {"user": 1, "example": 2, "choice": "neither"},
-        {"user": 2, "example": 3, "choice": "learn"},
-        {"user": 2, "example": 4, "choice": "maybe"},     # not a choice of the app: skipped, reported
-    ])
 
 
 def test_fixtures_folder_imports_with_images_and_only_once(db_url, tmp_path, tmp_outputs):

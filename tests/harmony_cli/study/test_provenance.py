@@ -286,7 +286,7 @@ def test_a_study_image_folder_that_is_a_link_elsewhere_is_refused(tmp_path, monk
 
 
 def test_a_failed_import_leaves_no_new_store_file(tmp_path, monkeypatch, capsys):
-    from tests.harmony_cli.study.test_import_legacy import write_fixtures
+    from tests.legacy_fixtures import write_fixtures
 
     fixtures, images, outside = tmp_path / "fx", tmp_path / "images", tmp_path / "outside"
     write_fixtures(fixtures)

@@ -301,7 +301,7 @@ def test_imagenet_s_train_semi_and_folder_ids(tmp_path):
     assert len(dm.split("val")) + len(dm.split("test")) == 12
     item = dm.split("val")[0]
     assert item["mask"].sum() > 10 and dm.split("val").fallback_masks == 0
-    with pytest.raises(DataLayoutError, match=r"gives 3 classes but data.num_classes=1000: give data.synset_mapping="):
+    with pytest.raises(DataLayoutError, match=r"has 3 classes but data.num_classes=1000: set data.num_classes=3, or give data.synset_mapping="):
         ImageNetSDataModule(root)
 
 

@@ -1,93 +1,29 @@
-"""Bad input to build-dataset and simulate-annotators: one line, exit status 2, nothing written.
+"""Bad input to `harmony build-dataset`: one line, exit status 2, nothing written.
 
-Each case runs the real console entry (``harmony_cli.main:main``) in-process and checks the
-one-line message, the exit status and that no store row and no image file was added. A full
-or read-only disk is simulated by making the operating system's writes below a folder fail
-with that errno (as a real full or read-only file system answers); a full database by SQLite's
-own "database or disk is full" error raised from the driver for every INSERT/UPDATE.
+Each case runs the real console entry (``harmony_cli.main:main``) in-process and checks the one-line
+message, the exit status and that no store row and no image file was added. A full or read-only disk is
+simulated by tests/failing_writes.py.
 """
 from __future__ import annotations
 
-import builtins
 import errno
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from harmony_cli.store import Annotator, Example, Label, LabelAudit, Store, Study
+from harmony_cli.store import Store
 from tests.conftest import REPO, TEST_CACHE
-from tests.helpers import run_main
-
-TABLES = (Study, Example, Label, LabelAudit, Annotator)
+from tests.failing_writes import database_full, fail_writes_below
+from tests.helpers import files_under, row_counts, run_main
 
 
 def cli_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """``harmony_cli.main:main`` in-process: (exit status, stderr)."""
     code, _, err = run_main(monkeypatch, capsys, *args)
     return code, err
-
-
-def row_counts(db: Path) -> dict[str, int]:
-    store = Store.open(f"sqlite:///{db}")
-    try:
-        with store.read() as session:
-            return {t.__name__: session.scalar(select(func.count()).select_from(t)) for t in TABLES}
-    finally:
-        store.close()
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-
-
-def fail_writes_below(monkeypatch, folder: Path, code: int, after: int = 0) -> None:
-    """Every file creation and mkdir below ``folder`` fails with ``code`` (after ``after`` files succeeded)."""
-    real_open, real_mkdir, done = builtins.open, os.mkdir, []
-    folder = str(folder)
-
-    def below(path) -> bool:
-        return os.path.abspath(os.fspath(path)).startswith(folder)
-
-    def fake_open(file, mode="r", *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and below(file) and any(m in mode for m in "wax+"):
-            if len(done) >= after:
-                raise OSError(code, os.strerror(code), os.fspath(file))
-            done.append(file)
-        return real_open(file, mode, *args, **kwargs)
-
-    def fake_mkdir(path, *args, **kwargs):
-        if below(path) and after == 0:
-            raise OSError(code, os.strerror(code), os.fspath(path))
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", fake_open)
-    monkeypatch.setattr(os, "mkdir", fake_mkdir)
-
-
-def database_full(monkeypatch) -> None:
-    """Every INSERT/UPDATE of the store fails as SQLite fails on a full disk."""
-    from sqlalchemy import event
-
-    import harmony_cli.store.base as api
-
-    real_make_engine = api.make_engine
-
-    def make_engine(url, *args, **kwargs):
-        engine = real_make_engine(url, *args, **kwargs)
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def full(conn, cursor, statement, parameters, context, executemany):
-            if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
-                raise sqlite3.OperationalError("database or disk is full")
-
-        return engine
-
-    monkeypatch.setattr(api, "make_engine", make_engine)
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +53,6 @@ def no_checkpoint_run(root: Path) -> Path:
     return run
 
 
-@pytest.fixture
-def store_with_a_study(tmp_path) -> Path:
-    """An SQLite store holding one earlier study (two examples, no labels); its file."""
-    db = tmp_path / "harmony.db"
-    store = Store.open(f"sqlite:///{db}")
-    study = store.get_or_create_study("earlier", config={"higher_is_better": {"rma": True}}, image_dir=str(tmp_path))
-    cell = dict(dataset="synthetic", metric="rma", backbone="tiny", attribution="gradcam")
-    store.add_examples(study.id, [dict(cell, source_key=str(k), class_name="c", image_path=f"{k}.png",
-                                       original_map_path=f"{k}o.png", finetuned_map_path=f"{k}f.png",
-                                       original_score=0.2, finetuned_score=0.4) for k in range(2)])
-    store.close()
-    return db
-
-
 # (id, arguments after the command; {run} {bare} {file} {images} filled in, setup, what the line must say)
 BUILD_CASES = [
     ("examples_per_cell=abc", ["run={run}", "study.examples_per_cell=abc"], None,
@@ -158,7 +80,7 @@ def test_a_failing_build_dataset_says_one_line_and_leaves_no_trace(args, setup, 
     bare = no_checkpoint_run(tmp_path / "bare")
     fill = {"run": finished_run, "bare": bare, "bare_outputs": tmp_path / "bare" / "outputs",
             "file": tmp_path / "afile"}
-    before = row_counts(db)
+    before = row_counts(f"sqlite:///{db}")
     if setup and setup[0] == "fail":
         fail_writes_below(monkeypatch, images, setup[1], after=setup[2])
     elif setup:
@@ -172,7 +94,7 @@ def test_a_failing_build_dataset_says_one_line_and_leaves_no_trace(args, setup, 
     monkeypatch.undo()
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:") and expected in err, err
-    assert row_counts(db) == before
+    assert row_counts(f"sqlite:///{db}") == before
     assert files_under(images) == [] and not list(images.glob("*"))  # no file, no study folder
 
 
@@ -195,27 +117,3 @@ def test_a_rerun_with_a_corrected_image_dir_uses_it(finished_run, store_with_a_s
     finally:
         store.close()
     assert len(files_under(good / "pilot")) >= 2 * 3  # each example: an image and two maps at least
-
-
-SIMULATE_CASES = [
-    ("a billion annotators", ["--annotators", "1000000000"], None, "--annotators 1000000000 is out of range"),
-    ("no annotators", ["--annotators", "0"], None, "--annotators 0 is out of range"),
-    ("database full", [], "database_full", "is full: free some space"),
-    ("an unknown study", ["--study", "nope"], None, "no study named 'nope'"),
-    ("a probability above 1", ["--neither", "1.5"], None, "--neither must be a probability"),
-]
-
-
-@pytest.mark.parametrize("args, setup, expected", [c[1:] for c in SIMULATE_CASES],
-                         ids=[c[0] for c in SIMULATE_CASES])
-def test_a_failing_simulation_says_one_line_and_writes_nothing(args, setup, expected, store_with_a_study,
-                                                               monkeypatch, capsys):
-    db = store_with_a_study
-    before = row_counts(db)
-    if setup == "database_full":
-        database_full(monkeypatch)
-    code, err = cli_main(monkeypatch, capsys, "simulate-annotators", *args, "--db", f"sqlite:///{db}")
-    monkeypatch.undo()
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error:") and expected in err, err
-    assert row_counts(db) == before
