@@ -13,5 +13,7 @@ PAGE_FILES = [".streamlit/config.toml", "pair.js", "pair.css", "practice_pair/*.
 setup(
     packages=[*CODE, *CONFIGS],
     package_dir={"harmony_cli.conf": "conf"},
-    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": PAGE_FILES},
+    # the embedded default's trained base model (lightning_modules/backbones/shipped.py)
+    package_data={**{name: ["*.yaml"] for name in CONFIGS}, "webui": PAGE_FILES,
+                  "lightning_modules.backbones": ["shipped/*.pt"]},
 )

@@ -109,3 +109,31 @@ def make_miniature_command(
                                          seed=seed)
         rprint(f"  stand-in weights (random features, head fitted on the miniature; not pretrained): "
                f"{', '.join(f.name for f in files)}; use them with TORCH_HOME={torch_home}")
+
+
+@app.command("train-base")
+def train_base_command(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, e.g. seed=1 backbone=resnet18"),
+) -> None:
+    """Train the base model by backbone.auto's recipe (never from the shipped weights): how the weights
+    harmony ships for the embedded default are reproduced. Prints the file and the name it ships under."""
+    import logging
+    import sys
+
+    from hydra.utils import instantiate
+    from rich.console import Console
+
+    from lightning_modules.backbones.weights import train_base
+
+    from ..hydra_app import compose_config
+
+    cfg = compose_config(overrides or [], task="data")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.backbone.model)
+    path, shipped = train_base(model, str(cfg.backbone.name), datamodule, cfg.backbone.cache_dir,
+                               dict(cfg.backbone.auto))
+    rprint = Console(soft_wrap=True, highlight=False).print  # whole lines: the paths are copied from here
+    rprint(f"trained {cfg.backbone.name}: {path}")
+    rprint(f"  to ship it: cp {path} lightning_modules/backbones/shipped/{shipped}")

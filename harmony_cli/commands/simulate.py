@@ -27,8 +27,9 @@ def command(
     db: DbOption = None,
 ) -> None:
     """Answer a study with simulated annotators (marked simulated; never mixed with real labels)."""
-    from rich import print as rprint
+    from ..console import output_console
 
+    rprint = output_console().print  # whole lines in a log file
     check_annotators(annotators)  # before the store is opened
     store = Store.open(db, create=False)
     try:

@@ -111,15 +111,19 @@ def _build_cells_or_say_why(study: StudyRow, run_dirs: list[Path], settings: Stu
 def _build_cells(study: StudyRow, run_dirs: list[Path], settings: StudySettings, device: "torch.device",
                  outcome: BuildOutcome, console) -> None:
     """One cell per run, in order, with a progress bar per cell."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from ..console import LoggedProgress
 
     from lightning_modules.finetune import load_finetune_run  # torch-heavy: after every check
 
     from .cells import CellJob, build_cell
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    progress = LoggedProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=False)
     with progress:
-        for run_dir in run_dirs:
+        for number, run_dir in enumerate(run_dirs, 1):
+            if console is not None and not console.is_terminal:  # a log's line while the run loads
+                console.print(f"cell {number}/{len(run_dirs)}: loading {run_dir}", highlight=False)
             job = CellJob(study, load_finetune_run(run_dir), run_dir, settings, device)
             outcome.results.append(build_cell(job, progress))

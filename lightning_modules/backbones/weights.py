@@ -3,7 +3,8 @@
 - ``auto``: train the backbone once on the data module (the synthetic set) until
   it reaches ``target_accuracy`` on the test split, cache the weights under the
   models folder (one file per seed, data, recipe and torch version), and load them
-  from there afterwards.
+  from there afterwards. The embedded default's weights ship in the package
+  (:mod:`.shipped`): the default needs no training.
 - a path to a ``.pt``/``.pth``/``.ckpt`` file: a state dict or a Lightning checkpoint.
 - a torchvision weights name such as ``IMAGENET1K_V1``: loaded from the local
   torch hub cache only; never downloaded.
@@ -21,6 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..logs import minutes, quiet_lightning
+from .shipped import shipped_name, shipped_weights_path
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +125,8 @@ def _recipe(target_accuracy: float, max_epochs: int, lr: float, seed: int) -> di
 
 
 def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike,
-                 target_accuracy: float = 0.95, max_epochs: int = 30, lr: float = 3e-3, seed: int = 0) -> nn.Module:
+                 target_accuracy: float = 0.95, max_epochs: int = 30, lr: float = 3e-3, seed: int = 0,
+                 shipped: bool = True) -> nn.Module:
     """Train ``model`` on ``datamodule`` once and cache it; later calls load the cache.
 
     Trains in rounds of epochs until the test accuracy reaches ``target_accuracy``
@@ -130,25 +134,33 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
     ``reset_parameters``), seeded and with torch's deterministic algorithms, so that the
     same recipe on the same machine, thread count and torch version gives the same
     weights. The cache file (:func:`auto_weights_path`) records the recipe and the
-    accuracy reached.
+    accuracy reached. ``shipped``: without a cache file, use the weights the package ships
+    for exactly this backbone, data and recipe (:mod:`.shipped`), when there are some.
     """
     if datamodule is None:
         raise WeightsError("backbone.weights=auto trains on the data module, but none was given: "
                            "pass a checkpoint path or torchvision weights name instead")
     recipe = _recipe(target_accuracy, max_epochs, lr, seed)
     path = auto_weights_path(model, name, datamodule, cache_dir, **recipe)
-    if path.is_file():
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    found = path if path.is_file() else shipped_weights_path(model, name, datamodule, recipe) if shipped else None
+    if found is not None:
+        payload = torch.load(found, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["state_dict"])
-        log.info("loaded cached %s weights from %s (test accuracy %.3f)", name, path, float(payload["test_accuracy"]))
+        origin = "cached" if found == path else "shipped"
+        log.info("loaded %s %s weights from %s (test accuracy %.3f)", origin, name, found,
+                 float(payload["test_accuracy"]))
         return model
     if not getattr(datamodule, "trainable_auto", datamodule.name == "synthetic"):
         raise WeightsError(f"backbone.weights=auto only trains on the synthetic data set, not {datamodule.name}: "
                            f"use backbone.weights=IMAGENET1K_V1 or a checkpoint path")
+    log.warning("no trained %s weights for this data and recipe (seed %d): training the base model first, once "
+                "(cached as %s); faster: backbone.weights=<a weights file>, or the default backbone=tiny with "
+                "seed 0 and the default data sizes, whose weights ship with harmony", name, recipe["seed"], path)
     datamodule.setup()
     deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        test_acc, epochs_done = _train(model, name, datamodule, recipe)
+        with quiet_lightning():
+            test_acc, epochs_done = _train(model, name, datamodule, recipe)
     finally:  # the flag is process-wide: the caller's setting comes back
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     model.eval()
@@ -160,27 +172,40 @@ def auto_weights(model: nn.Module, name: str, datamodule, cache_dir: str | os.Pa
     return model
 
 
+def train_base(model: nn.Module, name: str, datamodule, cache_dir: str | os.PathLike, auto: dict) -> tuple[Path, str]:
+    """Train ``model`` by the ``auto`` recipe (or load what it trained before), never from the shipped
+    weights: (its cache file, the name it ships under). How the shipped weights are reproduced."""
+    recipe = {key: value for key, value in auto.items() if key != "shipped"}
+    auto_weights(model, name, datamodule, cache_dir, shipped=False, **recipe)
+    path = auto_weights_path(model, name, datamodule, cache_dir, **_recipe(**recipe))
+    return path, shipped_name(model, name, datamodule, _recipe(**recipe))
+
+
 def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float, int]:
     """Train in two rounds of epochs, stopping after the first that reaches the target accuracy:
     (test accuracy, epochs trained)."""
     import lightning.pytorch as pl
 
-    from ..classifier import ClassifierModule, accuracy
+    from ..classifier import ClassifierModule, TrainingProgress, accuracy
 
+    steps_per_epoch = len(datamodule.train_dataloader())
+    max_epochs = recipe["max_epochs"]
+    rounds = (max_epochs // 2, max_epochs - max_epochs // 2)
+    _announce(model, name, datamodule, steps_per_epoch, rounds)  # before the seed: its batch draws random numbers
     pl.seed_everything(recipe["seed"], workers=True)
     # the seed decides the initial weights too, not the random state at the model's construction
     # (which depends on what the process ran before)
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    steps_per_epoch = len(datamodule.train_dataloader())
-    max_epochs = recipe["max_epochs"]
     test_acc, epochs_done = 0.0, 0
-    for epochs in (max_epochs // 2, max_epochs - max_epochs // 2):
+    for epochs in rounds:
         module = ClassifierModule(model, lr=recipe["lr"], total_steps=epochs * steps_per_epoch)
-        # "warn": an op without a deterministic kernel (some CUDA backward passes) warns instead of failing
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
-                             enable_checkpointing=False, enable_model_summary=False,
+        progress = TrainingProgress(f"the {name} base model", log, total_steps=epochs * steps_per_epoch)
+        # "warn": an op without a deterministic kernel (some CUDA backward passes) warns instead of failing;
+        # no validation loop: the accuracy is measured on the test split after each round
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, callbacks=[progress],
+                             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                              num_sanity_val_steps=0, limit_val_batches=0, deterministic="warn")
         trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
         epochs_done += epochs
@@ -189,3 +214,15 @@ def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float
         if test_acc >= recipe["target_accuracy"]:
             break
     return test_acc, epochs_done
+
+
+def _announce(model: nn.Module, name: str, datamodule, steps_per_epoch: int, rounds: tuple[int, int]) -> None:
+    """Say how long the training will take: one measured step of this model times the steps to come."""
+    from ..classifier import seconds_per_step
+
+    step = seconds_per_step(model, next(iter(datamodule.train_dataloader())))
+    parameters = sum(p.numel() for p in model.parameters())
+    first = step * steps_per_epoch * rounds[0]
+    log.warning("training %s (%.1f M parameters): %d epochs of %d steps at %.2f s per step, expected %s "
+                "(%s more if it falls short of the target accuracy)", name, parameters / 1e6, rounds[0],
+                steps_per_epoch, step, minutes(first), minutes(step * steps_per_epoch * rounds[1]))

@@ -13,6 +13,7 @@ Generation is deterministic: item ``i`` of a split depends only on
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -21,7 +22,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from ..logs import ProgressLines
 from .transforms import normalize
+
+log = logging.getLogger(__name__)
 
 # (name, shape, RGB colour in [0,1]): shape and colour both identify the class.
 CLASSES: tuple[tuple[str, str, tuple[float, float, float]], ...] = (
@@ -116,8 +120,11 @@ def generate_split(seed: int, split: str, size: int, image_size: int) -> dict[st
     images = np.empty((size, image_size, image_size, 3), np.uint8)
     masks = np.empty((size, image_size, image_size), bool)
     labels = np.empty(size, np.int64)
+    lines = ProgressLines(log)
     for i in range(size):
         images[i], masks[i], labels[i] = render(seed, split, i, image_size)
+        if lines.due():
+            lines.log("generating the synthetic %s split: %d/%d images", split, i + 1, size)
     return {
         "images": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
         "masks": torch.from_numpy(masks)[:, None],
@@ -136,6 +143,7 @@ def load_split(seed: int, split: str, size: int, image_size: int, cache_dir: str
             return torch.load(path, weights_only=True)
         except Exception:  # a torn or foreign file: regenerate it
             pass
+    log.info("generating the synthetic %s split (%d images of %d px), once: cached as %s", split, size, image_size, path)
     data = generate_split(seed, split, size, image_size)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:

@@ -19,6 +19,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar
 
+from ..logs import PROGRESS_SECONDS
+
 log = logging.getLogger("lightning_modules.finetune")
 
 CHECKPOINT_DIR = "checkpoints"
@@ -165,24 +167,36 @@ class ValidationLog(pl.Callback):
 
 
 class ProgressLog(pl.Callback):
-    """Progress as periodic log lines (for logs and pipes): step, loss, seconds per step, time left."""
+    """Progress as periodic log lines (for logs and pipes): step, loss, seconds per step, time left;
+    one at most every ``every_seconds``."""
 
-    def __init__(self, every_n_steps: int = 10):
-        self.every_n_steps = max(int(every_n_steps), 1)
+    def __init__(self, every_seconds: float = PROGRESS_SECONDS):
+        self.every_seconds = float(every_seconds)
         self._started: tuple[float, int] | None = None
+        self._last = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = (time.monotonic(), trainer.global_step)
+        self._last = self._started[0]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero or self._started is None or step % self.every_n_steps:
+        if not trainer.is_global_zero or self._started is None or time.monotonic() - self._last < self.every_seconds:
             return
+        self._last = time.monotonic()
         seconds = (time.monotonic() - self._started[0]) / max(step - self._started[1], 1)
         left = f", about {seconds * (trainer.max_steps - step):.0f} s left" if trainer.max_steps > 0 else ""
         loss = trainer.callback_metrics.get("train/loss")
         loss_text = f"loss {float(loss):.4f}, " if loss is not None else ""
         log.info("training at %s: %s%.2f s/step%s", _budget(trainer), loss_text, seconds, left)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """A long validation (maps and metric of both models) says how far it is too."""
+        if not trainer.is_global_zero or self._started is None or time.monotonic() - self._last < self.every_seconds:
+            return
+        self._last = time.monotonic()
+        batches = trainer.num_val_batches[dataloader_idx] if trainer.num_val_batches else 0
+        log.info("validating at %s: batch %d/%d", _budget(trainer), batch_idx + 1, batches)
 
 
 class StepProgressBar(RichProgressBar):
@@ -197,11 +211,11 @@ class StepProgressBar(RichProgressBar):
         return f"fine-tuning, epoch {current_epoch}"
 
 
-def progress(enabled: bool = True, every_n_steps: int = 10) -> pl.Callback | None:
-    """The progress display: a rich bar when stdout is a terminal, log lines every ``every_n_steps``
-    steps otherwise (a pipe or a file), nothing when not ``enabled``."""
+def progress(enabled: bool = True, every_seconds: float = PROGRESS_SECONDS) -> pl.Callback | None:
+    """The progress display: a rich bar when stdout is a terminal, a log line at most every
+    ``every_seconds`` otherwise (a pipe or a file), nothing when not ``enabled``."""
     if not enabled:
         return None
     if sys.stdout.isatty():
         return StepProgressBar(leave=True)
-    return ProgressLog(every_n_steps)
+    return ProgressLog(every_seconds)

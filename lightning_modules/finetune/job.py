@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import write_json
+from ..logs import quiet_lightning
 from .callbacks import BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT, BestAgreeingCheckpoint
 from .checks import check_combination
 from .data import FinetuneData
@@ -151,7 +152,7 @@ def run_finetune(cfg, run_dir: str | os.PathLike, resume_missing_ok: bool = Fals
     """
     run_dir = Path(run_dir)
     try:
-        with run_log(run_dir):
+        with run_log(run_dir), quiet_lightning():
             return _fit_and_finish(cfg, run_dir, resume_missing_ok)
     except BaseException:
         if _is_rank_zero():
@@ -176,6 +177,9 @@ def _fit_and_finish(cfg, run_dir: Path, resume_missing_ok: bool) -> dict | None:
     callbacks = build_callbacks(cfg)
     checkpoints = checkpoint_callback(callbacks)
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
+    trainable = sum(p.numel() for p in module.finetuned.parameters() if p.requires_grad)
+    log.info("fine-tuning a copy of %s (%.2f M trainable parameters) against the original, frozen",
+             cfg.backbone.name, trainable / 1e6)
     started = time.monotonic()
     with warnings.catch_warnings():
         # both intended: the nets stay in eval mode; a resumed run restarts its shuffled epoch

@@ -83,6 +83,8 @@ def installed(tmp_path_factory) -> Installed:
 
 PAGE_ASSETS = {"webui/pair.js", "webui/pair.css", "webui/practice_pair/image.png",
                "webui/practice_pair/on_object.png", "webui/practice_pair/off_object.png"}
+# the embedded default's trained base model (lightning_modules/backbones/shipped.py)
+SHIPPED_WEIGHTS = {p.relative_to(REPO).as_posix() for p in (REPO / "lightning_modules/backbones/shipped").glob("*.pt")}
 
 
 def test_wheel_ships_the_configs_and_the_page_settings(installed):
@@ -91,6 +93,7 @@ def test_wheel_ships_the_configs_and_the_page_settings(installed):
     assert {n.removeprefix("harmony_cli/conf/") for n in names if n.startswith("harmony_cli/conf/")} == configs
     assert "webui/.streamlit/config.toml" in names and "webui/app.py" in names
     assert PAGE_ASSETS <= set(names)  # the pair component and the practice pair's images
+    assert SHIPPED_WEIGHTS and SHIPPED_WEIGHTS <= set(names)
 
 
 def test_sdist_ships_the_configs_and_the_page_settings(installed, tmp_path):
@@ -100,7 +103,7 @@ def test_sdist_ships_the_configs_and_the_page_settings(installed, tmp_path):
     names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
     configs = {f"conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
     assert configs <= names and "webui/.streamlit/config.toml" in names and "setup.py" in names
-    assert PAGE_ASSETS <= names
+    assert PAGE_ASSETS <= names and SHIPPED_WEIGHTS <= names
 
 
 def test_the_fresh_venv_imports_the_wheel_not_the_checkout(installed):

@@ -32,3 +32,30 @@ def test_the_demo_stage_header_piped_to_a_file_reads_as_short_lines(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "1. no such command" in out and "the demo stops here" in out
     assert max(len(line) for line in out.splitlines()) <= RULE_WIDTH, out
+
+
+def test_logged_progress_prints_lines_in_a_log_file_at_most_every_few_seconds():
+    from harmony_cli.console import LoggedProgress
+
+    now = [0.0]
+    log = io.StringIO()
+    console = Console(file=log, width=100_000, soft_wrap=True)  # not a terminal
+    with LoggedProgress(console=console, every_seconds=5, get_time=lambda: now[0]) as progress:
+        task = progress.add_task("rma / gradcam / tiny", total=100)
+        for _ in range(10):  # 10 advances, 2 s apart: a line at 6, 12 and 18 s
+            now[0] += 2
+            progress.advance(task, 10)
+        lines = [line for line in log.getvalue().splitlines() if line.strip()]
+    assert lines == ["rma / gradcam / tiny: 30/100 (6 s)", "rma / gradcam / tiny: 60/100 (12 s)",
+                     "rma / gradcam / tiny: 90/100 (18 s)"], lines
+
+
+def test_logged_progress_on_a_terminal_draws_rich_bars_only():
+    from harmony_cli.console import LoggedProgress
+
+    log = io.StringIO()
+    console = Console(file=log, width=80, force_terminal=True)
+    with LoggedProgress(console=console, every_seconds=0) as progress:
+        task = progress.add_task("cell", total=4)
+        progress.advance(task, 4)
+    assert "cell: 4/4" not in log.getvalue()

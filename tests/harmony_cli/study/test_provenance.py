@@ -44,6 +44,7 @@ def cache_name() -> str:
 
     config = compose_config([f"paths.cache={TEST_CACHE / 'cache'}", *DATA])
     recipe = OmegaConf.to_container(config.backbone.auto, resolve=True)
+    recipe.pop("shipped")  # whether shipped weights may stand in, not part of the recipe
     return auto_weights_path(TinyCNN(num_classes=8), "tiny", instantiate(config.data), TEST_CACHE, **recipe).name
 
 

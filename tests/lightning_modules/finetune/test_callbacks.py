@@ -83,3 +83,46 @@ def test_checkpoint_best_values_are_plain_numbers(tmp_path):
     assert callback.consider(np.float32(0.25), np.float32(1.0), step=np.int64(3))
     assert type(callback.best_score) is float and type(callback.best_step) is int
     assert type(callback.best_agreement) is float
+
+
+def test_piped_progress_lines_come_at_most_every_few_seconds(monkeypatch, caplog):
+    """ProgressLog (stdout not a terminal): steps 0.5 s apart, a line at most every 5 s."""
+    import logging
+    from types import SimpleNamespace
+
+    from lightning_modules.finetune.callbacks import ProgressLog, progress
+
+    assert isinstance(progress(enabled=True, every_seconds=5), ProgressLog)  # pytest's stdout is no terminal
+    now = [0.0]
+    monkeypatch.setattr("lightning_modules.finetune.callbacks.time.monotonic", lambda: now[0])
+    trainer = SimpleNamespace(global_step=0, max_steps=40, is_global_zero=True, callback_metrics={})
+    callback = ProgressLog(every_seconds=5)
+    callback.on_train_start(trainer, None)
+    with caplog.at_level(logging.INFO, logger="lightning_modules.finetune"):
+        for step in range(1, 41):
+            now[0] += 0.5
+            trainer.global_step = step
+            callback.on_train_batch_end(trainer, None, None, None, step - 1)
+    steps = [r.getMessage().split("/")[0].rsplit(" ", 1)[1] for r in caplog.records]
+    assert steps == ["10", "20", "30", "40"], steps
+
+
+def test_a_long_validation_logs_its_progress_too(monkeypatch, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from lightning_modules.finetune.callbacks import ProgressLog
+
+    now = [0.0]
+    monkeypatch.setattr("lightning_modules.finetune.callbacks.time.monotonic", lambda: now[0])
+    trainer = SimpleNamespace(global_step=20, max_steps=40, is_global_zero=True, callback_metrics={},
+                              num_val_batches=[8])
+    callback = ProgressLog(every_seconds=5)
+    callback.on_train_start(trainer, None)
+    with caplog.at_level(logging.INFO, logger="lightning_modules.finetune"):
+        for batch_idx in range(8):  # 3 s per validation batch
+            now[0] += 3
+            callback.on_validation_batch_end(trainer, None, None, None, batch_idx)
+    assert [r.getMessage() for r in caplog.records] == [
+        "validating at step 20/40: batch 2/8", "validating at step 20/40: batch 4/8",
+        "validating at step 20/40: batch 6/8", "validating at step 20/40: batch 8/8"]
