@@ -58,7 +58,7 @@ def header_section(report: dict) -> list[str]:
     other = "real" if report["label_source"] == "simulated" else "simulated"
     lines = [f"# harmony report: {report['study']}", "",
              f"- **rule (pre-registered, conf/analysis/)**: {report['rule']}",
-             f"- settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()),
+             "- settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()),
              f"- inference: {report['inference']}",
              f"- database: `{report.get('database', '')}`; written {report.get('created', '')}",
              f"- labels analyzed: **{report['label_source']}** ({report['n_labels']} labels, {report['n_annotators']} "

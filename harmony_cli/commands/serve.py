@@ -10,7 +10,6 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 

@@ -1,7 +1,7 @@
 """Labels: the page's answer (one upsert + audit row), bulk imports, reading them back."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError

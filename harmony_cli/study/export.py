@@ -112,7 +112,7 @@ def labels_table(store, study: str, names: bool = False) -> list[dict]:
     ``_finetuned_map`` for the Label Studio tasks), in label order. Read-only."""
     from sqlalchemy import select
 
-    from ..store import Annotator, Example, Label, Study
+    from ..store import Annotator, Example, Label
 
     found = _study_or_fail(store, study)
     query = (

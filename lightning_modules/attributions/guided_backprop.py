@@ -56,6 +56,10 @@ class GuidedBackprop(Attribution):
     ``nn.ReLU`` only, so on ReLU6 networks its maps differ from these).
     """
 
+    family = "gradient"
+    reference = "Springenberg et al. 2015"
+    equals = "captum GuidedBackprop (nn.ReLU networks), summed over channels"
+
     def _explain(self, x, target, create_graph) -> Explanation:
         grad, logits, _ = input_gradient(self.model, x, target, create_graph, guided_relus(self.model))
         return Explanation(grad.sum(1, keepdim=True), logits, grad)

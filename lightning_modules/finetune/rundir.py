@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..errors import UserError
-from .callbacks import BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT
+from .callbacks import CHECKPOINT_DIR, LAST_CKPT
 from .original import ORIGINAL_FILE, load_recorded_original
 
 log = logging.getLogger("lightning_modules.finetune")

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
@@ -248,7 +247,6 @@ def test_finetuning_on_16_photos_improves_rma_and_focus_on_the_held_out_four_and
     cells = _cells(sweep)
     assert set(cells) == {"rma", "focus", "road"}
     for name, metrics in cells.items():
-        gain = metrics["finetuned_score"] - metrics["original_score"]
         print(f"{name}: {metrics['original_score']:.4f} -> {metrics['finetuned_score']:.4f}, "
               f"agreement {metrics['agreement']}")
         assert metrics["validation_images"] == 4 and metrics["agreement"] == 1.0, name

@@ -17,7 +17,8 @@ METRICS = {  # name: (family, direction, needs masks, reference)
 }
 ATTRIBUTIONS = {"integrated_gradients": ("gradient", "IntegratedGradients"), "smoothgrad": ("gradient", "NoiseTunnel"),
                 "gradcam_plus_plus": ("CAM", "Captum has none"), "layercam": ("CAM", "Captum has none"),
-                "lrp": ("rule-based", "EpsilonPlusFlat"), "lrp_gamma_box": ("rule-based", "EpsilonGammaBox")}
+                "lrp": ("rule-based", "EpsilonPlusFlat"), "lrp_gamma_box": ("rule-based", "EpsilonGammaBox"),
+                "guided_backprop": ("gradient", "GuidedBackprop")}
 
 
 def test_metric_rows_hold_each_class_s_facts():
