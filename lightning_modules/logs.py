@@ -48,23 +48,31 @@ class _DropLightningTip(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
+# The loggers Lightning gives console handlers at import: ``lightning`` always, and ``lightning.pytorch`` and
+# ``lightning.fabric`` (then without propagation) when the root logger had no handler yet.
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's output, each record once and without its noise, while a Trainer runs inside.
 
-    - ``lightning`` puts its own console handler on its package logger at import; where the root
-      logger prints already (Hydra's job logging), each record would appear twice: that handler
-      is detached meanwhile.
+    - Lightning puts its own console handlers on its package loggers at import; where the root
+      logger prints already (Hydra's job logging, console and file), each record would appear twice
+      or miss the log file: those handlers are detached meanwhile and the records propagate to root.
     - the cloud-logger advertisement is dropped (:class:`_DropLightningTip`).
     - Lightning's CombinedLoader (every fit) builds torch's deprecated ``LeafSpec()``, a FutureWarning
       torch raises inside Lightning that no harmony code can avoid: ignored, that message only.
     """
-    package = logging.getLogger("lightning")
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS] if logging.getLogger().handlers else []
+    saved = [(logger, [h for h in logger.handlers if type(h) is logging.StreamHandler], logger.propagate)
+             for logger in loggers]
+    for logger, handlers, _ in saved:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.propagate = True
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    detached = [h for h in package.handlers if type(h) is logging.StreamHandler] if logging.getLogger().handlers else []
     tip = _DropLightningTip()
-    for handler in detached:
-        package.removeHandler(handler)
     rank_zero.addFilter(tip)
     try:
         with warnings.catch_warnings():
@@ -73,5 +81,7 @@ def quiet_lightning() -> Iterator[None]:
             yield
     finally:
         rank_zero.removeFilter(tip)
-        for handler in detached:
-            package.addHandler(handler)
+        for logger, handlers, propagate in saved:
+            logger.propagate = propagate
+            for handler in handlers:
+                logger.addHandler(handler)
