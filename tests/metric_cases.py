@@ -8,6 +8,7 @@ from torch import nn
 
 from lightning_modules.data.synthetic import render
 from lightning_modules.data.transforms import normalize
+from tests.gradient_checks import assert_gradients_match_differences
 
 
 def synthetic_batch(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,23 +104,7 @@ def loss_gradient_check(metric, make_explain, masks: bool = False, entries: int 
 
     params = {name: model.get_parameter(name) for name in ("features.0.weight", "features.14.weight",
                                                           "classifier.weight")}
-    grads = torch.autograd.grad(loss(), list(params.values()), allow_unused=True)
-    step, checked = 1e-7, 0
-    for (name, param), grad in zip(params.items(), grads):
-        if grad is None:
-            continue
-        for flat in grad.abs().flatten().argsort(descending=True)[:entries].tolist():
-            index = tuple(torch.unravel_index(torch.tensor(flat), grad.shape))
-            with torch.no_grad():
-                original = param[index].item()
-                param[index] = original + step
-                plus = loss().item()
-                param[index] = original - step
-                minus = loss().item()
-                param[index] = original
-            assert grad[index].item() == pytest.approx((plus - minus) / (2 * step), rel=1e-4, abs=1e-9), name
-            checked += grad[index].item() != 0
-    assert checked, "every checked gradient is zero: the loss does not reach the weights"
+    assert_gradients_match_differences(loss, params, entries, allow_unused=True)
 
 
 def finetuning_moves(original, datamodule, metric_name: str, direction: int, attribution: str = "gradcam",

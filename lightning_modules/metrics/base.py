@@ -88,6 +88,14 @@ class Metric:
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
+    def given_masks(self, masks: Tensor | None) -> Tensor:
+        """The (B,H,W) object masks a ``needs_masks`` metric scores against; a one-line error without them."""
+        if masks is None:
+            raise MetricInputError(f"metric={self.name} needs object masks, but the data module gives none: use a "
+                                   "dataset with masks (data=synthetic, data=imagenet_s, or data=folder with "
+                                   "masks or boxes)")
+        return masks
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"

@@ -82,21 +82,15 @@ class PointingGame(Metric):
         tolerance_pixels(tolerance, (1, 1))
         self.tolerance, self.loss_temperature = tolerance, loss_temperature
 
-    def _masks(self, masks: Tensor | None) -> Tensor:
-        if masks is None:
-            raise MetricInputError("metric=pointing_game needs object masks, but the data module gives none: "
-                                   "use a dataset with masks (data=synthetic or data=imagenet_s)")
-        return masks
-
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        masks = self._masks(masks)
+        masks = self.given_masks(masks)
         y, _ = check_images(x, y)
         maps = explain_maps(explain, x, y)
         with torch.no_grad():
             return pointing_game(maps, masks, self.tolerance)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        masks = self._masks(masks)
+        masks = self.given_masks(masks)
         y, _ = check_images(x, y)
         maps = explain_maps(explain, x, y, create_graph=True)
         mass = soft_pointing(maps, masks, self.tolerance, self.loss_temperature)

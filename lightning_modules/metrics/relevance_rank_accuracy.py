@@ -66,21 +66,15 @@ class RelevanceRankAccuracy(Metric):
     def __init__(self, loss_temperature: float = 0.1):
         self.loss_temperature = loss_temperature
 
-    def _masks(self, masks: Tensor | None) -> Tensor:
-        if masks is None:
-            raise MetricInputError("metric=rra needs object masks, but the data module gives none: "
-                                   "use a dataset with masks (data=synthetic or data=imagenet_s)")
-        return masks
-
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        masks = self._masks(masks)
+        masks = self.given_masks(masks)
         y, _ = check_images(x, y)
         maps = explain_maps(explain, x, y)
         with torch.no_grad():
             return relevance_rank_accuracy(maps, masks)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        masks = self._masks(masks)
+        masks = self.given_masks(masks)
         y, _ = check_images(x, y)
         maps = explain_maps(explain, x, y, create_graph=True)
         share = soft_rank_accuracy(maps, masks, self.loss_temperature)

@@ -78,20 +78,14 @@ class RelevanceMassAccuracy(Metric):
     def __init__(self, relevance: str = "positive"):
         self.relevance = _relevance(relevance)
 
-    def _masks(self, masks: Tensor | None) -> Tensor:
-        if masks is None:
-            raise MetricInputError("metric=rma needs object masks, but the data module gives none: "
-                                   "use a dataset with masks (data=synthetic or data=imagenet_s)")
-        return masks
-
     def score(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        masks = self._masks(masks)
+        masks = self.given_masks(masks)
         maps = explain_maps(explain, x, y)
         with torch.no_grad():
             return relevance_mass_accuracy(maps, masks, self.relevance)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
-        masks = self._masks(masks)
+        masks = self.given_masks(masks)
         maps = explain_maps(explain, x, y, create_graph=True)
         scores = relevance_mass_accuracy(maps, masks, self.relevance)
         valid = ~scores.isnan()

@@ -133,3 +133,18 @@ def test_score_and_loss_train_the_model(metric_configs, name):
     loss.backward()
     head = model.features[0].weight.grad  # below GradCAM's layer: reached only through the map
     assert head is not None and head.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["rma", "pointing_game", "rra"])
+def test_a_metric_that_needs_masks_names_itself_and_the_fix_when_it_gets_none(name):
+    from lightning_modules.metrics.lookup import metric_class
+
+    metric = metric_class(name)()
+    assert metric.needs_masks
+    x, y, _ = synthetic_batch(2, 32)
+    model = plain_cnn()
+    explain = lambda x, y, create_graph=False: x.sum(1, keepdim=True)  # noqa: E731 (never reached)
+    for call in (metric.score, metric.loss):
+        with pytest.raises(MetricInputError, match=rf"^metric={name} needs object masks, but the data module gives "
+                                                   r"none: use a dataset with masks"):
+            call(model, x, y, explain, masks=None)
