@@ -143,3 +143,17 @@ def check_graph_contract(make, model: nn.Module, x: torch.Tensor, target: torch.
     reference = torch.autograd.grad(F.cross_entropy(model(x), target), params)
     for a, b in zip(ours, reference):
         torch.testing.assert_close(a, b)
+
+
+TINY_CHECKED = ("features.0.weight", "features.14.weight", "classifier.weight")
+
+
+def tiny_finite_difference_check(make_method, layers=TINY_CHECKED, train: bool = False) -> None:
+    """:func:`finite_difference_check` through ``make_method(model)`` on a float64 TinyCNN (seed 3, eval mode
+    unless ``train``) and 32 px tiny inputs, at the weights of ``layers``."""
+    from lightning_modules.backbones import TinyCNN
+
+    torch.manual_seed(3)
+    model = TinyCNN(8, width=4).double().train(train)
+    x, _ = batch("tiny", size=32, dtype=torch.float64)
+    finite_difference_check(model, make_method(model), x, {name: model.get_parameter(name) for name in layers})

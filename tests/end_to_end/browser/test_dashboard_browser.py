@@ -10,13 +10,14 @@ from webui.dashboard import REFUSED
 pytestmark = needs_chromium
 
 
-def table_rows(page, column: str) -> list[list[str]]:
+def table_rows(page, column: str) -> list[dict[str, str]]:
     """The body rows of the table with a ``column`` header, once it is drawn (the Accounts tab's table is in
-    the page too, and the dashboard's tables appear one by one)."""
+    the page too, and the dashboard's tables appear one by one): each row's cells by their column header."""
     table = page.locator("table", has=page.get_by_role("columnheader", name=column, exact=True)).first
     table.wait_for()
-    return table.evaluate(
-        "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('th, td')].map(c => c.innerText))")
+    header, *rows = table.evaluate(
+        "t => [...t.querySelectorAll('tr')].map(r => [...r.querySelectorAll('th, td')].map(c => c.innerText))")
+    return [dict(zip(header, row)) for row in rows]
 
 
 def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_others(tmp_path):
@@ -26,8 +27,8 @@ def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_oth
     with running_page(tmp_path, url) as address, logged_in_page(address, "root", viewport, 20_000) as page:
         page.get_by_role("heading", name="Dashboard").wait_for()
         page.get_by_text("incomplete: 4 of 6 labels").wait_for()
-        cells = {row[0]: row for row in table_rows(page, "chose left")}
-        annotators = {row[0]: row for row in table_rows(page, "median s / answer")}
+        cells = {row["cell"]: row for row in table_rows(page, "chose left")}
+        annotators = {row["annotator"]: row for row in table_rows(page, "median s / answer")}
         bias = page.get_by_text("decisive labels chose the map shown on the left").inner_text()
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
@@ -48,12 +49,15 @@ def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_oth
         refused_page = page.content()
 
     # quota 2: rma 4 of 6 labels counted, focus 1 of 4; rma's 4 labels on 3 examples
-    assert cells["rma · tiny · gradcam"][1:4] == ["3", "4", "4 / 6 (67%)"]
-    assert cells["focus · tiny · gradcam"][1:4] == ["2", "1", "1 / 4 (25%)"]
-    assert cells["rma · tiny · gradcam"][-1].endswith("(incomplete: 4 of 6 labels)")
+    figures = ("examples", "labels", "progress")
+    assert [cells["rma · tiny · gradcam"][k] for k in figures] == ["3", "4", "4 / 6 (67%)"]
+    assert [cells["focus · tiny · gradcam"][k] for k in figures] == ["2", "1", "1 / 4 (25%)"]
+    assert cells["rma · tiny · gradcam"]["verdict"].endswith("(incomplete: 4 of 6 labels)")
+    assert cells["rma · tiny · gradcam"]["for these annotators"] == "inconclusive"  # 3 examples: too few
     assert "2 of 4" in bias
-    assert annotators["ana"][1:] == ["3", "1", "60% of 5", "4.0"]
-    assert annotators["ben"][1:] == ["2", "2", "40% of 5", "2.0"]
+    figures = ("labels", "cells", "of the examples", "median s / answer")
+    assert [annotators["ana"][k] for k in figures] == ["3", "1", "60% of 5", "4.0"]
+    assert [annotators["ben"][k] for k in figures] == ["2", "2", "40% of 5", "2.0"]
     assert error == "the password has 5 characters: give one of at least 8"
     assert dashboard_buttons == 0
     assert "Your study cells" in refused_page and "Krippendorff" not in refused_page

@@ -13,7 +13,7 @@ from lightning_modules.attributions import ExcitationBackprop, GradCAM, GuidedBa
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
 from lightning_modules.errors import UserError
 from tests.attribution_references import (assert_same, batch, finite_difference_check, randomized_batch_norms,
-                                          small_resnet, zhang_reference)
+                                          small_resnet, tiny_finite_difference_check, zhang_reference)
 
 LAYERS = {"tiny": "features.20", "resnet18": "layer4"}
 METHODS = {
@@ -131,12 +131,8 @@ def test_canonized_excitation_backprop_second_order_matches_finite_differences()
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("method", list(METHODS))
 def test_map_loss_gradient_matches_finite_differences(method, mode):
-    torch.manual_seed(3)
-    model = TinyCNN(8, width=4).double().train(mode == "train")
-    x, _ = batch("tiny", size=32, dtype=torch.float64)
-    params = {name: model.get_parameter(name) for name in
-              ("features.0.weight", "features.1.weight", "features.14.weight", "classifier.weight")}
-    finite_difference_check(model, METHODS[method](model, "tiny"), x, params)
+    layers = ("features.0.weight", "features.1.weight", "features.14.weight", "classifier.weight")
+    tiny_finite_difference_check(lambda model: METHODS[method](model, "tiny"), layers, train=mode == "train")
 
 
 @pytest.mark.parametrize("method", ["gradcam", "guided_backprop"])

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.attributions import GradCAM, GradCAMPlusPlus, LayerCAM
-from lightning_modules.backbones import TinyCNN
-from tests.attribution_references import (assert_same, batch, check_graph_contract, finite_difference_check,
-                                          layer_activations_and_gradients, upsampled)
+from tests.attribution_references import (assert_same, batch, check_graph_contract, layer_activations_and_gradients,
+                                          tiny_finite_difference_check, upsampled)
 
 
 def gradcam_plus_plus_reference(acts, grads):
@@ -70,12 +69,7 @@ def test_layercam_on_a_pooled_head_with_positive_gradients_is_gradcam_times_the_
 
 @pytest.mark.parametrize("method", list(REFERENCES), ids=lambda m: m.__name__)
 def test_gradient_matches_finite_differences(method):
-    torch.manual_seed(3)
-    model = TinyCNN(8, width=4).double().eval()
-    x, _ = batch("tiny", size=32, dtype=torch.float64)
-    params = {name: model.get_parameter(name) for name in ("features.0.weight", "features.14.weight",
-                                                          "classifier.weight")}
-    finite_difference_check(model, method(model, "features.20"), x, params)
+    tiny_finite_difference_check(lambda model: method(model, "features.20"))
 
 
 @pytest.mark.parametrize("method", list(REFERENCES), ids=lambda m: m.__name__)

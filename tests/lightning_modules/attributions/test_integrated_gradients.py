@@ -8,7 +8,7 @@ import torch
 
 from lightning_modules.attributions import IntegratedGradients
 from lightning_modules.backbones import TinyCNN
-from tests.attribution_references import assert_same, batch, check_graph_contract, finite_difference_check
+from tests.attribution_references import assert_same, batch, check_graph_contract, tiny_finite_difference_check
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
@@ -39,12 +39,7 @@ def test_completeness():
 
 
 def test_gradient_matches_finite_differences():
-    torch.manual_seed(3)
-    model = TinyCNN(8, width=4).double().eval()
-    x, _ = batch("tiny", size=32, dtype=torch.float64)
-    params = {name: model.get_parameter(name) for name in ("features.0.weight", "features.14.weight",
-                                                          "classifier.weight")}
-    finite_difference_check(model, IntegratedGradients(model, steps=3), x, params)
+    tiny_finite_difference_check(lambda model: IntegratedGradients(model, steps=3))
 
 
 def test_graph_contract(tiny):

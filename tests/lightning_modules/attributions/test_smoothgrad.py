@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from lightning_modules.attributions import SmoothGrad
-from lightning_modules.backbones import TinyCNN
-from tests.attribution_references import assert_same, batch, check_graph_contract, finite_difference_check
+from tests.attribution_references import assert_same, batch, check_graph_contract, tiny_finite_difference_check
 
 
 def one_range(x: torch.Tensor) -> torch.Tensor:
@@ -52,12 +51,7 @@ def test_noise_scales_with_each_image_s_range(tiny):
 
 
 def test_gradient_matches_finite_differences():
-    torch.manual_seed(3)
-    model = TinyCNN(8, width=4).double().eval()
-    x, _ = batch("tiny", size=32, dtype=torch.float64)
-    params = {name: model.get_parameter(name) for name in ("features.0.weight", "features.14.weight",
-                                                          "classifier.weight")}
-    finite_difference_check(model, SmoothGrad(model, samples=2), x, params)
+    tiny_finite_difference_check(lambda model: SmoothGrad(model, samples=2))
 
 
 def test_graph_contract(tiny):

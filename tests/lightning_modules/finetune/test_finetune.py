@@ -15,6 +15,7 @@ import torch
 from lightning_modules.finetune import (BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT, METRICS_KEYS, BestAgreeingCheckpoint,
                                         FinetuneModule, check_combination)
 from tests.helpers import harmony
+from tests.metric_cases import finetuning_moves
 
 PAPER_METRICS = ("rma", "focus", "road", "irof", "ris")
 PAPER_ATTRIBUTIONS = ("gradcam", "guided_backprop", "excitation_backprop")
@@ -126,32 +127,11 @@ IMPROVES = [("rma", [], 1e-4, 8, 8, +1, 0.95), ("ris", ["++metric.metric.n_sampl
 def test_a_few_finetuning_steps_improve_the_metric_while_agreement_holds(trained_tiny, synthetic_dm, metric_name,
                                                                         extra, lr, steps, images, direction,
                                                                         floor):
-    """Through the real FinetuneModule and its optimizer, on one fixed batch: a wrong-signed metric
-    term (or agreement term) makes this fail, whichever base model the machine trained."""
-    torch.manual_seed(0)
-    module = _module(trained_tiny, metric_name, lr=lr, extra=extra)
-    batch = _batch(synthetic_dm, n=images)
-    x, y, masks = batch["image"], batch["label"], batch.get("mask")
-
-    def score(which: str) -> float:
-        torch.manual_seed(1)  # the same perturbations (RIS) before and after
-        model = getattr(module, which)
-        return float(module.metric.score(model, x, y, module.explainer(which), masks=masks).nanmean())
-
-    original = score("original")
-    optimizer = module.configure_optimizers()
-    module.train()
-    for _ in range(steps):
-        loss = module.objective(batch)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    finetuned = score("finetuned")
-    held = _batch(synthetic_dm, n=32, split="val")["image"]  # agreement where the steps did not look
-    with torch.no_grad():
-        agreement = float((module.finetuned(held).argmax(1) == module.original(held).argmax(1)).float().mean())
-    assert direction * (finetuned - original) > 0.05 * abs(original), (metric_name, original, finetuned)
-    assert agreement >= floor, agreement
+    """Through the real FinetuneModule and its optimizer, on one fixed batch (tests/metric_cases.py's
+    finetuning_moves): a wrong-signed metric term (or agreement term) makes this fail, whichever base model the
+    machine trained."""
+    finetuning_moves(trained_tiny, synthetic_dm, metric_name, direction, lr=lr, steps=steps, images=images,
+                     floor=floor, extra=extra)
 
 
 # ----------------------------------------------------------------------------- best checkpoint
