@@ -112,3 +112,31 @@ def test_one_user_error_class_without_torch():
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "caught lightning_modules.errors"
+
+
+def test_help_and_the_torch_free_commands_load_no_torch(tmp_path):
+    """The commands' function-local imports keep torch and Lightning out of what needs neither."""
+    from harmony_cli.store import Store
+    from tests.helpers import add_labelled_pilot
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    with Store.open(url) as store:
+        add_labelled_pilot(store)
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from harmony_cli.main import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = [m for m in ('torch', 'lightning', 'pandas', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, f'--help loaded {heavy}'\n"
+        f"for args in (['studies', '--db', {url!r}], ['annotators', 'list', '--db', {url!r}],\n"
+        f"             ['analyze', '--db', {url!r}, '--out', {str(tmp_path / 'report')!r}],\n"
+        "             ['power', '--examples', '10', '--annotators', '3', '--simulations', '20',\n"
+        f"              '--out', {str(tmp_path / 'power')!r}]):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, (args[0], result.output)\n"
+        "    assert 'torch' not in sys.modules and 'lightning' not in sys.modules, f'{args[0]} loaded torch'\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "HARMONY_OUTPUTS": str(tmp_path / "outputs")})
+    assert done.returncode == 0, done.stderr[-2000:]
