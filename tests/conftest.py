@@ -7,6 +7,7 @@ uses it asserts what holds for any model reaching the documented accuracy, and r
 suite under a few seeds (each with its own ``HARMONY_TEST_CACHE``) shows it."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -119,3 +120,16 @@ def small_run(outputs_overrides, tiny_weights) -> list[str]:
             "data.test_size=64", "finetune.batch_size=16", "finetune.val_size=32", "finetune.val_batch_size=32",
             "finetune.plot_images=4", "trainer.val_check_interval=2", "trainer.max_steps=4",
             "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(autouse=True)
+def root_log_handlers_restored():
+    """A command run in-process (Hydra's job logging) leaves its console handler on the root logger, writing to
+    that test's captured stdout: removed after the test, before a later test logs into the closed stream."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in before and type(h).__module__ == "logging"]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)

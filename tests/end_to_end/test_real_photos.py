@@ -279,8 +279,8 @@ def test_a_random_small_timm_model_scores_under_every_metric_and_finetunes_two_s
     x, y, masks = batch(instantiate(cfg.data), "val")
     explain = instantiate(cfg.attribution.explainer, model=model)
     assert explain.layer is model.s4
-    names = sorted(c.name for c in metric_classes())
-    assert names == ["focus", "irof", "ris", "rma", "road"]
+    names = ["focus", "irof", "ris", "rma", "road"]  # the published study's five
+    assert set(names) <= {c.name for c in metric_classes()}
     cheaper = {"ris": ["metric.metric.n_samples=8"], "road": ["metric.metric.percentages=[20,50,80]"]}
     for name in names:
         metric = instantiate(compose_config([*common, f"metric={name}", *cheaper.get(name, [])],

@@ -40,7 +40,8 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["metric=nope"], "unknown metric 'nope': choose one of focus, irof, ris, rma, road"),
+    (["metric=nope"], "unknown metric 'nope': choose one of "  # every YAML file of conf/metric, sorted
+                      + ", ".join(sorted(p.stem for p in (REPO / "conf" / "metric").glob("*.yaml")))),
     (["trainer.nosuch=1"], "unknown config option 'trainer.nosuch'"),
     (["+trainer.max_steps=3"], "already at 'trainer.max_steps'. Either remove + prefix: 'trainer.max_steps=3'"),
     (["metric=rma,,x="], "cannot read the override 'metric=rma,,x='"),
