@@ -136,10 +136,7 @@ so directional power is a lower bound. Each probability has its Monte Carlo inte
     from ..hydra_app import compose_config
     from ..outputs import check_folder_target, new_folder, store_files
 
-    if simulations < 1:
-        raise UserError(f"--simulations {simulations} must be at least 1 (200 by default)")
-    if cells is not None and cells < 1:
-        raise UserError(f"--cells {cells} must be at least 1: the number of cells in the report's Holm family")
+    _check_counts(simulations, cells)
     console = output_console()
     cfg = compose_config(overrides or [], task="power")
     settings = instantiate(cfg.analysis.settings)
@@ -157,6 +154,13 @@ so directional power is a lower bound. Each probability has its Monte Carlo inte
     folder = out or new_folder(Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     check_folder_target(folder, POWER_FILES, "--out", force, protected)
     write_power(folder, rows, model, family, target, simulations, settings, console, force)
+
+
+def _check_counts(simulations: int, cells: int | None) -> None:
+    if simulations < 1:
+        raise UserError(f"--simulations {simulations} must be at least 1: the simulated studies per grid point")
+    if cells is not None and cells < 1:
+        raise UserError(f"--cells {cells} must be at least 1: the number of cells in the report's Holm family")
 
 
 def _simulate_grid(console, model, grid_examples: list[int], grid_annotators: list[int], simulations: int,

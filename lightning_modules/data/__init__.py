@@ -2,7 +2,8 @@
 from .base import HarmonyDataModule
 from .collate import collate_skip_none
 from .image_folder import ImageFolderDataModule
-from .imagenet import DataLayoutError, ImageFiles, ImageNetDataModule
+from .image_files import ImageFiles
+from .imagenet import DataLayoutError, ImageNetDataModule
 from .imagenet_s import ImageNetSDataModule, SegmentedImageFiles
 from .synthetic import CLASS_NAMES, SyntheticShapes
 from .synthetic_datamodule import SyntheticDataModule

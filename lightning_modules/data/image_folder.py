@@ -39,8 +39,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .imagenet import DECODE_ERRORS, DataLayoutError, FolderDataModule, is_image, list_class_folders, list_images, \
-    seeded_split
+from .image_files import DECODE_ERRORS, FolderDataModule, seeded_split
+from .imagenet import DataLayoutError, is_image, list_class_folders, list_images
 from .transforms import IMAGENET_TRANSFORM, InputTransform
 
 Sample = tuple[Path, int]

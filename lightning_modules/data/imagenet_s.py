@@ -48,9 +48,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imagenet import (SYNSET_MAPPING, DataLayoutError, FolderDataModule, ImageFiles, ancestors, check_class_count,
-                       checked_root, find_file, list_class_folders, list_images, read_synset_mapping, resize_crop,
-                       seeded_split, transform_key)
+from .image_files import FolderDataModule, ImageFiles, resize_crop, seeded_split, transform_key
+from .imagenet import (SYNSET_MAPPING, DataLayoutError, ancestors, check_class_count, checked_root, find_file,
+                       list_class_folders, list_images, read_synset_mapping)
 from .transforms import IMAGENET_TRANSFORM, InputTransform
 
 log = logging.getLogger(__name__)
