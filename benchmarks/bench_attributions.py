@@ -73,21 +73,15 @@ def method_pairs(model, layer):
     ]
 
 
-def train_step_seconds(model, layer, x, y, repeats: int) -> tuple[float, float]:
-    """Median seconds of a GradCAM-loss step (create_graph=True) and of a plain cross-entropy step."""
+def step_seconds(model, loss, x, y, repeats: int) -> tuple[float, float]:
+    """Median seconds of an SGD step on ``loss()`` (which includes the cross-entropy) and of a plain
+    cross-entropy step of the same model and batch, in train mode."""
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
-    explain = GradCAM(model, layer)
-    # A localization-style loss: the map's share outside a fixed central box.
-    outside = torch.ones_like(x[:, :1])
-    h, w = x.shape[2:]
-    outside[:, :, h // 4:3 * h // 4, w // 4:3 * w // 4] = 0
 
-    def gradcam_step():
+    def loss_step():
         optimizer.zero_grad(set_to_none=True)
-        maps, logits, _ = explain.explain(x, y, create_graph=True)
-        share_outside = (maps * outside).flatten(1).sum(1) / (maps.flatten(1).sum(1) + 1e-8)
-        (F.cross_entropy(logits, y) + share_outside.mean()).backward()
+        loss().backward()
         optimizer.step()
 
     def plain_step():
@@ -95,9 +89,25 @@ def train_step_seconds(model, layer, x, y, repeats: int) -> tuple[float, float]:
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
 
-    ours, plain = median_seconds(gradcam_step, plain_step, repeats=repeats)
+    ours, plain = median_seconds(loss_step, plain_step, repeats=repeats)
     model.eval()
     return ours, plain
+
+
+def train_step_seconds(model, layer, x, y, repeats: int) -> tuple[float, float]:
+    """Median seconds of a GradCAM-loss step (create_graph=True) and of a plain cross-entropy step."""
+    explain = GradCAM(model, layer)
+    # A localization-style loss: the map's share outside a fixed central box.
+    outside = torch.ones_like(x[:, :1])
+    h, w = x.shape[2:]
+    outside[:, :, h // 4:3 * h // 4, w // 4:3 * w // 4] = 0
+
+    def gradcam_loss():
+        maps, logits, _ = explain.explain(x, y, create_graph=True)
+        share_outside = (maps * outside).flatten(1).sum(1) / (maps.flatten(1).sum(1) + 1e-8)
+        return F.cross_entropy(logits, y) + share_outside.mean()
+
+    return step_seconds(model, gradcam_loss, x, y, repeats)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -28,7 +28,7 @@ from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
-from bench_attributions import median_seconds  # benchmarks/, beside this file
+from bench_attributions import median_seconds, step_seconds  # benchmarks/, beside this file
 from console import table_console
 from lightning_modules.attributions import (GradCAM, GradCAMPlusPlus, IntegratedGradients, LayerCAM, LRP,
                                             SmoothGrad)
@@ -83,23 +83,11 @@ def metric_pairs(quantus, model, x, y, maps, masks):
 
 
 def train_step_ratio(metric, model, x, y, masks, repeats: int) -> tuple[float, float]:
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    """Median seconds of a step on cross-entropy + ``metric``'s training loss through GradCAM, and of a plain
+    cross-entropy step."""
     explain = GradCAM(model, "features.20")
-
-    def metric_step():
-        optimizer.zero_grad(set_to_none=True)
-        (F.cross_entropy(model(x), y) + metric.loss(model, x, y, explain, masks)).backward()
-        optimizer.step()
-
-    def plain_step():
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-    ours, plain = median_seconds(metric_step, plain_step, repeats=repeats)
-    model.eval()
-    return ours, plain
+    return step_seconds(model, lambda: F.cross_entropy(model(x), y) + metric.loss(model, x, y, explain, masks),
+                        x, y, repeats)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
