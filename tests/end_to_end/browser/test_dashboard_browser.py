@@ -46,6 +46,7 @@ def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_oth
         dashboard_buttons = page.get_by_role("button", name="Dashboard").count()
         page.goto(page.url + ("&" if "?" in page.url else "?") + "view=dashboard")  # a forged request
         page.get_by_text(REFUSED).wait_for()
+        page.get_by_text("Your study cells").wait_for()  # Streamlit draws the page element by element
         refused_page = page.content()
 
     # quota 2: rma 4 of 6 labels counted, focus 1 of 4; rma's 4 labels on 3 examples
@@ -60,5 +61,5 @@ def test_the_dashboard_shows_the_seeded_counts_to_an_admin_and_is_refused_to_oth
     assert [annotators["ben"][k] for k in figures] == ["2", "2", "40% of 5", "2.0"]
     assert error == "the password has 5 characters: give one of at least 8"
     assert dashboard_buttons == 0
-    assert "Your study cells" in refused_page and "Krippendorff" not in refused_page
+    assert "Krippendorff" not in refused_page
     assert (tmp_path / "dashboard.png").stat().st_size > 0
