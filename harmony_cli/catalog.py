@@ -9,6 +9,8 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from lightning_modules.metrics import metric_class
+
 from .hydra_app import checked_config_dir
 
 
@@ -19,8 +21,6 @@ def _configs(group: str):
 
 def metric_rows() -> list[dict]:
     """name, family, direction, needs masks, reference, equals: one row per conf/metric/*.yaml."""
-    from lightning_modules.metrics import metric_class
-
     rows = []
     for name, cfg in _configs("metric"):
         cls = metric_class(cfg)

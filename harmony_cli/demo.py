@@ -48,7 +48,7 @@ def run_stage(title: str, args: list[str], timings: list[tuple[str, float]]) -> 
 
 def earlier_sweep(outputs: Path, overrides: list[str]) -> tuple[Path | None, bool]:
     """The newest sweep of these overrides under ``outputs`` and whether all its runs finished."""
-    from lightning_modules.finetune.rundir import find_resumable
+    from lightning_modules.finetune.rundir import find_resumable  # torch: the demo's own process only starts the steps
 
     sweep = find_resumable(outputs / "finetune-multirun", overrides, multirun=True)
     finished = sweep is not None and len(list(sweep.glob("*/metrics.json"))) == JOBS

@@ -6,6 +6,9 @@ failure needs the config folder, so it lives in :mod:`harmony_cli.hydra_app`.
 """
 from __future__ import annotations
 
+from rich.console import Console
+from rich.text import Text
+
 from lightning_modules.errors import UserError
 
 __all__ = ["USER_ERROR_STATUS", "UserError", "print_error", "usage_error"]
@@ -24,8 +27,5 @@ def usage_error(exc) -> UserError:
 
 def print_error(error: BaseException) -> None:
     """``error: <message>`` on stderr, on one line whatever the terminal's width."""
-    from rich.console import Console
-    from rich.text import Text
-
     # a Text, not markup: messages hold brackets (``pip install 'harmony[joblib]'``)
     Console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {error}"), highlight=False, soft_wrap=True)

@@ -131,10 +131,6 @@ def resume_args(args: list[str]) -> list[str]:
 def _output_folders(args: list[str]) -> list[Path]:
     """The folders a run or sweep of ``args`` creates: outputs, outputs/finetune, the sweeps' folder and
     any hydra.sweep.dir given (innermost last); none when the overrides do not compose (Hydra says why)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from .hydra_app import compose_config
-
     try:
         parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-") and "=" in a])
         fixed = [o.input_line for o in parsed if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]

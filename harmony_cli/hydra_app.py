@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from omegaconf import DictConfig
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from .errors import USER_ERROR_STATUS, UserError, print_error
@@ -68,8 +71,6 @@ def _missing_option_line(exc) -> str | None:
 
 def config_error(exc: BaseException) -> ConfigError | None:
     """Hydra's composition error ``exc`` as a one-line :class:`ConfigError` (None: not one)."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-
     if isinstance(exc, MissingConfigException):
         line = _missing_option_line(exc)
         if line is None:
@@ -95,10 +96,6 @@ def compose_config(overrides: list[str] | None = None, task: str = "finetune", r
 
     Raises :class:`ConfigError` with one line when it does not compose.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
     folder = checked_config_dir()
     GlobalHydra.instance().clear()
     try:

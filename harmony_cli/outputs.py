@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import UserError
+from .store.db import resolve_db_url, sqlite_path
 
 # Files of an SQLite store besides the database itself.
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -24,8 +25,6 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 def store_files(*dbs: str | None) -> list[Path]:
     """The files of the SQLite stores ``dbs`` name (``--db`` values; None: the default store)."""
-    from .store.db import resolve_db_url, sqlite_path
-
     files = []
     for db in dbs:
         path = sqlite_path(resolve_db_url(db))

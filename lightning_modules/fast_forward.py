@@ -18,6 +18,7 @@ import logging
 
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental.optimization import fuse
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,6 @@ def raised(exc: Exception) -> str:
 def _optimized_copy(model: nn.Module) -> nn.Module:
     """A BatchNorm-folded (where traceable), channels-last copy of an eval-mode model."""
     try:
-        from torch.fx.experimental.optimization import fuse
         fast = fuse(model, inplace=False)
         _inplace_relus(fast)
     except Exception:  # noqa: BLE001 - untraceable models (dynamic control flow) run unfused

@@ -5,8 +5,10 @@ import os
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 
+from .data import denormalize
 from .io import atomic_path
 
 
@@ -23,8 +25,6 @@ def _maps(explainer, x: Tensor, y: Tensor) -> Tensor:
 
 def _map_rows(fig, grid, module, dataset, n_images: int) -> None:
     """Rows 1-3 of the figure: the first ``n_images`` of ``dataset``, the original's and the fine-tuned maps."""
-    from .data import denormalize
-
     items = [dataset[i] for i in range(min(n_images, len(dataset)))]
     items = [item for item in items if item is not None]
     device = next(module.finetuned.parameters()).device
@@ -86,13 +86,8 @@ def finetune_figure(module, dataset, history: list[dict[str, float]], summary: d
     history: validation rows (``step``, ``val/<metric>``, ``val/<metric>_original``, ``val/agreement``, ...).
     summary: the run's metrics.json content.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     columns = max(min(n_images, len(dataset)), 3)
-    fig = plt.figure(figsize=(1.7 * columns, 1.7 * 3 + 2.8))
+    fig = Figure(figsize=(1.7 * columns, 1.7 * 3 + 2.8))  # no pyplot: no global figure or backend to manage
     grid = fig.add_gridspec(4, columns, height_ratios=[1, 1, 1, 1.5], hspace=0.25, wspace=0.05)
     _map_rows(fig, grid, module, dataset, n_images)
     _curves(fig, grid, history, summary)
@@ -103,5 +98,27 @@ def finetune_figure(module, dataset, history: list[dict[str, float]], summary: d
     out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return out
+
+
+def data_preview_figure(datamodule, split: str = "train", n: int = 32, columns: int = 8) -> Figure:
+    """A grid of the first ``n`` items of ``split`` (a LightningDataModule with ``split`` and
+    ``denormalize``), each titled with its class and outlined with its mask when it has one."""
+    dataset = datamodule.split(split)
+    n = min(n, len(dataset))
+    rows = (n + columns - 1) // columns
+    fig = Figure(figsize=(columns * 1.6, rows * 1.8))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in zip(range(n), axes.flat):
+        item = dataset[i]
+        if item is None:
+            continue
+        ax.imshow(datamodule.denormalize(item["image"]).permute(1, 2, 0).numpy())
+        if "mask" in item:
+            ax.contour(item["mask"][0].numpy(), levels=[0.5], colors="white", linewidths=0.8)
+        ax.set_title(item["class_name"], fontsize=7)
+    fig.suptitle(f"{datamodule.name} / {split}: first {n} items (white: object mask)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
+import tomllib
+from functools import cache
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -46,6 +49,97 @@ def import_graph() -> dict[str, set[str]]:
     modules = product_modules()
     return {name: {n for n in imported_names(name, path) if n in modules and n != name}
             for name, path in modules.items()}
+
+
+def absolute_names(module: str, path: Path, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """The absolute module names one import statement of ``module`` names (``from a import b``: a and a.b)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+    source = ".".join(base + ([node.module] if node.module else []))
+    return {source} | {f"{source}.{alias.name}" for alias in node.names}
+
+
+def module_level_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """The imports that run when the module is imported: module level, in ``try`` or ``if`` blocks, but
+    not under ``if TYPE_CHECKING``, in functions or in classes."""
+    found, todo = [], list(ast.parse(path.read_text(), str(path)).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            todo += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody + [n for h in node.handlers for n in h.body]
+    return found
+
+
+# What ``--help`` and the torch-free commands never load (see the test below that runs them).
+HEAVY = ("torch", "torchvision", "lightning", "pandas", "matplotlib")
+
+
+def heavy_loader():
+    """name -> whether importing it loads a HEAVY library: a product module through its own module-level
+    imports and the ``__init__`` of every package above it."""
+    modules = product_modules()
+
+    def imports_of(name: str) -> set[str]:
+        parents = {".".join(name.split(".")[:k]) for k in range(1, name.count(".") + 1)}
+        if name not in modules:  # another library, or a name inside a module (its module is counted)
+            return set()
+        return parents | {n for node in module_level_imports(modules[name])
+                          for n in absolute_names(name, modules[name], node)}
+
+    @cache
+    def loads_heavy(name: str) -> bool:
+        reached, todo = {name}, [name]
+        while todo:
+            for target in imports_of(todo.pop()) - reached:
+                reached.add(target)
+                todo.append(target)
+        return any(n.split(".")[0] in HEAVY for n in reached)
+
+    return loads_heavy
+
+
+def optional_extras() -> set[str]:
+    """The import names of the optional extras' packages (dev's test tools left out)."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {re.split(r"[<>=\[ ]", requirement)[0].replace("-", "_")
+            for extra, requirements in extras.items() if extra != "dev" for requirement in requirements}
+
+
+def test_function_local_imports_only_keep_heavy_libraries_out_or_load_an_optional_extra():
+    """Outside the commands (which import in their functions so that ``--help`` starts at once), an import
+    inside a function is there for one of two reasons, and says which in a comment: it keeps torch (or
+    pandas, matplotlib) out of a module that does not load it otherwise, or it loads an optional extra
+    that may not be installed."""
+    loads_heavy, extras, unexplained = heavy_loader(), optional_extras(), []
+    for name, path in product_modules().items():
+        if name.startswith("harmony_cli.commands"):
+            continue
+        lines = path.read_text().splitlines()
+        local = [node for fn in ast.walk(ast.parse(path.read_text(), str(path)))
+                 if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        for node in local:
+            targets = absolute_names(name, path, node)
+            keeps_heavy_out = any(map(loads_heavy, targets)) and not loads_heavy(name)
+            optional = any(t.split(".")[0] in extras for t in targets)
+            said = "#" in lines[node.lineno - 1] or lines[node.lineno - 2].lstrip().startswith("#")
+            if not ((keeps_heavy_out or optional) and said):
+                unexplained.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert not unexplained
+
+
+def test_the_heavy_rule_reads_packages_and_extras():
+    loads_heavy = heavy_loader()
+    assert loads_heavy("lightning_modules.metrics.rma") and loads_heavy("harmony_cli.study.cells")
+    assert loads_heavy("harmony_cli.analysis.report")  # through analysis.plot: matplotlib
+    assert not loads_heavy("harmony_cli.store") and not loads_heavy("harmony_cli.hydra_app")
+    assert {"timm", "pyarrow"} <= optional_extras() and "pytest" not in optional_extras()
 
 
 def test_the_graph_reads_relative_and_local_imports():
@@ -128,7 +222,7 @@ def test_help_and_the_torch_free_commands_load_no_torch(tmp_path):
         "from harmony_cli.main import app\n"
         "result = CliRunner().invoke(app, ['--help'])\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = [m for m in ('torch', 'lightning', 'pandas', 'matplotlib') if m in sys.modules]\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "assert not heavy, f'--help loaded {heavy}'\n"
         f"for args in (['studies', '--db', {url!r}], ['annotators', 'list', '--db', {url!r}],\n"
         f"             ['analyze', '--db', {url!r}, '--out', {str(tmp_path / 'report')!r}],\n"

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
+from hydra.utils import instantiate
 
 from harmony_cli.analysis import AnalysisSettings, select_label_source
 from harmony_cli.analysis.progress import annotator_progress, left_choice, open_examples, study_overview
 from harmony_cli.analysis.study import analyze_study_labels, pick_study, study_directions
 from harmony_cli.cells import CELL_FIELDS, cell_text
 from harmony_cli.errors import UserError
+from harmony_cli.hydra_app import compose_config
 from harmony_cli.store import Store, study_rules
 from webui import admin_accounts
 
@@ -126,10 +128,6 @@ def annotators_table(figures: StudyFigures, scope: str) -> pd.DataFrame:
 @st.cache_resource(show_spinner=False)
 def analysis_settings():
     """``harmony analyze``'s settings (conf/analysis, no overrides): the dashboard's verdicts use the same rule."""
-    from hydra.utils import instantiate
-
-    from harmony_cli.hydra_app import compose_config
-
     return instantiate(compose_config([], task="analyze").analysis.settings)
 
 

@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
 MAX_FILE_BYTES = 32 * 2**20
 MAX_PIXELS = 4096 * 4096
 MAX_SIDE = 512  # served images are at most this wide/high (the page shows them at ~270 px)
@@ -23,8 +25,6 @@ NONCE_BYTES = 16
 
 def load_rgb(path: Path | None):
     """The file as an RGB PIL image, or None when absent, too large, unreadable or a bomb."""
-    from PIL import Image, UnidentifiedImageError
-
     if path is None:
         return None
     try:
@@ -48,8 +48,6 @@ def fit(size: tuple[int, int], max_side: int = MAX_SIDE) -> tuple[int, int]:
 def uncompressed_png(image, size: tuple[int, int]) -> bytes:
     """``image`` at ``size`` as a PNG whose length depends on ``size`` only (no compression, no
     metadata), with a random chunk so the bytes never repeat."""
-    from PIL import Image, PngImagePlugin
-
     if image.size != size:
         image = image.resize(size, Image.Resampling.NEAREST if image.width < size[0] else Image.Resampling.BILINEAR)
     info = PngImagePlugin.PngInfo()

@@ -14,6 +14,8 @@ import json
 import struct
 from pathlib import Path
 
+import streamlit as st
+
 from webui.images import PairImages
 
 KEY = "pair"
@@ -43,8 +45,6 @@ def unpack(payload: bytes) -> tuple[dict, list[bytes]]:
 
 def component():
     """The registered component's mount function (registered once per process)."""
-    import streamlit as st
-
     return st.components.v2.component("harmony_pair", js=(HERE / "pair.js").read_text(),
                                       css=(HERE / "pair.css").read_text(), isolate_styles=False)
 

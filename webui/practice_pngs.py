@@ -10,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
+from scipy.ndimage import distance_transform_edt
 
+from harmony_cli.study.rendering import RenderSettings, render_pairs
+from lightning_modules.data import normalize
+from lightning_modules.data.synthetic import CLASS_NAMES, render
 from webui.practice import CLASS_NAME, FILES, FOLDER
 
 SEED, SPLIT, IMAGE_SIZE = 2024, "test", 64
@@ -18,10 +24,6 @@ SEED, SPLIT, IMAGE_SIZE = 2024, "test", 64
 
 def _pick_item():
     """The first item whose target object is large and leaves room for a blob away from it."""
-    from scipy.ndimage import distance_transform_edt
-
-    from lightning_modules.data.synthetic import CLASS_NAMES, render
-
     label = CLASS_NAMES.index(CLASS_NAME)
     for index in range(200):
         image, mask, _ = render(SEED, SPLIT, index, IMAGE_SIZE, label=label)
@@ -34,20 +36,12 @@ def _pick_item():
 
 def _blob(centre, radius: float):
     """(1,1,S,S) Gaussian relevance around ``centre`` (row, column)."""
-    import torch
-
     yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
     blob = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * radius ** 2))
     return torch.from_numpy(blob.astype(np.float32))[None, None]
 
 
 def main(folder: Path = FOLDER) -> None:
-    import torch
-    from PIL import Image
-
-    from harmony_cli.study.rendering import RenderSettings, render_pairs
-    from lightning_modules.data import normalize
-
     image, mask, away = _pick_item()
     radius = 0.8 * np.sqrt(mask.sum() / np.pi)
     on_object = _blob(np.argwhere(mask).mean(0), radius)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 import warnings
 
+import krippendorff
 import numpy as np
+from statsmodels.stats.inter_rater import fleiss_kappa
 
 from ..cells import REPORT_ORDER
 
@@ -18,9 +20,6 @@ def agreement(table: np.ndarray) -> dict:
     Krippendorff's alpha uses them all. Undefined statistics are None with a note.
     Returns {fleiss_kappa, fleiss_n_examples, krippendorff_alpha, notes}.
     """
-    import krippendorff
-    from statsmodels.stats.inter_rater import fleiss_kappa
-
     table = np.asarray(table)
     out = {"fleiss_kappa": None, "fleiss_n_examples": 0, "krippendorff_alpha": None, "notes": []}
     rated = table.sum(1)

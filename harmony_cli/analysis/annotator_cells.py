@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cells import REPORT_ORDER
 from .clustered import clustered_shares, crossed_shares, t_quantile
 from .encoding import FINETUNED, ORIGINAL, EncodedLabels
 from .settings import AnalysisSettings
@@ -35,8 +36,6 @@ def cell_annotator_rows(data: EncodedLabels, figures: dict[str, np.ndarray], row
                         annotator_id: np.ndarray, left_out: dict[str, np.ndarray] | None, cell: int) -> list[dict]:
     """One dict per annotator of one cell: ``rows`` index ``figures`` (``annotator_figures``) and ``annotator_id``;
     ``left_out``: the leave-one-out verdicts (``leave_one_out``), or None."""
-    from ..cells import REPORT_ORDER
-
     out = []
     for k in rows:
         a = int(annotator_id[k])

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import stdtr, stdtrit
 
 from .crossed import crossed_variance
 from .encoding import FINETUNED, NEITHER, ORIGINAL
@@ -89,8 +90,6 @@ def cluster_mean_variance(totals: np.ndarray, sizes: np.ndarray, example_cell: n
 
 def t_quantile(confidence: float, df: np.ndarray) -> np.ndarray:
     """The two-sided ``confidence`` quantile of t with ``df`` (NaN df: NaN)."""
-    from scipy.special import stdtrit
-
     df = np.asarray(df, dtype=float)
     with np.errstate(invalid="ignore"):
         return np.where(df > 0, stdtrit(np.where(df > 0, df, 1.0), 0.5 + confidence / 2), np.nan)
@@ -98,8 +97,6 @@ def t_quantile(confidence: float, df: np.ndarray) -> np.ndarray:
 
 def t_sf(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     """Upper tail of t with ``df`` at ``t``."""
-    from scipy.special import stdtr
-
     with np.errstate(invalid="ignore"):
         return stdtr(df, -np.asarray(t, dtype=float))
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ..cells import REPORT_ORDER, REPORT_SEPARATOR, cell_text
 
@@ -23,31 +27,19 @@ VERDICT_COLORS = {"aligned": "#2c7bb6", "misaligned": "#e66101", "no_preference"
 DOMINANT_MARK = "†"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 # TrueType (42) rather than Type 3 fonts in PDF and PostScript.
 EMBEDDED_FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42}
 DOUBLE_COLUMN_IN = 7.0
 
 
-def _save(fig, path: Path, tight: bool = True) -> Path:
+def save_figure(fig, path: Path, tight: bool = True) -> Path:
     """``path`` as PNG and its .pdf sibling (TrueType fonts); ``tight=False`` keeps the figure's own size."""
-    import matplotlib
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     box = {"bbox_inches": "tight"} if tight else {}
     with matplotlib.rc_context(EMBEDDED_FONTS):
         fig.savefig(path, dpi=200, **box)
         fig.savefig(path.with_suffix(".pdf"), **box)
-    _pyplot().close(fig)
     return path
 
 
@@ -119,18 +111,16 @@ def _net_preference(ax, group: list[dict], margin: float) -> None:
 
 def preferences_plot(report: dict, path: Path) -> Path:
     """Write the preferences figure of the report's cells to ``path`` (PNG) and its .pdf sibling, 7 in wide."""
-    from matplotlib.patches import Patch
-
-    plt = _pyplot()
     cells, settings = report["cells"], report["settings"]
     several = len({c["dataset"] for c in cells}) > 1
     metrics = sorted({c["metric"] for c in cells})
     groups = [[c for c in cells if c["metric"] == m] for m in metrics]
     heights = [max(len(g), 1) for g in groups] or [1]
     fig_height = 1.4 + 0.16 * sum(heights) + 0.3 * len(groups)
-    fig, axes = plt.subplots(max(len(groups), 1), 3, figsize=(DOUBLE_COLUMN_IN, fig_height), squeeze=False,
-                             sharex="col", gridspec_kw={"height_ratios": heights, "width_ratios": [2.0, 0.9, 1.4],
-                                                        "hspace": 0.45, "wspace": 0.08})
+    fig = Figure(figsize=(DOUBLE_COLUMN_IN, fig_height))  # no pyplot: no global figure or backend to manage
+    axes = fig.subplots(max(len(groups), 1), 3, squeeze=False, sharex="col",
+                        gridspec_kw={"height_ratios": heights, "width_ratios": [2.0, 0.9, 1.4],
+                                     "hspace": 0.45, "wspace": 0.08})
     for row, (metric, group) in enumerate(zip(metrics, groups)):
         names = [(f"{c['dataset']} / " if several else "") + f"{c['backbone']} / {c['attribution']}" for c in group]
         _bars(axes[row, 0], group, names)
@@ -156,7 +146,7 @@ def preferences_plot(report: dict, path: Path) -> Path:
                  f"unadjusted; {DOMINANT_MARK} Neither > {settings['neither_dominant']:.0%})", fontsize=7,
                  x=0.01, ha="left", y=1 - 0.04 / fig_height)
     fig.subplots_adjust(left=0.235, right=0.76, top=1 - 0.7 / fig_height, bottom=0.62 / fig_height)
-    return _save(fig, path, tight=False)
+    return save_figure(fig, path, tight=False)
 
 
 def gain_plot(report: dict, path: Path) -> Path | None:
@@ -164,12 +154,10 @@ def gain_plot(report: dict, path: Path) -> Path | None:
     scored = [c for c in report["cells"] if c.get("gain_regression") and c["gain_regression"].get("bins")]
     if not scored:
         return None
-    from matplotlib.ticker import MaxNLocator
-
-    plt = _pyplot()
     columns = min(3, len(scored))
     rows = -(-len(scored) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False)
+    fig = Figure(figsize=(3.6 * columns, 2.8 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, cell in zip(axes.ravel(), scored):
         reg = cell["gain_regression"]
         gains = np.array([b["mean_gain"] for b in reg["bins"]])
@@ -202,4 +190,4 @@ def gain_plot(report: dict, path: Path) -> Path | None:
                   fontsize=8.5)
     fig.supylabel("decisive labels choosing fine-tuned (%), 95% by example; n: examples", fontsize=8.5)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

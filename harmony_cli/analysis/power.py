@@ -32,11 +32,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..errors import UserError
 from .clustered import clustered_shares, crossed_shares
-from .significance import wilson_interval
+from .plot import save_figure
 from .settings import AnalysisSettings
+from .significance import wilson_interval
 from .verdict import VERDICTS, verdicts
 
 
@@ -215,16 +217,12 @@ def model_from_labels(counts: np.ndarray, cell_kappas: list[tuple[float | None, 
 
 def power_figure(rows: list[dict], verdict: str, title: str, path) -> None:
     """Heat map of the probability of ``verdict`` over the grid (PNG and PDF), 80% contour marked in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     examples = sorted({r["examples"] for r in rows})
     annotators = sorted({r["annotators"] for r in rows})
     grid = np.array([[next(r[verdict] for r in rows if r["examples"] == g and r["annotators"] == a)
                       for a in annotators] for g in examples])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(annotators), 1.0 + 0.55 * len(examples)))
+    fig = Figure(figsize=(1.2 + 0.9 * len(annotators), 1.0 + 0.55 * len(examples)))
+    ax = fig.subplots()
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, origin="lower", aspect="auto")
     for i in range(len(examples)):
         for j in range(len(annotators)):
@@ -237,6 +235,4 @@ def power_figure(rows: list[dict], verdict: str, title: str, path) -> None:
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label=f"P({verdict})")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
+    save_figure(fig, path)

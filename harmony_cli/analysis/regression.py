@@ -5,6 +5,11 @@ import math
 import warnings
 
 import numpy as np
+import statsmodels.api as sm
+from scipy.special import ndtr
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
+
+from .clustered import t_quantile
 
 
 def clustered_covariance(exog: np.ndarray, successes: np.ndarray, trials: np.ndarray, prob: np.ndarray
@@ -50,10 +55,6 @@ def gain_regression(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarra
     Returns {n_labels, n_examples, intercept, coefficient, std_error, p_value, std_error_independent,
     odds_ratio_per_sd, notes}.
     """
-    import statsmodels.api as sm
-    from scipy.special import ndtr
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
-
     keep = np.isfinite(gain) & ((finetuned + original) > 0)
     gain, fin, orig = gain[keep], finetuned[keep].astype(float), original[keep].astype(float)
     n = fin + orig
@@ -106,8 +107,6 @@ def gain_bins(gain: np.ndarray, finetuned: np.ndarray, original: np.ndarray, n_b
     its 95% interval clustered by example (the ratio's linearization fin - share * decisive, G / (G - 1),
     t on G - 1 df; None below two examples), clipped to [0, 1].
     """
-    from .clustered import t_quantile
-
     decisive = finetuned + original
     keep = np.isfinite(gain) & (decisive > 0)
     if keep.sum() < 2:

@@ -13,6 +13,7 @@ import pandas as pd
 from ..outputs import check_folder_target, write_folder
 from .latex import latex_table
 from .markdown import markdown
+from .plot import gain_plot, preferences_plot
 
 REPORT_FILES = ("report.json", "cells.csv", "report.md", "report.tex", "preferences.png", "preferences.pdf",
                 "gain.png", "gain.pdf")
@@ -70,8 +71,6 @@ def write_report(report: dict, out_dir: Path, plot: bool = True, force: bool = F
         (staging / "report.md").write_text(markdown(report), encoding="utf-8")
         (staging / "report.tex").write_text(latex_table(report), encoding="utf-8")
         if plot:
-            from .plot import gain_plot, preferences_plot
-
             preferences_plot(report, staging / "preferences.png")
             gain_plot(report, staging / "gain.png")
 

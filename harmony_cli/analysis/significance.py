@@ -9,12 +9,13 @@ import gc
 import math
 
 import numpy as np
+from scipy.stats import binom, binomtest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 
 def wilson_interval(count, nobs, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score intervals of ``count / nobs`` (arrays); NaN where ``nobs == 0``."""
-    from statsmodels.stats.proportion import proportion_confint
-
     count = np.asarray(count, dtype=float)
     nobs = np.asarray(nobs, dtype=float)
     safe = np.where(nobs > 0, nobs, 1.0)
@@ -27,8 +28,6 @@ def wilson_interval(count, nobs, confidence: float) -> tuple[np.ndarray, np.ndar
 
 def binomial_p(successes: int, trials: int) -> float:
     """Two-sided exact binomial test of ``successes / trials`` against 0.5; NaN when no trials."""
-    from scipy.stats import binomtest
-
     if trials <= 0:
         return math.nan
     return float(binomtest(int(successes), int(trials), 0.5, alternative="two-sided").pvalue)
@@ -37,8 +36,6 @@ def binomial_p(successes: int, trials: int) -> float:
 def binomial_p_many(successes, trials) -> np.ndarray:
     """Vectorized :func:`binomial_p`: against 0.5 the distribution is symmetric, so the two-sided exact
     p-value (scipy's ``binomtest``) is 2 * P(X <= min(k, n - k)), capped at 1. NaN where no trials."""
-    from scipy.stats import binom
-
     k = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -48,8 +45,6 @@ def binomial_p_many(successes, trials) -> np.ndarray:
 
 def holm(p_values) -> np.ndarray:
     """Holm-corrected p-values; NaN entries stay NaN and do not count as tests."""
-    from statsmodels.stats.multitest import multipletests
-
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     defined = np.isfinite(p)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..catalog import attribution_rows, metric_rows
 from ..console import output_console
 
 
@@ -19,9 +18,13 @@ def _print(title: str, rows: list[dict]) -> None:
 def metrics() -> None:
     """The metrics (conf/metric): name, family, direction, whether it needs object masks, its paper and
     the reference implementation it equals."""
+    from ..catalog import metric_rows
+
     _print("metrics (harmony finetune metric=<name>)", metric_rows())
 
 
 def attributions() -> None:
     """The attribution methods (conf/attribution): name, family, its paper and the Captum/zennit method it equals."""
+    from ..catalog import attribution_rows
+
     _print("attribution methods (harmony finetune attribution=<name>)", attribution_rows())

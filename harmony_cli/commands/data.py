@@ -13,34 +13,12 @@ from ..outputs import check_file_target, check_writable_place, store_files, writ
 app = typer.Typer(help="Inspect data sets; make a miniature ImageNet + ImageNet-S.", no_args_is_help=True)
 
 
-def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, columns: int = 8,
-                 force: bool = False) -> Path:
-    """Write a PNG grid of ``n`` items of ``split`` with their class and mask outline (atomically)."""
-    import matplotlib
+def preview_grid(datamodule, out: Path, split: str = "train", n: int = 32, force: bool = False) -> Path:
+    """Write lightning_modules.plots.data_preview_figure of ``split`` to the PNG ``out`` (atomically)."""
+    from lightning_modules.plots import data_preview_figure  # torch: only when a preview is drawn
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dataset = datamodule.split(split)
-    n = min(n, len(dataset))
-    rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, ax in zip(range(n), axes.flat):
-        item = dataset[i]
-        if item is None:
-            continue
-        ax.imshow(datamodule.denormalize(item["image"]).permute(1, 2, 0).numpy())
-        if "mask" in item:
-            ax.contour(item["mask"][0].numpy(), levels=[0.5], colors="white", linewidths=0.8)
-        ax.set_title(item["class_name"], fontsize=7)
-    fig.suptitle(f"{datamodule.name} / {split}: first {n} items (white: object mask)", fontsize=9)
-    fig.tight_layout()
-    try:
-        write_new_file(out, lambda temp: fig.savefig(temp, dpi=110, format="png"), force=force)
-    finally:
-        plt.close(fig)
+    fig = data_preview_figure(datamodule, split=split, n=n)
+    write_new_file(out, lambda temp: fig.savefig(temp, dpi=110, format="png"), force=force)
     return out
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from .db import (StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url, sqlite_path,
-                 write_failure)
+from .db import StoreError, check_schema, make_engine, precheck, resolve_db_url, shown_url, sqlite_path, write_failure
+from .models import Annotator, Study
 
 # One lock per SQLite file for this process's writers (see StoreBase.write).
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
@@ -72,10 +73,6 @@ class StoreBase:
 
     def holds_nothing(self) -> bool:
         """Whether the store holds no study and no account (what a command that failed at once leaves)."""
-        from sqlalchemy import select
-
-        from .models import Annotator, Study
-
         try:
             with self.read() as session:
                 return all(session.scalar(select(table.id).limit(1)) is None for table in (Study, Annotator))
@@ -147,8 +144,6 @@ class StoreBase:
 
 def _missing_paths(path) -> list:
     """``path`` and its missing parent folders, innermost first, if ``path`` does not exist yet."""
-    from pathlib import Path
-
     path = Path(path).absolute()
     if path.exists():
         return []

@@ -186,7 +186,7 @@ class LabelsMixin:
         Columns: study, example_id, dataset, metric, backbone, attribution,
         original_score, finetuned_score, annotator, simulated, admin, choice, left_map, response_ms.
         """
-        import pandas as pd
+        import pandas as pd  # heavy: the store's package loads without it (`harmony --help`, `harmony studies`)
 
         query = (
             select(Study.name.label("study"), Example.id.label("example_id"),

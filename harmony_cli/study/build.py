@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from omegaconf import DictConfig
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from .files import (check_study_name, check_writable_folder, file_write_failure, missing_folders,
-                    remove_empty_folders, study_folder)
+from ..console import LoggedProgress
+from ..store import Store
+from .files import (check_study_name, check_writable_folder, file_write_failure, missing_folders, remove_empty_folders,
+                    study_folder)
 from .runs import check_distinct_cells, check_recorded_originals, default_study_name, find_runs, latest_run
 from .settings import BuildError, StudySettings
 from .study_row import StudyRow
@@ -53,7 +56,7 @@ class BuildOutcome:
 
 def device_of(name: str) -> "torch.device":
     """``study.device``: auto (cuda when available), cpu, cuda, cuda:1, ..."""
-    import torch
+    import torch  # torch: build-dataset checks settings, runs and store before it loads
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -68,8 +71,6 @@ def device_of(name: str) -> "torch.device":
 
 def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> BuildOutcome:
     """Build (or complete) the study described by ``cfg.study``."""
-    from ..store import Store
-
     settings = StudySettings.from_config(cfg.study)
     source = Path(settings.run) if settings.run else latest_run(cfg.paths.outputs)
     run_dirs = find_runs(source)
@@ -111,13 +112,9 @@ def _build_cells_or_say_why(study: StudyRow, run_dirs: list[Path], settings: Stu
 def _build_cells(study: StudyRow, run_dirs: list[Path], settings: StudySettings, device: "torch.device",
                  outcome: BuildOutcome, console) -> None:
     """One cell per run, in order, with a progress bar per cell."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from lightning_modules.finetune import load_finetune_run  # torch: loaded after every check
 
-    from ..console import LoggedProgress
-
-    from lightning_modules.finetune import load_finetune_run  # torch-heavy: after every check
-
-    from .cells import CellJob, build_cell
+    from .cells import CellJob, build_cell  # torch: as above
 
     progress = LoggedProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=False)

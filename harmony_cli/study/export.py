@@ -33,11 +33,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import timezone
 from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
 
 from ..defaults import outputs_root
 from ..errors import UserError
 from ..outputs import check_file_target, write_file, write_new_file
+from ..store import Annotator, Example, Label
 
 FORMATS = ("csv", "jsonl", "parquet", "label-studio")
 SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "label-studio": ".json"}
@@ -68,8 +73,6 @@ def pseudonym(annotator_id: int) -> str:
 
 def _iso(value) -> str | None:
     """A timestamp as ISO 8601 in UTC (SQLite hands back naive datetimes, stored as UTC)."""
-    from datetime import timezone
-
     if value is None:
         return None
     if value.tzinfo is None:
@@ -110,10 +113,6 @@ def labels_table(store, study: str, names: bool = False) -> list[dict]:
     """Every label of ``study`` as a dict (keys: :data:`COLUMNS`, plus ``annotator_name`` with
     ``names``, and the private keys ``_annotator_id``, ``_image``, ``_original_map``,
     ``_finetuned_map`` for the Label Studio tasks), in label order. Read-only."""
-    from sqlalchemy import select
-
-    from ..store import Annotator, Example, Label
-
     found = _study_or_fail(store, study)
     query = (
         select(Label.id, Label.example_id, Example.dataset, Example.metric, Example.backbone,
@@ -149,8 +148,6 @@ def _public(row: dict) -> dict:
 
 
 def _frame(rows: list[dict], names: bool):
-    import pandas as pd
-
     columns = list(COLUMNS) + (["annotator_name"] if names else [])
     frame = pd.DataFrame([_public(r) for r in rows], columns=columns)
     # nullable integers: a missing response time stays missing instead of turning the column to floats
@@ -171,9 +168,9 @@ def _write_jsonl(rows, path: Path, names: bool) -> None:
 
 def _write_parquet(rows, path: Path, names: bool) -> None:
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow  # noqa: F401  (an optional extra, for --format parquet only)
     except ImportError as exc:
-        raise UserError("--format parquet needs pyarrow: pip install pyarrow (or use --format csv)") from exc
+        raise UserError("--format parquet needs pyarrow: pip install 'harmony[parquet]' (or use --format csv)") from exc
     _frame(rows, names).to_parquet(path, index=False)
 
 

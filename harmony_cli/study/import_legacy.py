@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional
 
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from rich.progress import track
+from sqlalchemy import func, select
+
 from ..errors import UserError
+from ..hydra_app import CONFIG_DIR, compose_config
+from ..store import Annotator, Example, StoreError, Study
 from .files import check_study_name, file_write_failure, write_atomic
 from .legacy_format import LegacyStudy, _not_harmony, read_legacy
 
@@ -154,11 +161,6 @@ def latest_labels(legacy: LegacyStudy, example_pks: set[int], report: ImportRepo
 
 def metric_directions(metrics: set[str]) -> dict[str, bool]:
     """metric name -> ``higher_is_better`` of the class conf/metric/<name>.yaml names; unknown metrics left out."""
-    from hydra.utils import get_class
-    from omegaconf import OmegaConf
-
-    from ..hydra_app import CONFIG_DIR
-
     directions = {}
     for name in sorted(metrics):
         path = CONFIG_DIR / "metric" / f"{name}.yaml"
@@ -203,8 +205,6 @@ def copy_images(examples: list[dict], images: Optional[Path], image_dir: Path, p
     Returns (files copied, examples of which a file is still missing). A file already there with the
     same size is not copied again. The paths were checked by :func:`check_image_paths`.
     """
-    from rich.progress import track
-
     if images is None and not image_dir.exists():
         return 0, len(examples)
     copied, without = 0, 0
@@ -231,8 +231,6 @@ def check_images_folder(images: Optional[Path]) -> None:
 
 def default_image_dir(study: str) -> Path:
     """Where an imported study's images go: ``<study.image_dir>/<study>`` of the config (outputs/study_images)."""
-    from ..hydra_app import compose_config
-
     cfg = compose_config([], task="import_legacy", resolve=True)
     return Path(cfg.study.image_dir) / study
 
@@ -282,10 +280,6 @@ def import_legacy(store, path: Path, images: Optional[Path] = None, study: Optio
 
 def store_import(store, prepared: PreparedImport, report: ImportReport) -> None:
     """The study, its examples, the annotators with labels and their labels, in one transaction."""
-    from sqlalchemy import func, select
-
-    from ..store import Example
-
     with store.write() as session:
         study = _legacy_study(session, prepared)
         count = select(func.count(Example.id)).where(Example.study_id == study.id)
@@ -303,10 +297,6 @@ def store_import(store, prepared: PreparedImport, report: ImportReport) -> None:
 
 def _legacy_study(session, prepared: PreparedImport):
     """The imported study's row: found (and given the metrics' directions) or created."""
-    from sqlalchemy import select
-
-    from ..store import StoreError, Study
-
     found = session.scalar(select(Study).where(Study.name == prepared.name))
     if found is not None and found.source != "legacy":
         raise StoreError(f"study {prepared.name!r} exists already and was not imported from the original app: "
@@ -329,10 +319,6 @@ def _legacy_study(session, prepared: PreparedImport):
 def _annotators(session, prepared: PreparedImport, report: ImportReport) -> dict[int, int]:
     """legacy user pk -> annotator id, for the users with labels: created inactive without a password (an admin
     where the original app's user was a superuser, so the analysis can mark them), or reused."""
-    from sqlalchemy import select
-
-    from ..store import Annotator
-
     ids = {}
     for user in sorted({u for u, _ in prepared.labels}):
         username = prepared.users.get(user) or f"legacy_user_{user}"

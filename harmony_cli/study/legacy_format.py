@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..store.diagnose import open_failure, remove_new_side_files, side_files
 
 
 class LegacyFormatError(UserError):
@@ -39,8 +40,6 @@ def _not_harmony(path: Path, why: str) -> LegacyFormatError:
 
 def read_legacy_sqlite(path: Path) -> LegacyStudy:
     """Read the original app's SQLite database without writing to it."""
-    from ..store.diagnose import open_failure, remove_new_side_files, side_files
-
     existed = [side.exists() for side in side_files(path)]
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import colormaps
+from PIL import Image
+
+from lightning_modules.data import denormalize as imagenet_denormalize
 
 from .settings import RenderSettings  # the settings live torch-free, beside the study's others
 
@@ -31,9 +35,7 @@ def _resize(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
 def display_images(images: torch.Tensor, settings: RenderSettings, denormalize=None) -> np.ndarray:
     """Normalized (B,3,H,W) -> uint8 (B,S,S,3) for display. ``denormalize``: the data module's inverse of its
     normalization (its ``denormalize``); None: ImageNet statistics."""
-    if denormalize is None:
-        from lightning_modules.data import denormalize
-
+    denormalize = imagenet_denormalize if denormalize is None else denormalize
     rgb = _resize(denormalize(images.detach().float().cpu()), settings.image_size, settings.resample).clamp(0, 1)
     return (rgb.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
@@ -54,8 +56,6 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
 
 def colorize(maps01: np.ndarray, colormap: str) -> np.ndarray:
     """(B,S,S) in [0,1] -> uint8 (B,S,S,3) through a matplotlib colormap."""
-    from matplotlib import colormaps
-
     lut = (colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
     return lut[np.clip(np.rint(maps01 * 255), 0, 255).astype(np.int64)]
 
@@ -96,8 +96,6 @@ def render_pairs(images: torch.Tensor, original_maps: torch.Tensor, finetuned_ma
 
 def encode_png(array: np.ndarray) -> bytes:
     """uint8 (H,W,3) -> PNG bytes with no metadata (nothing in the file names its source)."""
-    from PIL import Image
-
     buffer = io.BytesIO()
     # level 1: ~4x faster than the default 6 for ~20% larger files (encoding dominated a build)
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)

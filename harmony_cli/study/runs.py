@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from .settings import BuildError
 
 
 def _layout():
     """:mod:`lightning_modules.finetune`: the names of a run folder's files (METRICS_FILE, CHECKPOINT_DIR, ...)."""
-    import lightning_modules.finetune as finetune
+    import lightning_modules.finetune as finetune  # torch: see the module's docstring
 
     return finetune
 
@@ -32,7 +34,7 @@ def checkpoint_of(run_dir: Path) -> Path:
 
 def is_usable_run(path: Path) -> bool:
     """A finished finetune run with its checkpoint: config, metrics.json and the .ckpt are there."""
-    from lightning_modules.finetune import is_finetune_run
+    from lightning_modules.finetune import is_finetune_run  # torch: see the module's docstring
 
     return is_finetune_run(path) and checkpoint_of(path).is_file()
 
@@ -95,8 +97,6 @@ def default_study_name(source: Path) -> str:
 
 def recorded_cell(run_dir: Path) -> tuple[str, str, str, str]:
     """(dataset, metric, backbone, attribution) from a run's recorded config, without loading the run."""
-    from omegaconf import OmegaConf
-
     cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
     return tuple(str(OmegaConf.select(cfg, f"{group}.name")) for group in ("data", "metric", "backbone", "attribution"))
 

@@ -5,6 +5,8 @@ from typing import Iterator
 
 import torch
 
+from lightning_modules.data import collate_skip_none
+
 
 def seeded_order(n: int, seed: int) -> list[int]:
     """A permutation of range(n) that depends only on ``seed``."""
@@ -40,8 +42,6 @@ class _Indexed(torch.utils.data.Dataset):
 
 def _collate(pairs: list):
     """(split indices of unreadable items, batch of the readable ones or None)."""
-    from lightning_modules.data import collate_skip_none
-
     unreadable = [index for index, item in pairs if item is None]
     kept = [dict(item, _split_index=index) for index, item in pairs if item is not None]
     return unreadable, collate_skip_none(kept)

@@ -9,9 +9,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from omegaconf import DictConfig, OmegaConf
+
 from ..defaults import config_default
 from ..errors import UserError
-
 
 # Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
 PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
@@ -87,8 +88,6 @@ class StudySettings:
     @classmethod
     def from_config(cls, study: Any) -> "StudySettings":
         """From the composed ``study`` group (a DictConfig or dict): each value checked, one line if wrong."""
-        from omegaconf import DictConfig, OmegaConf
-
         values = OmegaConf.to_container(study, resolve=True) if isinstance(study, DictConfig) else dict(study)
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))

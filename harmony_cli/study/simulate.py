@@ -28,6 +28,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import select
 
 from ..cells import CELL_FIELDS
 from ..store import CHOICES, Annotator, Example, Store, StoreError, Study
@@ -126,8 +127,6 @@ def simulate(store: Store, study: str, n_annotators: int = 5, preference: float 
     Accounts ``<prefix>-1 .. <prefix>-N`` are created (simulated, inactive, no password) or reused;
     a pair that has a label already keeps it, so a rerun adds nothing.
     """
-    from sqlalchemy import select
-
     check_annotators(n_annotators)
     with store.read() as session:
         study_row = session.scalar(select(Study).where(Study.name == study))
@@ -158,8 +157,6 @@ def simulate(store: Store, study: str, n_annotators: int = 5, preference: float 
 
 def _simulated_account(session, name: str) -> int:
     """The id of the simulated account ``name``, created (inactive, no password) in ``session`` if new."""
-    from sqlalchemy import select
-
     annotator = session.scalar(select(Annotator).where(Annotator.name == name))
     if annotator is None:
         annotator = Annotator(name=name, password_hash=None, is_admin=False, active=False, simulated=True)

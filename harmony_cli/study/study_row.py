@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from sqlalchemy import func, select
+
+from ..store import Example, Study
 from . import instructions as study_instructions
 from .settings import PINNED_SETTINGS, BuildError, StudySettings
 
@@ -53,8 +56,6 @@ class StudyRow:
 
     def add(self, rows: list[dict], higher_is_better: dict[str, bool]) -> None:
         """Store ``rows`` (examples) and the metrics' directions; the study row too if it is new. One transaction."""
-        from ..store import Study
-
         with self.store.write() as session:
             study = session.get(Study, self.id) if self.id is not None else None
             if study is None:
@@ -78,9 +79,7 @@ class StudyRow:
         """Test images used by the study's other cells of the same data, backbone and attribution."""
         if self.id is None:
             return set()
-        from sqlalchemy import select
 
-        from ..store import Example
 
         with self.store.read() as session:
             return set(session.scalars(select(Example.source_key).where(
@@ -91,9 +90,7 @@ class StudyRow:
         """Mean original and fine-tuned score over a cell's examples (those with a defined score)."""
         if self.id is None:
             return None, None
-        from sqlalchemy import func, select
 
-        from ..store import Example
 
         with self.store.read() as session:
             original, finetuned = session.execute(
@@ -116,8 +113,4 @@ def _refuse_other_settings(name: str, recorded: dict, config: dict, recorded_dir
 
 
 def _has_examples(session, study_id: int) -> bool:
-    from sqlalchemy import select
-
-    from ..store import Example
-
     return session.scalar(select(Example.id).where(Example.study_id == study_id).limit(1)) is not None

@@ -1,13 +1,13 @@
 """The table build-dataset prints: one row per cell, how images were drawn in its caption."""
 from __future__ import annotations
 
+from rich.table import Table
+
 from .build import BuildOutcome
 
 
 def summary_table(outcome: BuildOutcome):
     """A rich table: one row per cell (metric / attribution / backbone; the data set in the title)."""
-    from rich.table import Table
-
     results = outcome.results
     datasets = sorted({r.cell["dataset"] for r in results})
     images = ("disjoint across cells of the same backbone and attribution (study.disjoint_images=true)"

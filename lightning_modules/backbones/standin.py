@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torchvision import models
 
+from ..data import ImageNetDataModule
 from .torchvision_models import torchvision_classifier
 from .weights import WeightsError
-
 
 # The smallest image side each architecture maps to a feature map (vgg16 halves it five times).
 MIN_IMAGE_SIZE = {"resnet18": 1, "vgg16": 32}
@@ -36,8 +37,6 @@ def check_standin_image_size(archs: list[str], image_size: int) -> None:
 
 def hub_file_name(arch: str, weights_name: str = "IMAGENET1K_V1") -> str:
     """The file name torchvision gives ``arch``'s ``weights_name`` in the hub cache (e.g. resnet18-f37072fd.pth)."""
-    from torchvision import models
-
     return os.path.basename(models.get_model_weights(arch)[weights_name].url)
 
 
@@ -113,8 +112,6 @@ def write_miniature_standins(imagenet_root: str | os.PathLike, archs: list[str],
 
     ``image_size``: the crop the runs will use (``data.image_size``): the head is fitted on those features.
     """
-    from ..data import ImageNetDataModule
-
     train = ImageNetDataModule(imagenet_root, image_size=image_size).split("train")
     items = [item for item in (train[i] for i in range(len(train))) if item is not None]
     images = torch.stack([item["image"] for item in items])

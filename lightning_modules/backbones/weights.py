@@ -18,9 +18,12 @@ import logging
 import os
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 from torch import nn
+from torchvision import models
 
+from ..classifier import ClassifierModule, TrainingProgress, accuracy, seconds_per_step
 from ..errors import UserError
 from ..logs import minutes, quiet_lightning
 from .shipped import shipped_name, shipped_weights_path
@@ -76,8 +79,6 @@ def check_keys(model: nn.Module, state: dict, path: Path, shown: int = 3) -> Non
 
 def load_torchvision_weights(model: nn.Module, arch: str, weights_name: str) -> nn.Module:
     """Load torchvision's ``weights_name`` for ``arch`` from the torch hub cache, never the network."""
-    from torchvision import models
-
     try:
         weights = models.get_model_weights(arch)[weights_name]
     except (KeyError, ValueError) as exc:
@@ -184,10 +185,6 @@ def train_base(model: nn.Module, name: str, datamodule, cache_dir: str | os.Path
 def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float, int]:
     """Train in two rounds of epochs, stopping after the first that reaches the target accuracy:
     (test accuracy, epochs trained)."""
-    import lightning.pytorch as pl
-
-    from ..classifier import ClassifierModule, TrainingProgress, accuracy
-
     steps_per_epoch = len(datamodule.train_dataloader())
     max_epochs = recipe["max_epochs"]
     rounds = (max_epochs // 2, max_epochs - max_epochs // 2)
@@ -218,8 +215,6 @@ def _train(model: nn.Module, name: str, datamodule, recipe: dict) -> tuple[float
 
 def _announce(model: nn.Module, name: str, datamodule, steps_per_epoch: int, rounds: tuple[int, int]) -> None:
     """Say how long the training will take: one measured step of this model times the steps to come."""
-    from ..classifier import seconds_per_step
-
     step = seconds_per_step(model, next(iter(datamodule.train_dataloader())))
     parameters = sum(p.numel() for p in model.parameters())
     first = step * steps_per_epoch * rounds[0]

@@ -35,7 +35,7 @@ from PIL import Image
 from ..errors import UserError
 from .imagenet import SYNSET_MAPPING, VAL_SOLUTION
 from .imagenet_s import IGNORE_ID
-from .synthetic import CLASS_NAMES, MIN_IMAGE_SIZE
+from .synthetic import CLASS_NAMES, MIN_IMAGE_SIZE, render
 
 # ImageNet's first wnids, in its sorted order: labels 0, 1, 2, ... of a 1000-class head.
 IMAGENET_FIRST_WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361",
@@ -105,8 +105,6 @@ class _Writer:
         self.root, self.image_size, self.seed = root, image_size, seed
 
     def render(self, part: str, index: int, label: int) -> tuple[np.ndarray, np.ndarray]:
-        from .synthetic import render
-
         split, offset = self.PART_SPLITS[part]
         image, mask, _ = render(self.seed, split, offset + index, self.image_size, label=label)
         return image, mask

@@ -1,6 +1,7 @@
 """Checks of a composed finetune config that fail with one line before any data or model is loaded."""
 from __future__ import annotations
 
+import torch
 from hydra.utils import get_class
 
 from ..errors import UserError
@@ -53,8 +54,6 @@ def _check_numbers(cfg) -> None:
 
 def _check_accelerator(cfg) -> None:
     """``trainer=gpu`` (or ddp) on a machine where torch sees no CUDA device."""
-    import torch
-
     accelerator = str(cfg.trainer.get("accelerator", "cpu")).lower()
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.accelerator={accelerator} needs a CUDA GPU, but torch finds none here: "

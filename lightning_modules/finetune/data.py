@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..data import collate_skip_none
+
 
 class FinetuneData(pl.LightningDataModule):
     """Loaders of a fine-tuning run over a harmony data module (``split(name) -> Dataset``).
@@ -29,8 +31,6 @@ class FinetuneData(pl.LightningDataModule):
         return Subset(dataset, range(self.val_size))
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        from ..data import collate_skip_none
-
         workers = int(getattr(self.data, "num_workers", 0))
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                           collate_fn=collate_skip_none, persistent_workers=workers > 0)

@@ -21,11 +21,15 @@ from typing import Callable, Iterator
 
 import lightning.pytorch as pl
 import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from ..errors import UserError
 from ..io import write_json
 from ..logs import quiet_lightning
+from ..plots import finetune_figure
 from .callbacks import BEST_CKPT, CHECKPOINT_DIR, LAST_CKPT, BestAgreeingCheckpoint
 from .checks import check_combination
 from .data import FinetuneData
@@ -39,16 +43,12 @@ log = logging.getLogger("lightning_modules.finetune")
 
 def explainer_factory_of(cfg) -> Callable[[nn.Module], object]:
     """``model -> attribution`` from ``cfg.attribution.explainer`` (a picklable partial)."""
-    from hydra.utils import instantiate
-
     return instantiate(cfg.attribution.explainer, _partial_=True)
 
 
 def build_module(cfg, datamodule=None, original: nn.Module | None = None) -> FinetuneModule:
     """The :class:`FinetuneModule` of a composed config (``cfg.model``; the original built from
     ``cfg.backbone`` when not given)."""
-    from hydra.utils import instantiate
-
     if original is None:
         original = instantiate(cfg.backbone, datamodule=datamodule if datamodule is not None else instantiate(cfg.data))
     return instantiate(cfg.model, original=original, explainer_factory=explainer_factory_of(cfg))
@@ -69,8 +69,6 @@ def build_loggers(cfg, run_dir: Path) -> list:
     A logger whose package is an optional extra (wandb, mlflow) and is not installed is one line
     naming the extra to install.
     """
-    from hydra.utils import instantiate
-
     loggers = []
     for key, node in (cfg.get("logger") or {}).items():
         if node is None:
@@ -87,8 +85,6 @@ def build_loggers(cfg, run_dir: Path) -> list:
 
 def build_callbacks(cfg) -> list[pl.Callback]:
     """The callbacks of ``cfg.callbacks`` (conf/callbacks); an entry that builds None is left out."""
-    from hydra.utils import instantiate
-
     built = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
     return [callback for callback in built if callback is not None]
 
@@ -103,9 +99,6 @@ def checkpoint_callback(callbacks: list[pl.Callback]) -> BestAgreeingCheckpoint:
 
 def build_trainer(cfg, run_dir: Path, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:
     """``cfg.trainer`` with the run's callbacks and loggers; a progress bar only when one is among the callbacks."""
-    from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ProgressBar
-
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
                        enable_checkpointing=False,
                        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
@@ -139,8 +132,6 @@ def run_log(run_dir: Path) -> Iterator[None]:
 
 
 def _is_rank_zero() -> bool:
-    from lightning.pytorch.utilities import rank_zero_only
-
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
@@ -161,8 +152,6 @@ def run_finetune(cfg, run_dir: str | os.PathLike, resume_missing_ok: bool = Fals
 
 
 def _fit_and_finish(cfg, run_dir: Path, resume_missing_ok: bool) -> dict | None:
-    from hydra.utils import instantiate
-
     check_combination(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, missing_ok=resume_missing_ok)
     loggers = build_loggers(cfg, run_dir)
@@ -217,8 +206,6 @@ def finish_run(cfg, run_dir: Path, module: FinetuneModule, val_set, checkpoints:
     checkpoint's step (the last validation when none kept the agreement floor), so nothing is
     scored twice.
     """
-    from ..plots import finetune_figure
-
     best_path = run_dir / CHECKPOINT_DIR / BEST_CKPT
     best_step = checkpoints.best_step
     if best_path.is_file():

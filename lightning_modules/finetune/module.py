@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..backbones import weights_digest
+from ..fast_forward import FastForward
 from .folded import proven_twin
 from .original import ORIGINAL_DIGEST_KEY
 from .scoring import SUMS, batch_sums, summarize
@@ -135,8 +137,6 @@ class FinetuneModule(pl.LightningModule):
         """
         fast = self._fast_original
         if fast is None or fast[0] != x.device:
-            from ..fast_forward import FastForward
-
             fast = self._fast_original = (x.device, FastForward(self.original, batch_size=max(len(x), 1)))
         return fast[1].logits(x).clone()  # a normal tensor: inference tensors cannot enter a graph
 
@@ -218,8 +218,6 @@ class FinetuneModule(pl.LightningModule):
     def original_digest(self) -> str:
         """The content digest of the frozen original's weights (computed once: they never change)."""
         if self._original_digest is None:
-            from ..backbones import weights_digest
-
             self._original_digest = weights_digest(self.original.state_dict())
         return self._original_digest
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from ..backbones import weights_digest
@@ -68,8 +69,6 @@ def check_recorded_original(checkpoint: str | os.PathLike) -> str:
 def load_recorded_original(backbone_cfg, checkpoint: str | os.PathLike) -> nn.Module:
     """The original ``checkpoint``'s run started from: the run's ``original.pt``, checked against the
     digest the checkpoint records, in the architecture of ``backbone_cfg`` (built without weights)."""
-    from hydra.utils import instantiate
-
     digest = check_recorded_original(checkpoint)
     path = run_dir_of(checkpoint) / ORIGINAL_FILE
     state = torch.load(path, map_location="cpu", weights_only=True)

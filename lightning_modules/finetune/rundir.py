@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -133,8 +134,6 @@ class FinetuneRun:
 
     def explainer(self, model: nn.Module):
         """The run's attribution method on ``model``: ``explainer(model)(x, target) -> (B,1,H,W)``."""
-        from hydra.utils import instantiate
-
         return instantiate(self.cfg.attribution.explainer, model=model)
 
     @property
@@ -176,8 +175,6 @@ def load_finetune_run(run_dir: str | os.PathLike, overrides: list[str] | None = 
     Raises :class:`RunError` (one line) for a dir that is not a finished run, and
     :class:`.original.OriginalError` for one whose original is not recorded or does not match.
     """
-    from hydra.utils import instantiate
-
     run_dir = Path(run_dir)
     config, metrics, checkpoint = _finished_run_files(run_dir)
     cfg = OmegaConf.load(config)

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from skimage.segmentation import slic
 from torch import Tensor, nn
 
 from ..fast_forward import FastForward
-from .base import (Explain, MetricInputError, RemovalMetric, channel_mean, check_images,
-                   explain_maps)
+from .base import Explain, MetricInputError, RemovalMetric, channel_mean, check_images, explain_maps
 
 
 def slic_segments(x: Tensor, n_segments: int = 100, compactness: float = 10.0) -> Tensor:
@@ -49,8 +49,6 @@ def slic_segments(x: Tensor, n_segments: int = 100, compactness: float = 10.0) -
     ``skimage.segmentation.slic(image (H,W,C) float64, n_segments, compactness, start_label=0)``
     on the image as given (Quantus passes its normalized input too). Runs on the CPU.
     """
-    from skimage.segmentation import slic
-
     images = x.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy()
     labels = []
     for image in images:

@@ -317,7 +317,7 @@ def test_parquet_without_pyarrow_names_what_to_install(sqlite_url, tmp_path, mon
     out = tmp_path / "pilot.parquet"
     code, _, err = cli_main(monkeypatch, capsys, "export", "--study", "pilot", "--format", "parquet",
                             "--out", str(out), "--db", sqlite_url)
-    assert_one_line_error(code, err, "pip install pyarrow")
+    assert_one_line_error(code, err, "pip install 'harmony[parquet]'")
     assert not out.exists()
 
 

@@ -7,15 +7,14 @@ Cases that compare with Quantus 0.6 (the reference implementation) ask for the `
 from __future__ import annotations
 
 import math
-
 import numpy as np
 import pytest
 import torch
-
 from lightning_modules.metrics import Focus, make_mosaics
 from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.focus import focus, mosaic_plan, quadrant_sums
 from tests.metric_cases import one_line, synthetic_batch
+from lightning_modules.metrics import focus, relevance_mass_accuracy
 
 
 def looped_quadrant_sums(maps: torch.Tensor) -> list[list[float]]:
@@ -215,3 +214,28 @@ def test_focus_equals_quantus(tiny, quantus):
     assert focus(torch.zeros(1, 1, 4, 4), two_targets).item() == 0.0  # no positive relevance
     with pytest.raises(MetricInputError):
         focus(maps, quadrants[:, :3])
+
+
+def artificial_mosaics() -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+    """Quantus' load_artificial_attribution: 56x56 maps of four 28x28 tiles of zeros or ones,
+    for the tile tuples below. Its construction stacks tiles 0 and 1 vertically (the left
+    column) and 2 and 3 (the right column): tile order top-left, bottom-left, top-right,
+    bottom-right."""
+    tiles = [(0, 0, 1, 1), (1, 1, 0, 0), (0, 1, 0, 1), (1, 0, 1, 0)]
+    maps = torch.zeros(4, 1, 56, 56, dtype=torch.float64)
+    for i, (top_left, bottom_left, top_right, bottom_right) in enumerate(tiles):
+        maps[i, 0, :28, :28], maps[i, 0, 28:, :28] = top_left, bottom_left
+        maps[i, 0, :28, 28:], maps[i, 0, 28:, 28:] = top_right, bottom_right
+    return maps, tiles
+
+
+def test_focus_quantus_artificial_mosaics():
+    """Target quadrants (top-left, top-right, bottom-left, bottom-right, Quantus' custom_batch
+    order) on exactly the tiles of ones: Focus 1; on the others: 0. Quantus' test passes the
+    tile tuples themselves as custom_batch, which reads the columns as rows: 0.5 here, and 0.5
+    in Quantus 0.6 too (run by hand when this test was written), not the 1 its test expects."""
+    maps, tiles = artificial_mosaics()
+    ones = torch.tensor([(tl, tr, bl, br) for tl, bl, tr, br in tiles], dtype=torch.bool)
+    assert focus(maps, ones).tolist() == [1.0] * 4
+    assert focus(maps, ~ones).tolist() == [0.0] * 4
+    assert focus(maps, torch.tensor(tiles, dtype=torch.bool)).tolist() == [0.5] * 4

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from lightning_modules.backbones import TinyCNN
 from lightning_modules.errors import UserError
 from lightning_modules.metrics import RelevanceMassAccuracy, relevance_mass_accuracy
 from lightning_modules.metrics.base import MetricInputError
 from tests.metric_cases import one_line, synthetic_batch
+from lightning_modules.metrics import focus, relevance_mass_accuracy
 
 
 def explainer(maps: torch.Tensor):
@@ -124,3 +124,36 @@ def test_rma_relevance_modes_against_quantus(quantus, relevance):
         s_batch=masks.numpy())
     ours = relevance_mass_accuracy(maps, masks, relevance)
     np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-5)
+
+
+def block(rows: slice, cols: slice, n: int = 10, size: int = 224, noise: bool = False, seed: int = 0) -> torch.Tensor:
+    """(n,1,size,size): ones on [rows, cols], zeros (or U(0, 0.1) noise) elsewhere."""
+    out = torch.from_numpy(np.random.default_rng(seed).uniform(0, 0.1, (n, 1, size, size))) if noise \
+        else torch.zeros(n, 1, size, size, dtype=torch.float64)
+    out[..., rows, cols] = 1.0
+    return out
+
+
+# (masks, maps, expected RMA) as in Quantus' fixtures of the same names
+RMA_FIXTURES = {
+    "all_in_gt_zeros": (block(slice(50, 150), slice(50, 150)), block(slice(50, 150), slice(50, 150)), 1.0),
+    "none_in_gt_zeros": (block(slice(0, 100), slice(0, 100)), block(slice(100, 200), slice(100, 200)), 0.0),
+    "half_in_gt_zeros": (block(slice(50, 100), slice(50, 100)), block(slice(0, 100), slice(75, 100)), 0.5),
+}
+
+
+@pytest.mark.parametrize("relevance", ["positive", "absolute", "signed"])
+@pytest.mark.parametrize("case", list(RMA_FIXTURES))
+def test_rma_quantus_fixtures(case, relevance):
+    masks, maps, expected = RMA_FIXTURES[case]
+    scores = relevance_mass_accuracy(maps, masks, relevance)
+    assert scores.tolist() == [expected] * 10
+
+
+def test_rma_quantus_fixture_segment_bigger_than_the_map():
+    """all_in_gt_seg_bigger: the mask (0:150)^2 holds the map's block (50:150)^2 and some of the
+    U(0, 0.1) noise around it: 0.5 < RMA < 1."""
+    masks = block(slice(0, 150), slice(0, 150))
+    maps = block(slice(50, 150), slice(50, 150), noise=True)
+    scores = relevance_mass_accuracy(maps, masks)
+    assert ((scores > 0.5) & (scores < 1.0)).all()

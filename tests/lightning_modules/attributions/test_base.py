@@ -1,8 +1,5 @@
 """The attribution interface's contract at its edges (lightning_modules/attributions/base.py):
 maps carry no graph unless asked, and a target class index is valid exactly in [0, classes).
-
-Written for the mutants `make mutate MODULE=attributions.base` found alive (the default of
-``explain(create_graph=...)`` and the bounds of the target check).
 """
 from __future__ import annotations
 
