@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .data import denormalize
+from .data import denormalize as imagenet_denormalize
 from .io import atomic_path
 
 
@@ -23,10 +23,13 @@ def _maps(explainer, x: Tensor, y: Tensor) -> Tensor:
     return explainer(x, y).detach().cpu()[:, 0]
 
 
-def _map_rows(fig, grid, module, dataset, n_images: int) -> None:
+def _map_rows(fig, grid, module, dataset, n_images: int, denormalize=None) -> None:
     """Rows 1-3 of the figure: the first ``n_images`` of ``dataset``, the original's and the fine-tuned maps."""
     items = [dataset[i] for i in range(min(n_images, len(dataset)))]
     items = [item for item in items if item is not None]
+    if not items:  # finetune.plot_images=0: the curves only
+        return
+    denormalize = imagenet_denormalize if denormalize is None else denormalize
     device = next(module.finetuned.parameters()).device
     x = torch.stack([item["image"] for item in items]).to(device)
     y = torch.tensor([int(item["label"]) for item in items], device=device)
@@ -77,7 +80,7 @@ def _curves(fig, grid, history: list[dict[str, float]], summary: dict) -> None:
 
 
 def finetune_figure(module, dataset, history: list[dict[str, float]], summary: dict, out: str | os.PathLike,
-                    n_images: int = 8) -> Path:
+                    n_images: int = 8, denormalize=None) -> Path:
     """Write ``out``: row 1 the first ``n_images`` of ``dataset``, rows 2-3 the original's and the
     fine-tuned model's maps of their label, then the validation curves (metric of both models,
     prediction agreement with its floor, accuracy of both) with the best step marked.
@@ -85,11 +88,12 @@ def finetune_figure(module, dataset, history: list[dict[str, float]], summary: d
     module: a FinetuneModule (``original``, ``finetuned``, ``explainer(which)``).
     history: validation rows (``step``, ``val/<metric>``, ``val/<metric>_original``, ``val/agreement``, ...).
     summary: the run's metrics.json content.
+    denormalize: the data module's inverse of its normalization, for the images (None: ImageNet's).
     """
     columns = max(min(n_images, len(dataset)), 3)
     fig = Figure(figsize=(1.7 * columns, 1.7 * 3 + 2.8))  # no pyplot: no global figure or backend to manage
     grid = fig.add_gridspec(4, columns, height_ratios=[1, 1, 1, 1.5], hspace=0.25, wspace=0.05)
-    _map_rows(fig, grid, module, dataset, n_images)
+    _map_rows(fig, grid, module, dataset, n_images, denormalize)
     _curves(fig, grid, history, summary)
     fig.suptitle(f"{summary['metric']} / {summary['attribution']} / {summary['backbone']} on "
                  f"{summary.get('data', '')}: original {summary['original_score']:.3f} -> fine-tuned "

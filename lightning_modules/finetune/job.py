@@ -181,7 +181,8 @@ def _fit_and_finish(cfg, run_dir: Path, resume_missing_ok: bool) -> dict | None:
     if not (run_dir / CHECKPOINT_DIR / LAST_CKPT).is_file():
         raise UserError(f"the run stopped at step {trainer.global_step} before its first validation, so it has no "
                         f"checkpoint: raise trainer.max_time or lower trainer.val_check_interval")
-    metrics = finish_run(cfg, run_dir, module, data.val_set, checkpoints, wall_seconds=time.monotonic() - started)
+    metrics = finish_run(cfg, run_dir, module, data.val_set, checkpoints, wall_seconds=time.monotonic() - started,
+                         denormalize=data.data.denormalize)
     log.info("%s", summary_table(metrics, run_dir))
     return metrics
 
@@ -199,8 +200,9 @@ def _restore_spawned_state(checkpoints: BestAgreeingCheckpoint, run_dir: Path) -
 
 
 def finish_run(cfg, run_dir: Path, module: FinetuneModule, val_set, checkpoints: BestAgreeingCheckpoint,
-               wall_seconds: float = 0.0) -> dict:
-    """Write ``metrics.json`` (the best validation's numbers) and the PNG (with the best weights).
+               wall_seconds: float = 0.0, denormalize: Callable | None = None) -> dict:
+    """Write ``metrics.json`` (the best validation's numbers) and the PNG (with the best weights; its images
+    drawn with ``denormalize``, the data module's inverse of its normalization; None: ImageNet's).
 
     The numbers come from the checkpoint callback's record of the validation at the best
     checkpoint's step (the last validation when none kept the agreement floor), so nothing is
@@ -221,8 +223,8 @@ def finish_run(cfg, run_dir: Path, module: FinetuneModule, val_set, checkpoints:
     metrics = _metrics(cfg, module, row, history, checkpoints, best_checkpoint, best_step, wall_seconds)
     metrics["validation_images"] = len(val_set)
     write_json(run_dir / METRICS_FILE, metrics)
-    finetune_figure(module, val_set, history, metrics, run_dir / FIGURE_FILE,
-                    n_images=int(cfg.finetune.get("plot_images", 8)))
+    finetune_figure(module, val_set, history, metrics, run_dir / FIGURE_FILE, n_images=int(cfg.finetune.plot_images),
+                    denormalize=denormalize)
     return metrics
 
 
