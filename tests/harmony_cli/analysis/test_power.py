@@ -300,6 +300,9 @@ def test_power_grid_rows_their_monte_carlo_interval_and_its_checks():
             assert row[verdict] == pytest.approx(k / 40)
             assert row[f"{verdict}_interval"] == pytest.approx(proportion_confint(k, 40, alpha=0.05, method="wilson"))
     assert rows[1]["aligned"] > 0.5
+    # the smallest study it accepts: one simulation of one example seen by one annotator
+    (least,) = power_grid(model, [1], [1], simulations=1, settings=these, family=1, seed=0)
+    assert least["labels"] == 1 and least["inconclusive"] + least["imperceptible"] == 1.0
     for bad in (dict(simulations=0), dict(family=0), dict(examples=[]), dict(annotators=[]), dict(examples=[0, 5]),
                 dict(annotators=[0])):
         args = {"examples": [10], "annotators": [3], "simulations": 5, **bad}
@@ -325,6 +328,9 @@ def test_logit_spread_by_its_formula_and_without_annotators_who_answered():
     assert expected > 0.5 and logit_spread(k, n) == pytest.approx(expected)
     assert logit_spread(np.array([5, 0]), np.array([9, 0])) == 0.0  # one annotator who answered
     assert logit_spread(np.array([10, 11]), np.array([20, 20])) == 0.0  # sampling explains it all
+    two = np.log(np.array([2.5, 18.5]) / np.array([18.5, 2.5]))  # two who differ: a spread already
+    assert logit_spread(np.array([2, 18]), np.array([20, 20])) == pytest.approx(
+        np.sqrt(two.var(ddof=1) - (1 / 2.5 + 1 / 18.5)))
 
 
 def test_model_from_labels_by_hand():

@@ -112,6 +112,10 @@ def test_faint_directions_only_where_imperceptible_and_significant():
                            p_direction_holm=np.array([0.01, 0.001, 0.05, 0.001, np.nan]),
                            settings=AnalysisSettings.defaults())
     assert got == ["finetuned", "original", None, None, None]  # p at alpha is not significant
+    # a zero net preference has no side, even when its test passes (as verdicts() never calls it directional)
+    zero = faint_directions(np.array(["imperceptible"]), delta=np.array([0.0]), p_direction_holm=np.array([0.001]),
+                            settings=AnalysisSettings.defaults())
+    assert zero == [None]
 
 
 def test_verdict_detail_of_an_inconclusive_cell_says_whether_it_was_perceptible():
