@@ -243,6 +243,11 @@ def test_example_probabilities_are_the_rates_or_a_dirichlet_around_them():
     # a choice nobody makes stays exactly 0 (never Neither here), the others still vary
     none = example_probabilities(PowerModel(neither=0.0, preference=0.6, correlation=0.25), 1000, rng)
     assert (none[:, 1] == 0).all() and none.sum(1) == pytest.approx(np.ones(1000)) and none[:, 2].std() > 0.1
+    # a correlation near 1: each example nearly one-hot, but every row is still a distribution with the rates as mean
+    strong = PowerModel(neither=0.5, preference=0.7, correlation=0.999)
+    probs = example_probabilities(strong, 40_000, rng)
+    assert probs.sum(1) == pytest.approx(np.ones(40_000)) and (probs.max(1) > 0.99).mean() > 0.9
+    assert probs.mean(0) == pytest.approx([0.5 * 0.3, 0.5, 0.5 * 0.7], abs=0.01)
 
 
 def test_simulated_labels_keep_certain_answers_and_shift_each_annotator_on_the_logit_scale():
@@ -254,6 +259,7 @@ def test_simulated_labels_keep_certain_answers_and_shift_each_annotator_on_the_l
     assert (simulate_labels(PowerModel(neither=0.0, preference=1.0, **sure), 20, 50, 2, rng) == 2).all()
     assert (simulate_labels(PowerModel(neither=0.0, preference=0.0, **sure), 20, 50, 2, rng) == 0).all()
     assert (simulate_labels(PowerModel(neither=1.0, preference=0.6, **sure), 20, 50, 2, rng) == 1).all()
+    assert (simulate_labels(PowerModel(neither=1.0, preference=0.6, correlation=0.3), 20, 50, 2, rng) == 1).all()
     # 300 annotators, 2,000 examples each: their empirical logits have the model's mean and SD (less sampling)
     model = PowerModel(neither=0.4, preference=0.6, correlation=0.0, annotator_spread=1.0, neither_spread=0.5)
     choice = simulate_labels(model, 2000, 300, 1, rng)[0]
