@@ -3,6 +3,7 @@ simulation analyzed with statsmodels, the false-positive rate of the rule under 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -240,8 +241,10 @@ def test_example_probabilities_are_the_rates_or_a_dirichlet_around_them():
     assert probs.sum(1) == pytest.approx(np.ones(40_000))
     assert probs.mean(0) == pytest.approx(rates, abs=0.005)
     assert probs.var(0) == pytest.approx(rates * (1 - rates) * 0.25, rel=0.05)
-    # a choice nobody makes stays exactly 0 (never Neither here), the others still vary
-    none = example_probabilities(PowerModel(neither=0.0, preference=0.6, correlation=0.25), 1000, rng)
+    # a choice nobody makes stays exactly 0 (never Neither here), the others still vary; no numpy warning in the log
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none = example_probabilities(PowerModel(neither=0.0, preference=0.6, correlation=0.25), 1000, rng)
     assert (none[:, 1] == 0).all() and none.sum(1) == pytest.approx(np.ones(1000)) and none[:, 2].std() > 0.1
     # a correlation near 1: each example nearly one-hot, but every row is still a distribution with the rates as mean
     strong = PowerModel(neither=0.5, preference=0.7, correlation=0.999)
@@ -254,11 +257,13 @@ def test_simulated_labels_keep_certain_answers_and_shift_each_annotator_on_the_l
     from harmony_cli.analysis.power import simulate_labels
 
     rng = np.random.default_rng(1)
-    # a share of exactly 0 or 1 is not moved by any annotator's shift, however wide
+    # a share of exactly 0 or 1 is not moved by any annotator's shift, however wide (and no numpy warning in the log)
     sure = dict(correlation=0.0, annotator_spread=10.0, neither_spread=10.0)
-    assert (simulate_labels(PowerModel(neither=0.0, preference=1.0, **sure), 20, 50, 2, rng) == 2).all()
-    assert (simulate_labels(PowerModel(neither=0.0, preference=0.0, **sure), 20, 50, 2, rng) == 0).all()
-    assert (simulate_labels(PowerModel(neither=1.0, preference=0.6, **sure), 20, 50, 2, rng) == 1).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (simulate_labels(PowerModel(neither=0.0, preference=1.0, **sure), 20, 50, 2, rng) == 2).all()
+        assert (simulate_labels(PowerModel(neither=0.0, preference=0.0, **sure), 20, 50, 2, rng) == 0).all()
+        assert (simulate_labels(PowerModel(neither=1.0, preference=0.6, **sure), 20, 50, 2, rng) == 1).all()
     assert (simulate_labels(PowerModel(neither=1.0, preference=0.6, correlation=0.3), 20, 50, 2, rng) == 1).all()
     # 300 annotators, 2,000 examples each: their empirical logits have the model's mean and SD (less sampling)
     model = PowerModel(neither=0.4, preference=0.6, correlation=0.0, annotator_spread=1.0, neither_spread=0.5)
@@ -278,6 +283,8 @@ def test_simulated_labels_keep_certain_answers_and_shift_each_annotator_on_the_l
     same = simulate_labels(PowerModel(neither=0.4, preference=0.6, correlation=0.0, annotator_spread=1.0), 2000, 300,
                            1, rng)[0]
     assert (same == 1).mean(0).std() < 0.02 < 0.1 < ((same == 2).sum(0) / (same != 1).sum(0)).std()
+    # and the two shifts are drawn apart: an annotator's preference says nothing of their Neither rate
+    assert abs(np.corrcoef(np.log((fin + 0.5) / (orig + 0.5)), np.log((neither + 0.5) / (2000 - neither + 0.5)))[0, 1]) < 0.3
 
 
 def test_count_tables_by_hand():
@@ -287,6 +294,9 @@ def test_count_tables_by_hand():
     by_example, by_annotator = count_tables(choice)
     assert by_example.tolist() == [[1, 0, 2], [1, 2, 0], [0, 0, 3], [1, 1, 1]]
     assert by_annotator.tolist() == [[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 0, 2]]
+    # the last label not fine-tuned: the tables still have a row per example and per annotator
+    by_example, by_annotator = count_tables(np.array([[[1, 0]]]))
+    assert by_example.tolist() == [[1, 1, 0]] and by_annotator.tolist() == [[0, 1, 0], [1, 0, 0]]
 
 
 def test_power_grid_rows_their_monte_carlo_interval_and_its_checks():
@@ -306,6 +316,11 @@ def test_power_grid_rows_their_monte_carlo_interval_and_its_checks():
             assert row[verdict] == pytest.approx(k / 40)
             assert row[f"{verdict}_interval"] == pytest.approx(proportion_confint(k, 40, alpha=0.05, method="wilson"))
     assert rows[1]["aligned"] > 0.5
+    # by default one cell (no correction) and a fixed seed: the same rows again
+    alone = power_grid(model, [12], [3], simulations=40, settings=these, family=1, seed=7)
+    assert power_grid(model, [12], [3], simulations=40, settings=these, seed=7) == alone
+    assert power_grid(model, [12], [3], simulations=40, settings=these) == \
+        power_grid(model, [12], [3], simulations=40, settings=these)
     # the smallest study it accepts: one simulation of one example seen by one annotator
     (least,) = power_grid(model, [1], [1], simulations=1, settings=these, family=1, seed=0)
     assert least["labels"] == 1 and least["inconclusive"] + least["imperceptible"] == 1.0
@@ -322,13 +337,18 @@ def test_power_grid_splits_a_large_study_into_batches_of_bounded_memory():
     (row,) = power_grid(PowerModel(neither=0.0, preference=0.9, correlation=0.0), [2001], [2000], simulations=2,
                         settings=these, seed=0)
     assert row["aligned"] == 1.0 and row["labels"] == 2001 * 2000
+    # two studies per batch at 1,500,000 labels: three simulations are a batch of two and one of one
+    (row,) = power_grid(PowerModel(neither=0.0, preference=0.9, correlation=0.0), [1000], [1500], simulations=3,
+                        settings=these, seed=0)
+    assert row["aligned"] == 1.0 and sum(row[v] for v in ("misaligned", "no_preference", "imperceptible",
+                                                          "inconclusive")) == 0.0
 
 
 def test_logit_spread_by_its_formula_and_without_annotators_who_answered():
     from harmony_cli.analysis.power import logit_spread
 
-    k, n = np.array([3, 40, 10, 25, 7]), np.array([20, 50, 30, 30, 0])  # the last never answered: left out
-    kk, nn = k[:4].astype(float), n[:4].astype(float)
+    k, n = np.array([3, 40, 10, 25, 1, 7]), np.array([20, 50, 30, 30, 1, 0])  # the last never answered: left out
+    kk, nn = k[:5].astype(float), n[:5].astype(float)
     logits = np.log((kk + 0.5) / (nn - kk + 0.5))
     expected = np.sqrt(logits.var(ddof=1) - np.mean(1 / (kk + 0.5) + 1 / (nn - kk + 0.5)))
     assert expected > 0.5 and logit_spread(k, n) == pytest.approx(expected)
