@@ -342,6 +342,12 @@ def test_power_grid_splits_a_large_study_into_batches_of_bounded_memory():
                         settings=these, seed=0)
     assert row["aligned"] == 1.0 and sum(row[v] for v in ("misaligned", "no_preference", "imperceptible",
                                                           "inconclusive")) == 0.0
+    # the loop's step and the batch are one bound: 4,000,000 // 1,000,000 = 4 and 4,000,000 // 97,561 = 40 studies
+    # per batch (one bound less or more would skip or repeat a study: 3,999,999 // 10^6 = 3, 4,000,001 // 97,561 = 41)
+    for examples, annotators, simulations in ((1000, 1000, 4), (97_561, 1, 41)):
+        (row,) = power_grid(PowerModel(neither=0.0, preference=0.9, correlation=0.0), [examples], [annotators],
+                            simulations=simulations, settings=these, seed=0)
+        assert row["aligned"] == 1.0 and row["inconclusive"] == 0.0
 
 
 def test_logit_spread_by_its_formula_and_without_annotators_who_answered():
