@@ -277,6 +277,8 @@ def test_clustered_zero_variance_and_undefined_cells():
     assert list(f.p_direction[[0, 1, 5]]) == [0.0, 1.0, 0.0]   # a zero p stays a number (it is in the Holm family)
     assert list(f.p_equivalence[[0, 1, 2, 5]]) == [1.0, 0.0, 1.0, 1.0]  # |pi - 1/2| < margin only in cell 1
     assert list(f.delta_low[[0, 1]]) == [1.0, 0.0] and list(f.delta_high[[0, 1]]) == [1.0, 0.0]
+    assert (f.delta_low[5], f.delta_high[5]) == (-1.0, -1.0)  # no spread: the interval is the point, at either end
+    assert list(f.preference_low[[0, 1]]) == [1.0, 0.5] and list(f.preference_high[[0, 1]]) == [1.0, 0.5]
     # cell 2: net 1 over 2 labels; residuals 1 - 1/2, 0 - 1/2; variance = 2 * (1/2) / 4 = 1/4; 2 examples: 1 df
     assert (f.delta[2], f.delta_se[2]) == pytest.approx((0.5, 0.5))
     assert f.p_direction[2] == pytest.approx(2 * student.sf(1.0, 1))
@@ -309,6 +311,7 @@ def test_clustered_design_effect_floor_and_the_agreeing_case():
         proportion_confint(1.6, 1.6, alpha=1 - t_level(0.9, 1), method="wilson"))
     # one example: t on 0 df has no quantile: no interval, so no verdict either way
     assert f.decisive_rate[2] == 0.5 and np.isnan(f.decisive_low[2]) and np.isnan(f.df[2])
+    assert np.isnan(f.decisive_df[2])  # not 0: one example gives no df at all
     assert list(f.n_examples) == [3, 2, 1] and list(f.n_labels) == [6, 4, 4]
 
 
