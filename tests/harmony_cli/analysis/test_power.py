@@ -181,6 +181,7 @@ def test_noise_dilutes_the_rates_as_simulate_annotators_does():
 
     model = PowerModel(neither=0.2, preference=0.9, correlation=0.0, noise=0.3)
     counts = simulate_counts(model, 20000, 4, 1, np.random.default_rng(0))
+    assert counts.shape == (20000, 3) and (counts.sum(1) == 4).all()  # one row per example, one label per annotator
     shares = counts.sum(0) / counts.sum()
     expected = 0.7 * np.array([0.8 * 0.1, 0.2, 0.8 * 0.9]) + 0.3 / 3  # hand-computed mixture
     assert shares == pytest.approx(expected, abs=0.005)
