@@ -380,8 +380,9 @@ def test_model_from_labels_by_hand():
     assert model_from_labels(np.array([1, 5, 1]), [(0.99, 5)]).correlation == 0.95
     with pytest.raises(UserError, match="no labels to estimate rates from"):
         model_from_labels(np.array([0, 0, 0]), [])
-    annotators = np.array([[10, 50, 40], [30, 40, 30], [5, 80, 15], [20, 20, 60]])
+    annotators = np.array([[10, 50, 40], [30, 40, 30], [5, 80, 15], [20, 25, 60]])
     spread, neither_spread = annotator_spreads(annotators)
     assert spread > 0.1 and neither_spread > 0.1
+    assert round(spread, 5) != round(spread, 4) and round(neither_spread, 5) != round(neither_spread, 4)  # 4 decimals show
     model = model_from_labels(annotators.sum(0), [(0.3, 400)], annotators)
     assert (model.annotator_spread, model.neither_spread) == (round(spread, 4), round(neither_spread, 4))
