@@ -259,6 +259,10 @@ def test_clustered_preference_and_its_equivalence_test_by_hand():
     q = student.ppf(0.975, 2)
     assert 0.75 - q * se < 0 and 0.75 + q * se > 1  # clipped to [0, 1]
     assert (f.preference_low[0], f.preference_high[0]) == (0.0, 1.0)
+    # the mirror image (fine-tuned and original swapped): pi = 1/4, the same se, now H0 pi <= 0.4 is the larger p
+    mirror = one_cell(HAND[:, ::-1], margin=0.1)
+    assert mirror.preference[0] == pytest.approx(0.25) and mirror.preference_se[0] == pytest.approx(se)
+    assert mirror.p_equivalence[0] == pytest.approx(student.sf((0.25 - 0.4) / se, 2))
     wide = one_cell(HAND, margin=0.49)
     assert wide.p_equivalence[0] == pytest.approx(max(student.sf((0.25 + 0.49) / se, 2),
                                                       student.sf((0.49 - 0.25) / se, 2)))
@@ -295,6 +299,16 @@ def test_clustered_decisive_rate_design_effect_by_hand():
     # Wilson at the effective sample size 6 / 3 = 2 with 2/3 of it decisive, critical value t on 2 df
     assert (f.decisive_low[0], f.decisive_high[0]) == pytest.approx(
         proportion_confint(4 / 3, 2, alpha=1 - t_level(0.95, 2), method="wilson"))
+
+
+def test_clustered_decisive_interval_at_an_effective_sample_size_of_one():
+    # one example all decisive, one all Neither (3 labels each): d = 1/2; residuals 3/2, -3/2: variance
+    # 2 * (9/2) / 36 = 1/4 against the binomial 1/24: design effect 6, 6 labels count as one
+    # (at confidence 0.5: t(0.75, 1) = 1, a level statsmodels can take; at 0.95, t on 1 df is 12.7)
+    f = one_cell(np.array([[0, 0, 3], [0, 3, 0]]), confidence=0.5)
+    assert (f.decisive_rate[0], f.design_effect[0]) == pytest.approx((0.5, 6.0))
+    assert (f.decisive_low[0], f.decisive_high[0]) == pytest.approx(
+        proportion_confint(0.5, 1, alpha=1 - t_level(0.5, 1), method="wilson"))
 
 
 def test_clustered_design_effect_floor_and_the_agreeing_case():

@@ -94,6 +94,19 @@ def test_balanced_two_way_example_by_hand():
     assert people["net_preference_interval"] == pytest.approx([max(grand - half, -1), min(grand + half, 1)], rel=1e-9)
     assert people["direction_test"]["p_value"] == pytest.approx(2 * student.sf(grand / np.sqrt(variance), df))
     assert people["net_preference_se"] == pytest.approx(np.sqrt(variance)) and people["df"] == pytest.approx(df)
+    # and its decisive rate: the same rule on the decisive indicator |y|, Wilson at labels / design effect with t
+    # on that variable's own df as the critical value
+    from statsmodels.stats.proportion import proportion_confint
+
+    decisive = np.abs(np.array(y, dtype=float))
+    d_variance, d_df, _, case = anova_rule(decisive)
+    d = decisive.mean()
+    assert case != "tie" and d == pytest.approx(13 / 20)
+    n_eff = A * G / max(d_variance / (d * (1 - d) / (A * G)), 1.0)
+    level = 2 * norm.cdf(student.ppf(0.975, d_df)) - 1
+    assert people["decisive_rate"] == pytest.approx(d) and people["decisive_rate_df"] == pytest.approx(d_df)
+    assert people["decisive_rate_interval"] == pytest.approx(
+        list(proportion_confint(d * n_eff, n_eff, alpha=1 - level, method="wilson")), rel=1e-9)
 
 
 def crossed_of(y) -> CrossedVariance:
