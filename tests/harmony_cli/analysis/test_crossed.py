@@ -107,6 +107,13 @@ def test_balanced_two_way_example_by_hand():
     assert people["decisive_rate"] == pytest.approx(d) and people["decisive_rate_df"] == pytest.approx(d_df)
     assert people["decisive_rate_interval"] == pytest.approx(
         list(proportion_confint(d * n_eff, n_eff, alpha=1 - level, method="wilson")), rel=1e-9)
+    # and pi, the fine-tuned share of decisive labels (8 of 13): the rule on its linearization F - pi D, over d^2
+    table = np.array(y, dtype=float)
+    pi = (table == 1).sum() / decisive.sum()
+    u_variance, u_df, _, case = anova_rule((table == 1) - pi * decisive)
+    assert case != "tie" and pi == pytest.approx(8 / 13) and people["preference"] == pytest.approx(pi)
+    assert people["preference_se"] == pytest.approx(np.sqrt(u_variance) / d, rel=1e-9)
+    assert people["preference_df"] == pytest.approx(u_df, rel=1e-9)
 
 
 def crossed_of(y) -> CrossedVariance:
