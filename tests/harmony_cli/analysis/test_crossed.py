@@ -135,6 +135,20 @@ def test_the_df_are_capped_and_the_variance_floored():
     assert list(got.components[0]) == pytest.approx([-0.5, -0.5, 1.0])  # (MS_a - MS_e) / G, (MS_b - MS_e) / A, MS_e
 
 
+def test_a_satterthwaite_df_below_one_is_the_t_reference():
+    """2 annotators who disagree: Satterthwaite's df is 0.41, below the cap of 1, and the interval is t on 0.41 df."""
+    y = np.array([[0, 1, 0, 1], [1, -1, -1, 0]])
+    variance, df, _, case = anova_rule(y.astype(float))
+    assert case == "as is" and 0 < df < 1
+    choice = y + 1
+    ex_counts = np.stack([np.bincount(choice[:, j], minlength=3) for j in range(4)])
+    an_counts = np.stack([np.bincount(choice[i], minlength=3) for i in range(2)])
+    people = crossed_shares(ex_counts, np.zeros(4, int), an_counts, np.zeros(2, int), 1, 0.5, 0.1)
+    half = student.ppf(0.75, df) * np.sqrt(variance)  # at confidence 0.5 the interval stays inside [-1, 1]
+    assert people.df[0] == pytest.approx(df) and people.delta[0] == pytest.approx(1 / 8)
+    assert (people.delta_low[0], people.delta_high[0]) == pytest.approx((1 / 8 - half, 1 / 8 + half))
+
+
 def test_one_annotator_says_nothing_about_people():
     ex_counts = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]])
     got = crossed_variance(NET, ex_counts, np.zeros(3, int), ex_counts.sum(0, keepdims=True), np.zeros(1, int), 1)
