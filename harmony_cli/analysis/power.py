@@ -92,9 +92,13 @@ def example_probabilities(model: PowerModel, size: int, rng: np.random.Generator
     if model.correlation <= 0:
         return np.broadcast_to(rates, (size, 3)).copy()
     concentration = (1 - model.correlation) / model.correlation
-    draws = rng.gamma(np.broadcast_to(np.maximum(rates * concentration, 1e-12), (size, 3)))
-    draws[:, rates == 0] = 0.0
-    return draws / np.maximum(draws.sum(1, keepdims=True), 1e-300)
+    shape = np.broadcast_to(np.maximum(rates * concentration, 1e-12), (size, 3))
+    # Gamma(a) draws as Gamma(a + 1) * U^(1 / a), in logs: with a strong correlation (small a) the draws
+    # themselves underflow to 0 (at 0.999, half the rows would have no probabilities at all)
+    log_draws = np.log(rng.gamma(shape + 1)) + np.log(rng.random((size, 3))) / shape
+    log_draws[:, rates == 0] = -np.inf
+    draws = np.exp(log_draws - log_draws.max(1, keepdims=True))
+    return draws / draws.sum(1, keepdims=True)
 
 
 def simulate_labels(model: PowerModel, n_examples: int, n_annotators: int, n_studies: int,

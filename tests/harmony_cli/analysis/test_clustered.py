@@ -259,6 +259,10 @@ def test_clustered_preference_and_its_equivalence_test_by_hand():
     q = student.ppf(0.975, 2)
     assert 0.75 - q * se < 0 and 0.75 + q * se > 1  # clipped to [0, 1]
     assert (f.preference_low[0], f.preference_high[0]) == (0.0, 1.0)
+    # the mirror image (fine-tuned and original swapped): pi = 1/4, the same se, now H0 pi <= 0.4 is the larger p
+    mirror = one_cell(HAND[:, ::-1], margin=0.1)
+    assert mirror.preference[0] == pytest.approx(0.25) and mirror.preference_se[0] == pytest.approx(se)
+    assert mirror.p_equivalence[0] == pytest.approx(student.sf((0.25 - 0.4) / se, 2))
     wide = one_cell(HAND, margin=0.49)
     assert wide.p_equivalence[0] == pytest.approx(max(student.sf((0.25 + 0.49) / se, 2),
                                                       student.sf((0.49 - 0.25) / se, 2)))
@@ -277,6 +281,8 @@ def test_clustered_zero_variance_and_undefined_cells():
     assert list(f.p_direction[[0, 1, 5]]) == [0.0, 1.0, 0.0]   # a zero p stays a number (it is in the Holm family)
     assert list(f.p_equivalence[[0, 1, 2, 5]]) == [1.0, 0.0, 1.0, 1.0]  # |pi - 1/2| < margin only in cell 1
     assert list(f.delta_low[[0, 1]]) == [1.0, 0.0] and list(f.delta_high[[0, 1]]) == [1.0, 0.0]
+    assert (f.delta_low[5], f.delta_high[5]) == (-1.0, -1.0)  # no spread: the interval is the point, at either end
+    assert list(f.preference_low[[0, 1]]) == [1.0, 0.5] and list(f.preference_high[[0, 1]]) == [1.0, 0.5]
     # cell 2: net 1 over 2 labels; residuals 1 - 1/2, 0 - 1/2; variance = 2 * (1/2) / 4 = 1/4; 2 examples: 1 df
     assert (f.delta[2], f.delta_se[2]) == pytest.approx((0.5, 0.5))
     assert f.p_direction[2] == pytest.approx(2 * student.sf(1.0, 1))
@@ -295,6 +301,16 @@ def test_clustered_decisive_rate_design_effect_by_hand():
         proportion_confint(4 / 3, 2, alpha=1 - t_level(0.95, 2), method="wilson"))
 
 
+def test_clustered_decisive_interval_at_an_effective_sample_size_of_one():
+    # one example all decisive, one all Neither (3 labels each): d = 1/2; residuals 3/2, -3/2: variance
+    # 2 * (9/2) / 36 = 1/4 against the binomial 1/24: design effect 6, 6 labels count as one
+    # (at confidence 0.5: t(0.75, 1) = 1, a level statsmodels can take; at 0.95, t on 1 df is 12.7)
+    f = one_cell(np.array([[0, 0, 3], [0, 3, 0]]), confidence=0.5)
+    assert (f.decisive_rate[0], f.design_effect[0]) == pytest.approx((0.5, 6.0))
+    assert (f.decisive_low[0], f.decisive_high[0]) == pytest.approx(
+        proportion_confint(0.5, 1, alpha=1 - t_level(0.5, 1), method="wilson"))
+
+
 def test_clustered_design_effect_floor_and_the_agreeing_case():
     counts = np.array([[1, 1, 0], [0, 1, 1], [1, 1, 0],   # cell 0: every example half decisive: variance 0
                        [0, 0, 3], [1, 0, 0],              # cell 1: every label decisive (d = 1): sizes 3, 1
@@ -309,6 +325,7 @@ def test_clustered_design_effect_floor_and_the_agreeing_case():
         proportion_confint(1.6, 1.6, alpha=1 - t_level(0.9, 1), method="wilson"))
     # one example: t on 0 df has no quantile: no interval, so no verdict either way
     assert f.decisive_rate[2] == 0.5 and np.isnan(f.decisive_low[2]) and np.isnan(f.df[2])
+    assert np.isnan(f.decisive_df[2])  # not 0: one example gives no df at all
     assert list(f.n_examples) == [3, 2, 1] and list(f.n_labels) == [6, 4, 4]
 
 

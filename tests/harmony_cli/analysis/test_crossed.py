@@ -94,6 +94,26 @@ def test_balanced_two_way_example_by_hand():
     assert people["net_preference_interval"] == pytest.approx([max(grand - half, -1), min(grand + half, 1)], rel=1e-9)
     assert people["direction_test"]["p_value"] == pytest.approx(2 * student.sf(grand / np.sqrt(variance), df))
     assert people["net_preference_se"] == pytest.approx(np.sqrt(variance)) and people["df"] == pytest.approx(df)
+    # and its decisive rate: the same rule on the decisive indicator |y|, Wilson at labels / design effect with t
+    # on that variable's own df as the critical value
+    from statsmodels.stats.proportion import proportion_confint
+
+    decisive = np.abs(np.array(y, dtype=float))
+    d_variance, d_df, _, case = anova_rule(decisive)
+    d = decisive.mean()
+    assert case != "tie" and d == pytest.approx(13 / 20)
+    n_eff = A * G / max(d_variance / (d * (1 - d) / (A * G)), 1.0)
+    level = 2 * norm.cdf(student.ppf(0.975, d_df)) - 1
+    assert people["decisive_rate"] == pytest.approx(d) and people["decisive_rate_df"] == pytest.approx(d_df)
+    assert people["decisive_rate_interval"] == pytest.approx(
+        list(proportion_confint(d * n_eff, n_eff, alpha=1 - level, method="wilson")), rel=1e-9)
+    # and pi, the fine-tuned share of decisive labels (8 of 13): the rule on its linearization F - pi D, over d^2
+    table = np.array(y, dtype=float)
+    pi = (table == 1).sum() / decisive.sum()
+    u_variance, u_df, _, case = anova_rule((table == 1) - pi * decisive)
+    assert case != "tie" and pi == pytest.approx(8 / 13) and people["preference"] == pytest.approx(pi)
+    assert people["preference_se"] == pytest.approx(np.sqrt(u_variance) / d, rel=1e-9)
+    assert people["preference_df"] == pytest.approx(u_df, rel=1e-9)
 
 
 def crossed_of(y) -> CrossedVariance:
@@ -113,6 +133,20 @@ def test_the_df_are_capped_and_the_variance_floored():
     got = crossed_of([[1, 0], [0, 1]])
     assert got.variance[0] == pytest.approx(1 / 12) and got.df[0] == 1
     assert list(got.components[0]) == pytest.approx([-0.5, -0.5, 1.0])  # (MS_a - MS_e) / G, (MS_b - MS_e) / A, MS_e
+
+
+def test_a_satterthwaite_df_below_one_is_the_t_reference():
+    """2 annotators who disagree: Satterthwaite's df is 0.41, below the cap of 1, and the interval is t on 0.41 df."""
+    y = np.array([[0, 1, 0, 1], [1, -1, -1, 0]])
+    variance, df, _, case = anova_rule(y.astype(float))
+    assert case == "as is" and 0 < df < 1
+    choice = y + 1
+    ex_counts = np.stack([np.bincount(choice[:, j], minlength=3) for j in range(4)])
+    an_counts = np.stack([np.bincount(choice[i], minlength=3) for i in range(2)])
+    people = crossed_shares(ex_counts, np.zeros(4, int), an_counts, np.zeros(2, int), 1, 0.5, 0.1)
+    half = student.ppf(0.75, df) * np.sqrt(variance)  # at confidence 0.5 the interval stays inside [-1, 1]
+    assert people.df[0] == pytest.approx(df) and people.delta[0] == pytest.approx(1 / 8)
+    assert (people.delta_low[0], people.delta_high[0]) == pytest.approx((1 / 8 - half, 1 / 8 + half))
 
 
 def test_one_annotator_says_nothing_about_people():

@@ -107,6 +107,13 @@ def test_regression_gain_bins_by_hand():
     assert [b["mean_gain"] for b in bins] == pytest.approx([0.5, 2.5, 4.5, 6.5, 8.5])
     assert [b["n_decisive"] for b in bins] == [4, 4, 4, 4, 4]
     assert [b["finetuned_share"] for b in bins] == pytest.approx([0.25, 0.5, 1.0, 0.5, 0.75])
+    # two examples are enough for an interval: bin 4 (gains 6, 7) has residuals 2 - 1, 0 - 1 around its share 1/2
+    # of 4 decisive labels: sqrt(2 / 1 * 2) / 4 = 1/2, t on 1 df; bin 3 (all fine-tuned) has no spread at all
+    from scipy.stats import t as student
+
+    half = student.ppf(0.975, 1) * 0.5
+    assert bins[3]["interval"] == pytest.approx([max(0.5 - half, 0.0), min(0.5 + half, 1.0)])
+    assert bins[2]["interval"] == [1.0, 1.0]
     one = gain_bins(gain, fin, orig, n_bins=1)
     assert [b["n_decisive"] for b in one] == [20] and one[0]["mean_gain"] == pytest.approx(4.5)
     two = gain_bins(gain, fin, orig, n_bins=2)

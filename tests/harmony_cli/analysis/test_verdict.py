@@ -112,6 +112,10 @@ def test_faint_directions_only_where_imperceptible_and_significant():
                            p_direction_holm=np.array([0.01, 0.001, 0.05, 0.001, np.nan]),
                            settings=AnalysisSettings.defaults())
     assert got == ["finetuned", "original", None, None, None]  # p at alpha is not significant
+    # a zero net preference has no side, even when its test passes (as verdicts() never calls it directional)
+    zero = faint_directions(np.array(["imperceptible"]), delta=np.array([0.0]), p_direction_holm=np.array([0.001]),
+                            settings=AnalysisSettings.defaults())
+    assert zero == [None]
 
 
 def test_verdict_detail_of_an_inconclusive_cell_says_whether_it_was_perceptible():
@@ -225,3 +229,21 @@ def test_majority_votes_by_hand():
 
     counts = np.array([[2, 1, 0], [0, 3, 1], [0, 0, 1], [1, 1, 0], [1, 1, 1], [0, 0, 0], [0, 2, 2]])
     assert list(majority_votes(counts)) == [0, 1, 2, 3, 3, -1, 3]
+
+
+def test_verdict_tally_counts_each_inference_the_chosen_first():
+    from harmony_cli.analysis.verdict import VERDICTS, inference_label, verdict_tally
+
+    assert inference_label("people", 5) == "for people"
+    assert inference_label("these_annotators", 5) == "for these 5 annotators"
+    pairs = [("inconclusive", "aligned"), ("inconclusive", "aligned"), ("aligned", "aligned"),
+             ("imperceptible", "imperceptible"), ("no_preference", "misaligned")]  # (people, these annotators)
+    report = {"settings": {"generalize": "these_annotators"}, "n_annotators": 3,
+              "cells": [{"verdicts": {"people": p, "these_annotators": t}} for p, t in pairs]}
+    zero = dict.fromkeys(VERDICTS, 0)
+    tally = verdict_tally(report)
+    assert list(tally) == ["for these 3 annotators", "for people"]
+    assert tally["for these 3 annotators"] == {**zero, "aligned": 3, "imperceptible": 1, "misaligned": 1}
+    assert tally["for people"] == {**zero, "inconclusive": 2, "aligned": 1, "imperceptible": 1, "no_preference": 1}
+    report["settings"]["generalize"] = "people"
+    assert list(verdict_tally(report)) == ["for people", "for these 3 annotators"]
