@@ -66,18 +66,21 @@ def test_zero_maps_score_zero_when_unchanged_and_inf_when_changed():
     assert torch.isinf(max_sensitivity(class_zero, x, y, appears, perturbations=draws)).all()
 
 
-def test_defaults_are_quantus_200_draws_uniform_in_plus_minus_02_seeded():
+def test_defaults_are_quantus_200_draws_uniform_in_plus_minus_02_seeded_with_0():
     x, y = torch.rand(1, 3, 8, 8, dtype=torch.float64), torch.zeros(1, dtype=torch.long)
-    explain = Recording(x)
-    first = MaxSensitivity().score(class_zero, x, y, explain)
-    deltas = torch.cat(explain.deltas)
-    assert deltas.shape[0] == 200 and deltas.numel() == 200 * 3 * 8 * 8
-    assert -0.2 <= float(deltas.min()) < -0.199 and 0.199 < float(deltas.max()) <= 0.2
-    assert abs(float(deltas.mean())) < 0.002 and abs(float(deltas.abs().mean()) - 0.1) < 0.002  # uniform
-    assert explain.sizes == [1] + [32] * 6 + [8]  # x, then the copies batch_size (32) at a time
-    assert torch.equal(MaxSensitivity().score(class_zero, x, y, Recording(x)), first)  # seeded: the same draws
-    assert not torch.equal(MaxSensitivity(seed=1, n_samples=5).score(class_zero, x, y, squared),
-                           MaxSensitivity(n_samples=5).score(class_zero, x, y, squared))
+    for score in (lambda e: max_sensitivity(class_zero, x, y, e, generator=torch.Generator().manual_seed(0)),
+                  lambda e: MaxSensitivity().score(class_zero, x, y, e)):
+        explain = Recording(x)
+        value = score(explain)
+        deltas = torch.cat(explain.deltas)
+        assert deltas.shape[0] == 200 and deltas.numel() == 200 * 3 * 8 * 8
+        assert -0.2 <= float(deltas.min()) < -0.199 and 0.199 < float(deltas.max()) <= 0.2
+        assert abs(float(deltas.mean())) < 0.002 and abs(float(deltas.abs().mean()) - 0.1) < 0.002  # uniform
+        assert explain.sizes == [1] + [32] * 6 + [8]  # x, then the copies batch_size (32) at a time
+    assert torch.equal(value, MaxSensitivity().score(class_zero, x, y, Recording(x)))  # seeded: the same draws
+    seeded = max_sensitivity(class_zero, x, y, squared, n_samples=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(MaxSensitivity(n_samples=5).score(class_zero, x, y, squared), seeded.float())
+    assert not torch.equal(MaxSensitivity(seed=1, n_samples=5).score(class_zero, x, y, squared), seeded.float())
     wide = Recording(x)
     MaxSensitivity(radius=0.5, n_samples=50).score(class_zero, x, y, wide)
     assert 0.45 < float(torch.cat(wide.deltas).abs().max()) <= 0.5
@@ -85,6 +88,12 @@ def test_defaults_are_quantus_200_draws_uniform_in_plus_minus_02_seeded():
     calls = Recording(three)
     max_sensitivity(class_zero, three, torch.zeros(3, dtype=torch.long), calls, n_samples=4, batch_size=2)
     assert calls.sizes == [3, 3, 3, 3, 3]  # batch_size below B: one sample (B images) per call
+
+
+def test_an_empty_batch_scores_empty():
+    value = max_sensitivity(class_zero, torch.zeros(0, 1, 4, 4), torch.zeros(0, dtype=torch.long), squared,
+                            n_samples=3)
+    assert value.shape == (0,)
 
 
 def test_without_a_generator_it_draws_from_torchs():
@@ -113,11 +122,12 @@ def test_changed_predictions_count_unless_asked_for_nan():
     assert torch.isnan(strict[0]) and strict[1].item() == pytest.approx(expected[1], rel=1e-6)
     metric = MaxSensitivity(n_samples=50, nan_on_prediction_change=True)
     assert torch.isnan(metric.score(flips_when_bright, x, y, squared)[0])
+    assert torch.isfinite(MaxSensitivity(n_samples=50).score(flips_when_bright, x, y, squared)).all()
 
 
 def test_bad_settings_are_one_line_errors():
     x, y = torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
-    for radius in (0, -0.1, "wide"):
+    for radius in (0, -0.1, "wide", None):
         with pytest.raises(MetricInputError, match="radius") as exc:
             MaxSensitivity(radius=radius)
         one_line(exc)
@@ -125,6 +135,7 @@ def test_bad_settings_are_one_line_errors():
         max_sensitivity(class_zero, x, y, squared, n_samples=0)
     with pytest.raises(MetricInputError, match="loss_samples >= 1"):
         MaxSensitivity(loss_samples=0)
+    assert MaxSensitivity(loss_samples=1).loss_samples == 1
     with pytest.raises(MetricInputError, match="perturbations must be"):
         max_sensitivity(class_zero, x, y, squared, perturbations=torch.zeros(3, 1, 1, 4, 4))
 
