@@ -183,6 +183,8 @@ def test_metric_facts_and_loss_direction():
     losses = [float(MaxSensitivity().loss(None, x, y, follows(w))) for w in (0.0, 0.5, 2.0)]
     assert losses[0] == 0.0 and 0 < losses[1] < losses[2] < 1
     assert graphs[:2] == [(3, True), (6, True)]  # x, then its two copies in one call, both with a graph
+    faint = float(MaxSensitivity().loss(None, x.double(), y, lambda i, t, create_graph=False: 1e-15 * (1 + 2 * i)))
+    assert 0 < faint < 1  # in [0, 1] however small the maps (the guard against 0 / 0 adds to the scale)
 
 
 def test_loss_is_the_largest_symmetric_relative_change_of_its_draws():
