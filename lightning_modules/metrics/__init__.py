@@ -12,6 +12,7 @@ Functions (x (B,C,H,W), y (B,), maps (B,1,H,W); each returns (B,) per-image valu
 - :func:`pointing_game` (maps, masks): localization, Zhang et al. 2018.
 - :func:`relevance_rank_accuracy` (maps, masks): localization, Arras et al. 2022.
 - :func:`perturbation_curve` (model, x, y, maps): deletion / insertion, Petsiuk et al. 2018.
+- :func:`max_sensitivity` (model, x, y, explain): stability, Yeh et al. 2019.
 
 Classes (conf/metric/<name>.yaml ``metric._target_``), each with the class attributes
 ``name``, ``family``, ``higher_is_better``, ``needs_masks`` (the single source of these
@@ -21,7 +22,8 @@ facts; :func:`metric_class` finds the class of a metric config, :func:`metric_cl
 through ``explain(..., create_graph=True)``, lower is better):
 :class:`RelevanceMassAccuracy`, :class:`Focus`, :class:`ROAD`, :class:`IROF`,
 :class:`RelativeInputStability`, :class:`Sparseness`, :class:`Complexity`, :class:`PointingGame`,
-:class:`RelevanceRankAccuracy`, :class:`Deletion`, :class:`Insertion`. Each module's docstring says how it
+:class:`RelevanceRankAccuracy`, :class:`Deletion`, :class:`Insertion`,
+:class:`MaxSensitivity`. Each module's docstring says how it
 follows its paper and where it differs from Quantus 0.6, the reference the tests compare against.
 """
 from ..fast_forward import FastForward
@@ -32,6 +34,7 @@ from .focus import Focus, focus, make_mosaics
 from .imputation import noisy_linear_imputation
 from .irof import IROF, irof, irof_curves, slic_segments
 from .lookup import metric_class, metric_classes
+from .max_sensitivity import MaxSensitivity, max_sensitivity
 from .pointing_game import PointingGame, pointing_game
 from .relevance_rank_accuracy import RelevanceRankAccuracy, relevance_rank_accuracy
 from .ris import RelativeInputStability, relative_input_stability
@@ -40,10 +43,11 @@ from .road import PERCENTAGE_PRESETS, ROAD, road, road_curve
 from .sparseness import Sparseness, gini_index
 
 __all__ = [
-    "Complexity", "Deletion", "FastForward", "Focus", "IROF", "Insertion", "Metric", "MetricInputError",
-    "PERCENTAGE_PRESETS", "PointingGame", "ROAD", "RemovalMetric", "RelativeInputStability", "RelevanceMassAccuracy",
-    "RelevanceRankAccuracy", "Sparseness", "focus", "gini_index", "irof", "irof_curves", "make_mosaics", "map_entropy",
-    "metric_class", "metric_classes", "noisy_linear_imputation", "perturbation_auc", "perturbation_curve",
-    "pointing_game", "relative_input_stability", "relevance_mass_accuracy", "relevance_rank_accuracy", "road",
-    "road_curve", "slic_segments",
+    "Complexity", "Deletion", "FastForward", "Focus", "IROF", "Insertion", "MaxSensitivity", "Metric",
+    "MetricInputError", "PERCENTAGE_PRESETS", "PointingGame", "ROAD", "RemovalMetric", "RelativeInputStability",
+    "RelevanceMassAccuracy", "RelevanceRankAccuracy", "Sparseness", "focus", "gini_index", "irof",
+    "irof_curves", "make_mosaics", "map_entropy", "max_sensitivity", "metric_class", "metric_classes",
+    "noisy_linear_imputation", "perturbation_auc", "perturbation_curve", "pointing_game",
+    "relative_input_stability", "relevance_mass_accuracy", "relevance_rank_accuracy", "road", "road_curve",
+    "slic_segments",
 ]

@@ -14,6 +14,7 @@ METRICS = {  # name: (family, direction, needs masks, reference)
     "pointing_game": ("localization", "higher is better", "yes", "Zhang et al. 2018"),
     "rra": ("localization", "higher is better", "yes", "Arras et al. 2022"),
     "deletion": ("perturbation", "lower is better", "no", "Petsiuk et al. 2018"),
+    "max_sensitivity": ("stability", "lower is better", "no", "Yeh et al. 2019"),
 }
 ATTRIBUTIONS = {"integrated_gradients": ("gradient", "IntegratedGradients"), "smoothgrad": ("gradient", "NoiseTunnel"),
                 "gradcam_plus_plus": ("CAM", "Captum has none"), "layercam": ("CAM", "Captum has none"),
@@ -44,6 +45,8 @@ def test_the_commands_print_the_rows(monkeypatch, capsys):
     assert result.returncode == 0
     lines = [line for line in result.stdout.splitlines() if "pointing_game" in line]
     assert len(lines) == 1 and "Zhang et al. 2018" in lines[0] and "yes" in lines[0]
+    lines = [line for line in result.stdout.splitlines() if "max_sensitivity" in line]
+    assert len(lines) == 1 and "Yeh et al. 2019" in lines[0] and "lower is better" in lines[0]
     result = harmony_main(monkeypatch, capsys, "attributions")
     assert result.returncode == 0
     lines = [line for line in result.stdout.splitlines() if " lrp_gamma_box " in line]

@@ -86,3 +86,13 @@ def test_graph_contract_and_config(tiny, method):
     assert type(explain) is method
     torch.testing.assert_close(explain(x, target), method(tiny, "features.20")(x, target))
     assert F.relu(explain(x, target)).equal(explain(x, target))
+
+
+def test_grad_cam_plus_plus_weights_by_hand_with_a_vanishing_denominator():
+    """One channel of activations 1 (sum S = 4), gradients 1, 0.5, -0.5, 0: alpha = 1 / (2 + S g) is 1/6 and 1/4
+    for the positive ones; at g = -0.5 the denominator 2 + S g is 0, where the ReLU of g gives no weight (a finite
+    0, not inf * 0); at g = 0 no weight. weights = 1/6 * 1 + 1/4 * 0.5 = 7/24, the map 7/24 everywhere."""
+    method = GradCAMPlusPlus(nn.Sequential(nn.Conv2d(1, 1, 1)), "0")
+    acts = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    grads = torch.tensor([[[[1.0, 0.5], [-0.5, 0.0]]]], dtype=torch.float64)
+    torch.testing.assert_close(method.combine(acts, grads), torch.full((1, 1, 2, 2), 7 / 24, dtype=torch.float64))

@@ -51,6 +51,18 @@ def test_metric_facts_and_loss():
     assert float(Complexity().loss(None, x, y, fixed(blank))) == pytest.approx(0.5, rel=1e-5)
 
 
+def test_an_all_zero_map_leaves_the_loss_gradient_finite_and_one_image_is_enough():
+    """A blank map divides 0 by 0 nowhere: the other maps' gradient stays finite (a NaN in the masked branch
+    of a where would reach it); a batch of one image is divided by log of its own size (log 4 here)."""
+    x, y, _ = synthetic_batch(2, 2)
+    maps = torch.tensor([[[[3.0, 1.0], [0.0, 0.0]]], [[[0.0, 0.0], [0.0, 0.0]]]], requires_grad=True)
+    Complexity().loss(None, x, y, fixed(maps)).backward()
+    assert torch.isfinite(maps.grad).all() and maps.grad[0].abs().sum() > 0
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    one = Complexity().loss(None, x[:1], y[:1], fixed(maps[:1].detach()))
+    assert float(one) == pytest.approx(entropy / math.log(4), rel=1e-5)
+
+
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
 def test_loss_gradient_matches_finite_differences(method):
     make = {"gradcam": lambda m: GradCAM(m, "features.20"), "layercam": lambda m: LayerCAM(m, "features.20")}[method]
