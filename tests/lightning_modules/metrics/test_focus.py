@@ -7,14 +7,15 @@ Cases that compare with Quantus 0.6 (the reference implementation) ask for the `
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 import torch
+
 from lightning_modules.metrics import Focus, make_mosaics
 from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.focus import focus, mosaic_plan, quadrant_sums
 from tests.metric_cases import one_line, synthetic_batch
-from lightning_modules.metrics import focus, relevance_mass_accuracy
 
 
 def looped_quadrant_sums(maps: torch.Tensor) -> list[list[float]]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from lightning_modules.backbones import TinyCNN
 from lightning_modules.errors import UserError
 from lightning_modules.metrics import RelevanceMassAccuracy, relevance_mass_accuracy
 from lightning_modules.metrics.base import MetricInputError
 from tests.metric_cases import one_line, synthetic_batch
-from lightning_modules.metrics import focus, relevance_mass_accuracy
 
 
 def explainer(maps: torch.Tensor):
