@@ -143,3 +143,18 @@ def finetuning_moves(original, datamodule, metric_name: str, direction: int, att
     margin = 0.05 * abs(before) if margin is None else margin
     assert direction * (after - before) > margin, (metric_name, before, after)
     assert agreement >= floor, agreement
+
+
+def quantus_sampling(explain, x: torch.Tensor, n_samples: int, low: float, high: float, seed: int = 7):
+    """For a sampling metric compared with Quantus on the same draws: the draws Quantus' batch_uniform_noise
+    makes after ``np.random.seed(seed)`` (one (B, C*H*W) draw in [low, high) per sample), as
+    (n_samples,B,C,H,W) perturbations, and Quantus' ``explain_func`` for ``explain``. NumPy's global generator
+    is seeded again on return, so the Quantus call that follows draws the same noise."""
+    np.random.seed(seed)
+    draws = np.stack([np.random.uniform(low, high, size=(x.shape[0], x[0].numel())) for _ in range(n_samples)])
+    np.random.seed(seed)
+
+    def quantus_explain(model, inputs, targets, **kwargs):
+        return explain(torch.from_numpy(inputs).float(), torch.from_numpy(np.asarray(targets)).long()).numpy()
+
+    return torch.from_numpy(draws).view(n_samples, *x.shape), quantus_explain

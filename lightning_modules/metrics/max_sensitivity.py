@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Explain, Metric, MetricInputError, check_images, explain_maps
-from .ris import _maps_and_predictions
+from .ris import _maps_and_predictions, perturbed_copies, sample_count
 
 
 def _check_radius(radius: float) -> float:
@@ -63,30 +63,16 @@ def max_sensitivity(model: nn.Module, x: Tensor, y: Tensor, explain: Explain, n_
     """
     y, _ = check_images(x, y)
     b = x.shape[0]
-    if perturbations is not None:
-        if perturbations.ndim != 5 or perturbations.shape[1:] != x.shape:
-            raise MetricInputError(f"perturbations must be (n_samples, {', '.join(map(str, x.shape))}), got "
-                                   f"{tuple(perturbations.shape)}")
-        n_samples = perturbations.shape[0]
-    if n_samples < 1:
-        raise MetricInputError(f"max-sensitivity needs n_samples >= 1, got {n_samples}")
+    n_samples = sample_count(x, n_samples, perturbations, "max-sensitivity")
     radius = _check_radius(radius)
     if nan_on_prediction_change:
         maps, predicted = _maps_and_predictions(explain, model, x, y)
     else:
         maps, predicted = explain_maps(explain, x, y), None
     ratios = torch.empty(n_samples, b, dtype=torch.float64, device=x.device)
-    per_call = max(1, batch_size // max(b, 1))
-    for start in range(0, n_samples, per_call):
-        count = min(per_call, n_samples - start)
-        if perturbations is not None:
-            delta = perturbations[start:start + count].to(x.device)
-        else:
-            delta = torch.rand((count, *x.shape), generator=generator, dtype=x.dtype,
-                               device=generator.device if generator is not None else x.device).to(x.device)
-            delta = radius * (2 * delta - 1)
-        # summed in float64 and rounded once, as Quantus (NumPy) forms x' before the model sees it
-        x_perturbed = (x.unsqueeze(0).double() + delta.double()).to(x.dtype).flatten(0, 1)  # (count*B,C,H,W)
+    for start, copies in perturbed_copies(x, n_samples, perturbations, generator, -radius, radius, batch_size):
+        count = copies.shape[0]
+        x_perturbed = copies.flatten(0, 1)  # (count*B,C,H,W)
         if predicted is None:
             maps_perturbed = explain_maps(explain, x_perturbed, y.repeat(count))
             ratios[start:start + count] = sensitivity_ratio(maps, maps_perturbed.view(count, *maps.shape))

@@ -29,7 +29,7 @@ over the prediction-preserving perturbations only; this follows the paper by def
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +60,36 @@ def _maps_and_predictions(explain: Explain, model: nn.Module, x: Tensor, y: Tens
         raise MetricInputError(f"explain(x, y) returned {tuple(maps.shape)} for images {tuple(x.shape)}: "
                                f"attribution maps must be (B,1,H,W) at input resolution")
     return maps, logits.argmax(-1)
+
+
+def sample_count(x: Tensor, n_samples: int, perturbations: Tensor | None, metric: str) -> int:
+    """How many noisy copies of x (B,C,H,W) a sampling metric explains: ``n_samples``, or the first
+    dimension of the given ``perturbations`` (n_samples,B,C,H,W), checked."""
+    if perturbations is not None:
+        if perturbations.ndim != 5 or perturbations.shape[1:] != x.shape:
+            raise MetricInputError(f"perturbations must be (n_samples, {', '.join(map(str, x.shape))}), got "
+                                   f"{tuple(perturbations.shape)}")
+        n_samples = perturbations.shape[0]
+    if n_samples < 1:
+        raise MetricInputError(f"{metric} needs n_samples >= 1, got {n_samples}")
+    return n_samples
+
+
+def perturbed_copies(x: Tensor, n_samples: int, perturbations: Tensor | None, generator: torch.Generator | None,
+                     low: float, high: float, batch_size: int) -> Iterator[tuple[int, Tensor]]:
+    """Noisy copies of x (B,C,H,W) in chunks of ``batch_size // B``: (index of the chunk's first sample,
+    (count,B,C,H,W) copies), the noise U(low, high) per element from ``generator``, or ``perturbations``."""
+    per_call = max(1, batch_size // max(x.shape[0], 1))
+    for start in range(0, n_samples, per_call):
+        count = min(per_call, n_samples - start)
+        if perturbations is not None:
+            delta = perturbations[start:start + count].to(x.device)
+        else:
+            delta = torch.rand((count, *x.shape), generator=generator, dtype=x.dtype,
+                               device=generator.device if generator is not None else x.device).to(x.device)
+            delta = low + (high - low) * delta
+        # summed in float64 and rounded once, as Quantus (NumPy) forms x' before the model sees it
+        yield start, (x.unsqueeze(0).double() + delta.double()).to(x.dtype)
 
 
 def relative_change(a: Tensor, a_perturbed: Tensor, eps: float) -> Tensor:
@@ -96,27 +126,12 @@ def relative_input_stability(model: nn.Module, x: Tensor, y: Tensor, explain: Ex
     """
     y, _ = check_images(x, y)
     b = x.shape[0]
-    if perturbations is not None:
-        if perturbations.ndim != 5 or perturbations.shape[1:] != x.shape:
-            raise MetricInputError(f"perturbations must be (n_samples, {', '.join(map(str, x.shape))}), got "
-                                   f"{tuple(perturbations.shape)}")
-        n_samples = perturbations.shape[0]
-    if n_samples < 1:
-        raise MetricInputError(f"RIS needs n_samples >= 1, got {n_samples}")
+    n_samples = sample_count(x, n_samples, perturbations, "RIS")
     low, high = _noise_bounds(noise)
     maps, predicted = _maps_and_predictions(explain, model, x, y)
     ratios = torch.empty(n_samples, b, dtype=torch.float64, device=x.device)
-    per_call = max(1, batch_size // max(b, 1))
-    for start in range(0, n_samples, per_call):
-        count = min(per_call, n_samples - start)
-        if perturbations is not None:
-            delta = perturbations[start:start + count].to(x.device)
-        else:
-            delta = torch.rand((count, *x.shape), generator=generator, dtype=x.dtype,
-                               device=generator.device if generator is not None else x.device).to(x.device)
-            delta = low + (high - low) * delta
-        # summed in float64 and rounded once, as Quantus (NumPy) forms x' before the model sees it
-        x_perturbed = (x.unsqueeze(0).double() + delta.double()).to(x.dtype)  # (count,B,C,H,W)
+    for start, x_perturbed in perturbed_copies(x, n_samples, perturbations, generator, low, high, batch_size):
+        count = x_perturbed.shape[0]
         maps_perturbed, predicted_perturbed = _maps_and_predictions(explain, model, x_perturbed.flatten(0, 1),
                                                                     y.repeat(count))
         numerator = relative_change(maps, maps_perturbed.view(count, *maps.shape), eps)

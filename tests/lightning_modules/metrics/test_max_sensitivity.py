@@ -12,7 +12,7 @@ import torch
 from lightning_modules.attributions import GradCAM, IntegratedGradients
 from lightning_modules.metrics import MaxSensitivity, max_sensitivity, metric_class
 from lightning_modules.metrics.base import MetricInputError
-from tests.metric_cases import finetuning_moves, loss_gradient_check, one_line, synthetic_batch
+from tests.metric_cases import finetuning_moves, loss_gradient_check, one_line, quantus_sampling, synthetic_batch
 
 
 def class_zero(x):
@@ -146,17 +146,11 @@ def test_equals_quantus_on_the_same_draws(tiny, quantus, nan_on_prediction_chang
     x, y, _ = synthetic_batch(4, 32)
     explain = GradCAM(tiny, "features.20")
     n_samples = 3
-
-    def quantus_explain(model, inputs, targets, **kwargs):
-        return explain(torch.from_numpy(inputs).float(), torch.from_numpy(np.asarray(targets)).long()).numpy()
-
-    np.random.seed(7)  # Quantus' batch_uniform_noise: one (B, C*H*W) draw in [-0.2, 0.2) per sample
-    draws = np.stack([np.random.uniform(-0.2, 0.2, size=(4, x[0].numel())) for _ in range(n_samples)])
-    np.random.seed(7)
+    perturbations, quantus_explain = quantus_sampling(explain, x, n_samples, -0.2, 0.2)
     reference = quantus.MaxSensitivity(nr_samples=n_samples, disable_warnings=True,
                                        return_nan_when_prediction_changes=nan_on_prediction_change)(
         model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), explain_func=quantus_explain, device="cpu")
-    ours = max_sensitivity(tiny, x, y, explain, perturbations=torch.from_numpy(draws).view(n_samples, *x.shape),
+    ours = max_sensitivity(tiny, x, y, explain, perturbations=perturbations,
                            nan_on_prediction_change=nan_on_prediction_change)
     reference = np.asarray(reference)
     zero = (explain(x, y).flatten(1).abs().amax(1) == 0).numpy()  # a map that stays all zero: Quantus' 0 / 0

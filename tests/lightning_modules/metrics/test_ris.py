@@ -14,7 +14,7 @@ from torch import nn
 from lightning_modules.metrics import RelativeInputStability
 from lightning_modules.metrics.base import MetricInputError
 from lightning_modules.metrics.ris import relative_input_stability
-from tests.metric_cases import synthetic_batch
+from tests.metric_cases import quantus_sampling, synthetic_batch
 
 
 class CountingExplain:
@@ -265,17 +265,11 @@ def test_ris_equals_quantus(tiny, nan_on_prediction_change, quantus):
     x, y, _ = synthetic_batch(4, 32)
     explain = GradCAM(tiny, "features.20")
     n_samples = 3
-
-    def quantus_explain(model, inputs, targets, **kwargs):
-        return explain(torch.from_numpy(inputs).float(), torch.from_numpy(np.asarray(targets)).long()).numpy()
-
-    np.random.seed(7)
-    draws = np.stack([np.random.uniform(0.02, 0.2, size=(4, x[0].numel())) for _ in range(n_samples)])
-    np.random.seed(7)
+    perturbations, quantus_explain = quantus_sampling(explain, x, n_samples, 0.02, 0.2)
     reference = quantus.RelativeInputStability(nr_samples=n_samples, disable_warnings=True,
                                                return_nan_when_prediction_changes=nan_on_prediction_change)(
         model=tiny, x_batch=x.numpy(), y_batch=y.numpy(), explain_func=quantus_explain, device="cpu")
-    ours = relative_input_stability(tiny, x, y, explain, perturbations=torch.from_numpy(draws).view(n_samples, *x.shape),
+    ours = relative_input_stability(tiny, x, y, explain, perturbations=perturbations,
                                     nan_on_prediction_change=nan_on_prediction_change)
     np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-4)
     assert np.isfinite(np.asarray(reference)).any()
