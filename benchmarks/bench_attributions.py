@@ -21,13 +21,12 @@ import torch.nn.functional as F
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import LayerAttribution, LayerGradCam
-from rich.table import Table
 from zennit.attribution import Gradient
 from zennit.composites import ExcitationBackprop as ZennitExcitationBackprop
 
 from lightning_modules.attributions import ExcitationBackprop, GradCAM, GuidedBackprop, InputXGradient
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
-from console import table_console  # benchmarks/console.py, beside this file
+from console import print_timing_rows  # benchmarks/console.py, beside this file
 
 
 def median_seconds(*fns, repeats: int, warmup: int = 1) -> list[float]:
@@ -139,13 +138,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "ours_s": ours_s, "reference_s": plain_s, "ratio": ratio, "target": "<= 1.3",
                      "ok": ratio <= 1.3, "notes": "reference: plain cross-entropy step; logits shared with the maps"})
 
-    table = Table(title=f"attributions ({args.threads} threads, median of {repeats})")
-    for column in ("benchmark", "case", "ours s", "reference s", "ratio", "target", "ok"):
-        table.add_column(column, justify="right" if column.endswith("s") or column == "ratio" else "left")
-    for row in rows:
-        table.add_row(row["benchmark"], row["case"], f"{row['ours_s']:.4f}", f"{row['reference_s']:.4f}",
-                      f"{row['ratio']:.2f}", row["target"], "yes" if row["ok"] else "NO")
-    table_console().print(table)
+    print_timing_rows(f"attributions ({args.threads} threads, median of {repeats})", rows)
     return rows
 
 

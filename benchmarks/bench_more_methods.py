@@ -23,14 +23,13 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 from captum.attr import LayerAttribution, LayerGradCam, NoiseTunnel
 from captum.attr import Saliency as CaptumSaliency
-from rich.table import Table
 from zennit.attribution import Gradient
 from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
 from bench_attributions import median_seconds, step_seconds  # benchmarks/, beside this file
-from console import table_console
+from console import print_timing_rows
 from lightning_modules.attributions import (GradCAM, GradCAMPlusPlus, IntegratedGradients, LayerCAM, LRP,
                                             SmoothGrad)
 from lightning_modules.attributions.lrp import pixel_range_bounds
@@ -149,13 +148,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "ours_s": ours_s, "reference_s": plain_s, "ratio": ours_s / plain_s, "target": "report",
                      "ok": True, "notes": "create_graph=True map loss + cross-entropy"})
 
-    table = Table(title=f"issue 28 methods and metrics ({args.threads} threads, median of {repeats})")
-    for column in ("benchmark", "case", "ours s", "reference s", "ratio", "target", "ok"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["benchmark"], row["case"], f"{row['ours_s']:.4f}", f"{row['reference_s']:.4f}",
-                      f"{row['ratio']:.2f}", row["target"], "yes" if row["ok"] else "NO")
-    table_console().print(table)
+    print_timing_rows(f"methods and metrics ({args.threads} threads, median of {repeats})", rows)
     return rows
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.table import Table
 
 LOG_WIDTH = 160
 
@@ -15,3 +16,14 @@ LOG_WIDTH = 160
 def table_console() -> Console:
     """A terminal's own width on a terminal, ``LOG_WIDTH`` columns otherwise."""
     return Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH)
+
+
+def print_timing_rows(title: str, rows: list[dict]) -> None:
+    """The rows of a timing benchmark (benchmark, case, ours_s, reference_s, ratio, target, ok) as one table."""
+    table = Table(title=title)
+    for column in ("benchmark", "case", "ours s", "reference s", "ratio", "target", "ok"):
+        table.add_column(column, justify="right" if column.endswith("s") or column == "ratio" else "left")
+    for row in rows:
+        table.add_row(row["benchmark"], row["case"], f"{row['ours_s']:.4f}", f"{row['reference_s']:.4f}",
+                      f"{row['ratio']:.2f}", row["target"], "yes" if row["ok"] else "NO")
+    table_console().print(table)
