@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
+from scipy.stats import loggamma
 
 from ..errors import UserError
 from .clustered import clustered_shares, crossed_shares
@@ -93,9 +94,9 @@ def example_probabilities(model: PowerModel, size: int, rng: np.random.Generator
         return np.broadcast_to(rates, (size, 3)).copy()
     concentration = (1 - model.correlation) / model.correlation
     shape = np.broadcast_to(np.maximum(rates * concentration, 1e-12), (size, 3))
-    # Gamma(a) draws as Gamma(a + 1) * U^(1 / a), in logs: with a strong correlation (small a) the draws
+    # the Gamma draws in logs (scipy's loggamma): with a strong correlation (small shape) Gamma draws
     # themselves underflow to 0 (at 0.999, half the rows would have no probabilities at all)
-    log_draws = np.log(rng.gamma(shape + 1)) + np.log(rng.random((size, 3))) / shape
+    log_draws = loggamma.rvs(shape, size=shape.shape, random_state=rng)
     log_draws[:, rates == 0] = -np.inf
     draws = np.exp(log_draws - log_draws.max(1, keepdims=True))
     return draws / draws.sum(1, keepdims=True)
