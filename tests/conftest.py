@@ -7,6 +7,7 @@ uses it asserts what holds for any model reaching the documented accuracy, and r
 suite under a few seeds (each with its own ``HARMONY_TEST_CACHE``) shows it."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -122,14 +123,23 @@ def small_run(outputs_overrides, tiny_weights) -> list[str]:
             "trainer.enable_progress_bar=false"]
 
 
-@pytest.fixture(autouse=True)
-def root_log_handlers_restored():
+@contextlib.contextmanager
+def restored_root_log_handlers():
     """A command run in-process (Hydra's job logging) leaves its console handler on the root logger, writing to
-    that test's captured stdout: removed after the test, before a later test logs into the closed stream."""
+    a stream that may close (a test's captured stdout): the handlers added inside are removed on the way out."""
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in before and type(h).__module__ == "logging"]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in before and type(h).__module__ == "logging"]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def root_log_handlers_restored():
+    """Each test's leftover root handlers go before a later test logs into a closed stream."""
+    with restored_root_log_handlers():
+        yield

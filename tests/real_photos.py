@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import logging
 import shutil
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, restored_root_log_handlers
 
 BOXES = REPO / "tests" / "data" / "foolbox_imagenet_boxes.csv"
 # Held out of fine-tuning: four photos with one clear object, each classified with confidence at 128 px.
@@ -88,20 +87,6 @@ def photo_overrides(root: Path, size: int, splits: dict[str, str] | None = None,
             f"data.classes={lists(root, 'classes')}", f"data.image_size={size}", "data.splits={" + given + "}"]
 
 
-@contextlib.contextmanager
-def _restored_root_log_handlers():
-    """A command run in-process leaves Hydra's console handler on the root logger: removed afterwards."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    try:
-        yield
-    finally:
-        for handler in [h for h in root.handlers if h not in before and type(h).__module__ == "logging"]:
-            root.removeHandler(handler)
-            handler.close()
-        root.setLevel(level)
-
-
 def harmony(*args: str) -> tuple[int, str]:
     """``harmony ARGS`` through the console entry in this process (the model's imports are paid once):
     (exit status, stdout and stderr together)."""
@@ -110,7 +95,7 @@ def harmony(*args: str) -> tuple[int, str]:
     output, argv = io.StringIO(), sys.argv
     sys.argv = ["harmony", *args]
     try:
-        with _restored_root_log_handlers(), contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        with restored_root_log_handlers(), contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
             main()
         code = 0
     except SystemExit as exc:
