@@ -35,13 +35,13 @@ def test_every_format_lists_the_cells_in_full(sqlite_url):
         assert result.exit_code == 0, result.output
         return result.output
 
-    expected = dict(study=LONG, dataset="synthetic", metric="rma", backbone="tiny", attribution="guided_backprop",
+    expected = dict(study=LONG, design="fixed", dataset="synthetic", metric="rma", backbone="tiny", attribution="guided_backprop",
                     examples=2, labels=1, annotators=1)
     assert json.loads(run("--format", "json")) == json.loads(run("--json")) == [expected]
     assert list(csv.DictReader(io.StringIO(run("--format", "csv")))) == [{k: str(v) for k, v in expected.items()}]
     markdown = run("--format", "markdown").splitlines()
-    assert markdown[0].startswith("| study | dataset |") and markdown[1].startswith("|---|---|")
-    assert markdown[2] == f"| {LONG} | synthetic | rma | tiny | guided_backprop | 2 | 1 | 1 |"
+    assert markdown[0].startswith("| study | design | dataset |") and markdown[1].startswith("|---|---|---|")
+    assert markdown[2] == f"| {LONG} | fixed | synthetic | rma | tiny | guided_backprop | 2 | 1 | 1 |"
     table = run()  # CliRunner's stdout is not a terminal: the table keeps whole names
     assert LONG in table and "guided_backprop" in table and "…" not in table
 
@@ -144,10 +144,11 @@ def test_studies_lists_each_cell_with_exactly_the_documented_keys(db_url):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert rows == [
-        dict(study="pilot", **cell, examples=3, labels=3, annotators=2),
-        dict(study="pilot", **dict(cell, attribution="guided_backprop"), examples=1, labels=0, annotators=0),
+        dict(study="pilot", design="fixed", **cell, examples=3, labels=3, annotators=2),
+        dict(study="pilot", design="fixed", **dict(cell, attribution="guided_backprop"), examples=1, labels=0,
+             annotators=0),
     ]
-    assert all(list(r) == ["study", "dataset", "metric", "backbone", "attribution", "examples", "labels",
+    assert all(list(r) == ["study", "design", "dataset", "metric", "backbone", "attribution", "examples", "labels",
                            "annotators"] for r in rows)
     table = runner.invoke(app, ["studies", "--db", db_url]).output
     assert "pilot" in table and "guided_backprop" in table
