@@ -29,11 +29,16 @@ _EXAMPLES = select(func.count(Example.id)).where(*_in_cell)
 _REAL_LABELS = (select(Label.example_id, Label.annotator_id, Label.choice)
                 .join(Example, Example.id == Label.example_id).join(Annotator, Annotator.id == Label.annotator_id)
                 .where(*_in_cell, REAL).order_by(Label.id))
-# Records look :look unless it (or a later one) is recorded already or the cell is decided.
-_RECORD = (update(SequentialCell).where(*_in_cell_row, SequentialCell.look < bindparam("look"),
-                                         SequentialCell.verdict == UNDECIDED)
-           .values(look=bindparam("look"), verdict=bindparam("verdict"), labels=bindparam("labels"),
-                   decided_at=bindparam("decided_at")))
+_REAL_COUNT = (select(func.count(Label.id)).join(Example, Example.id == Label.example_id)
+               .join(Annotator, Annotator.id == Label.annotator_id).where(*_in_cell, REAL))
+# Records look :new_look unless it (or a later one) is recorded already or the cell is decided. (An UPDATE's
+# parameters may not share its columns' names: hence the prefixes.)
+_RECORD = (update(SequentialCell)
+           .where(SequentialCell.study_id == bindparam("cell_study_id"),
+                  *[getattr(SequentialCell, f) == bindparam(f"cell_{f}") for f in CELL_FIELDS],
+                  SequentialCell.look < bindparam("new_look"), SequentialCell.verdict == UNDECIDED)
+           .values(look=bindparam("new_look"), verdict=bindparam("new_verdict"), labels=bindparam("new_labels"),
+                   decided_at=bindparam("new_decided_at")))
 _CELLS_OF = (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS], Study.config, Study.source)
              .join(Study, Study.id == Example.study_id).distinct())
 
@@ -70,10 +75,10 @@ class SequentialMixin:
             if state is not None and is_decided(state.verdict):
                 return state.verdict
             design = self.sequential_design(config, source, conn.execute(_EXAMPLES, params).scalar())
+            done = 0 if state is None else state.look
+            if design.look_at(conn.execute(_REAL_COUNT, params).scalar()) <= done:
+                return UNDECIDED  # (the page's usual case: a count, no labels read)
             labels = conn.execute(_REAL_LABELS, params).all()
-        done = 0 if state is None else state.look
-        if design.look_at(len(labels)) <= done:
-            return UNDECIDED
         return self._do_looks(params, design, labels, done)
 
     def _do_looks(self, params: dict, design, labels: list, done: int) -> str:
@@ -94,10 +99,11 @@ class SequentialMixin:
             used = min(look * design.look_every, design.max_labels)
             verdict, _ = cell_decision(example[:used], annotator[:used], choice[:used], design, settings, family)
             decided = is_decided(verdict)
+            values = {"look": look, "verdict": verdict, "labels": used if decided else None,
+                      "decided_at": utcnow() if decided else None}
             with self.write_connection() as conn:
-                recorded = conn.execute(_RECORD, {**params, "look": look, "verdict": verdict,
-                                                  "labels": used if decided else None,
-                                                  "decided_at": utcnow() if decided else None}).rowcount
+                recorded = conn.execute(_RECORD, {**{f"cell_{k}": v for k, v in params.items()},
+                                                  **{f"new_{k}": v for k, v in values.items()}}).rowcount
             if not recorded:  # another writer did this look or a later one, or decided the cell
                 with self.engine.connect() as conn:
                     state = conn.execute(STATE, params).first()
