@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harmony_cli.analysis.looks import after_answer
 from harmony_cli.cells import CELL_FIELDS
 from harmony_cli.store import SIDES, AnswerRefused, CellClosed, Store
 
@@ -177,7 +178,8 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
     browser had not drawn the move yet, or a second press of a double click) is refused, never
     re-targeted to the example now shown. Each display takes one answer. ``session_version``:
     the account's version at login (the store refuses the answer if it changed since, or if the
-    study's rules refuse it: see Store.answer). One upsert per answer, so repeats never duplicate.
+    study's rules refuse it: see Store.answer). One upsert per answer, so repeats never duplicate. In a
+    sequential study the answer then does its cell's due looks, before the next example is chosen.
     An answer the study's rules refuse (AnswerRefused) moves the cursor on too (to the end screen
     when the cell is closed to the annotator) and is raised for the page to say why.
     """
@@ -190,14 +192,15 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
     response_ms = int(round((now - cursor.shown_at) * 1000))
     left = left_map(secret, annotator_id, shown)
     try:
-        store.answer(annotator_id, shown, choice_for(button, left), left_map=left, response_ms=response_ms,
-                     source="page", session_version=session_version)
+        new_label = store.answer(annotator_id, shown, choice_for(button, left), left_map=left,
+                                 response_ms=response_ms, source="page", session_version=session_version)
     except CellClosed:
         cursor.show(None, now)
         raise
     except AnswerRefused:
         move_on(store, annotator_id, cursor, shown, now)
         raise
+    after_answer(store, new_label)  # a sequential study's due looks: the cell may be decided now
     move_on(store, annotator_id, cursor, shown, now)
     return True
 

@@ -8,6 +8,9 @@ has decided the cell), ``labels`` (the real labels the deciding look used; None 
 from __future__ import annotations
 
 from ..cells import CELL_FIELDS
+from ..store import study_rules
+from ..store.models import UNDECIDED
+from .looks import cell_design
 
 # Said beside a fixed study's interim verdicts (the dashboard's), which peeking would misuse.
 FIXED_NOTE = ("interim verdicts of a fixed design are not valid for stopping: stopping a cell when it first reads "
@@ -22,15 +25,12 @@ def _key(row) -> tuple[str, ...]:
 def recorded_decisions(store, study, cells: list[dict]) -> list[dict] | None:
     """Per row of ``cells`` (cell fields and ``examples``): the cell's recorded decision (see the module);
     None for a study whose design is not sequential."""
-    from ..store import study_rules
-    from ..store.models import UNDECIDED
-
     if not study_rules(study.config, study.source).sequential:
         return None
     states = {_key(row): row for row in store.sequential_cells(study.id)}
     decisions = []
     for cell in cells:
-        design = store.sequential_design(study.config, study.source, int(cell["examples"]))
+        design = cell_design(study.config, study.source, int(cell["examples"]))
         state = states.get(_key(cell))
         decisions.append({"verdict": UNDECIDED if state is None else state["verdict"],
                           "labels": None if state is None else state["labels"],
@@ -40,8 +40,6 @@ def recorded_decisions(store, study, cells: list[dict]) -> list[dict] | None:
 
 def design_of(study) -> dict:
     """The study's recorded design: ``design`` and, for a sequential one, its ``sequential`` settings."""
-    from ..store import study_rules
-
     config = study.config or {}
     design = study_rules(config, study.source).design
     return {"design": design, **({"sequential": dict(config.get("sequential") or {})}
@@ -65,8 +63,6 @@ def add_decisions(report: dict, store, study, cells: list[dict]) -> dict:
 
 def decision_text(decision: dict) -> str:
     """``aligned at 40 labels (look 4 of 8)``, or ``undecided, look 2 of 8``."""
-    from ..store.models import UNDECIDED  # (the report's writers load without SQLAlchemy until here)
-
     if decision["verdict"] == UNDECIDED:
         return f"undecided, look {decision['look']} of {decision['looks']}"
     return f"{decision['verdict']} at {decision['labels']} labels (look {decision['look']} of {decision['looks']})"

@@ -12,7 +12,7 @@ from .assignments import study_rules
 from .db import StoreError
 from .label_counts import real_label_count
 from .models import ANY, Annotator, Assignment, Example, Label, LabelAudit, Study, utcnow
-from .sequential_cells import STATE, is_decided
+from .sequential_cells import STATE, LookCell, is_decided
 
 
 class SessionEnded(StoreError):
@@ -79,7 +79,8 @@ class LabelsMixin:
     """Part of :class:`harmony_cli.store.Store` (needs ``read``/``write`` from StoreBase)."""
 
     def answer(self, annotator_id: int, example_id: int, choice: str, left_map: str | None = None,
-               response_ms: int | None = None, source: str = "page", session_version: int | None = None) -> None:
+               response_ms: int | None = None, source: str = "page",
+               session_version: int | None = None) -> LookCell | None:
         """Store an annotator's answer: one upsert of the (annotator, example) label plus its audit row.
 
         With ``session_version`` (the account's version when the page session logged in: a page
@@ -88,8 +89,9 @@ class LabelsMixin:
         study's rules (:meth:`_check_rules`), else raises CellClosed or ExampleFull. Either way
         nothing is stored. Answers without a session (scripts, tests) skip both checks.
 
-        A real label in a sequential study then does the cell's due looks (:meth:`run_due_looks`), after
-        the answer's transaction: a look never holds the write lock while it computes.
+        Returns the cell when the answer is a new real label in a sequential study (else None): the caller
+        then does the cell's due looks (harmony_cli.analysis.looks.after_answer), after this transaction, so
+        that a look never holds the write lock while it computes.
         """
         if choice not in CHOICES:
             raise StoreError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
@@ -122,12 +124,18 @@ class LabelsMixin:
         except IntegrityError as exc:
             raise StoreError(f"cannot store the answer: no annotator {annotator_id} or no example {example_id} "
                              f"in this store") from exc
+        return None if previous is not None else self._look_cell(example, params)  # (a changed answer: none)
+
+    def _look_cell(self, example, params: dict) -> LookCell | None:
+        """The cell of a new label when it is a real label in a sequential study (``example``: the answer's
+        rules row, or None to read it)."""
         if example is None:
             with self.engine.connect() as conn:
                 example = conn.execute(_STUDY_OF, params).first()
-        if previous is None and not example.simulated and study_rules(example.config, example.source).sequential:
-            self.run_due_looks(example.study_id, {f: getattr(example, f) for f in CELL_FIELDS}, example.config,
-                               example.source)
+        if example.simulated or not study_rules(example.config, example.source).sequential:
+            return None
+        return LookCell(example.study_id, {f: getattr(example, f) for f in CELL_FIELDS}, example.config or {},
+                        example.source)
 
     def _check_rules(self, conn, params: dict) -> tuple[str | None, object]:
         """A page answer's study rules, inside its transaction: the study is open, the example's cell is
@@ -164,12 +172,9 @@ class LabelsMixin:
         must not overwrite answers given since. Returns counts ``added``, ``kept`` (the pair had a label)
         and ``kept_different`` (of those, with another choice than the row's).
         """
-        if session is None:  # its own transaction: then the due looks of sequential studies' cells
+        if session is None:
             with self.write() as own:
-                counts = self.add_labels(rows, source=source, session=own)
-            if counts["added"]:
-                self.run_due_looks_of_examples([row["example_id"] for row in rows])
-            return counts
+                return self.add_labels(rows, source=source, session=own)
         latest: dict[tuple[int, int], dict] = {}
         for row in rows:
             if row["choice"] not in CHOICES:

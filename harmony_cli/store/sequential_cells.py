@@ -1,17 +1,16 @@
-"""Early stopping of a sequential study's cells (``study.design: sequential``).
+"""The state of a sequential study's cells (``study.design: sequential``): their looks and decisions.
 
-After a real label is stored in a sequential study, :meth:`SequentialMixin.run_due_looks` checks whether
-the cell's real-label count has reached a look that has not been done (``design.look_at(n)`` above the
-recorded look: concurrent writers may pass a multiple of ``look_every`` without stopping on it, so look
-numbers are compared, never counts). Each due look runs the lead rule
-(:func:`harmony_cli.analysis.sequential.cell_decision`) on the cell's first ``min(k x look_every,
-max_labels)`` real labels in the order they were stored, as ``harmony replay`` does, outside any write
-transaction; its outcome is recorded by one guarded UPDATE (``look < k`` and still undecided), so that of
-two writers doing the same look, or a later one, exactly one records it, and a decision is never
-overwritten. A decided cell (any verdict but undecided; ``inconclusive`` at the last look) takes no more
-labels: the page's rules refuse them and its next-example query skips the cell (page_queries.py).
+The looks themselves (the rule on a cell's labels) are harmony_cli/analysis/looks.py's; the store keeps what
+they need and what they record. A cell's row holds its last look and, once a look decides it, the verdict
+and the real labels it was made on. :meth:`SequentialMixin.record_look` is one guarded UPDATE (``look < k``
+and still undecided), so that of two writers doing the same look, or a later one, exactly one records it,
+and a decision is never overwritten. A decided cell (any verdict but undecided; ``inconclusive`` at the
+last look) takes no more labels: the page's rules refuse them (labels.py) and its next-example query skips
+the cell (page_queries.py).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
 
@@ -20,7 +19,7 @@ from .assignments import study_rules
 from .label_counts import REAL
 from .models import UNDECIDED, Annotator, Example, Label, SequentialCell, Study, utcnow
 
-# The state of one cell (params: study_id and the cell fields); the hot path's rules read it.
+# The state of one cell (params: study_id and the cell fields); the answer's rules read it.
 _in_cell_row = [SequentialCell.study_id == bindparam("study_id"),
                 *[getattr(SequentialCell, f) == bindparam(f) for f in CELL_FIELDS]]
 STATE = select(SequentialCell.look, SequentialCell.verdict, SequentialCell.labels).where(*_in_cell_row)
@@ -42,97 +41,61 @@ _RECORD = (update(SequentialCell)
 _CELLS_OF = (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS], Study.config, Study.source)
              .join(Study, Study.id == Example.study_id).distinct())
 
-CHOICE_CODES = {"original": 0, "neither": 1, "finetuned": 2}  # harmony_cli.analysis.encoding's codes
-
 
 def is_decided(verdict: str | None) -> bool:
     return verdict is not None and verdict != UNDECIDED
 
 
+@dataclass(frozen=True)
+class LookCell:
+    """A cell of a sequential study that has just been given a new real label: where a look may be due."""
+
+    study_id: int
+    cell: dict
+    config: dict
+    source: str | None
+
+
 class SequentialMixin:
     """Part of :class:`harmony_cli.store.Store` (needs ``read``/``write`` from StoreBase)."""
 
-    def sequential_design(self, config: dict | None, source: str | None, examples: int):
-        """The study's :class:`SequentialDesign` for a cell of ``examples`` examples; None for a fixed study."""
-        from ..analysis.sequential import SequentialDesign  # numpy/scipy: only where a look runs
-
-        rules = study_rules(config, source)
-        if not rules.sequential:
-            return None
-        return SequentialDesign.from_config(config or {}, examples, rules.labels_per_example)
-
-    def run_due_looks(self, study_id: int, cell: dict, config: dict | None = None,
-                      source: str | None = None) -> str | None:
-        """Do the cell's looks that its real labels have reached and nobody has done; the cell's verdict
-        afterwards (None: a fixed study). Cheap when no look is due: two counts and the state row."""
+    def look_counts(self, study_id: int, cell: dict) -> tuple[int, int, int, str]:
+        """The cell's examples, real labels, last look done and verdict (0 and undecided before its first look)."""
         params = {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}}
         with self.engine.connect() as conn:
-            if config is None:
-                config, source = conn.execute(select(Study.config, Study.source).where(Study.id == study_id)).one()
-            if not study_rules(config, source).sequential:
-                return None
             state = conn.execute(STATE, params).first()
-            if state is not None and is_decided(state.verdict):
-                return state.verdict
-            design = self.sequential_design(config, source, conn.execute(_EXAMPLES, params).scalar())
-            done = 0 if state is None else state.look
-            if design.look_at(conn.execute(_REAL_COUNT, params).scalar()) <= done:
-                return UNDECIDED  # (the page's usual case: a count, no labels read)
-            labels = conn.execute(_REAL_LABELS, params).all()
-        return self._do_looks(params, design, labels, done)
+            examples, labels = conn.execute(_EXAMPLES, params).scalar(), conn.execute(_REAL_COUNT, params).scalar()
+        return examples, labels, (0 if state is None else state.look), (UNDECIDED if state is None else state.verdict)
 
-    def _do_looks(self, params: dict, design, labels: list, done: int) -> str:
-        """Looks ``done + 1`` .. ``design.look_at(len(labels))`` in order, each recorded by a guarded update;
-        stops at a decision. A look another writer recorded first is skipped (its state re-read)."""
-        import numpy as np
+    def cell_real_labels(self, study_id: int, cell: dict) -> list:
+        """The cell's real labels in the order they were stored: rows of example_id, annotator_id, choice."""
+        with self.engine.connect() as conn:
+            return conn.execute(_REAL_LABELS, {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}}).all()
 
-        from ..analysis import AnalysisSettings
-        from ..analysis.sequential import cell_decision
-
-        settings, family = AnalysisSettings.defaults(), self._study_cell_count(params["study_id"])
-        example = np.array([row.example_id for row in labels])
-        annotator = np.array([row.annotator_id for row in labels])
-        choice = np.array([CHOICE_CODES[row.choice] for row in labels])
-        self._ensure_state_row(params)
-        verdict, look = UNDECIDED, done + 1
-        while look <= design.look_at(len(labels)):
-            used = min(look * design.look_every, design.max_labels)
-            verdict, _ = cell_decision(example[:used], annotator[:used], choice[:used], design, settings, family)
-            decided = is_decided(verdict)
-            values = {"look": look, "verdict": verdict, "labels": used if decided else None,
-                      "decided_at": utcnow() if decided else None}
-            with self.write_connection() as conn:
-                recorded = conn.execute(_RECORD, {**{f"cell_{k}": v for k, v in params.items()},
-                                                  **{f"new_{k}": v for k, v in values.items()}}).rowcount
-            if not recorded:  # another writer did this look or a later one, or decided the cell
-                with self.engine.connect() as conn:
-                    state = conn.execute(STATE, params).first()
-                verdict, look = state.verdict, state.look
-            if is_decided(verdict):
-                break
-            look += 1
-        return verdict
-
-    def _ensure_state_row(self, params: dict) -> None:
+    def record_look(self, study_id: int, cell: dict, look: int, verdict: str, labels: int | None) -> bool:
+        """Record look ``look`` of the cell with its verdict (and, when it decides, the labels it used), unless
+        that look or a later one is recorded or the cell is decided; whether this call recorded it."""
+        params = {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}}
+        values = {"look": look, "verdict": verdict, "labels": labels if is_decided(verdict) else None,
+                  "decided_at": utcnow() if is_decided(verdict) else None}
         with self.write_connection() as conn:
             conn.execute(self.insert(SequentialCell).values(**params, look=0, verdict=UNDECIDED)
                          .on_conflict_do_nothing(index_elements=["study_id", *CELL_FIELDS]))
+            return bool(conn.execute(_RECORD, {**{f"cell_{k}": v for k, v in params.items()},
+                                               **{f"new_{k}": v for k, v in values.items()}}).rowcount)
 
-    def _study_cell_count(self, study_id: int) -> int:
-        """The study's number of cells: the family over which the rule splits its alpha."""
+    def study_cell_count(self, study_id: int) -> int:
+        """The study's number of cells."""
+        cells = select(*[getattr(Example, f) for f in CELL_FIELDS]).where(Example.study_id == study_id).distinct()
         with self.engine.connect() as conn:
-            cells = select(*[getattr(Example, f) for f in CELL_FIELDS]).where(Example.study_id == study_id).distinct()
             return conn.execute(select(func.count()).select_from(cells.subquery())).scalar()
 
-    def run_due_looks_of_examples(self, example_ids: list[int]) -> None:
-        """:meth:`run_due_looks` for every cell of a sequential study among these examples' cells."""
-        if not example_ids:
-            return
+    def look_cells_of(self, example_ids: list[int]) -> list[LookCell]:
+        """The cells of these examples that belong to sequential studies."""
         with self.read() as session:
             rows = session.execute(_CELLS_OF.where(Example.id.in_(sorted(set(example_ids))))).all()
-        for row in rows:
-            if study_rules(row.config, row.source).sequential:
-                self.run_due_looks(row.study_id, {f: getattr(row, f) for f in CELL_FIELDS}, row.config, row.source)
+        return [LookCell(row.study_id, {f: getattr(row, f) for f in CELL_FIELDS}, row.config or {}, row.source)
+                for row in rows if study_rules(row.config, row.source).sequential]
 
     def cell_decided(self, study_id: int, cell: dict) -> bool:
         """Whether the cell is a decided cell of a sequential study (it takes no more labels)."""
@@ -148,4 +111,3 @@ class SequentialMixin:
                  .where(SequentialCell.study_id == study_id))
         with self.read() as session:
             return [row._asdict() for row in session.execute(query)]
-
