@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..cells import CELL_FIELDS
 from .assignments import study_rules
@@ -30,14 +32,21 @@ _REAL_LABELS = (select(Label.example_id, Label.annotator_id, Label.choice)
                 .where(*_in_cell, REAL).order_by(Label.id))
 _REAL_COUNT = (select(func.count(Label.id)).join(Example, Example.id == Label.example_id)
                .join(Annotator, Annotator.id == Label.annotator_id).where(*_in_cell, REAL))
-# Records look :new_look unless it (or a later one) is recorded already or the cell is decided. (An UPDATE's
-# parameters may not share its columns' names: hence the prefixes.)
-_RECORD = (update(SequentialCell)
-           .where(SequentialCell.study_id == bindparam("cell_study_id"),
-                  *[getattr(SequentialCell, f) == bindparam(f"cell_{f}") for f in CELL_FIELDS],
-                  SequentialCell.look < bindparam("new_look"), SequentialCell.verdict == UNDECIDED)
-           .values(look=bindparam("new_look"), verdict=bindparam("new_verdict"), labels=bindparam("new_labels"),
-                   decided_at=bindparam("new_decided_at")))
+_LOOK_COUNTS = select(_EXAMPLES.scalar_subquery().label("examples"), _REAL_COUNT.scalar_subquery().label("labels"),
+                      STATE.with_only_columns(SequentialCell.look).scalar_subquery().label("look"),
+                      STATE.with_only_columns(SequentialCell.verdict).scalar_subquery().label("verdict"))
+
+
+def _record(dialect_insert):
+    """The guarded upsert of a look (built once per dialect; values given when it runs)."""
+    statement = dialect_insert(SequentialCell)
+    return statement.on_conflict_do_update(
+        index_elements=["study_id", *CELL_FIELDS],
+        set_={k: getattr(statement.excluded, k) for k in ("look", "verdict", "labels", "decided_at")},
+        where=(SequentialCell.look < statement.excluded.look) & (SequentialCell.verdict == UNDECIDED))
+
+
+_RECORD = {"sqlite": _record(sqlite_insert), "postgresql": _record(pg_insert)}
 _CELLS_OF = (select(Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS], Study.config, Study.source)
              .join(Study, Study.id == Example.study_id).distinct())
 
@@ -60,12 +69,11 @@ class SequentialMixin:
     """Part of :class:`harmony_cli.store.Store` (needs ``read``/``write`` from StoreBase)."""
 
     def look_counts(self, study_id: int, cell: dict) -> tuple[int, int, int, str]:
-        """The cell's examples, real labels, last look done and verdict (0 and undecided before its first look)."""
-        params = {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}}
+        """The cell's examples, real labels, last look done and verdict (0 and undecided before its first look):
+        one prepared statement, run after every new real label of a sequential study."""
         with self.engine.connect() as conn:
-            state = conn.execute(STATE, params).first()
-            examples, labels = conn.execute(_EXAMPLES, params).scalar(), conn.execute(_REAL_COUNT, params).scalar()
-        return examples, labels, (0 if state is None else state.look), (UNDECIDED if state is None else state.verdict)
+            row = conn.execute(_LOOK_COUNTS, {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}}).one()
+        return row.examples, row.labels, row.look or 0, row.verdict or UNDECIDED
 
     def cell_real_labels(self, study_id: int, cell: dict) -> list:
         """The cell's real labels in the order they were stored: rows of example_id, annotator_id, choice."""
@@ -74,15 +82,14 @@ class SequentialMixin:
 
     def record_look(self, study_id: int, cell: dict, look: int, verdict: str, labels: int | None) -> bool:
         """Record look ``look`` of the cell with its verdict (and, when it decides, the labels it used), unless
-        that look or a later one is recorded or the cell is decided; whether this call recorded it."""
-        params = {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}}
-        values = {"look": look, "verdict": verdict, "labels": labels if is_decided(verdict) else None,
-                  "decided_at": utcnow() if is_decided(verdict) else None}
+        that look or a later one is recorded or the cell is decided; whether this call recorded it. One
+        statement: the cell's row is made by its first look, and later looks update it only where
+        ``look < :look`` and it is undecided (so two writers never both record a look)."""
+        decided = is_decided(verdict)
+        values = {"study_id": study_id, **{f: cell[f] for f in CELL_FIELDS}, "look": look, "verdict": verdict,
+                  "labels": labels if decided else None, "decided_at": utcnow() if decided else None}
         with self.write_connection() as conn:
-            conn.execute(self.insert(SequentialCell).values(**params, look=0, verdict=UNDECIDED)
-                         .on_conflict_do_nothing(index_elements=["study_id", *CELL_FIELDS]))
-            return bool(conn.execute(_RECORD, {**{f"cell_{k}": v for k, v in params.items()},
-                                               **{f"new_{k}": v for k, v in values.items()}}).rowcount)
+            return bool(conn.execute(_RECORD[self.dialect], values).rowcount)
 
     def study_cell_count(self, study_id: int) -> int:
         """The study's number of cells."""

@@ -140,7 +140,9 @@ def log_looks(url: str) -> None:
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         conn.executescript(f"""
             CREATE TABLE look_log (look INTEGER, verdict TEXT);
-            CREATE TRIGGER log_look AFTER UPDATE OF look ON {SequentialCell.__tablename__}
+            CREATE TRIGGER log_first_look AFTER INSERT ON {SequentialCell.__tablename__}
+            BEGIN INSERT INTO look_log VALUES (NEW.look, NEW.verdict); END;
+            CREATE TRIGGER log_look AFTER UPDATE ON {SequentialCell.__tablename__}
             BEGIN INSERT INTO look_log VALUES (NEW.look, NEW.verdict); END;""")
 
 
