@@ -11,14 +11,13 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..analysis.sequential import DESIGNS  # fixed: every cell gets its labels; sequential: stops once decided
 from ..defaults import config_default
 from ..errors import UserError
 
 # Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
 PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
 RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
-# study.design: every cell gets its labels (fixed), or each stops once its verdict is decided (sequential)
-DESIGNS = ("fixed", "sequential")
 SEQUENTIAL_KEYS = ("max_labels_per_cell", "look_every")
 
 
