@@ -147,12 +147,12 @@ def make_sequential_study(db_url: str, image_dir: Path, examples: int = 12, seed
 
 
 def decide_with_seeders(store: Store, info: dict, metric: str, choice: str = "finetuned") -> int:
-    """The seeders answer the cell's examples, example by example, all with ``choice``, until a look decides the
-    cell (the store does the looks); how many labels that took."""
+    """The seeders answer the cell's examples, each seeder all of them in turn, all with ``choice``, until a look
+    decides the cell (the looks run as after a page answer); how many labels that took."""
     cell = {"dataset": "synthetic", "metric": metric, "backbone": "tiny", "attribution": "gradcam"}
     given = 0
-    for example in info["cells"][metric]:
-        for seeder in info["seeders"]:
+    for seeder in info["seeders"]:
+        for example in info["cells"][metric]:
             after_answer(store, store.answer(seeder, example, choice))  # as the page does after an answer
             given += 1
             if store.cell_decided(info["study_id"], cell):

@@ -223,9 +223,11 @@ def progress_panel(store: Store, name: str) -> None:
         if figures.simulated_labels:
             source += " (never counted toward the labels per example that real annotators fill)"
     state = "open to new labels" if figures.open else f"closed to new labels (`harmony studies open {name}`)"
-    st.caption(f"{source} · {figures.per_example} labels per example · {state} · verdicts by the rule of "
-               f"`harmony analyze` (so far; † Neither dominant); verdict for {settings.generalize.replace('_', ' ')} "
-               f"('for people' treats the annotators as a sample of people, 'for these annotators' does not)")
+    rule = ("verdicts by the rule of `harmony analyze` (so far; † Neither dominant)" if figures.decisions is None
+            else "verdicts by the sequential rule, as its looks recorded them")
+    st.caption(f"{source} · {figures.per_example} labels per example · {state} · {rule}; verdict for "
+               f"{settings.generalize.replace('_', ' ')} ('for people' treats the annotators as a sample of people, "
+               f"'for these annotators' does not)")
     if figures.decisions is None:
         st.caption(f"Note: {FIXED_NOTE}.")
     else:

@@ -11,13 +11,16 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..analysis.sequential import DESIGNS  # fixed: every cell gets its labels; sequential: stops once decided
 from ..defaults import config_default
 from ..errors import UserError
 
 # Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
 PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
 RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+# study.design: every cell gets its labels (fixed), or each stops once its verdict is decided (sequential).
+# (harmony_cli.analysis.sequential.DESIGNS reads the same names; importing it here would load the analysis,
+# matplotlib included, before build-dataset's cheap checks.)
+DESIGNS = ("fixed", "sequential")
 SEQUENTIAL_KEYS = ("max_labels_per_cell", "look_every")
 
 

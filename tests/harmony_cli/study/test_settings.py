@@ -45,3 +45,11 @@ def test_a_study_built_with_another_design_is_not_completed_with_this_one(sqlite
         other = StudySettings.defaults(design="sequential")
         with pytest.raises(UserError, match="study.design=fixed \\(not sequential\\)"):
             StudyRow.open(store, "s", other, other.pinned(), tmp_path / "s")
+
+
+def test_the_designs_and_the_undecided_word_are_the_rules():
+    from harmony_cli.analysis import sequential
+    from harmony_cli.store.models import UNDECIDED
+    from harmony_cli.study.settings import DESIGNS
+
+    assert DESIGNS == sequential.DESIGNS and UNDECIDED == sequential.UNDECIDED
