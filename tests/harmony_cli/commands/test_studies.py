@@ -193,3 +193,17 @@ def test_studies_open_close_and_labels_per_example(tmp_path):
     with Store.open(str(db)) as store:
         assert store.study_open("old") and not store.study_open("pilot")
         assert store.study_rules(store.study("pilot").id).labels_per_example == 2
+
+
+def test_studies_says_each_studys_design(sqlite_url):
+    with Store.open(sqlite_url) as store:
+        for name, config in (("fixed-one", {"design": "fixed"}), ("older", {}),
+                             ("seq", {"design": "sequential", "sequential": {"look_every": 5,
+                                                                              "max_labels_per_cell": None}})):
+            study = store.get_or_create_study(name, config=config)
+            store.add_examples(study.id, [dict(dataset="d", metric="rma", backbone="b", attribution="a",
+                                               source_key="0", class_name="c")])
+    result = CliRunner().invoke(app, ["studies", "--json", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert {r["study"]: r["design"] for r in json.loads(result.output)} == {
+        "fixed-one": "fixed", "older": "fixed", "seq": "sequential"}
