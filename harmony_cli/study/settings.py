@@ -108,6 +108,10 @@ class StudySettings:
                 raise BuildError(f"study.{key}={getattr(self, key)} must be at least 1")
         self.render  # checks colormap, resample, image_size, image_weight
         check_design(self.design, self.sequential)
+        planned, maximum = self.examples_per_cell * self.labels_per_example, self.sequential.get("max_labels_per_cell")
+        if self.design == "sequential" and maximum is not None and maximum > planned:
+            raise BuildError(f"study.sequential.max_labels_per_cell={maximum} is more than a cell can get "
+                             f"(examples_per_cell x labels_per_example = {planned}): give at most {planned}, or null")
 
     @property
     def render(self) -> RenderSettings:

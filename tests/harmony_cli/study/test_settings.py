@@ -17,6 +17,9 @@ def test_the_design_composes_from_conf_and_overrides_and_is_recorded_with_the_st
     assert settings.design == "sequential"
     assert settings.pinned()["sequential"] == {"max_labels_per_cell": 40, "look_every": 5}
     assert settings.pinned()["design"] == "sequential"
+    assert StudySettings.defaults(design="sequential", examples_per_cell=20, labels_per_example=5,
+                                  sequential={"look_every": 10, "max_labels_per_cell": 100}).sequential[
+        "max_labels_per_cell"] == 100  # exactly what a cell can get
     default = StudySettings.defaults()
     assert (default.design, default.sequential) == ("fixed", {"max_labels_per_cell": None, "look_every": 10})
 
@@ -27,6 +30,9 @@ def test_the_design_composes_from_conf_and_overrides_and_is_recorded_with_the_st
     ({"sequential": {"look_every": 10, "max_labels_per_cell": -5}}, "study.sequential.max_labels_per_cell=-5"),
     ({"sequential": {"look_every": 2.5, "max_labels_per_cell": None}}, "look_every=2.5 must be a whole number"),
     ({"sequential": {"look_every": 10, "max_labels": 5}}, "study.sequential.max_labels is not a sequential setting"),
+    ({"design": "sequential", "examples_per_cell": 20, "labels_per_example": 5,
+      "sequential": {"look_every": 10, "max_labels_per_cell": 101}},
+     "max_labels_per_cell=101 is more than a cell can get (examples_per_cell x labels_per_example = 100)"),
 ])
 def test_an_unknown_design_or_a_non_positive_number_is_one_line(overrides, fragment):
     with pytest.raises(UserError) as error:
