@@ -153,7 +153,8 @@ def decide_with_seeders(store: Store, info: dict, metric: str, choice: str = "fi
     given = 0
     for seeder in info["seeders"]:
         for example in info["cells"][metric]:
-            after_answer(store, store.answer(seeder, example, choice))  # as the page does after an answer
+            # as the page does: an answer of a logged-in session (version 0), then the cell's due looks
+            after_answer(store, store.answer(seeder, example, choice, session_version=0))
             given += 1
             if store.cell_decided(info["study_id"], cell):
                 return given

@@ -62,11 +62,6 @@ _RULES = (select(Study.config, Study.source, _assigned.label("assigned"),
                  *[getattr(Example, f) for f in CELL_FIELDS], _simulated.label("simulated"))
           .select_from(Example).join(Study, Study.id == Example.study_id)
           .where(Example.id == bindparam("example_id")))
-# What a script's answer (no page session) needs to know for a sequential study's look.
-_STUDY_OF = (select(Study.config, Study.source, Example.study_id, *[getattr(Example, f) for f in CELL_FIELDS],
-                    _simulated.label("simulated"))
-             .select_from(Example).join(Study, Study.id == Example.study_id)
-             .where(Example.id == bindparam("example_id")))
 _PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
                                        Label.example_id == bindparam("example_id"))
 _AUDIT = insert(LabelAudit).values(
@@ -89,9 +84,10 @@ class LabelsMixin:
         study's rules (:meth:`_check_rules`), else raises CellClosed or ExampleFull. Either way
         nothing is stored. Answers without a session (scripts, tests) skip both checks.
 
-        Returns the cell when the answer is a new real label in a sequential study (else None): the caller
-        then does the cell's due looks (harmony_cli.analysis.looks.after_answer), after this transaction, so
-        that a look never holds the write lock while it computes.
+        A page answer returns the cell when it is a new real label in a sequential study (else None): the
+        page then does the cell's due looks (harmony_cli.analysis.looks.after_answer), after this transaction,
+        so that a look never holds the write lock while it computes. Answers without a session return None (a
+        script runs the looks with harmony_cli.analysis.looks.run_due_looks_of_examples).
         """
         if choice not in CHOICES:
             raise StoreError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
@@ -124,14 +120,8 @@ class LabelsMixin:
         except IntegrityError as exc:
             raise StoreError(f"cannot store the answer: no annotator {annotator_id} or no example {example_id} "
                              f"in this store") from exc
-        return None if previous is not None else self._look_cell(example, params)  # (a changed answer: none)
-
-    def _look_cell(self, example, params: dict) -> LookCell | None:
-        """The cell of a new label when it is a real label in a sequential study (``example``: the answer's
-        rules row, or None to read it)."""
-        if example is None:
-            with self.engine.connect() as conn:
-                example = conn.execute(_STUDY_OF, params).first()
+        if previous is not None or example is None:  # a changed answer, or no page session: no look here
+            return None
         if example.simulated or not study_rules(example.config, example.source).sequential:
             return None
         return LookCell(example.study_id, {f: getattr(example, f) for f in CELL_FIELDS}, example.config or {},

@@ -219,5 +219,5 @@ def test_simulated_labels_never_look_and_labels_stored_without_looks_are_caught_
                       for e in ids["focus"][:4] for p in ids["people"][:3]])  # 12 real labels: looks 1 and 2 due
     run_due_looks_of_examples(store, ids["focus"] + ids["rma"])
     assert states(store, ids["study_id"]) == {"focus": first_decision(store, ids["study_id"], ids["focus"])}
-    assert store.answer(ids["people"][0], ids["focus"][0], "neither") is None  # a changed answer: no look due
+    assert store.answer(ids["people"][0], ids["focus"][0], "neither", session_version=0) is None  # a change: no look
     store.close()
