@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, select
 
 from harmony_cli.store import Annotator, AnswerRefused, Example, Store
 from harmony_cli.store.models import SequentialCell
-from webui.session import BUTTONS, SECRET_NAME, example_screen, open_cell, submit_answer
+from webui.session import BUTTONS, SECRET_NAME, example_screen, looks_done, open_cell, submit_answer
 
 P95_TARGET_S = 0.050
 CELL_SIZE = 500
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 part = run_load(store, secret, study_ids[name], cells, annotator_ids, seconds / ROUNDS / 2)
                 total["latencies"] += part["latencies"]
                 total["refused"] += part["refused"]
+        looks_done(timeout=120)  # the page server's look thread catches up before the store goes
         with store.read() as session:
             looks = session.scalar(select(func.coalesce(func.sum(SequentialCell.look), 0)))
             decided = session.scalar(select(func.count(SequentialCell.id)).where(SequentialCell.verdict != "undecided"))
