@@ -14,6 +14,7 @@ from typing import Iterator
 
 from PIL import Image
 
+from harmony_cli.analysis.looks import after_answer
 from harmony_cli.store import Store
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
@@ -113,3 +114,48 @@ def seed_dashboard_study(url: str, image_dir: Path) -> dict:
         for who, cell, index, choice, left, ms in DASHBOARD_SEED:
             store.answer(info[who], info["cells"][cell][index], choice, left_map=left, response_ms=ms)
     return info
+
+
+SEQUENTIAL_DESIGN = {"design": "sequential", "sequential": {"look_every": 5, "max_labels_per_cell": 40}}
+
+
+def make_sequential_study(db_url: str, image_dir: Path, examples: int = 12, seeders: int = 6) -> dict:
+    """A sequential study "webui-sequential" (a look every 5 labels, at most 40 per cell) of two cells (rma,
+    focus) of ``examples`` examples, 8 labels per example; ana (who annotates in the test), ``seeders`` accounts
+    s0, s1, ... whose labels the test writes through the store, all assigned; and an admin ``root``.
+
+    Returns {"study_id", "ana", "root", "seeders": [ids], "cells": {metric: [example ids in order]}}.
+    """
+    with Store.open(db_url) as store:
+        study = store.get_or_create_study("webui-sequential", image_dir=str(image_dir),
+                                          config={"labels_per_example": 8, "instructions_first": False,
+                                                  **SEQUENTIAL_DESIGN})
+        cells = {}
+        for metric in ("rma", "focus"):
+            cell = {"dataset": "synthetic", "metric": metric, "backbone": "tiny", "attribution": "gradcam"}
+            cells[metric] = store.add_examples(study.id, [dict(
+                cell, source_key=f"{metric}{i}", position=i, class_name=f"{metric}-shape-{i}",
+                image_path=_png(image_dir / f"{metric}{i}_image.png", (40 + 10 * i, 200, 40)),
+                original_map_path=_png(image_dir / f"{metric}{i}_original.png", RED),
+                finetuned_map_path=_png(image_dir / f"{metric}{i}_learn.png", BLUE)) for i in range(examples)])
+        people = {name: store.add_annotator(name, PASSWORD).id for name in ("ana", *(f"s{i}" for i in range(seeders)))}
+        for name in people:
+            store.assign(name, study.name)
+        root = store.add_annotator("root", PASSWORD, admin=True).id
+    return {"study_id": study.id, "ana": people["ana"], "root": root, "cells": cells,
+            "seeders": [people[f"s{i}"] for i in range(seeders)]}
+
+
+def decide_with_seeders(store: Store, info: dict, metric: str, choice: str = "finetuned") -> int:
+    """The seeders answer the cell's examples, each seeder all of them in turn, all with ``choice``, until a look
+    decides the cell (the looks run as after a page answer); how many labels that took."""
+    cell = {"dataset": "synthetic", "metric": metric, "backbone": "tiny", "attribution": "gradcam"}
+    given = 0
+    for seeder in info["seeders"]:
+        for example in info["cells"][metric]:
+            # as the page does: an answer of a logged-in session (version 0), then the cell's due looks
+            after_answer(store, store.answer(seeder, example, choice, session_version=0))
+            given += 1
+            if store.cell_decided(info["study_id"], cell):
+                return given
+    raise AssertionError(f"{given} labels of one choice did not decide the {metric} cell")

@@ -37,6 +37,7 @@ PAGE_CSS = (
 )
 SESSION_ENDED = ("Your session has ended (it expired, you logged out in another tab, or an admin changed your "
                  "account): log in again.")
+DECIDED = "This cell is decided: its labels answer the study's question, so it needs no more. Thank you!"
 SESSION_KEYS = ("annotator_id", "annotator_name", "session_version", "page_token", "cursor", "display")
 
 
@@ -155,6 +156,8 @@ def cell_status(row: dict) -> str:
     """A cell's progress toward its labels, and what it still wants from this annotator."""
     status = (f"{row['labels']} / {row['needed']} labels ({row['labels_per_example']} per example) · "
               f"you answered {row['done']} of {row['examples']}")
+    if row["decided"]:  # (its verdict is not shown to annotators)
+        return status + " · decided: needs no more labels"
     if row["complete"]:
         return status + " · complete"
     if row["available"] == 0:
@@ -190,6 +193,8 @@ def end_screen(store: Store, url: str, done: int, total: int) -> None:
                    "Your answers so far are kept.")
     elif done >= total:
         st.success(f"Done: you answered all {total} examples of this cell. Thank you!")
+    elif store.cell_decided(cursor.study_id, cursor.cell):
+        st.success(DECIDED)
     elif store.next_to_label(annotator_id, cursor.study_id, cursor.cell, cursor.quota) is None:
         st.success(f"This cell needs nothing more from you: every example you have not answered has its "
                    f"{cursor.quota} labels from other annotators. Thank you!")

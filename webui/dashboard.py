@@ -19,6 +19,7 @@ import streamlit as st
 from hydra.utils import instantiate
 
 from harmony_cli.analysis import AnalysisSettings, select_label_source
+from harmony_cli.analysis.decisions import FIXED_NOTE, decision_text, recorded_decisions
 from harmony_cli.analysis.progress import annotator_progress, left_choice, open_examples, study_overview
 from harmony_cli.analysis.study import analyze_study_labels, pick_study, study_directions
 from harmony_cli.cells import CELL_FIELDS, cell_text
@@ -49,6 +50,7 @@ class StudyFigures:
     notes: list[str] = field(default_factory=list)
     real_labels: int = 0      # all the study's labels, shown apart: only real ones count toward the quota
     simulated_labels: int = 0
+    decisions: list[dict] | None = None  # a sequential study's recorded decision per cell (None: fixed design)
 
 
 def study_figures(store: Store, name: str, settings,
@@ -72,7 +74,8 @@ def study_figures(store: Store, name: str, settings,
         labels = chosen
     rows = study_overview(labels, cells, rules.labels_per_example, report, settings.confidence)
     return StudyFigures(name, rules.labels_per_example, rules.open, store.assignments(name), source, labels, rows,
-                        notes, real_labels=real, simulated_labels=simulated)
+                        notes, real_labels=real, simulated_labels=simulated,
+                        decisions=recorded_decisions(store, study, rows))
 
 
 def _number(value, digits: int = 2) -> str:
@@ -92,7 +95,16 @@ def cell_names(figures: StudyFigures) -> list[str]:
 
 
 def cells_table(figures: StudyFigures) -> pd.DataFrame:
-    """One line per cell, as shown."""
+    """One line per cell, as shown. A sequential study's verdict is the decision its looks recorded (the one
+    that holds however often it is looked at); a fixed study's is the rule's on the labels so far."""
+    table = _fixed_cells_table(figures)
+    if figures.decisions is not None:
+        table["verdict"] = [decision_text(d) for d in figures.decisions]
+        table = table.drop(columns="for these annotators", errors="ignore")
+    return table
+
+
+def _fixed_cells_table(figures: StudyFigures) -> pd.DataFrame:
     return pd.DataFrame([{
         "cell": name, "examples": c["examples"], "labels": c["labels"],
         "progress": f"{c['counted']} / {c['needed']} ({c['progress']:.0%})",
@@ -211,9 +223,16 @@ def progress_panel(store: Store, name: str) -> None:
         if figures.simulated_labels:
             source += " (never counted toward the labels per example that real annotators fill)"
     state = "open to new labels" if figures.open else f"closed to new labels (`harmony studies open {name}`)"
-    st.caption(f"{source} · {figures.per_example} labels per example · {state} · verdicts by the rule of "
-               f"`harmony analyze` (so far; † Neither dominant); verdict for {settings.generalize.replace('_', ' ')} "
-               f"('for people' treats the annotators as a sample of people, 'for these annotators' does not)")
+    rule = ("verdicts by the rule of `harmony analyze` (so far; † Neither dominant)" if figures.decisions is None
+            else "verdicts by the sequential rule, as its looks recorded them")
+    st.caption(f"{source} · {figures.per_example} labels per example · {state} · {rule}; verdict for "
+               f"{settings.generalize.replace('_', ' ')} ('for people' treats the annotators as a sample of people, "
+               f"'for these annotators' does not)")
+    if figures.decisions is None:
+        st.caption(f"Note: {FIXED_NOTE}.")
+    else:
+        st.caption("Sequential design: each verdict is the one a look recorded when it decided the cell (the cell "
+                   "then takes no more labels), or the look the cell has reached.")
     st.table(cells_table(figures), hide_index=True)
     bias = left_choice(figures.labels, settings.confidence) if len(figures.labels) else None
     if bias and bias["decisive"]:

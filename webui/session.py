@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harmony_cli.analysis.looks import after_answer
 from harmony_cli.cells import CELL_FIELDS
 from harmony_cli.store import SIDES, AnswerRefused, CellClosed, Store
 
+log = logging.getLogger("harmony.webui")
 BUTTONS = ("A", "neither", "B")  # left map, "Neither", right map
+# A sequential study's looks run here, one at a time per page server, off the annotator's answer: a look
+# reads the cell's labels and runs the rule, and the answer should not wait for it (harmony_cli.analysis.looks).
+_LOOKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-looks")
 SECRET_NAME = "page-side-order"
 BUTTON_NAMES = {"A": "Map A", "neither": "Neither", "B": "Map B"}
 
@@ -81,6 +88,26 @@ def resolve_image(image_dir: str | None, relative: str | None) -> Path | None:
     if not path.is_relative_to(base) or not path.is_file():
         return None
     return path
+
+
+def run_looks_later(store: Store, cell) -> Future | None:
+    """The due looks of the cell ``Store.answer`` returned (None: nothing to do), on the page server's look
+    thread. A look that fails is logged and done at the cell's next answer (looks compare look numbers)."""
+    if cell is None:
+        return None
+    future = _LOOKS.submit(after_answer, store, cell)
+    future.add_done_callback(_log_failed_look)
+    return future
+
+
+def _log_failed_look(future: Future) -> None:
+    if future.exception() is not None:
+        log.error("a sequential look failed (it runs again at the cell's next answer): %s", future.exception())
+
+
+def looks_done(timeout: float = 30) -> None:
+    """Wait until the looks submitted so far are done (the look thread takes them in order)."""
+    _LOOKS.submit(lambda: None).result(timeout)
 
 
 def new_token() -> str:
@@ -177,7 +204,9 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
     browser had not drawn the move yet, or a second press of a double click) is refused, never
     re-targeted to the example now shown. Each display takes one answer. ``session_version``:
     the account's version at login (the store refuses the answer if it changed since, or if the
-    study's rules refuse it: see Store.answer). One upsert per answer, so repeats never duplicate.
+    study's rules refuse it: see Store.answer). One upsert per answer, so repeats never duplicate. In a
+    sequential study the answer then queues its cell's due looks (:func:`run_looks_later`): an answer that
+    reaches the cell meanwhile is still taken, and the decision uses only the labels of its look.
     An answer the study's rules refuse (AnswerRefused) moves the cursor on too (to the end screen
     when the cell is closed to the annotator) and is raised for the page to say why.
     """
@@ -190,14 +219,15 @@ def submit_answer(store: Store, secret: str, annotator_id: int, cursor: CellCurs
     response_ms = int(round((now - cursor.shown_at) * 1000))
     left = left_map(secret, annotator_id, shown)
     try:
-        store.answer(annotator_id, shown, choice_for(button, left), left_map=left, response_ms=response_ms,
-                     source="page", session_version=session_version)
+        new_label = store.answer(annotator_id, shown, choice_for(button, left), left_map=left,
+                                 response_ms=response_ms, source="page", session_version=session_version)
     except CellClosed:
         cursor.show(None, now)
         raise
     except AnswerRefused:
         move_on(store, annotator_id, cursor, shown, now)
         raise
+    run_looks_later(store, new_label)  # a sequential study's due looks: the cell may be decided soon after
     move_on(store, annotator_id, cursor, shown, now)
     return True
 

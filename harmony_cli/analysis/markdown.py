@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ..cells import REPORT_ORDER, REPORT_SEPARATOR, cell_text
+from .decisions import decision_text
 from .verdict import VERDICTS, inference_label, verdict_tally
 
 VERDICT_MEANING = {
@@ -111,6 +112,20 @@ def cells_section(report: dict, several: bool) -> list[str]:
     return ["## Cells", "", *table(header, rows), ""]
 
 
+def sequential_section(report: dict, several: bool) -> list[str]:
+    """A sequential study's recorded decisions: per cell, the verdict of the look that stopped it and its labels."""
+    if "design" not in report or report["design"]["design"] != "sequential":
+        return []
+    design = report["design"]["sequential"]
+    lines = ["## Sequential decisions", "", f"The study's design is sequential (a look every {design['look_every']} "
+             f"labels, at most {design['max_labels_per_cell'] or 'examples x labels per example'} per cell): a cell "
+             "stops taking labels at the look that decides it, and that verdict, recorded when it was made, is "
+             "the cell's; the verdicts above use all its labels.", ""]
+    rows = [[cell_text(c, several, REPORT_SEPARATOR), c["n_labels"], f"**{decision_text(c['sequential'])}**"]
+            for c in report["cells"]]
+    return lines + table(["cell", "labels", "recorded decision"], rows) + [""]
+
+
 def regression_section(report: dict, several: bool) -> list[str]:
     lines = ["## Does a bigger metric gain look better?", ""]
     regressions = [c for c in report["cells"] if c.get("gain_regression")]
@@ -211,6 +226,7 @@ def markdown(report: dict) -> str:
     """The report as Markdown: rule and settings, verdicts, cells, gain regression, roll-ups, annotators, notes."""
     several = len({c["dataset"] for c in report["cells"]}) > 1
     lines = header_section(report) + verdict_section(report) + cells_section(report, several)
+    lines += sequential_section(report, several)
     lines += ["Verdict details:", ""] + [
         f"- {cell_text(c, several, REPORT_SEPARATOR)}: " + "; ".join(
             f"{inference_label(n, report['n_annotators'])} **{i['verdict']}**: {i['verdict_detail']}"

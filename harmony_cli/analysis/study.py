@@ -13,6 +13,7 @@ from ..errors import UserError
 from ..store import study_rules
 from ..store.db import shown_url
 from .completeness import note_incomplete
+from .decisions import add_decisions
 from .encoding import select_label_source
 from .pipeline import analyze_labels
 from .settings import AnalysisSettings
@@ -82,6 +83,7 @@ def study_report(store, study_name: str | None = None, settings: AnalysisSetting
     analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings.defaults(), study_directions(study),
                                     # each excluded annotator's labels are missing from every example they labelled
                                     max(study_rules(study.config, study.source).labels_per_example - len(exclude), 1))
-    return {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
-            "labels_left_out": int(len(labels) - len(chosen)), "excluded_annotators": list(exclude), **analysis}
+    report = {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
+              "labels_left_out": int(len(labels) - len(chosen)), "excluded_annotators": list(exclude), **analysis}
+    return add_decisions(report, store, study, cells.to_dict("records"))  # a sequential study's recorded decisions

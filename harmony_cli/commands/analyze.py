@@ -44,6 +44,7 @@ def report_table(report: dict):
     """The cells of a report as a rich Table (one line per cell, every figure in full)."""
     from rich.table import Table
 
+    from ..analysis.decisions import decision_text
     from ..analysis.verdict import inference_label
 
     several = len({c["dataset"] for c in report["cells"]}) > 1
@@ -60,6 +61,8 @@ def report_table(report: dict):
                   f"†: Neither dominant; faint: imperceptible with a significant direction", caption_justify="left")
     table.add_column("cell", no_wrap=True)
     verdict_columns = [inference_label(n, report["n_annotators"]) for n in (chosen, other)]
+    if "design" in report and report["design"]["design"] == "sequential":  # the decision each cell stopped at
+        verdict_columns.append("sequential decision")
     for name in ("labels", "o/n/f %", "d %", "Δ %", "Δ other", "p", "p lab", "κ", "α", *verdict_columns):
         table.add_column(name, justify="left" if name in verdict_columns else "right", no_wrap=True)
     for c in report["cells"]:
@@ -73,7 +76,8 @@ def report_table(report: dict):
             _p(c["direction_test"]["p_value_holm"]), _p(c["secondary_label_level_binomial"]["p_value_holm"]),
             "–" if c["fleiss_kappa"] is None else f"{c['fleiss_kappa']:.3f}",
             "–" if c["krippendorff_alpha"] is None else f"{c['krippendorff_alpha']:.3f}",
-            *(_verdict_cell(c, n) for n in (chosen, other)))
+            *(_verdict_cell(c, n) for n in (chosen, other)),
+            *([decision_text(c["sequential"])] if "sequential" in c else []))
     return table
 
 

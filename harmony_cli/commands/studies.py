@@ -11,8 +11,11 @@ from typing import Optional
 
 import typer
 
-from ..store.studies import CELL_ROW_KEYS as STUDY_KEYS, COUNT_KEYS
+from ..store.studies import CELL_ROW_KEYS, COUNT_KEYS
 from .options import DbOption
+
+# A row of `harmony studies`: the study, its design (fixed | sequential), the cell, its counts.
+STUDY_KEYS = (CELL_ROW_KEYS[0], "design", *CELL_ROW_KEYS[1:])
 
 
 class Format(str, Enum):
@@ -68,14 +71,16 @@ def studies(
     fmt: Format = typer.Option(Format.table, "--format", help="table (rich), markdown, csv or json."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
-    """List studies by cell: examples, labels, and annotators with at least one label."""
-    from ..store import Store
+    """List studies by cell: the study's design (fixed, or sequential: cells stop once decided), examples,
+    labels, and annotators with at least one label."""
+    from ..store import Store, study_rules
 
     if ctx.invoked_subcommand is not None:
         return
     store = Store.open(db, create=False)
     try:
-        rows = [{k: row[k] for k in STUDY_KEYS} for row in store.cells()]
+        designs = {s.name: study_rules(s.config, s.source).design for s in store.studies()}
+        rows = [{k: designs[row["study"]] if k == "design" else row[k] for k in STUDY_KEYS} for row in store.cells()]
     finally:
         store.close()
     fmt = Format.json if as_json else fmt

@@ -5,7 +5,8 @@
 - accounts.py: annotators, passwords, session versions, login throttling;
 - sessions.py: logins on the annotation page (revoked at logout, with a server-side lifetime);
 - page.py: one annotator's view of a study (the annotation page's queries);
-- assignments.py: which studies and cells are open to whom, and a study's page rules.
+- assignments.py: which studies and cells are open to whom, and a study's page rules;
+- sequential_cells.py: early stopping of a sequential study's cells (their looks and decisions).
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from .base import StoreBase
 from .db import StoreError
 from .labels import AnswerRefused, CellClosed, ExampleFull, LabelsMixin, SessionEnded
 from .page import PageMixin
+from .sequential_cells import SequentialMixin
 from .sessions import PageSessionsMixin
 from .studies import StudiesMixin
 
 
 class Store(StudiesMixin, LabelsMixin, AccountsMixin, PageSessionsMixin, AssignmentsMixin, PageMixin,
-            StoreBase):
+            SequentialMixin, StoreBase):
     """A study store at a database URL (``--db``, ``HARMONY_DB_URL`` or the default SQLite file)."""
 
 

@@ -14,22 +14,30 @@ from .models import ANY, Annotator, Assignment, Example, Study
 
 @dataclass(frozen=True)
 class StudyRules:
-    """What the page may do in a study: take new labels at all (``open``), and how many per example."""
+    """What the page may do in a study: take new labels at all (``open``), how many per example, and whether
+    its cells stop once decided (``design`` sequential: see sequential_cells.py)."""
 
     open: bool
     labels_per_example: int
+    design: str = "fixed"
+
+    @property
+    def sequential(self) -> bool:
+        return self.design == "sequential"
 
 
 def study_rules(config: dict | None, source: str | None) -> StudyRules:
     """A study's rules from its settings.
 
     ``open`` missing: open for studies harmony built, closed for imported (``legacy``) ones, whose
-    labels are a finished study's. ``labels_per_example`` missing: conf/study's default.
+    labels are a finished study's. ``labels_per_example`` missing: conf/study's default. ``design``
+    missing (a study built before designs, an imported one): fixed.
     """
     config = config or {}
     return StudyRules(open=bool(config.get("open", source != "legacy")),
                       labels_per_example=int(config.get("labels_per_example")
-                                             or config_default("study.labels_per_example")))
+                                             or config_default("study.labels_per_example")),
+                      design=str(config.get("design") or "fixed"))
 
 
 def matches(assignment: dict, cell: dict) -> bool:

@@ -20,7 +20,7 @@ from .diagnose import StoreError, damaged, open_failure, remove_new_side_files, 
 from .models import APP_NAME, SCHEMA_VERSION, Base, LoginGuard, Meta
 
 # Older schema versions this harmony upgrades in place when it opens them.
-UPGRADABLE = {1, 2, 3}
+UPGRADABLE = {1, 2, 3, 4}
 # Tables that mark a database of the original HARMONY Django app.
 LEGACY_TABLE = "relevavance_example"
 
@@ -240,7 +240,7 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
 def _upgrade(engine: Engine) -> None:
     """An older version to this one, in one transaction: 1 -> 2 adds account session versions and
     the login guard table, 2 -> 3 the assignment table, 3 -> 4 the page session table and a login guard
-    kept per name and client (new tables: ``create_all`` makes them). The old guard table is dropped
+    kept per name and client, 4 -> 5 the sequential cell table (new tables: ``create_all`` makes them). The old guard table is dropped
     (its counts and locks are forgotten), and so is the login-token secret of version 3, which tokens
     do not use."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:

@@ -12,6 +12,7 @@ from .assignments import study_rules
 from .db import StoreError
 from .label_counts import real_label_count
 from .models import ANY, Annotator, Assignment, Example, Label, LabelAudit, Study, utcnow
+from .sequential_cells import STATE, LookCell, is_decided
 
 
 class SessionEnded(StoreError):
@@ -53,10 +54,12 @@ _LOCK_EXAMPLE = select(Example.id).where(Example.id == bindparam("example_id")).
 _assigned = select(Assignment.id).where(
     Assignment.annotator_id == bindparam("annotator_id"), Assignment.study_id == Example.study_id,
     *[getattr(Assignment, f).in_([ANY, getattr(Example, f)]) for f in CELL_FIELDS]).exists()
+_simulated = select(Annotator.simulated).where(Annotator.id == bindparam("annotator_id")).scalar_subquery()
 _RULES = (select(Study.config, Study.source, _assigned.label("assigned"),
                  select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
                                             Label.example_id == Example.id).scalar_subquery().label("previous"),
-                 real_label_count(Example.id).label("labels"))
+                 real_label_count(Example.id).label("labels"), Example.study_id,
+                 *[getattr(Example, f) for f in CELL_FIELDS], _simulated.label("simulated"))
           .select_from(Example).join(Study, Study.id == Example.study_id)
           .where(Example.id == bindparam("example_id")))
 _PREVIOUS = select(Label.choice).where(Label.annotator_id == bindparam("annotator_id"),
@@ -71,7 +74,8 @@ class LabelsMixin:
     """Part of :class:`harmony_cli.store.Store` (needs ``read``/``write`` from StoreBase)."""
 
     def answer(self, annotator_id: int, example_id: int, choice: str, left_map: str | None = None,
-               response_ms: int | None = None, source: str = "page", session_version: int | None = None) -> None:
+               response_ms: int | None = None, source: str = "page",
+               session_version: int | None = None) -> LookCell | None:
         """Store an annotator's answer: one upsert of the (annotator, example) label plus its audit row.
 
         With ``session_version`` (the account's version when the page session logged in: a page
@@ -79,6 +83,11 @@ class LabelsMixin:
         unchanged (a deactivation or password change bumps it), else raises SessionEnded; then the
         study's rules (:meth:`_check_rules`), else raises CellClosed or ExampleFull. Either way
         nothing is stored. Answers without a session (scripts, tests) skip both checks.
+
+        A page answer returns the cell when it is a new real label in a sequential study (else None): the
+        page then does the cell's due looks (harmony_cli.analysis.looks.after_answer), after this transaction,
+        so that a look never holds the write lock while it computes. Answers without a session return None (a
+        script runs the looks with harmony_cli.analysis.looks.run_due_looks_of_examples).
         """
         if choice not in CHOICES:
             raise StoreError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
@@ -97,8 +106,9 @@ class LabelsMixin:
                     if row is None or not row.active or row.session_version != session_version:
                         raise SessionEnded("your session has ended (the account was deactivated or its password "
                                            "changed): log in again")
+                example = None
                 if session_version is not None:
-                    previous = self._check_rules(conn, params)  # locks the example (PostgreSQL)
+                    previous, example = self._check_rules(conn, params)  # locks the example (PostgreSQL)
                 else:
                     if self.dialect == "postgresql":
                         # Serialize answers to the same pair so each audit row's previous_choice is exact
@@ -110,12 +120,18 @@ class LabelsMixin:
         except IntegrityError as exc:
             raise StoreError(f"cannot store the answer: no annotator {annotator_id} or no example {example_id} "
                              f"in this store") from exc
+        if previous is not None or example is None:  # a changed answer, or no page session: no look here
+            return None
+        if example.simulated or not study_rules(example.config, example.source).sequential:
+            return None
+        return LookCell(example.study_id, {f: getattr(example, f) for f in CELL_FIELDS}, example.config or {},
+                        example.source)
 
-    def _check_rules(self, conn, params: dict) -> str | None:
+    def _check_rules(self, conn, params: dict) -> tuple[str | None, object]:
         """A page answer's study rules, inside its transaction: the study is open, the example's cell is
         assigned to the annotator, and a new label does not take the example past ``labels_per_example``
-        (a change of the annotator's own label always may; simulated labels never count toward it). Returns
-        the annotator's previous choice."""
+        (a change of the annotator's own label always may; simulated labels never count toward it), nor
+        into a decided cell of a sequential study. Returns the annotator's previous choice and the rules' row."""
         if self.dialect == "postgresql":
             conn.execute(_LOCK_EXAMPLE, params)
         example = conn.execute(_RULES, params).first()
@@ -127,10 +143,16 @@ class LabelsMixin:
         if not example.assigned:
             raise CellClosed("this cell is not assigned to you (any more)")
         previous = example.previous
+        if previous is None and rules.sequential:
+            state = conn.execute(STATE, {"study_id": example.study_id,
+                                         **{f: getattr(example, f) for f in CELL_FIELDS}}).first()
+            if state is not None and is_decided(state.verdict):
+                raise CellClosed(f"this cell is decided ({state.verdict} at {state.labels} labels): it takes no "
+                                 f"more labels")
         if previous is None and example.labels >= rules.labels_per_example:
             raise ExampleFull(f"this example has its {rules.labels_per_example} labels from other annotators "
                               f"already")
-        return previous
+        return previous, example
 
     def add_labels(self, rows: list[dict], source: str = "import", session: Session | None = None) -> dict:
         """Insert many labels at once, each with its audit row; existing labels are left as they are.

@@ -16,12 +16,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from ..cells import CELL_FIELDS
 
 # The store's schema version, recorded in harmony_meta; a database of another version is refused
-# (versions 1 to 3, without account sessions/login guards, assignments or page sessions, are upgraded in
-# place: see db.py).
-SCHEMA_VERSION = 4
+# (versions 1 to 4, without account sessions/login guards, assignments, page sessions or sequential cells, are
+# upgraded in place: see db.py).
+SCHEMA_VERSION = 5
 APP_NAME = "harmony"
 # An assignment's cell field that holds this matches every value (a whole-study assignment has all four).
 ANY = ""
+# A sequential cell's verdict while no look has decided it (harmony_cli.analysis.sequential.UNDECIDED).
+UNDECIDED = "undecided"
 
 
 def utcnow() -> datetime:
@@ -170,3 +172,23 @@ class LabelAudit(Base):
     response_ms: Mapped[Optional[int]] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(32), default="page")  # page | import | simulation | cli
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SequentialCell(Base):
+    """A cell of a sequential study (``study.design: sequential``): its last look and, once a look decides
+    it, the verdict and the real labels it was made on. A decided cell takes no more labels (see
+    sequential_store.py). One row per cell, made at its first look; the guarded update of ``look`` is
+    what lets exactly one writer record each look."""
+
+    __tablename__ = "harmony_sequential_cell"
+    __table_args__ = (UniqueConstraint("study_id", *CELL_FIELDS, name="uq_sequential_cell"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("harmony_study.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    backbone: Mapped[str] = mapped_column(String(100))
+    attribution: Mapped[str] = mapped_column(String(100))
+    look: Mapped[int] = mapped_column(Integer, default=0)  # the last look done (1-based; 0: none yet)
+    verdict: Mapped[str] = mapped_column(String(32), default=UNDECIDED)
+    labels: Mapped[Optional[int]] = mapped_column(Integer)  # real labels the deciding look used
+    decided_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

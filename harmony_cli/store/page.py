@@ -8,7 +8,17 @@ from sqlalchemy import func, select
 from ..cells import CELL_FIELDS
 from . import page_queries
 from .assignments import matches, study_rules
-from .models import Assignment, Example, Label, Meta, Study
+from .models import UNDECIDED, Assignment, Example, Label, Meta, SequentialCell, Study
+from .sequential_cells import is_decided
+
+
+def _design_keys(design: str, state) -> dict:
+    """A cell's design keys for :meth:`PageMixin.annotator_cells` (``state``: its SequentialCell row or None)."""
+    if design != "sequential":
+        return dict(design=design, verdict=None, decided_labels=None, look=None, decided=False)
+    verdict = UNDECIDED if state is None else state.verdict
+    return dict(design=design, verdict=verdict, decided_labels=None if state is None else state.labels,
+                look=0 if state is None else state.look, decided=is_decided(verdict))
 
 
 class PageMixin:
@@ -20,7 +30,10 @@ class PageMixin:
         Keys: study, study_id, image_dir, dataset, metric, backbone, attribution, examples, done (the
         annotator's answers), labels_per_example, labels (real annotators': simulated labels never count
         toward the quota), needed (examples x labels_per_example), complete (every example has its labels),
-        available (examples still taking a label from this annotator: not answered by them and not yet full).
+        available (examples still taking a label from this annotator: not answered by them and not yet full),
+        design (fixed | sequential), verdict (a sequential cell's recorded verdict: undecided until a look
+        decides it; None in a fixed study), decided_labels (the labels it was decided at), look, decided
+        (takes no more labels: available 0). Undecided cells come first.
         """
         with self.read() as session:
             assigned = [row._asdict() for row in session.execute(
@@ -31,6 +44,9 @@ class PageMixin:
             rules = {s.id: study_rules(s.config, s.source) for s in found if study is None or s.name == study}
             open_ids = sorted(i for i, r in rules.items() if r.open)
             rows = session.execute(page_queries.example_progress(annotator_id, open_ids)).all() if open_ids else []
+            sequential = [i for i in open_ids if rules[i].sequential]
+            states = {(row.study_id, *(getattr(row, f) for f in CELL_FIELDS)): row for row in session.execute(
+                select(SequentialCell).where(SequentialCell.study_id.in_(sequential))).scalars()} if sequential else {}
         studies = {s.id: s for s in found}
         cells: dict[tuple, dict] = {}
         for row in rows:
@@ -40,16 +56,19 @@ class PageMixin:
             quota, s = rules[row.study_id].labels_per_example, studies[row.study_id]
             entry = cells.setdefault((row.study_id, *cell.values()), dict(
                 study=s.name, study_id=s.id, image_dir=s.image_dir, **cell, examples=0, done=0,
-                labels_per_example=quota, labels=0, needed=0, full=0, available=0))
+                labels_per_example=quota, labels=0, needed=0, full=0, available=0,
+                **_design_keys(rules[row.study_id].design, states.get((row.study_id, *cell.values())))))
             entry["examples"] += 1
             entry["done"] += row.mine
             entry["labels"] += row.labels
             entry["needed"] += quota
             entry["full"] += row.labels >= quota
             entry["available"] += not row.mine and row.labels < quota
-        result = [cells[key] for key in sorted(cells)]
+        result = [cells[key] for key in sorted(cells, key=lambda key: (cells[key]["decided"], key))]
         for entry in result:
             entry["complete"] = entry.pop("full") == entry["examples"]
+            if entry["decided"]:
+                entry["available"] = 0
         return result
 
     def cell_example_ids(self, study_id: int, cell: dict) -> list[int]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 
 from ..cells import CELL_FIELDS
 from .label_counts import REAL, real_label_count
-from .models import Annotator, Example, Label
+from .models import UNDECIDED, Annotator, Example, Label, SequentialCell
 
 _in_cell = [Example.study_id == bindparam("study_id"), *[getattr(Example, f) == bindparam(f) for f in CELL_FIELDS]]
 _unanswered = ~exists().where(Label.annotator_id == bindparam("annotator_id"), Label.example_id == Example.id)
@@ -31,12 +31,16 @@ NEXT_UNLABELED = (
 )
 
 # The example of the cell this annotator should label next: not answered by them, fewer than :quota labels,
-# least-labelled first (so that every example reaches the quota), then as NEXT_UNLABELED.
+# in a cell that is not decided (a sequential study's: sequential_cells.py), least-labelled first (so that
+# every example reaches the quota), then as NEXT_UNLABELED.
 # params: annotator_id, study_id, dataset, metric, backbone, attribution, after, quota
 _label_count = real_label_count(Example.id)  # simulated labels never fill a real annotator's quota
+_undecided = ~exists().where(SequentialCell.study_id == bindparam("study_id"),
+                             *[getattr(SequentialCell, f) == bindparam(f) for f in CELL_FIELDS],
+                             SequentialCell.verdict != UNDECIDED)
 NEXT_TO_LABEL = (
     select(Example.id)
-    .where(*_in_cell, _unanswered, _label_count < bindparam("quota"))
+    .where(*_in_cell, _unanswered, _label_count < bindparam("quota"), _undecided)
     .order_by(_label_count, case((_later, 0), else_=1), Example.position, Example.id)
     .limit(1)
 )

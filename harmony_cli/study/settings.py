@@ -17,6 +17,11 @@ from ..errors import UserError
 # Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
 PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
 RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+# study.design: every cell gets its labels (fixed), or each stops once its verdict is decided (sequential).
+# (harmony_cli.analysis.sequential.DESIGNS reads the same names; importing it here would load the analysis,
+# matplotlib included, before build-dataset's cheap checks.)
+DESIGNS = ("fixed", "sequential")
+SEQUENTIAL_KEYS = ("max_labels_per_cell", "look_every")
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class BuildError(UserError):
 # Settings a study records and a later build must repeat to complete it: another value would mix
 # two differently made studies in one.
 PINNED_SETTINGS = ("seed", "image_size", "colormap", "image_weight", "resample", "disjoint_images",
-                   "examples_per_cell", "labels_per_example")
+                   "examples_per_cell", "labels_per_example", "design", "sequential")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class StudySettings:
     disjoint_images: bool
     labels_per_example: int  # recorded in the study; the page hands out this many
     instructions: Optional[str]  # Markdown for the annotators, or a file's path (study_row records it)
+    design: str                  # fixed | sequential (recorded in the study; the store stops decided cells)
+    sequential: dict             # max_labels_per_cell (None: examples x labels_per_example), look_every
 
     @classmethod
     def defaults(cls, **overrides: Any) -> "StudySettings":
@@ -100,6 +107,11 @@ class StudySettings:
             if getattr(self, key) < 1:
                 raise BuildError(f"study.{key}={getattr(self, key)} must be at least 1")
         self.render  # checks colormap, resample, image_size, image_weight
+        check_design(self.design, self.sequential)
+        planned, maximum = self.examples_per_cell * self.labels_per_example, self.sequential.get("max_labels_per_cell")
+        if self.design == "sequential" and maximum is not None and maximum > planned:
+            raise BuildError(f"study.sequential.max_labels_per_cell={maximum} is more than a cell can get "
+                             f"(examples_per_cell x labels_per_example = {planned}): give at most {planned}, or null")
 
     @property
     def render(self) -> RenderSettings:
@@ -114,8 +126,30 @@ class StudySettings:
         return Path(self.image_dir) if self.image_dir else Path(outputs) / "study_images"
 
 
-_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a text"}
-_EXAMPLES = {"int": "50", "float": "0.5", "bool": "true", "str": "NAME"}
+def check_design(design: Any, sequential: Any) -> None:
+    """``study.design`` and ``study.sequential``: a known design, and positive whole numbers (one line if not)."""
+    if design not in DESIGNS:
+        raise BuildError(f"study.design={design!r} is unknown: choose one of {', '.join(DESIGNS)}")
+    if not isinstance(sequential, dict):
+        raise BuildError(f"study.sequential={sequential!r} is not a group: give study.sequential.look_every=10 "
+                         f"and study.sequential.max_labels_per_cell=N or null")
+    unknown = sorted(set(sequential) - set(SEQUENTIAL_KEYS))
+    if unknown:
+        raise BuildError(f"study.sequential.{unknown[0]} is not a sequential setting: choose among "
+                         f"{', '.join(SEQUENTIAL_KEYS)}")
+    for key in SEQUENTIAL_KEYS:
+        value = sequential.get(key)
+        if value is None and key == "max_labels_per_cell":
+            continue
+        whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+        if not whole or value < 1:
+            null = " (or null: examples_per_cell x labels_per_example)" if key == "max_labels_per_cell" else ""
+            raise BuildError(f"study.sequential.{key}={value!r} must be a whole number of labels, at least 1{null}")
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a text",
+          "dict": "a group of settings"}
+_EXAMPLES = {"int": "50", "float": "0.5", "bool": "true", "str": "NAME", "dict": "{look_every: 10}"}
 
 
 def _typed(key: str, value: Any, annotation: str) -> Any:
@@ -133,6 +167,8 @@ def _typed(key: str, value: Any, annotation: str) -> Any:
         return int(value)
     if kind == "float" and number:
         return float(value)
+    if kind == "dict" and isinstance(value, dict):
+        return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in value.items()}
     if kind == "str" and (number or isinstance(value, str)):
         return str(value)  # a name like 2024 arrives as a number
     hint = " or null" if optional else ""

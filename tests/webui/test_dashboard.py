@@ -16,6 +16,8 @@ from harmony_cli.store.accounts import LOCK_AFTER
 from tests.helpers import run_main
 from tests.webui.apptest import APP
 from tests.webui_study import PASSWORD, make_study, seed_dashboard_study
+from harmony_cli.analysis.decisions import FIXED_NOTE
+from harmony_cli.store.models import SequentialCell
 from webui.dashboard import REFUSED
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def test_an_admin_lands_on_the_dashboard_with_the_studys_figures(study):
     assert (cells["rma · tiny · gradcam"]["examples"], cells["rma · tiny · gradcam"]["labels"]) == (3, 4)
     assert cells["rma · tiny · gradcam"]["verdict"].endswith("(incomplete: 4 of 6 labels)")
     assert cells["focus · tiny · gradcam"]["verdict"].endswith("(incomplete: 1 of 4 labels)")
+    assert f"Note: {FIXED_NOTE}." in [c.value for c in at.caption]  # a fixed design's verdicts: not for stopping
     # decisive with a side, rma: ana r0 O|left O (left), ana r1 F|left O (right), ben r0 F|left F (left)
     assert cells["rma · tiny · gradcam"]["chose left"].startswith("67% [")
     assert cells["focus · tiny · gradcam"]["chose left"].startswith("0% [")  # ben f0 O|left F
@@ -298,3 +301,20 @@ def test_the_dashboard_shows_real_and_simulated_labels_apart(study):
     caption = at.caption[0].value
     assert "figures of the real labels · 5 real labels · 10 simulated labels (never counted toward" in caption
     assert rows(at.table[0])["rma · tiny · gradcam"]["progress"] == "4 / 6 (67%)"  # the real labels' alone
+
+
+def test_a_sequential_studys_verdicts_are_its_recorded_decisions(study):
+    store = study["store"]
+    store.update_study_config("webui-test", design="sequential",
+                              sequential={"look_every": 2, "max_labels_per_cell": 6})
+    with store.write() as session:  # what the looks recorded: rma decided at its 4 labels, focus not yet looked at
+        session.add(SequentialCell(study_id=study["study_id"], dataset="synthetic", metric="rma", backbone="tiny",
+                                   attribution="gradcam", look=2, verdict="no_preference", labels=4))
+    at = logged_in("root")
+    assert not at.exception
+    cells = rows(at.table[0])
+    assert cells["rma · tiny · gradcam"]["verdict"] == "no_preference at 4 labels (look 2 of 3)"
+    assert cells["focus · tiny · gradcam"]["verdict"] == "undecided, look 0 of 3"
+    assert "for these annotators" not in at.table[0].value.columns
+    captions = [c.value for c in at.caption]
+    assert f"Note: {FIXED_NOTE}." not in captions and any(c.startswith("Sequential design") for c in captions)

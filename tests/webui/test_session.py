@@ -15,8 +15,9 @@ from PIL import Image
 from harmony_cli.store import Store
 from tests.webui_study import BLUE, RED, _png
 from webui.presses import BAD_NUMBER, NO_ANSWER, PressLog, handle_presses
-from webui.session import (CellCursor, button_for, choice_for, example_screen, map_paths, open_cell, other_side,
-                           submit_answer)
+from harmony_cli.store import CellClosed
+from webui.session import (CellCursor, button_for, choice_for, example_screen, looks_done, map_paths, open_cell,
+                           other_side, submit_answer)
 
 SECRET = "mutation-secret"
 
@@ -213,3 +214,25 @@ def test_session_refused_answers_do_not_stop_the_presses_after_them(study):
     assert [seq for seq, _, _ in log.refused] == [1, 2, 3] and log.processed == 3
     assert all("was not stored" in message for _, _, message in log.refused)
     assert labels(store, study["ana"], ids) == {}
+
+
+def test_page_answers_do_a_sequential_cells_looks_and_a_decided_cell_takes_no_more(study):
+    store = study["store"]
+    store.update_study_config("webui-test", design="sequential", labels_per_example=2,
+                              sequential={"look_every": 2, "max_labels_per_cell": 6})
+    rma = {f: study["cell"][f] for f in ("dataset", "metric", "backbone", "attribution")}
+    dee = store.add_annotator("dee", None).id
+    store.assign("dee", "webui-test")
+    late = open_cell(store, dee, study["study_id"], rma)  # on the cell's first example before it is decided
+    for person in ("ana", "ben"):  # 3 examples each: 6 labels, the last look; 3 examples are too few to decide
+        cursor = open_cell(store, study[person], study["study_id"], rma)
+        while cursor.example_id is not None:
+            assert submit_answer(store, SECRET, study[person], cursor, "A", cursor.token, session_version=0)
+        looks_done()
+        [state] = [s for s in store.sequential_cells(study["study_id"]) if s["metric"] == "rma"]
+        assert (state["look"], state["verdict"]) == ((1, "undecided") if person == "ana" else (3, "inconclusive"))
+    assert state["labels"] == 6
+    assert open_cell(store, dee, study["study_id"], rma).example_id is None  # the decided cell offers nothing
+    with pytest.raises(CellClosed, match="decided"):
+        submit_answer(store, SECRET, dee, late, "B", late.token, session_version=0)
+    assert late.example_id is None and store.label(dee, late.example_ids[0]) is None

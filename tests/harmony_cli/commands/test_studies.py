@@ -35,13 +35,13 @@ def test_every_format_lists_the_cells_in_full(sqlite_url):
         assert result.exit_code == 0, result.output
         return result.output
 
-    expected = dict(study=LONG, dataset="synthetic", metric="rma", backbone="tiny", attribution="guided_backprop",
+    expected = dict(study=LONG, design="fixed", dataset="synthetic", metric="rma", backbone="tiny", attribution="guided_backprop",
                     examples=2, labels=1, annotators=1)
     assert json.loads(run("--format", "json")) == json.loads(run("--json")) == [expected]
     assert list(csv.DictReader(io.StringIO(run("--format", "csv")))) == [{k: str(v) for k, v in expected.items()}]
     markdown = run("--format", "markdown").splitlines()
-    assert markdown[0].startswith("| study | dataset |") and markdown[1].startswith("|---|---|")
-    assert markdown[2] == f"| {LONG} | synthetic | rma | tiny | guided_backprop | 2 | 1 | 1 |"
+    assert markdown[0].startswith("| study | design | dataset |") and markdown[1].startswith("|---|---|---|")
+    assert markdown[2] == f"| {LONG} | fixed | synthetic | rma | tiny | guided_backprop | 2 | 1 | 1 |"
     table = run()  # CliRunner's stdout is not a terminal: the table keeps whole names
     assert LONG in table and "guided_backprop" in table and "…" not in table
 
@@ -144,10 +144,11 @@ def test_studies_lists_each_cell_with_exactly_the_documented_keys(db_url):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert rows == [
-        dict(study="pilot", **cell, examples=3, labels=3, annotators=2),
-        dict(study="pilot", **dict(cell, attribution="guided_backprop"), examples=1, labels=0, annotators=0),
+        dict(study="pilot", design="fixed", **cell, examples=3, labels=3, annotators=2),
+        dict(study="pilot", design="fixed", **dict(cell, attribution="guided_backprop"), examples=1, labels=0,
+             annotators=0),
     ]
-    assert all(list(r) == ["study", "dataset", "metric", "backbone", "attribution", "examples", "labels",
+    assert all(list(r) == ["study", "design", "dataset", "metric", "backbone", "attribution", "examples", "labels",
                            "annotators"] for r in rows)
     table = runner.invoke(app, ["studies", "--db", db_url]).output
     assert "pilot" in table and "guided_backprop" in table
@@ -192,3 +193,17 @@ def test_studies_open_close_and_labels_per_example(tmp_path):
     with Store.open(str(db)) as store:
         assert store.study_open("old") and not store.study_open("pilot")
         assert store.study_rules(store.study("pilot").id).labels_per_example == 2
+
+
+def test_studies_says_each_studys_design(sqlite_url):
+    with Store.open(sqlite_url) as store:
+        for name, config in (("fixed-one", {"design": "fixed"}), ("older", {}),
+                             ("seq", {"design": "sequential", "sequential": {"look_every": 5,
+                                                                              "max_labels_per_cell": None}})):
+            study = store.get_or_create_study(name, config=config)
+            store.add_examples(study.id, [dict(dataset="d", metric="rma", backbone="b", attribution="a",
+                                               source_key="0", class_name="c")])
+    result = CliRunner().invoke(app, ["studies", "--json", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert {r["study"]: r["design"] for r in json.loads(result.output)} == {
+        "fixed-one": "fixed", "older": "fixed", "seq": "sequential"}

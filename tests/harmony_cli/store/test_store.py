@@ -256,7 +256,7 @@ def test_a_version_2_store_is_upgraded_in_place_and_keeps_its_labels(sqlite_url)
         assert "harmony_assignment" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     with Store.open(sqlite_url, create=False) as store:
         with store.read() as session:
-            assert session.get(Meta, "schema_version").value == str(SCHEMA_VERSION) == "4"
+            assert session.get(Meta, "schema_version").value == str(SCHEMA_VERSION) == "5"
             assert [(label.annotator_id, label.choice) for label in session.scalars(select(Label))] == [
                 (ana, "finetuned")]
         assert store.assign("ana", "s") == 1
