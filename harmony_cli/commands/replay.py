@@ -46,7 +46,7 @@ def replay_table(result: dict):
 
 def total_line(result: dict) -> str:
     return (f"saved {result['saved_labels']} of {result['full_labels']} labels ({result['saved_share']:.0%}); "
-            f"{result["decided_cells"]} of {len(result["cells"])} cells decided; "
+            f"{result['decided_cells']} of {len(result['cells'])} cells decided; "
             f"{result['contradicting_cells']} contradict the full-data verdict in direction")
 
 
