@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from ..errors import UserError
 from .plot import save_figure
 from .power import PowerModel, simulate_labels, study_verdicts
+from .sequential import SequentialDesign, replay
 from .settings import AnalysisSettings
 from .significance import wilson_interval
 from .verdict import VERDICTS
@@ -38,8 +39,6 @@ def sequential_stops(choice: np.ndarray, look_every: int, settings: AnalysisSett
                      rng: np.random.Generator):
     """:class:`.sequential.Stops` of each simulated study ((S, G, A) choices) replayed in the page's order under a
     design of at most G x A labels looked at every ``look_every``."""
-    from .sequential import SequentialDesign, replay
-
     S, G, A = choice.shape
     orders = [page_order(G, A, rng) for _ in range(S)]
     example = np.stack([o[0] for o in orders])  # (S, G*A)

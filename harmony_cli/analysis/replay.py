@@ -18,9 +18,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..cells import CELL_FIELDS, cell_text
+from ..defaults import config_default
 from ..errors import UserError
 from .encoding import encode_labels
 from .plot import VERDICT_COLORS, save_figure
+from .sequential import SequentialDesign, replay
 from .settings import AnalysisSettings
 from .study import analyze_study_labels, planned_labels_per_example, study_directions, study_labels
 
@@ -48,9 +50,6 @@ def replay_design(study, cells: pd.DataFrame, label_cell: np.ndarray, labels_per
     The study's recorded sequential design when it has one; else ``look_every`` (default: conf/study's
     ``sequential.look_every``) and ``max_labels`` (default: the planned examples per cell x labels per
     example; for an imported study, which records no plan, the largest cell's label count)."""
-    from ..defaults import config_default
-    from .sequential import SequentialDesign
-
     config = study.config or {}
     examples = int(config.get("examples_per_cell") or cells["examples"].max())
     recorded = SequentialDesign.from_config(config, examples, labels_per_example)
@@ -86,8 +85,6 @@ def replay_study(store, study_name: str | None, settings: AnalysisSettings | Non
     """The replay of one study of ``store`` as JSON-ready data (see :func:`replay_rows` for each cell).
 
     progress: called with (cells replayed, cells) before the first cell and after each one (None: silent)."""
-    from .sequential import replay
-
     settings = settings or AnalysisSettings.defaults()
     study, cells, _, labels, source = study_labels(store, study_name, simulated, exclude, in_given_order=True)
     per_example = planned_labels_per_example(study, exclude)

@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pandas as pd
+from sqlalchemy import select
 
 from ..errors import UserError
 from ..store import study_rules
 from ..store.db import shown_url
+from ..store.models import Annotator, Example, Label, Study
 from .completeness import note_incomplete
 from .encoding import select_label_source
 from .pipeline import analyze_labels
@@ -63,10 +65,6 @@ def exclude_annotators(labels: pd.DataFrame, names: list[str] | tuple[str, ...],
 def given_order(store, study: str, labels: pd.DataFrame) -> pd.DataFrame:
     """``labels`` (the rows of ``store.labels_frame(study)``, in label id order) with each label's ``label_id``
     and ``created_at`` (UTC), sorted in the order the labels were given: created_at, then label id."""
-    from sqlalchemy import select
-
-    from ..store.models import Annotator, Example, Label, Study
-
     query = (select(Label.id.label("label_id"), Label.created_at)  # the rows and order of labels_frame
              .join(Example, Example.id == Label.example_id).join(Study, Study.id == Example.study_id)
              .join(Annotator, Annotator.id == Label.annotator_id).where(Study.name == study).order_by(Label.id))
