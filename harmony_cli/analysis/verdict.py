@@ -26,15 +26,22 @@ VERDICTS = ("aligned", "misaligned", "no_preference", "imperceptible", "inconclu
 
 
 def verdicts(decisive_low: np.ndarray, decisive_high: np.ndarray, delta: np.ndarray, p_direction_holm: np.ndarray,
-             p_equivalence_holm: np.ndarray, n_examples: np.ndarray, settings: AnalysisSettings) -> np.ndarray:
-    """(C,) verdict names from the clustered figures (NaN p: that test is undefined and never passes)."""
+             p_equivalence_holm: np.ndarray, n_examples: np.ndarray, settings: AnalysisSettings,
+             direction_level=None, equivalence_level=None) -> np.ndarray:
+    """(C,) verdict names from the clustered figures (NaN p: that test is undefined and never passes).
+
+    direction_level, equivalence_level: the level each p is compared with, (C,) or a number (default
+    ``settings.alpha``; the sequential rule passes each look's nominal levels).
+    """
     margin = settings.perceptibility_margin
+    direction_level = settings.alpha if direction_level is None else direction_level
+    equivalence_level = settings.alpha if equivalence_level is None else equivalence_level
     with np.errstate(invalid="ignore"):
         imperceptible = decisive_high < margin
         enough = n_examples >= max(settings.min_examples, 2)
         perceptible = (decisive_low >= margin) & enough & ~imperceptible
-        directional = perceptible & (p_direction_holm < settings.alpha) & (delta != 0)
-        equivalent = perceptible & ~directional & (p_equivalence_holm < settings.alpha)
+        directional = perceptible & (p_direction_holm < direction_level) & (delta != 0)
+        equivalent = perceptible & ~directional & (p_equivalence_holm < equivalence_level)
     out = np.full(len(delta), "inconclusive", dtype=object)
     out[equivalent] = "no_preference"
     out[directional & (delta > 0)] = "aligned"
