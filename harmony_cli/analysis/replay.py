@@ -84,7 +84,8 @@ def replay_study(store, study_name: str | None, settings: AnalysisSettings | Non
                  progress: Callable[[int, int], None] | None = None) -> dict:
     """The replay of one study of ``store`` as JSON-ready data (see :func:`replay_rows` for each cell).
 
-    progress: called with (cells replayed, cells) before the first cell and after each one (None: silent)."""
+    progress: called with (looks done, looks) before the first look and after each one (None: silent); the replay
+    ends early once every cell is decided."""
     settings = settings or AnalysisSettings.defaults()
     study, cells, _, labels, source = study_labels(store, study_name, simulated, exclude, in_given_order=True)
     per_example = planned_labels_per_example(study, exclude)
@@ -94,15 +95,13 @@ def replay_study(store, study_name: str | None, settings: AnalysisSettings | Non
     data = encode_labels(labels, cells)
     design, origin = replay_design(study, cells, data.label_cell, per_example, look_every, max_labels)
     family = data.n_cells
+    tick = None
     if progress is not None:
-        progress(0, family)
-    stops = []
-    for c in range(family):  # the cells are independent given the family: one at a time shows progress
-        own = data.label_cell == c
-        stops.append(replay(np.zeros(int(own.sum()), dtype=np.int64), data.label_example[own],
-                            data.label_annotator[own], data.label_choice[own], 1, design, settings, family))
-        if progress is not None:
-            progress(c + 1, family)
+        done = iter(range(1, design.n_looks + 1))
+        progress(0, design.n_looks)
+        tick = lambda: progress(next(done), design.n_looks)  # noqa: E731 - one call per look
+    stops = replay(data.label_cell, data.label_example, data.label_annotator, data.label_choice, family, design,
+                   settings, family, progress=tick)
     rows = replay_rows(data.cells, np.bincount(data.label_cell, minlength=family), stops, full["cells"])
     return {"study": study.name, "study_source": study.source, "label_source": source, "n_labels": int(len(labels)),
             "settings": settings.to_dict(), "rule": settings.describe(), "family": family,
@@ -111,18 +110,18 @@ def replay_study(store, study_name: str | None, settings: AnalysisSettings | Non
             "excluded_annotators": list(exclude), "cells": rows, **totals(rows)}
 
 
-def replay_rows(cells: pd.DataFrame, full_labels: np.ndarray, stops: list, full_cells: list[dict]) -> list[dict]:
+def replay_rows(cells: pd.DataFrame, full_labels: np.ndarray, stops, full_cells: list[dict]) -> list[dict]:
     """One row per cell: its fields, full (labels), labels (used at the stop), look, verdict (at the stop),
     full_verdict, direction (same / opposite / differs: the sign of aligned +1 / misaligned -1 / else 0),
     same_verdict and saved (full - labels for a decided cell, else 0)."""
     verdict_of = {tuple(str(c[f]) for f in CELL_FIELDS): c["verdict"] for c in full_cells}
     rows = []
-    for c, stop in enumerate(stops):
+    for c in range(len(cells)):
         key = tuple(str(cells.iloc[c][f]) for f in CELL_FIELDS)
-        verdict, full_verdict = str(stop.verdict[0]), verdict_of[key]
-        used, total = int(stop.labels[0]), int(full_labels[c])
+        verdict, full_verdict = str(stops.verdict[c]), verdict_of[key]
+        used, total = int(stops.labels[c]), int(full_labels[c])
         at, whole = DIRECTION.get(verdict, 0), DIRECTION.get(full_verdict, 0)
-        rows.append({**dict(zip(CELL_FIELDS, key)), "full": total, "labels": used, "look": int(stop.look[0]),
+        rows.append({**dict(zip(CELL_FIELDS, key)), "full": total, "labels": used, "look": int(stops.look[c]),
                      "verdict": verdict, "full_verdict": full_verdict,
                      "direction": "same" if at == whole else ("opposite" if at * whole < 0 else "differs"),
                      "same_verdict": verdict == full_verdict,

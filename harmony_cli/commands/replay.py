@@ -89,7 +89,7 @@ def command(
         check_folder_target(out, REPLAY_FILES, "--out", force, protected)
     store = Store.open(db or cfg.db_url, create=False)
     try:
-        with _cell_progress(console) as progress:
+        with _look_progress(console) as progress:
             result = replay_study(store, study, settings, simulated, exclude_annotator or [], look_every, max_labels,
                                   progress=progress)
     finally:
@@ -108,8 +108,8 @@ def command(
     console.print(f"wrote [bold]{target}[/] ({', '.join(REPLAY_FILES)})", highlight=False)
 
 
-class _cell_progress:
-    """A progress bar of the cells replayed, as the callable ``replay_study`` reports (done, total) to."""
+class _look_progress:
+    """A progress bar of the looks replayed, as the callable ``replay_study`` reports (done, total) to."""
 
     def __init__(self, console):
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -129,5 +129,5 @@ class _cell_progress:
 
     def __call__(self, done: int, total: int) -> None:
         if self.task is None:
-            self.task = self.bar.add_task("replaying cells", total=total)
+            self.task = self.bar.add_task("replaying looks", total=total)
         self.bar.advance(self.task, done - self.bar.tasks[0].completed)
