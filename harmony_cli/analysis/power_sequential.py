@@ -121,10 +121,10 @@ def sequential_figure(rows: list[dict], verdict: str, title: str, path) -> None:
     power_ax.set_ylim(0, 1)
     power_ax.axhline(0.8, color="#444444", linewidth=0.6, linestyle=":")
     power_ax.set_ylabel(f"P({verdict})")
-    for ax in (labels_ax, power_ax):
+    for ax, corner in ((labels_ax, "upper left"), (power_ax, "lower right")):
         ax.set_xticks(x, names, rotation=45, fontsize=7)
         ax.set_xlabel("examples x annotators per cell")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc=corner)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
