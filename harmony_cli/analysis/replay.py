@@ -151,9 +151,13 @@ def replay_figure(result: dict, path) -> None:
     fig = Figure(figsize=(7.0, 0.9 + 0.26 * len(rows)))
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
-    ax.barh(y, [r["full"] for r in rows], color="#e0e0e0", height=0.75, label="all labels")
-    ax.barh(y, [r["labels"] for r in rows], height=0.45, label="used until the stop",
-            color=[VERDICT_COLORS.get(r["verdict"], "#bbbbbb") for r in rows])
+    ax.barh(y, [r["full"] for r in rows], color="#e8e8e8", height=0.75, label="all labels")
+    for verdict in dict.fromkeys(r["verdict"] for r in rows):  # one legend entry per verdict at the stop
+        mine = [i for i, r in enumerate(rows) if r["verdict"] == verdict]
+        # no decision (inconclusive, or labels ran out) hatched: the cell used every label it had
+        ax.barh(y[mine], [rows[i]["labels"] for i in mine], height=0.45, label=f"used until: {verdict}",
+                color="white" if verdict not in DECIDED else VERDICT_COLORS.get(verdict, "#888888"),
+                edgecolor="#888888", hatch=None if verdict in DECIDED else "////", linewidth=0.5)
     for yi, r in zip(y, rows):
         mark = " ≠" if r["direction"] == "opposite" else ""
         ax.text(r["full"], yi, f" {r['verdict']} → {r['full_verdict']}{mark}", va="center", fontsize=6.5)
@@ -164,6 +168,6 @@ def replay_figure(result: dict, path) -> None:
     ax.set_title(f"{result['study']}: {result['saved_labels']} of {result['full_labels']} labels saved; "
                  f"a look every {design['look_every']}, at most {design['max_labels']} (verdict at stop → full data)",
                  fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, frameon=False)
     fig.tight_layout()
     save_figure(fig, path)
