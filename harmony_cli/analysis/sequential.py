@@ -59,22 +59,29 @@ def spending_boundaries(fractions: tuple[float, ...], alpha: float) -> np.ndarra
     # Each side spends alpha / 2 by the one-sided form, as gsDesign's symmetric two-sided test (sfLDOF) does.
     spent = 2 * norm.sf(norm.isf(alpha / 4) / np.sqrt(t))
     per_side = np.diff(np.concatenate([[0.0], spent]))
-    bounds, grid, previous = [], None, None
-    for fraction, target in zip(t, per_side):
-        def crossing(c: float) -> float:
-            upper = (h1(GRID_POINTS, 0.0, fraction, c, np.inf) if grid is None
-                     else hupdate(GRID_POINTS, 0.0, fraction, c, np.inf, 0.0, previous, grid))
-            return float(upper[2].sum()) - target
-        if grid is None:  # the first look's crossing is a normal tail: exact
-            c = min(float(norm.isf(target)), NEVER_CROSSED)
-        else:
-            c = brentq(crossing, 0.0, NEVER_CROSSED, xtol=1e-10) if target > 0 and crossing(NEVER_CROSSED) < 0 \
-                else NEVER_CROSSED
+    c = min(float(norm.isf(per_side[0])), NEVER_CROSSED)   # the first look's crossing is a normal tail: exact
+    bounds, grid = [c], h1(GRID_POINTS, 0.0, t[0], -c, c)
+    for k in range(1, len(t)):
+        c = _next_boundary(grid, t[k - 1], t[k], per_side[k], 2 * spent[k - 1])
         bounds.append(c)
-        grid = (h1(GRID_POINTS, 0.0, fraction, -c, c) if grid is None
-                else hupdate(GRID_POINTS, 0.0, fraction, -c, c, 0.0, previous, grid))
-        previous = fraction
+        grid = hupdate(GRID_POINTS, 0.0, t[k], -c, c, 0.0, t[k - 1], grid)
     return np.array(bounds)
+
+
+def _next_boundary(grid, previous: float, fraction: float, target: float, crossed_before: float) -> float:
+    """The z whose upper crossing at ``fraction``, not having crossed before (``grid``: the density kept at
+    ``previous``), has probability ``target``. It lies between the normal quantiles of ``target`` (the joint
+    probability is at most the marginal tail) and of ``target + crossed_before`` (at least the marginal tail
+    less the probability of an earlier crossing), a narrow bracket."""
+    def excess(c: float) -> float:
+        return float(hupdate(GRID_POINTS, 0.0, fraction, c, np.inf, 0.0, previous, grid)[2].sum()) - target
+
+    if not target > 0 or excess(NEVER_CROSSED) >= 0:
+        return NEVER_CROSSED
+    low, high = float(norm.isf(min(target + crossed_before, 0.5))), min(float(norm.isf(target)), NEVER_CROSSED)
+    if not excess(low) >= 0 >= excess(high):       # quadrature error at the edges: the whole range
+        low, high = 0.0, NEVER_CROSSED
+    return brentq(excess, low, high, xtol=1e-10)
 
 
 @dataclass(frozen=True)

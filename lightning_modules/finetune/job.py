@@ -171,9 +171,13 @@ def _fit_and_finish(cfg, run_dir: Path, resume_missing_ok: bool) -> dict | None:
              cfg.backbone.name, trainable / 1e6)
     started = time.monotonic()
     with warnings.catch_warnings():
-        # both intended: the nets stay in eval mode; a resumed run restarts its shuffled epoch
+        # all intended: the nets stay in eval mode; a resumed run restarts its shuffled epoch; a small data set
+        # (a folder of 16 photos) has fewer batches per epoch than trainer.log_every_n_steps, and harmony logs by
+        # step across epochs, which Lightning does whatever an epoch's length
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
         warnings.filterwarnings("ignore", message=r".*dataloader is not resumable.*")
+        warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging "
+                                                  r"interval")
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return None

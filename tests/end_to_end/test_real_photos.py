@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -284,10 +285,14 @@ def test_a_random_small_timm_model_scores_under_every_metric_and_finetunes_two_s
                                             task="finetune").metric.metric)
         scores = metric.score(model, x, y, explain, masks)
         assert scores.shape == (4,) and torch.isfinite(scores).all(), name
-    code, out, err = run_main(monkeypatch, capsys, "finetune", *common, "metric=rma", f"paths.outputs={tmp_path}",
-                              "finetune.batch_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                              "trainer.enable_progress_bar=false", "finetune.plot_images=2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_main(monkeypatch, capsys, "finetune", *common, "metric=rma", f"paths.outputs={tmp_path}",
+                                  "finetune.batch_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                                  "trainer.enable_progress_bar=false", "finetune.plot_images=2")
     assert code == 0, err[-3000:]
+    # 16 photos in batches of 8 are fewer batches than trainer.log_every_n_steps: logging by step is intended
+    assert not [w for w in caught if "logging interval" in str(w.message)]
     (metrics_file,) = tmp_path.glob("finetune/*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["steps"] == 2 and metrics["backbone"] == "regnetx_002"
