@@ -10,7 +10,7 @@ from .hydra_app import exit_on_user_error
 
 from . import __version__
 from .commands import (analyze, annotators, build_dataset, catalog, data, export, finetune, import_legacy, power,
-                       serve, simulate, studies)
+                       replay, serve, simulate, studies)
 
 app = typer.Typer(
     help="harmony: does an explanation-quality metric agree with what people see?",
@@ -30,6 +30,7 @@ app.command("import-legacy")(import_legacy.command)
 app.command("analyze")(analyze.analyze)
 app.command("simulate-annotators")(simulate.command)
 app.command("power")(power.command)
+app.command("replay")(replay.command)
 app.command("export")(export.command)
 app.command("serve")(serve.serve)
 

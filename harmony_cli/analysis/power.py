@@ -143,6 +143,12 @@ def count_tables(choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def verdict_shares(choice: np.ndarray, settings: AnalysisSettings, family: int) -> dict[str, float]:
     """Share of the simulated studies ((S, G, A) choices) reaching each verdict (the rule of ``harmony analyze``,
     for the population ``settings.generalize`` names)."""
+    got = study_verdicts(choice, settings, family)
+    return {v: float(np.mean(got == v)) for v in VERDICTS}
+
+
+def study_verdicts(choice: np.ndarray, settings: AnalysisSettings, family: int) -> np.ndarray:
+    """(S,) verdict of each simulated study ((S, G, A) choices) under the fixed design: all its labels at once."""
     S, G, A = choice.shape
     by_example, by_annotator = count_tables(choice)
     study = np.repeat(np.arange(S), G)
@@ -152,9 +158,8 @@ def verdict_shares(choice: np.ndarray, settings: AnalysisSettings, family: int) 
     else:
         fig = clustered_shares(by_example, study, S, settings.confidence, settings.equivalence_margin)
     bound = lambda p: np.minimum(p * family, 1.0)  # noqa: E731 - Bonferroni bound on the Holm p
-    got = verdicts(fig.decisive_low, fig.decisive_high, fig.delta, bound(fig.p_direction), bound(fig.p_equivalence),
-                   fig.n_examples, settings)
-    return {v: float(np.mean(got == v)) for v in VERDICTS}
+    return verdicts(fig.decisive_low, fig.decisive_high, fig.delta, bound(fig.p_direction), bound(fig.p_equivalence),
+                    fig.n_examples, settings)
 
 
 def power_grid(model: PowerModel, examples: list[int], annotators: list[int], simulations: int,

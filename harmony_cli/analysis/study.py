@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pandas as pd
+from sqlalchemy import select
 
 from ..errors import UserError
 from ..store import study_rules
 from ..store.db import shown_url
+from ..store.models import Annotator, Example, Label, Study
 from .completeness import note_incomplete
 from .decisions import add_decisions
 from .encoding import select_label_source
@@ -61,17 +63,34 @@ def exclude_annotators(labels: pd.DataFrame, names: list[str] | tuple[str, ...],
     return labels[~labels["annotator"].astype(str).isin(set(names))].reset_index(drop=True)
 
 
-def study_report(store, study_name: str | None = None, settings: AnalysisSettings | None = None,
-                 simulated: bool | None = None, exclude: list[str] | tuple[str, ...] = ()) -> dict:
-    """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata.
+def given_order(store, study: str, labels: pd.DataFrame) -> pd.DataFrame:
+    """``labels`` (the rows of ``store.labels_frame(study)``, in label id order) with each label's ``label_id``
+    and ``created_at`` (UTC), sorted in the order the labels were given: created_at, then label id."""
+    query = (select(Label.id.label("label_id"), Label.created_at)  # the rows and order of labels_frame
+             .join(Example, Example.id == Label.example_id).join(Study, Study.id == Example.study_id)
+             .join(Annotator, Annotator.id == Label.annotator_id).where(Study.name == study).order_by(Label.id))
+    with store.read() as session:
+        times = pd.DataFrame(session.execute(query).all(), columns=["label_id", "created_at"])
+    if len(times) != len(labels):
+        raise UserError(f"the labels of study {study!r} changed while they were read: run it again")
+    ordered = labels.assign(label_id=times["label_id"].to_numpy(),
+                            created_at=pd.to_datetime(times["created_at"], utc=True).to_numpy())
+    return ordered.sort_values(["created_at", "label_id"], kind="stable").reset_index(drop=True)
 
-    exclude: annotators whose labels are left out (``--exclude-annotator``), recorded in the report."""
+
+def study_labels(store, study_name: str | None = None, simulated: bool | None = None,
+                 exclude: list[str] | tuple[str, ...] = (), in_given_order: bool = False):
+    """(study, cells frame, all its labels, the chosen labels, "real" | "simulated") of one study of ``store``:
+    the labels ``harmony analyze`` analyzes (real or simulated, never both; ``exclude``: annotators left out).
+    in_given_order: the labels carry label_id and created_at and come in the order they were given."""
     study = pick_study(store, study_name)
     cells = pd.DataFrame(store.cells(study.name))
     if cells.empty:
         raise UserError(f"study {study.name!r} has no examples: build it with harmony build-dataset or "
                         f"harmony import-legacy")
     labels = store.labels_frame(study.name)
+    if in_given_order and not labels.empty:
+        labels = given_order(store, study.name, labels)
     if labels.empty:
         raise UserError(f"study {study.name!r} has no labels yet: annotate it (harmony serve) or "
                         f"simulate annotators (harmony simulate-annotators)")
@@ -80,9 +99,23 @@ def study_report(store, study_name: str | None = None, settings: AnalysisSetting
         raise UserError(f"study {study.name!r} has no labels once {', '.join(exclude)} are excluded: exclude fewer "
                         f"annotators")
     chosen, source = select_label_source(labels, simulated, study=f"study {study.name!r}")
+    return study, cells, labels, chosen, source
+
+
+def planned_labels_per_example(study, exclude: list[str] | tuple[str, ...] = ()) -> int:
+    """Labels each example is planned to get, less one per excluded annotator (who is missing from every example
+    they labelled), at least 1."""
+    return max(study_rules(study.config, study.source).labels_per_example - len(exclude), 1)
+
+
+def study_report(store, study_name: str | None = None, settings: AnalysisSettings | None = None,
+                 simulated: bool | None = None, exclude: list[str] | tuple[str, ...] = ()) -> dict:
+    """The analysis of one study of ``store`` as JSON-ready data, with the study's metadata.
+
+    exclude: annotators whose labels are left out (``--exclude-annotator``), recorded in the report."""
+    study, cells, labels, chosen, source = study_labels(store, study_name, simulated, exclude)
     analysis = analyze_study_labels(chosen, cells, settings or AnalysisSettings.defaults(), study_directions(study),
-                                    # each excluded annotator's labels are missing from every example they labelled
-                                    max(study_rules(study.config, study.source).labels_per_example - len(exclude), 1))
+                                    planned_labels_per_example(study, exclude))
     report = {"study": study.name, "study_source": study.source, "database": shown_url(store.url),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label_source": source,
               "labels_left_out": int(len(labels) - len(chosen)), "excluded_annotators": list(exclude), **analysis}

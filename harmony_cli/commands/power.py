@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +21,11 @@ from .options import DbOption
 
 # What a power run writes into its folder (power_figure adds the PDF beside the PNG).
 POWER_FILES = ("power.csv", "power.json", "power.png", "power.pdf")
+
+
+class Design(str, Enum):
+    fixed = "fixed"
+    sequential = "sequential"
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -120,6 +126,11 @@ def command(
                                                            "outputs/power/<time>/)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulation."),
     force: bool = typer.Option(False, "--force", help="Replace the power files of an earlier run in --out."),
+    design: Design = typer.Option(Design.fixed, "--design", help="fixed: the probability of each verdict with all "
+                                  "labels; sequential: beside it, the expected labels per cell and the verdicts of a "
+                                  "sequential design that stops a cell once it is decided (at most the fixed labels)."),
+    look_every: Optional[int] = typer.Option(None, "--look-every", help="With --design sequential: labels of a cell "
+                                             "between two looks (default: conf/study's sequential.look_every)."),
 ) -> None:
     """Plan a study: the probability of each verdict for a grid of examples x annotators, by simulation.
 
@@ -128,7 +139,9 @@ def command(
 on one example); each annotator shifts them on the logit scale (--annotator-spread, --neither-spread) and \
 answers independently given the example; each simulated study is judged by the analyze rule \
 (conf/analysis/: for people by default), with the Bonferroni bound for a Holm family of --cells cells, \
-so directional power is a lower bound. Each probability has its Monte Carlo interval.
+so directional power is a lower bound. Each probability has its Monte Carlo interval. With --design \
+sequential each simulated study is also replayed label by label in the page's order (each example once, then \
+twice, ...; annotators interleaved) under the sequential rule (harmony_cli/analysis/sequential.py).
     """
     from hydra.utils import instantiate
     from ..analysis.power import PowerModel
@@ -137,6 +150,7 @@ so directional power is a lower bound. Each probability has its Monte Carlo inte
     from ..outputs import check_folder_target, new_folder, store_files
 
     _check_counts(simulations, cells)
+    every = _look_every(design, look_every)
     console = output_console()
     cfg = compose_config(overrides or [], task="power")
     settings = instantiate(cfg.analysis.settings)
@@ -150,10 +164,30 @@ so directional power is a lower bound. Each probability has its Monte Carlo inte
         model, study_cells = PowerModel(neither, preference, correlation, noise, annotator_spread, neither_spread), 30
     family = cells or study_cells
     target = model.expected_verdict()
-    rows = _simulate_grid(console, model, grid_examples, grid_annotators, simulations, settings, family, seed)
+    rows = _simulate_grid(console, model, grid_examples, grid_annotators, simulations, settings, family, seed, every)
     folder = out or new_folder(Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     check_folder_target(folder, POWER_FILES, "--out", force, protected)
-    write_power(folder, rows, model, family, target, simulations, settings, console, force)
+    if every is None:
+        write_power(folder, rows, model, family, target, simulations, settings, console, force)
+    else:
+        from .power_sequential import write_sequential_power
+
+        write_sequential_power(folder, rows, model, family, target, simulations, settings, every, console, force)
+
+
+def _look_every(design: Design, look_every: int | None) -> int | None:
+    """The sequential design's look interval (None: the fixed design)."""
+    if design is Design.fixed:
+        if look_every is not None:
+            raise UserError("--look-every is for --design sequential: add it, or drop --look-every")
+        return None
+    if look_every is None:
+        from ..defaults import config_default
+
+        look_every = int(config_default("study.sequential.look_every"))
+    if look_every < 1:
+        raise UserError(f"--look-every {look_every} must be at least 1: labels of a cell between two looks")
+    return look_every
 
 
 def _check_counts(simulations: int, cells: int | None) -> None:
@@ -164,17 +198,23 @@ def _check_counts(simulations: int, cells: int | None) -> None:
 
 
 def _simulate_grid(console, model, grid_examples: list[int], grid_annotators: list[int], simulations: int,
-                   settings, family: int, seed: int) -> list[dict]:
-    """:func:`power_grid` with a progress bar of the grid points done."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+                   settings, family: int, seed: int, look_every: int | None = None) -> list[dict]:
+    """:func:`power_grid` (or, with ``look_every``, :func:`sequential_power_grid`) with a progress bar of the grid
+    points done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from ..analysis.power import power_grid
+    from ..analysis.power_sequential import sequential_power_grid
+    from ..console import LoggedProgress
 
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("grid", total=len(grid_examples) * len(grid_annotators))
-        return power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
-                          progress=lambda: bar.advance(task))
+    with LoggedProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True) as bar:
+        task = bar.add_task("simulating", total=len(grid_examples) * len(grid_annotators))
+        if look_every is None:
+            return power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family, seed=seed,
+                              progress=lambda: bar.advance(task))
+        return sequential_power_grid(model, grid_examples, grid_annotators, simulations, settings, family=family,
+                                     look_every=look_every, seed=seed, progress=lambda: bar.advance(task))
 
 
 def write_power(folder: Path, rows: list[dict], model, family: int, target: str, simulations: int, settings,

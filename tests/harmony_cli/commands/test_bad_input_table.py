@@ -235,6 +235,18 @@ CASES = [
     ("power with no simulations", ["power", "--simulations", "0"], ["--simulations 0", "at least 1"], [], None),
     ("power with a family of no cells", ["power", "--cells", "0", "--simulations", "1", "--examples", "10",
                                          "--annotators", "1"], ["--cells 0", "at least 1"], [], None),
+    ("power looked at with a fixed design", ["power", "--look-every", "10"], ["--look-every", "--design sequential"],
+     [], None),
+    ("power sequential never looked at", ["power", "--design", "sequential", "--look-every", "0"],
+     ["--look-every 0", "at least 1"], [], None),
+    # replay: its folder, the study, the design's numbers
+    ("replay of an unknown study", ["replay", "--study", "nope", "--db", "store.db"], ["nope", "pilot"], [], None),
+    ("replay over the store as --out", ["replay", "--study", "pilot", "--out", "store.db", "--db", "store.db"],
+     ["is the store"], [], None),
+    ("replay looked at after no labels", ["replay", "--look-every", "0", "--db", "store.db"],
+     ["--look-every 0", "at least 1"], [], None),
+    ("replay looked at after its last label", ["replay", "--look-every", "9", "--max-labels", "3", "--db",
+                                               "store.db"], ["--look-every 9", "--max-labels 3"], [], None),
     # data preview and make-miniature: unwritable places, the store, existing files, bad numbers
     ("preview under /proc", ["data", "preview", "--out", "/proc/harmony-preview.png"], ["cannot write", "--out"],
      [], None),
