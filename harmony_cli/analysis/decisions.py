@@ -8,8 +8,8 @@ has decided the cell), ``labels`` (the real labels the deciding look used; None 
 from __future__ import annotations
 
 from ..cells import CELL_FIELDS
+from ..designs import UNDECIDED
 from ..store import study_rules
-from ..store.models import UNDECIDED
 from .looks import cell_design
 
 # Said beside a fixed study's interim verdicts (the dashboard's), which peeking would misuse.

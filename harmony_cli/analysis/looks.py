@@ -7,8 +7,8 @@ are compared, never counts). Each due look, in order, runs the rule
 (:func:`harmony_cli.analysis.sequential.cell_decision`) on the cell's first ``min(k x look_every,
 max_labels)`` real labels in the order they were stored (as ``harmony replay`` replays them), outside any
 write transaction, and the store records it with a guarded update (``Store.record_look``): a look another
-writer recorded first is skipped, and a decision is never overwritten. The rule's settings are conf/analysis's
-and its family the study's cells, as in ``harmony analyze``. Labels stored without a look (a script's
+writer recorded first is skipped, and a decision is never overwritten. The rule's settings are those the study
+recorded at build (``study_rule``) and its family the study's cells, as in ``harmony analyze``. Labels stored without a look (a script's
 ``Store.answer``) are caught up by the next look that runs: :func:`run_due_looks`.
 """
 from __future__ import annotations
@@ -18,8 +18,7 @@ import numpy as np
 from ..store import study_rules
 from ..store.sequential_cells import LookCell, is_decided
 from .encoding import FINETUNED, NEITHER, ORIGINAL
-from .sequential import SequentialDesign, cell_decision
-from .settings import AnalysisSettings
+from .sequential import SequentialDesign, cell_decision, study_rule
 
 CHOICE_CODES = {"original": ORIGINAL, "neither": NEITHER, "finetuned": FINETUNED}
 
@@ -48,7 +47,7 @@ def run_due_looks(store, cell: LookCell) -> str:
     labels = store.cell_real_labels(cell.study_id, cell.cell)
     example, annotator = (np.array([row[i] for row in labels], dtype=np.int64) for i in (0, 1))
     choice = np.array([CHOICE_CODES[row.choice] for row in labels], dtype=np.int64)
-    settings, family = AnalysisSettings.defaults(), store.study_cell_count(cell.study_id)
+    settings, family = study_rule(cell.config), store.study_cell_count(cell.study_id)
     look = done + 1
     while look <= design.look_at(len(labels)):
         used = min(look * design.look_every, design.max_labels)

@@ -19,10 +19,11 @@ from matplotlib.figure import Figure
 
 from ..cells import CELL_FIELDS, cell_text
 from ..defaults import config_default
+from ..designs import RULE_KEY
 from ..errors import UserError
 from .encoding import encode_labels
 from .plot import VERDICT_COLORS, save_figure
-from .sequential import SequentialDesign, replay
+from .sequential import SequentialDesign, replay, study_rule
 from .settings import AnalysisSettings
 from .study import analyze_study_labels, planned_labels_per_example, study_directions, study_labels
 
@@ -85,9 +86,15 @@ def replay_study(store, study_name: str | None, settings: AnalysisSettings | Non
     """The replay of one study of ``store`` as JSON-ready data (see :func:`replay_rows` for each cell).
 
     progress: called with (looks done, looks) before the first look and after each one (None: silent); the replay
-    ends early once every cell is decided."""
-    settings = settings or AnalysisSettings.defaults()
+    ends early once every cell is decided. settings: the rule (None: a sequential study's recorded one, else
+    conf/analysis's); a study that recorded its rule refuses others."""
     study, cells, _, labels, source = study_labels(store, study_name, simulated, exclude, in_given_order=True)
+    if (study.config or {}).get(RULE_KEY):
+        if settings is not None:
+            raise UserError(f"study {study.name!r} recorded its verdict rule when it was built, and replay uses it: "
+                            f"drop the analysis.settings overrides")
+        settings = study_rule(study.config)
+    settings = settings or AnalysisSettings.defaults()
     per_example = planned_labels_per_example(study, exclude)
     # the full-data verdicts as harmony analyze gives them (the bootstrap is descriptive: no verdict needs it)
     full = analyze_study_labels(labels, cells, replace(settings, bootstrap_resamples=0), study_directions(study),

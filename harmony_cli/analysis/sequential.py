@@ -39,13 +39,12 @@ from gsdesign import h1, hupdate
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from ..designs import DESIGNS, RULE_FIELDS, RULE_KEY, UNDECIDED
 from ..errors import UserError
 from .clustered import clustered_shares, crossed_shares
 from .settings import AnalysisSettings
 from .verdict import verdicts
 
-UNDECIDED = "undecided"
-DESIGNS = ("fixed", "sequential")
 GRID_POINTS = 18        # gsDesign's default r: Simpson grid density of the recursive integration
 NEVER_CROSSED = 40.0    # a boundary whose alpha spent underflows: no z reaches it
 
@@ -130,6 +129,13 @@ class SequentialDesign:
         maximum = options.get("max_labels_per_cell")
         return cls(max_labels=examples * labels_per_example if maximum is None else maximum,
                    look_every=options.get("look_every", 10))
+
+
+def study_rule(config: dict | None) -> AnalysisSettings:
+    """The verdict rule of a sequential study's looks: what it recorded at build (``RULE_FIELDS``), the rest
+    from conf/analysis; conf/analysis's alone for a study that recorded none."""
+    recorded = (config or {}).get(RULE_KEY) or {}
+    return AnalysisSettings.defaults(**{key: recorded[key] for key in RULE_FIELDS if key in recorded})
 
 
 @dataclass

@@ -83,7 +83,9 @@ def command(
     check_design_numbers(look_every, max_labels)
     console = output_console()
     cfg = compose_config(overrides or [], task="replay")
-    settings = instantiate(cfg.analysis.settings)
+    # the rule's overrides, if any (a sequential study replays under the rule it recorded)
+    settings = instantiate(cfg.analysis.settings) if any(o.lstrip("+~").startswith("analysis.")
+                                                         for o in overrides or []) else None
     protected = store_files(db or cfg.db_url)
     if out is not None:  # before the labels are read
         check_folder_target(out, REPLAY_FILES, "--out", force, protected)

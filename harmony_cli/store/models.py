@@ -14,6 +14,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ..cells import CELL_FIELDS
+from ..designs import UNDECIDED
 
 # The store's schema version, recorded in harmony_meta; a database of another version is refused
 # (versions 1 to 4, without account sessions/login guards, assignments, page sessions or sequential cells, are
@@ -22,8 +23,6 @@ SCHEMA_VERSION = 5
 APP_NAME = "harmony"
 # An assignment's cell field that holds this matches every value (a whole-study assignment has all four).
 ANY = ""
-# A sequential cell's verdict while no look has decided it (harmony_cli.analysis.sequential.UNDECIDED).
-UNDECIDED = "undecided"
 
 
 def utcnow() -> datetime:

@@ -6,9 +6,10 @@ import secrets
 from sqlalchemy import func, select
 
 from ..cells import CELL_FIELDS
+from ..designs import UNDECIDED
 from . import page_queries
 from .assignments import matches, study_rules
-from .models import UNDECIDED, Assignment, Example, Label, Meta, SequentialCell, Study
+from .models import Assignment, Example, Label, Meta, SequentialCell, Study
 from .sequential_cells import is_decided
 
 

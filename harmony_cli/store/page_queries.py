@@ -10,8 +10,9 @@ from sqlalchemy import and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..cells import CELL_FIELDS
+from ..designs import UNDECIDED
 from .label_counts import REAL, real_label_count
-from .models import UNDECIDED, Annotator, Example, Label, SequentialCell
+from .models import Annotator, Example, Label, SequentialCell
 
 _in_cell = [Example.study_id == bindparam("study_id"), *[getattr(Example, f) == bindparam(f) for f in CELL_FIELDS]]
 _unanswered = ~exists().where(Label.annotator_id == bindparam("annotator_id"), Label.example_id == Example.id)

@@ -17,9 +17,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..cells import CELL_FIELDS
+from ..designs import UNDECIDED
 from .assignments import study_rules
 from .label_counts import REAL
-from .models import UNDECIDED, Annotator, Example, Label, SequentialCell, Study, utcnow
+from .models import Annotator, Example, Label, SequentialCell, Study, utcnow
 
 # The state of one cell (params: study_id and the cell fields); the answer's rules read it.
 _in_cell_row = [SequentialCell.study_id == bindparam("study_id"),

@@ -35,7 +35,7 @@ from ..store import Store
 from .files import (check_study_name, check_writable_folder, file_write_failure, missing_folders, remove_empty_folders,
                     study_folder)
 from .runs import check_distinct_cells, check_recorded_originals, default_study_name, find_runs, latest_run
-from .settings import BuildError, StudySettings
+from .settings import BuildError, StudySettings, pre_registered_rule
 from .study_row import StudyRow
 
 if TYPE_CHECKING:  # torch is imported once the cheap checks have passed
@@ -77,7 +77,8 @@ def build_study(cfg: DictConfig, console=None, db: Optional[str] = None) -> Buil
     check_distinct_cells(run_dirs)
     name = check_study_name(settings.name or default_study_name(source))
     image_dir = study_folder(settings.image_root(cfg.paths.outputs), name)
-    config = {**settings.pinned(), "source": str(source.resolve()), "runs": [str(r.resolve()) for r in run_dirs]}
+    config = {**settings.pinned(), **pre_registered_rule(settings, cfg.analysis.settings),
+              "source": str(source.resolve()), "runs": [str(r.resolve()) for r in run_dirs]}
     with Store.open_for_command(db or settings.db_url) as store:
         study = StudyRow.open(store, name, settings, config, image_dir)
         created = missing_folders(study.image_dir)

@@ -12,15 +12,12 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ..defaults import config_default
+from ..designs import DESIGNS, RULE_FIELDS, RULE_KEY
 from ..errors import UserError
 
 # Perceptually uniform colormaps of matplotlib; jet-like maps (turbo, jet) are not.
 PERCEPTUAL_COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis")
 RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
-# study.design: every cell gets its labels (fixed), or each stops once its verdict is decided (sequential).
-# (harmony_cli.analysis.sequential.DESIGNS reads the same names; importing it here would load the analysis,
-# matplotlib included, before build-dataset's cheap checks.)
-DESIGNS = ("fixed", "sequential")
 SEQUENTIAL_KEYS = ("max_labels_per_cell", "look_every")
 
 
@@ -124,6 +121,16 @@ class StudySettings:
 
     def image_root(self, outputs: str | Path) -> Path:
         return Path(self.image_dir) if self.image_dir else Path(outputs) / "study_images"
+
+
+def pre_registered_rule(settings: "StudySettings", analysis_settings: DictConfig | dict) -> dict:
+    """``{"rule": {...}}``: the analysis settings a sequential study's looks will use (conf/analysis's, those of
+    ``RULE_FIELDS``); nothing for a fixed study, whose rule is analyze's at the end."""
+    if settings.design != "sequential":
+        return {}
+    rule = OmegaConf.to_container(analysis_settings, resolve=True) if isinstance(analysis_settings, DictConfig) \
+        else dict(analysis_settings)
+    return {RULE_KEY: {key: rule[key] for key in RULE_FIELDS}}
 
 
 def check_design(design: Any, sequential: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from sqlalchemy import func, select
 
+from ..designs import RULE_KEY
 from ..store import Example, Study
 from . import instructions as study_instructions
 from .settings import PINNED_SETTINGS, BuildError, StudySettings
@@ -104,6 +105,9 @@ def _refuse_other_settings(name: str, recorded: dict, config: dict, recorded_dir
     (those it records, and its image folder): completing it with others would mix two studies in one."""
     changed = [f"study.{key}={recorded[key]} (not {config[key]})" for key in PINNED_SETTINGS
                if key in recorded and key in config and recorded[key] != config[key]]
+    rule, asked = recorded.get(RULE_KEY) or {}, config.get(RULE_KEY) or {}
+    changed += [f"analysis.settings.{key}={rule[key]} (not {asked[key]}: the sequential rule it recorded)"
+                for key in sorted(rule) if key in asked and rule[key] != asked[key]]
     if recorded_dir != image_dir:
         root = recorded_dir.parent if recorded_dir.name == name else recorded_dir
         changed.append(f"study.image_dir={root} (not {image_dir.parent})")

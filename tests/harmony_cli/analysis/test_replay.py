@@ -156,3 +156,21 @@ def test_a_recorded_sequential_design_is_used_and_no_other(sqlite_url):
 def test_bad_design_numbers_are_one_line_errors(two_cells, look_every, max_labels, message):
     with pytest.raises(UserError, match=message):
         replay_study(two_cells, "toy", SETTINGS, look_every=look_every, max_labels=max_labels)
+
+
+def test_a_sequential_study_replays_under_the_rule_it_recorded_and_refuses_another(sqlite_url):
+    """One person labels every example fine-tuned: for these annotators (the recorded rule) the cell is aligned;
+    conf's rule, for people, could never say so from one person."""
+    store = Store.open(sqlite_url)
+    config = {"design": "sequential", "sequential": {"max_labels_per_cell": 10, "look_every": 5},
+              "examples_per_cell": 10, "labels_per_example": 1, "rule": {"generalize": "these_annotators"}}
+    study = store.get_or_create_study("seq", config=config, image_dir=None)
+    person = store.add_annotator("a0", None).id
+    store.add_labels([{"annotator_id": person, "example_id": add_example(store, study.id, **CELL, source_key=str(e),
+                                                                         class_name="c"), "choice": "finetuned"}
+                      for e in range(10)], source="cli")
+    result = replay_study(store, "seq")
+    assert result["settings"]["generalize"] == "these_annotators" and result["cells"][0]["verdict"] == "aligned"
+    with pytest.raises(UserError, match="recorded its verdict rule when it was built"):
+        replay_study(store, "seq", SETTINGS)
+    store.close()

@@ -221,3 +221,15 @@ def test_simulated_labels_never_look_and_labels_stored_without_looks_are_caught_
     assert states(store, ids["study_id"]) == {"focus": first_decision(store, ids["study_id"], ids["focus"])}
     assert store.answer(ids["people"][0], ids["focus"][0], "neither", session_version=0) is None  # a change: no look
     store.close()
+
+
+@pytest.mark.parametrize("rule, expected", [(None, "inconclusive"), ({"generalize": "these_annotators"}, "aligned")])
+def test_the_looks_decide_by_the_rule_the_study_recorded(sqlite_url, rule, expected):
+    """One person labels every example fine-tuned: nothing can be said about people from one person (conf's rule,
+    for a study that recorded none), while for these annotators the cell is aligned (the rule it recorded)."""
+    design = {**sequential(look_every=5, max_labels=10), **({"rule": rule} if rule else {})}
+    store, ids = make_study(sqlite_url, design, examples=10, people=1, quota=1)
+    for example in ids["rma"]:
+        after_answer(store, store.answer(ids["people"][0], example, "finetuned", session_version=0))
+    assert states(store, ids["study_id"]) == {"rma": (2, expected, 10)}  # decided at the last look, 10 labels
+    store.close()

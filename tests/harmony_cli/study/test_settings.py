@@ -6,7 +6,8 @@ import pytest
 
 from harmony_cli.errors import UserError
 from harmony_cli.hydra_app import compose_config
-from harmony_cli.study.settings import StudySettings
+from harmony_cli.designs import RULE_FIELDS, RULE_KEY
+from harmony_cli.study.settings import StudySettings, pre_registered_rule
 from harmony_cli.study.study_row import StudyRow
 
 
@@ -53,9 +54,26 @@ def test_a_study_built_with_another_design_is_not_completed_with_this_one(sqlite
             StudyRow.open(store, "s", other, other.pinned(), tmp_path / "s")
 
 
-def test_the_designs_and_the_undecided_word_are_the_rules():
-    from harmony_cli.analysis import sequential
-    from harmony_cli.store.models import UNDECIDED
-    from harmony_cli.study.settings import DESIGNS
+def test_a_sequential_study_records_its_rule_and_refuses_completion_under_another(sqlite_url, tmp_path):
+    from harmony_cli.store import Store
 
-    assert DESIGNS == sequential.DESIGNS and UNDECIDED == sequential.UNDECIDED
+    cfg = compose_config(["study.design=sequential", "analysis.settings.alpha=0.01",
+                          "analysis.settings.generalize=these_annotators", "analysis.settings.bootstrap_resamples=7"],
+                         task="build_dataset")
+    settings = StudySettings.from_config(cfg.study)
+    rule = pre_registered_rule(settings, cfg.analysis.settings)[RULE_KEY]
+    # what the looks decide with, and nothing they do not read (a descriptive bootstrap is not the rule)
+    assert set(rule) == set(RULE_FIELDS) and (rule["alpha"], rule["generalize"]) == (0.01, "these_annotators")
+    assert pre_registered_rule(StudySettings.from_config(compose_config([], task="build_dataset").study),
+                               cfg.analysis.settings) == {}      # a fixed study's rule is analyze's, at the end
+    with Store.open(sqlite_url) as store:
+        study = store.get_or_create_study("s", config={**settings.pinned(), RULE_KEY: rule},
+                                          image_dir=str(tmp_path / "s"))
+        store.add_examples(study.id, [dict(dataset="d", metric="rma", backbone="b", attribution="a", source_key="0",
+                                           class_name="c")])
+        with pytest.raises(UserError, match=r"analysis.settings.alpha=0.01 \(not 0.05: the sequential rule it "
+                                            r"recorded\)") as error:
+            StudyRow.open(store, "s", settings, {**settings.pinned(), RULE_KEY: {**rule, "alpha": 0.05}}, tmp_path / "s")
+        assert "\n" not in str(error.value)
+        again = StudyRow.open(store, "s", settings, {**settings.pinned(), RULE_KEY: dict(rule)}, tmp_path / "s")
+        assert again.config[RULE_KEY] == rule
