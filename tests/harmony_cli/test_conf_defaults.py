@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
-from hydra.utils import get_object
-from omegaconf import OmegaConf
 
 from harmony_cli.analysis import AnalysisSettings
 from harmony_cli.defaults import config_default, outputs_root
-from harmony_cli.hydra_app import compose_config, config_dir
+from harmony_cli.hydra_app import config_dir
 from harmony_cli.main import app
 from harmony_cli.store import StoreError, resolve_db_url, study_rules
 from harmony_cli.study.export import default_path
 from harmony_cli.study.settings import RenderSettings, StudySettings
 from lightning_modules.finetune import FinetuneModule
+from tests.conf_checks import class_defaults_against_conf
 
 # Each settings class and the config group that holds its keys.
 SETTINGS_GROUPS = [(StudySettings, "study"), (RenderSettings, "study"), (AnalysisSettings, "analysis.settings")]
@@ -88,29 +87,13 @@ def test_finetune_module_carries_no_default_that_differs_from_conf_model():
     assert set(configured) - {"_target_"} <= set(inspect.signature(FinetuneModule.__init__).parameters)
 
 
-def _option_defaults(group: str, option: str) -> dict:
-    """``{(class, key): (class default, conf value)}`` where the ``_target_`` of ``group=option`` has its
-    own default for a key the YAML sets (a list in conf counts as the tuple a class may default to)."""
-    node = compose_config([f"{group}={option}"], resolve=True)[group]
-    found = {}
-    nodes = [node] + [value for value in node.values() if OmegaConf.is_dict(value)]
-    for item in (n for n in nodes if "_target_" in n):
-        values = OmegaConf.to_container(item, resolve=True)
-        parameters = inspect.signature(get_object(values.pop("_target_"))).parameters
-        for key, value in values.items():
-            default = getattr(parameters.get(key), "default", inspect.Parameter.empty)
-            if default is not inspect.Parameter.empty:
-                found[(item._target_, key)] = (default, tuple(value) if isinstance(value, list) else value)
-    return found
-
-
 @pytest.mark.parametrize("group", ["metric", "attribution"])
 def test_metric_and_attribution_classes_default_to_what_conf_sets(group):
     """The library classes keep defaults for Python users without Hydra (lightning_modules cannot read conf/);
     each must equal the value its YAML sets, so the two never tell different stories."""
     differing = {}
     for option in sorted(path.stem for path in (config_dir() / group).glob("*.yaml")):
-        for key, (default, configured) in _option_defaults(group, option).items():
+        for key, (default, configured) in class_defaults_against_conf(group, option).items():
             if default != configured:
                 differing[(option, *key)] = (default, configured)
     assert differing == {}

@@ -3,12 +3,15 @@
 finite differences), built from its YAML."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from lightning_modules.attributions import IntegratedGradients
+from lightning_modules.attributions.integrated_gradients import path_points
 from lightning_modules.backbones import TinyCNN
 from tests.attribution_references import assert_same, batch, check_graph_contract, tiny_finite_difference_check
+from tests.conf_checks import keys_defaulting_as_conf
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
@@ -62,3 +65,15 @@ def test_instantiate_from_config(tiny):
     cfg = compose_config(["attribution=integrated_gradients", "backbone=tiny"])
     explain = instantiate(cfg.attribution.explainer, model=tiny)
     assert isinstance(explain, IntegratedGradients) and explain.steps == cfg.attribution.explainer.steps
+
+
+def test_defaults_are_its_yamls_and_two_points_are_the_fewest(tiny):
+    assert keys_defaulting_as_conf("attribution", "integrated_gradients") == {"baseline", "steps", "method"}
+    alphas, sizes = path_points(2, "riemann_trapezoid")  # Captum's: 1/n per point, halved at both ends
+    np.testing.assert_allclose(alphas, [0.0, 1.0])
+    np.testing.assert_allclose(sizes, [0.25, 0.25])
+    alphas, sizes = path_points(2, "gausslegendre")      # the two-point Gauss rule on [0, 1]
+    np.testing.assert_allclose(alphas, [0.5 - 0.5 / np.sqrt(3), 0.5 + 0.5 / np.sqrt(3)])
+    np.testing.assert_allclose(sizes, [0.5, 0.5])
+    x, target = batch("tiny", size=32, n=2)
+    assert IntegratedGradients(tiny, steps=2).explain(x, target).raw.shape == x.shape

@@ -8,6 +8,7 @@ import torch
 
 from lightning_modules.attributions import SmoothGrad
 from tests.attribution_references import assert_same, batch, check_graph_contract, tiny_finite_difference_check
+from tests.conf_checks import keys_defaulting_as_conf
 
 
 def one_range(x: torch.Tensor) -> torch.Tensor:
@@ -69,3 +70,13 @@ def test_bad_settings_and_config(tiny):
     cfg = compose_config(["attribution=smoothgrad", "backbone=tiny"])
     explain = instantiate(cfg.attribution.explainer, model=tiny)
     assert isinstance(explain, SmoothGrad) and explain.samples == cfg.attribution.explainer.samples
+
+
+def test_defaults_are_its_yamls_and_the_least_noise_and_samples_are_allowed(tiny):
+    assert keys_defaulting_as_conf("attribution", "smoothgrad") == {"noise_level", "samples", "seed"}
+    x, target = batch("tiny", size=32, n=2)
+    once = SmoothGrad(tiny, noise_level=0.0, samples=1).explain(x, target)
+    thrice = SmoothGrad(tiny, noise_level=0.0, samples=3).explain(x, target)
+    assert_same(once.raw, thrice.raw)  # without noise every copy is the image itself
+    with pytest.raises(ValueError, match="noise_level >= 0"):
+        SmoothGrad(tiny, noise_level=-0.01)

@@ -4,6 +4,7 @@ equal to Quantus 0.6's ``PointingGame`` at tolerance 0, the smooth loss's direct
 default raise it while agreement holds."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -13,7 +14,8 @@ import torch
 from lightning_modules.attributions import GradCAM, GradCAMPlusPlus
 from lightning_modules.errors import UserError
 from lightning_modules.metrics import PointingGame, metric_class, pointing_game
-from lightning_modules.metrics.pointing_game import dilate, soft_pointing
+from lightning_modules.metrics.pointing_game import dilate, soft_pointing, tolerance_pixels
+from tests.conf_checks import keys_defaulting_as_conf
 from tests.metric_cases import finetuning_moves, loss_gradient_check, one_line, synthetic_batch
 
 
@@ -91,3 +93,39 @@ def test_loss_gradient_matches_finite_differences(method):
 
 def test_a_few_finetuning_steps_raise_the_pointing_game_while_agreement_holds(trained_tiny, synthetic_dm):
     finetuning_moves(trained_tiny, synthetic_dm, "pointing_game", direction=+1, images=16)
+
+
+def test_defaults_are_its_yamls_and_the_functions_share_them():
+    assert keys_defaulting_as_conf("metric", "pointing_game") == {"tolerance", "loss_temperature"}
+    metric = inspect.signature(PointingGame).parameters
+    soft = inspect.signature(soft_pointing).parameters
+    assert inspect.signature(pointing_game).parameters["tolerance"].default == metric["tolerance"].default
+    assert (soft["tolerance"].default, soft["temperature"].default) == (metric["tolerance"].default,
+                                                                        metric["loss_temperature"].default)
+
+
+def test_tolerance_is_a_share_of_the_shorter_side_in_0_to_1():
+    assert tolerance_pixels(0.3, (1, 1, 10, 40)) == 3 == tolerance_pixels(0.3, (1, 1, 40, 10))
+    assert tolerance_pixels(0.0, (1, 1, 10, 10)) == 0 and tolerance_pixels(0.99, (1, 1, 10, 10)) == 10
+    for bad in (1.0, -0.01):
+        with pytest.raises(UserError, match=r"in \[0, 1\)"):
+            tolerance_pixels(bad, (1, 1, 10, 10))
+
+
+def test_the_soft_mass_is_free_of_the_maps_scale_even_at_zero_and_nan_without_an_object():
+    masks = torch.zeros(2, 1, 8, 8)
+    masks[0, :, :4, :4] = 1  # image 1 has no object
+    maps = torch.rand(2, 1, 8, 8)
+    mass = soft_pointing(maps, masks, tolerance=0)
+    torch.testing.assert_close(soft_pointing(maps * 1e-4, masks, tolerance=0), mass, equal_nan=True)  # max-normalized
+    assert 0 < mass[0] < 1 and math.isnan(mass[1]) and math.isnan(pointing_game(maps, masks)[1])
+    flat = soft_pointing(torch.zeros(2, 1, 8, 8), masks, tolerance=0)
+    assert flat[0].item() == pytest.approx(16 / 64)  # a map of zeros spreads its mass evenly: the object's share
+
+
+def test_the_loss_of_a_batch_without_objects_is_zero_and_keeps_the_graph():
+    x, y, _ = synthetic_batch(2, 16)
+    maps = torch.rand(2, 1, 16, 16, requires_grad=True)
+    loss = PointingGame().loss(None, x, y, fixed(maps), torch.zeros(2, 1, 16, 16))
+    loss.backward()
+    assert loss.item() == 0.0 and maps.grad is not None and not maps.grad.any()
