@@ -44,6 +44,8 @@ def test_dilation_is_a_disk():
     grown = dilate(mask, 2)[0, 0]
     assert grown.sum().item() == 13  # the lattice points within distance 2: 1 + 4 + 4 + 4
     assert grown[4, 6] and grown[5, 5] and not grown[6, 6]
+    assert dilate(mask, 1)[0, 0].sum().item() == 5  # radius 1: the pixel and its four neighbours
+    assert torch.equal(dilate(mask, 0), mask.bool())
 
 
 def test_equals_quantus_at_tolerance_zero(tiny, quantus):

@@ -4,6 +4,7 @@ through GradCAM and LayerCAM), and a few fine-tuning steps on the embedded defau
 agreement holds."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -12,6 +13,8 @@ import torch
 
 from lightning_modules.attributions import GradCAM, LayerCAM
 from lightning_modules.metrics import RelevanceRankAccuracy, metric_class, relevance_rank_accuracy
+from lightning_modules.metrics.relevance_rank_accuracy import soft_rank_accuracy
+from tests.conf_checks import keys_defaulting_as_conf
 from tests.metric_cases import finetuning_moves, loss_gradient_check, synthetic_batch
 
 
@@ -65,3 +68,46 @@ def test_a_few_finetuning_steps_raise_rra_while_agreement_holds(trained_tiny, sy
     """GradCAM's 4x4 layer map, upsampled, ranks coarse blocks: RRA moves by a few points within a few steps
     (+2.4 points on the base model tried; 12 steps gave no more). A flipped loss sign lowers it."""
     finetuning_moves(trained_tiny, synthetic_dm, "rra", direction=+1, images=16, margin=0.01)
+
+
+def distinct_maps_and_masks(sizes: list[int], n: int = 36, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,1,6,6) maps of the values 0..n-1 in a random order each, and masks of ``sizes`` random pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.stack([torch.randperm(n, generator=generator).float() for _ in sizes]).view(-1, 1, 6, 6)
+    masks = torch.zeros(len(sizes), n)
+    for i, size in enumerate(sizes):
+        masks[i, torch.randperm(n, generator=generator)[:size]] = 1
+    return maps, masks.view(-1, 1, 6, 6)
+
+
+def test_the_soft_share_tends_to_the_hard_one_and_each_image_is_its_own():
+    sizes = [1, 2, 5, 17, 34, 35, 0]  # one pixel to all but one, and an empty mask
+    maps, masks = distinct_maps_and_masks(sizes)
+    hard = relevance_rank_accuracy(maps, masks)
+    sharp = soft_rank_accuracy(maps, masks, temperature=1e-3)
+    torch.testing.assert_close(sharp, hard, atol=1e-4, rtol=0, equal_nan=True)
+    assert len(set(hard[:-1].tolist())) >= 4 and math.isnan(hard[-1])  # a range of accuracies, none for no object
+    alone = torch.cat([soft_rank_accuracy(maps[i:i + 1], masks[i:i + 1]) for i in range(len(sizes))])
+    torch.testing.assert_close(soft_rank_accuracy(maps, masks), alone, equal_nan=True)  # nothing across the batch
+    top = maps.flatten(1).argmax(1)
+    one_pixel = torch.zeros(1, 36)
+    one_pixel[0, top[0]] = 1
+    assert relevance_rank_accuracy(maps[:1], one_pixel.view(1, 1, 6, 6)).item() == 1.0  # K = 1: the maximum
+
+
+def test_the_soft_share_is_free_of_the_maps_scale_and_even_for_a_constant_map():
+    maps, masks = distinct_maps_and_masks([5, 17])
+    torch.testing.assert_close(soft_rank_accuracy(maps * 1e-4, masks), soft_rank_accuracy(maps, masks))
+    flat = soft_rank_accuracy(torch.full_like(maps, 3.0), masks)
+    torch.testing.assert_close(flat, torch.full((2,), 0.5))  # no pixel outranks another: every one half a member
+
+
+def test_defaults_are_its_yamls_and_an_object_free_batch_has_zero_loss_with_its_graph():
+    assert keys_defaulting_as_conf("metric", "rra") == {"loss_temperature"}
+    assert inspect.signature(soft_rank_accuracy).parameters["temperature"].default == \
+        inspect.signature(RelevanceRankAccuracy).parameters["loss_temperature"].default
+    x, y, _ = synthetic_batch(2, 16)
+    maps = torch.rand(2, 1, 16, 16, requires_grad=True)
+    loss = RelevanceRankAccuracy().loss(None, x, y, fixed(maps), torch.zeros(2, 1, 16, 16))
+    loss.backward()
+    assert loss.item() == 0.0 and maps.grad is not None and not maps.grad.any()
