@@ -4,6 +4,8 @@ direction and gradient (float64 finite differences through GradCAM and SmoothGra
 fine-tuning steps on the embedded default move deletion down and insertion up while agreement holds."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from torch import nn
 from lightning_modules.attributions import GradCAM, SmoothGrad
 from lightning_modules.metrics import Deletion, Insertion, metric_class, perturbation_auc, perturbation_curve
 from lightning_modules.metrics.base import MetricInputError
+from tests.conf_checks import keys_defaulting_as_conf
 from tests.metric_cases import LeftTexture, finetuning_moves, gray_model, loss_gradient_check, synthetic_batch
 
 
@@ -97,3 +100,39 @@ def test_a_few_finetuning_steps_raise_insertion_while_agreement_holds(trained_ti
     quarter of the room), not 5% of the value."""
     finetuning_moves(trained_tiny, synthetic_dm, "insertion", direction=+1, images=8, lr=5e-4, steps=8,
                      margin=0.02, extra=["metric.metric.step=0.1", "metric.metric.baseline=0.0"])
+
+
+def test_score_is_the_area_of_the_curve_written_out_on_a_wide_image():
+    """2 x 3 pixels, one per step: remove (deletion) or reveal (insertion) them in the map's order, p(class 0)
+    at each point, trapezoids of width 1/6."""
+    x = torch.tensor([[[[1.0, 0.5, 0.0], [0.25, 1.0, 0.75]]]])
+    maps = torch.tensor([[[[6.0, 1.0, 2.0], [3.0, 5.0, 4.0]]]])  # pixel order: (0,0) (1,1) (1,2) (1,0) (0,2) (0,1)
+    order = [(0, 0), (1, 1), (1, 2), (1, 0), (0, 2), (0, 1)]
+    y = torch.zeros(1, dtype=torch.long)
+    for metric, start, end in ((Deletion(step=1 / 6, baseline=0.0), x, torch.zeros_like(x)),
+                               (Insertion(step=1 / 6, baseline=0.0), torch.zeros_like(x), x)):
+        image, probabilities = start.clone(), []
+        for count in range(7):
+            if count:
+                row, column = order[count - 1]
+                image[0, 0, row, column] = end[0, 0, row, column]
+            probabilities.append(torch.sigmoid(4 * image.mean()))
+        p = torch.stack(probabilities)
+        area = ((p[:-1] + p[1:]) / 2 / 6).sum()
+        torch.testing.assert_close(metric.score(Brightness(), x, y, lambda *a, **k: maps)[0], area)
+
+
+def test_facts_defaults_and_the_widest_step():
+    for name, cls in (("deletion", Deletion), ("insertion", Insertion)):
+        assert (cls.family, cls.needs_masks) == ("perturbation", False)
+        assert keys_defaulting_as_conf("metric", name) == {"step", "baseline", "loss_fraction"}  # what the YAML sets
+    curve = inspect.signature(perturbation_curve).parameters
+    metric = inspect.signature(Deletion).parameters
+    assert all(curve[key].default == metric[key].default for key in ("step", "baseline", "batch_size"))
+    x = torch.rand(1, 1, 3, 3)
+    one_step = perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), torch.rand(1, 1, 3, 3),
+                                  step=1.0, baseline=0.0)
+    assert one_step.shape == (1, 2)  # nothing removed, then everything
+    for bad in (0.0, 1.5):
+        with pytest.raises(MetricInputError, match=r"in \(0, 1\]"):
+            perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), x, step=bad)
