@@ -31,8 +31,9 @@ install-dev: $(DEV_STAMP)
 demo: install
 	$(PY) -m harmony_cli.demo
 
+# --durations: the slowest tests end the log (keep each slow test small)
 test: install-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 bench: install-dev
 	$(PY) benchmarks/run_all.py
