@@ -34,8 +34,7 @@ from rich.table import Table
 
 from lightning_modules.attributions import GradCAM
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
-from lightning_modules.data.synthetic import render
-from lightning_modules.data.transforms import normalize
+from lightning_modules.data.synthetic import normalized_batch
 from lightning_modules.metrics import (focus, irof_curves, make_mosaics, relative_input_stability,
                                        relevance_mass_accuracy, road_curve)
 from console import table_console  # benchmarks/console.py, beside this file
@@ -55,9 +54,8 @@ def seconds(fn, repeats: int = 1) -> tuple[float, object]:
 
 def synthetic(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n synthetic test images (normalized), their object masks and class labels."""
-    images, masks, labels = zip(*[render(0, "test", i, size) for i in range(n)])
-    x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255)
-    return x, torch.from_numpy(np.stack(masks))[:, None].float(), torch.tensor(labels)
+    x, labels, masks = normalized_batch(n, size)
+    return x, masks, labels
 
 
 def smooth_maps(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -34,6 +34,7 @@ from lightning_modules.attributions import (GradCAM, GradCAMPlusPlus, Integrated
                                             SmoothGrad)
 from lightning_modules.attributions.lrp import pixel_range_bounds
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
+from lightning_modules.data.synthetic import normalized_batch
 from lightning_modules.metrics import (Complexity, Deletion, Insertion, MaxSensitivity, PointingGame,
                                        RelevanceRankAccuracy, Sparseness, gini_index, map_entropy, max_sensitivity,
                                        pointing_game, relevance_rank_accuracy)
@@ -131,10 +132,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "ours_s": ours_s, "reference_s": reference_s, "ratio": reference_s / ours_s,
                          "target": ">= 1.0", "ok": reference_s >= ours_s, "notes": note})
 
-    from tests.metric_cases import synthetic_batch  # the synthetic images and masks of the metric tests
-
     tiny = TinyCNN(8).eval()
-    x, y, masks = synthetic_batch(batch * 2, 64)
+    x, y, masks = normalized_batch(batch * 2, 64)  # the synthetic images and masks of the metric tests
     maps = F.avg_pool2d(torch.rand(x.shape[0], 1, 64, 64), 9, 1, 4)  # smooth, no ties
     for metric, ours, reference in metric_pairs(quantus, tiny, x, y, maps, masks):
         ours_s, reference_s = median_seconds(ours, reference, repeats=repeats)

@@ -6,16 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.data.synthetic import render
-from lightning_modules.data.transforms import normalize
+from lightning_modules.data.synthetic import normalized_batch
 from tests.gradient_checks import assert_gradients_match_differences
 
 
 def synthetic_batch(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n normalized synthetic test images (n,3,size,size), labels, object masks (n,1,size,size)."""
-    images, masks, labels = zip(*[render(seed, "test", i, size) for i in range(n)])
-    x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255).contiguous()
-    return x, torch.tensor(labels), torch.from_numpy(np.stack(masks))[:, None].float()
+    return normalized_batch(n, size, seed)
 
 
 def gray_model(classes: int = 4) -> nn.Module:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import UserError
@@ -113,6 +114,14 @@ def render(seed: int, split: str, index: int, image_size: int = 64,
     mask = _place(rng, size, rng.uniform(0.2, 0.33) * size, yy, xx, CLASSES[label][1])
     img[mask] = np.asarray(CLASSES[label][2]) * rng.uniform(0.85, 1.0) + rng.normal(0, 0.03, (int(mask.sum()), 3))
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), mask, label
+
+
+def normalized_batch(n: int, image_size: int, seed: int = 0, split: str = "test") -> tuple[Tensor, Tensor, Tensor]:
+    """The first ``n`` items of a split, rendered afresh, as a model sees them: normalized images
+    (n,3,S,S), labels (n,), object masks (n,1,S,S) float (the tests' and benchmarks' batch)."""
+    images, masks, labels = zip(*[render(seed, split, i, image_size) for i in range(n)])
+    x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255).contiguous()
+    return x, torch.tensor(labels), torch.from_numpy(np.stack(masks))[:, None].float()
 
 
 def generate_split(seed: int, split: str, size: int, image_size: int) -> dict[str, torch.Tensor]:
