@@ -125,7 +125,8 @@ def test_score_is_the_area_of_the_curve_written_out_on_a_wide_image():
 def test_facts_defaults_and_the_widest_step():
     for name, cls in (("deletion", Deletion), ("insertion", Insertion)):
         assert (cls.family, cls.needs_masks) == ("perturbation", False)
-        assert keys_defaulting_as_conf("metric", name) == {"step", "baseline", "loss_fraction"}  # what the YAML sets
+        assert keys_defaulting_as_conf("metric", name) == {"step", "baseline", "loss_fraction", "loss_temperature",
+                                                           "batch_size"}
     curve = inspect.signature(perturbation_curve).parameters
     metric = inspect.signature(Deletion).parameters
     assert all(curve[key].default == metric[key].default for key in ("step", "baseline", "batch_size"))
@@ -133,6 +134,12 @@ def test_facts_defaults_and_the_widest_step():
     one_step = perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), torch.rand(1, 1, 3, 3),
                                   step=1.0, baseline=0.0)
     assert one_step.shape == (1, 2)  # nothing removed, then everything
+    few = perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), torch.rand(1, 1, 3, 3), step=0.05,
+                             baseline=0.0)
+    assert few.shape == (1, 10)  # 5% of 9 pixels rounds to none: one pixel a step, at least
+    step_down = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # k = 2 of 9 pixels: shares 0, 2/9, ..., 8/9, 1
+    assert perturbation_auc(step_down, 9, 0.25).item() == pytest.approx(1 / 9)
+    assert perturbation_auc(torch.ones(1, 10), 9, 0.05).item() == pytest.approx(1.0)
     for bad in (0.0, 1.5):
         with pytest.raises(MetricInputError, match=r"in \(0, 1\]"):
             perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), x, step=bad)
