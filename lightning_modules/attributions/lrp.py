@@ -132,8 +132,8 @@ def pixel_range_bounds(pixel_range: Sequence[float] = (0.0, 1.0)) -> tuple[list[
             [(highest - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def lrp_composite(composite: str = "epsilon_plus_flat", epsilon: float = 1e-6, stabilizer: float = 1e-6,
-                  gamma: float = 0.25, low=None, high=None, canonize: bool = False) -> LayerMapComposite:
+def lrp_composite(composite: str, epsilon: float, stabilizer: float, gamma: float, low, high,
+                  canonize: bool) -> LayerMapComposite:
     """zennit's ``EpsilonPlusFlat`` / ``EpsilonGammaBox`` layer maps with the graph-keeping rules above;
     canonized (``canonize=True``) as :func:`excitation_backprop_composite` is."""
     # as zennit's layer_map_base: a BatchNorm passes relevance unchanged, merged into the layer before it or not

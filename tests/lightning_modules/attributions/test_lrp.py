@@ -4,15 +4,18 @@ composites (canonized with zennit's own canonizers on these BatchNorm models; ma
 finite differences), built from its YAMLs."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lightning_modules.attributions import LRP
-from lightning_modules.attributions.lrp import pixel_range_bounds
+from lightning_modules.attributions.lrp import GammaRule, ZBoxRule, pixel_range_bounds
 from lightning_modules.backbones import TinyCNN, torchvision_classifier
 from tests.attribution_references import (assert_same, batch, check_graph_contract, finite_difference_check,
                                           randomized_batch_norms, small_resnet)
+from tests.conf_checks import keys_defaulting_as_conf
 
 
 def zennit_reference(model, x, target, composite: str, canonize: bool):
@@ -88,3 +91,40 @@ def test_bad_settings_and_configs(models):
         explain = instantiate(cfg.attribution.explainer, model=models["tiny"])
         assert explain.composite == composite and isinstance(explain, LRP)
         torch.testing.assert_close(explain(x, target), LRP(models["tiny"], composite=composite)(x, target))
+
+
+def test_the_gamma_and_zbox_rules_equal_zennits_on_signed_inputs_and_weights():
+    """One layer, inputs and weights of both signs (inside a ReLU network every hidden input is >= 0, so
+    the full-model comparisons never reach the rules' negative-input terms)."""
+    from zennit.attribution import Gradient
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import Gamma, ZBox
+
+    torch.manual_seed(3)
+    layer = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    low, high = torch.full((1, 3, 1, 1), -2.5), torch.full((1, 3, 1, 1), 2.5)
+
+    def relevance(rule) -> torch.Tensor:
+        with Gradient(layer, LayerMapComposite([(torch.nn.Conv2d, rule)])) as attributor:
+            return attributor(x, lambda out: out.sign() * out.abs().sqrt())[1]  # signed relevance in
+
+    for rule, zennits in ((GammaRule, Gamma), (ZBoxRule, ZBox)):  # the same defaults as the rules they equal
+        theirs = inspect.signature(zennits).parameters
+        assert all(p.default == theirs[k].default for k, p in inspect.signature(rule).parameters.items()
+                   if p.default is not inspect.Parameter.empty)
+    for ours, reference in ((GammaRule(gamma=0.25), Gamma(gamma=0.25)),
+                            (ZBoxRule([-2.5] * 3, [2.5] * 3), ZBox(low=low, high=high))):
+        expected = relevance(reference)
+        assert expected.abs().max() > 0
+        torch.testing.assert_close(relevance(ours), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pixel_bounds_are_the_pixel_range_after_imagenets_normalization_and_defaults_are_the_yamls():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, written out
+    low, high = pixel_range_bounds((0.0, 1.0))
+    assert low == pytest.approx([-m / s for m, s in zip(mean, std)])
+    assert high == pytest.approx([(1 - m) / s for m, s in zip(mean, std)])
+    assert pixel_range_bounds() == (low, high)
+    assert keys_defaulting_as_conf("attribution", "lrp") == {"composite", "epsilon", "canonize"}
+    assert keys_defaulting_as_conf("attribution", "lrp_gamma_box") == {"epsilon", "gamma", "pixel_range", "canonize"}
