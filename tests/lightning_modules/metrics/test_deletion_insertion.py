@@ -143,3 +143,6 @@ def test_facts_defaults_and_the_widest_step():
     for bad in (0.0, 1.5):
         with pytest.raises(MetricInputError, match=r"in \(0, 1\]"):
             perturbation_curve(Brightness(), x, torch.zeros(1, dtype=torch.long), x, step=bad)
+        with pytest.raises(MetricInputError, match=r"in \(0, 1\]"):
+            Deletion(step=bad)
+    assert Insertion(step=1.0).step == 1.0

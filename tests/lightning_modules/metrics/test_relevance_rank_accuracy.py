@@ -93,6 +93,9 @@ def test_the_soft_share_tends_to_the_hard_one_and_each_image_is_its_own():
     one_pixel = torch.zeros(1, 36)
     one_pixel[0, top[0]] = 1
     assert relevance_rank_accuracy(maps[:1], one_pixel.view(1, 1, 6, 6)).item() == 1.0  # K = 1: the maximum
+    assert soft_rank_accuracy(maps[:1], one_pixel.view(1, 1, 6, 6), temperature=1e-3).item() == pytest.approx(1.0)
+    whole = soft_rank_accuracy(maps[:1], torch.ones(1, 1, 6, 6), temperature=1e-3).item()
+    assert 35 / 36 - 1e-3 <= whole <= 1  # K = all 36: the threshold sits below the 35th (no 37th value exists)
 
 
 def test_the_soft_share_is_free_of_the_maps_scale_and_even_for_a_constant_map():
