@@ -225,6 +225,13 @@ def model_from_labels(counts: np.ndarray, cell_kappas: list[tuple[float | None, 
                       neither_spread=round(neither_spread, 4))
 
 
+def flat_rows(rows: list[dict]) -> list[dict]:
+    """Grid rows with each ``<name>_interval`` [low, high] as two columns ``<name>_low``, ``<name>_high`` (power.csv)."""
+    return [{**{k: v for k, v in r.items() if not k.endswith("_interval")},
+             **{f"{k[:-len('_interval')]}_{end}": v[i] for k, v in r.items() if k.endswith("_interval")
+                for i, end in enumerate(("low", "high"))}} for r in rows]
+
+
 def power_figure(rows: list[dict], verdict: str, title: str, path) -> None:
     """Heat map of the probability of ``verdict`` over the grid (PNG and PDF), 80% contour marked in the cells."""
     examples = sorted({r["examples"] for r in rows})

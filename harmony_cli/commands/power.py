@@ -222,7 +222,7 @@ def write_power(folder: Path, rows: list[dict], model, family: int, target: str,
     """power.csv, power.json and the figure in ``folder`` (all or none), and the table on the console."""
     import pandas as pd
 
-    from ..analysis.power import power_figure
+    from ..analysis.power import flat_rows, power_figure
     from ..outputs import write_folder
 
     title = (f"P({target}) with Neither {model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, "
@@ -231,10 +231,7 @@ def write_power(folder: Path, rows: list[dict], model, family: int, target: str,
              f"rule: {settings.describe()}")
 
     def write(staging: Path) -> None:
-        flat = [{**{k: v for k, v in r.items() if not k.endswith("_interval")},
-                 **{f"{k[:-len('_interval')]}_{end}": v[i] for k, v in r.items() if k.endswith("_interval")
-                    for i, end in enumerate(("low", "high"))}} for r in rows]
-        pd.DataFrame(flat).to_csv(staging / "power.csv", index=False)
+        pd.DataFrame(flat_rows(rows)).to_csv(staging / "power.csv", index=False)
         (staging / "power.json").write_text(json.dumps({"model": model.to_dict(), "family": family,
                                                         "target": target, "simulations": simulations,
                                                         "settings": settings.to_dict(), "rows": rows}, indent=2))

@@ -39,6 +39,7 @@ def write_sequential_power(folder: Path, rows: list[dict], model, family: int, t
     """power.csv, power.json and the figure in ``folder`` (all or none), and the table on the console."""
     import pandas as pd
 
+    from ..analysis.power import flat_rows
     from ..analysis.power_sequential import sequential_figure
     from ..outputs import write_folder
 
@@ -48,10 +49,7 @@ def write_sequential_power(folder: Path, rows: list[dict], model, family: int, t
              f"simulations, a family of {family} cells; rule: {settings.describe()}")
 
     def write(staging: Path) -> None:
-        flat = [{**{k: v for k, v in r.items() if not k.endswith("_interval")},
-                 **{f"{k[:-len('_interval')]}_{end}": v[i] for k, v in r.items() if k.endswith("_interval")
-                    for i, end in enumerate(("low", "high"))}} for r in rows]
-        pd.DataFrame(flat).to_csv(staging / "power.csv", index=False)
+        pd.DataFrame(flat_rows(rows)).to_csv(staging / "power.csv", index=False)
         (staging / "power.json").write_text(json.dumps({"design": "sequential", "look_every": look_every,
                                                         "model": model.to_dict(), "family": family, "target": target,
                                                         "simulations": simulations, "settings": settings.to_dict(),
