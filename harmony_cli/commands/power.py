@@ -143,36 +143,46 @@ so directional power is a lower bound. Each probability has its Monte Carlo inte
 sequential each simulated study is also replayed label by label in the page's order (each example once, then \
 twice, ...; annotators interleaved) under the sequential rule (harmony_cli/analysis/sequential.py).
     """
-    from hydra.utils import instantiate
     from ..analysis.power import PowerModel
     from ..console import output_console
-    from ..hydra_app import compose_config
     from ..outputs import check_folder_target, new_folder, store_files
 
-    _check_counts(simulations, cells)
+    grid_examples, grid_annotators = _grid(examples, annotators, simulations, cells)
     every = _look_every(design, look_every)
     console = output_console()
-    cfg = compose_config(overrides or [], task="power")
-    settings = instantiate(cfg.analysis.settings)
-    grid_examples, grid_annotators = _ints(examples, "--examples"), _ints(annotators, "--annotators")
+    cfg, settings = _rule(overrides)
     protected = store_files(db or cfg.db_url)
     if out is not None:  # before the simulation
         check_folder_target(out, POWER_FILES, "--out", force, protected)
-    if from_study:
-        model, study_cells = model_from_study(db, cfg.db_url, from_study, cell)
-    else:
-        model, study_cells = PowerModel(neither, preference, correlation, noise, annotator_spread, neither_spread), 30
+    model, study_cells = (model_from_study(db, cfg.db_url, from_study, cell) if from_study else
+                          (PowerModel(neither, preference, correlation, noise, annotator_spread, neither_spread), 30))
     family = cells or study_cells
-    target = model.expected_verdict()
     rows = _simulate_grid(console, model, grid_examples, grid_annotators, simulations, settings, family, seed, every)
     folder = out or new_folder(Path(cfg.paths.outputs) / "power" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     check_folder_target(folder, POWER_FILES, "--out", force, protected)
+    _write(folder, rows, model, family, simulations, settings, every, console, force)
+
+
+def _write(folder: Path, rows: list[dict], model, family: int, simulations: int, settings, every: int | None,
+           console, force: bool) -> None:
+    """power.csv/json/png/pdf of the fixed design (``every`` None) or of both designs side by side."""
+    target = model.expected_verdict()
     if every is None:
         write_power(folder, rows, model, family, target, simulations, settings, console, force)
     else:
         from .power_sequential import write_sequential_power
 
         write_sequential_power(folder, rows, model, family, target, simulations, settings, every, console, force)
+
+
+def _rule(overrides: Optional[list[str]]):
+    """(the composed config, the verdict rule's AnalysisSettings) with the command line's overrides."""
+    from hydra.utils import instantiate
+
+    from ..hydra_app import compose_config
+
+    cfg = compose_config(overrides or [], task="power")
+    return cfg, instantiate(cfg.analysis.settings)
 
 
 def _look_every(design: Design, look_every: int | None) -> int | None:
@@ -188,6 +198,12 @@ def _look_every(design: Design, look_every: int | None) -> int | None:
     if look_every < 1:
         raise UserError(f"--look-every {look_every} must be at least 1: labels of a cell between two looks")
     return look_every
+
+
+def _grid(examples: str, annotators: str, simulations: int, cells: int | None) -> tuple[list[int], list[int]]:
+    """The grid's examples and annotators (from --examples, --annotators), once the counts are checked."""
+    _check_counts(simulations, cells)
+    return _ints(examples, "--examples"), _ints(annotators, "--annotators")
 
 
 def _check_counts(simulations: int, cells: int | None) -> None:
