@@ -77,6 +77,12 @@ class PowerModel:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """The assumed rates in one phrase, as the power figures' titles give them."""
+        return (f"Neither {self.neither:.0%}, fine-tuned {self.preference:.0%} of decisive, correlation "
+                f"{self.correlation:.2f}, annotator spread {self.annotator_spread:.2f} (Neither "
+                f"{self.neither_spread:.2f})")
+
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-9, 1 - 1e-9)

@@ -241,9 +241,7 @@ def write_power(folder: Path, rows: list[dict], model, family: int, target: str,
     from ..analysis.power import flat_rows, power_figure
     from ..outputs import write_folder
 
-    title = (f"P({target}) with Neither {model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, "
-             f"correlation {model.correlation:.2f}, annotator spread {model.annotator_spread:.2f} (Neither "
-             f"{model.neither_spread:.2f}); {simulations} simulations, Holm family of {family} cells; "
+    title = (f"P({target}) with {model.describe()}; {simulations} simulations, Holm family of {family} cells; "
              f"rule: {settings.describe()}")
 
     def write(staging: Path) -> None:

@@ -43,10 +43,8 @@ def write_sequential_power(folder: Path, rows: list[dict], model, family: int, t
     from ..analysis.power_sequential import sequential_figure
     from ..outputs import write_folder
 
-    title = (f"Sequential (a look every {look_every} labels, at most the fixed design's) vs fixed design: Neither "
-             f"{model.neither:.0%}, fine-tuned {model.preference:.0%} of decisive, correlation {model.correlation:.2f}"
-             f", annotator spread {model.annotator_spread:.2f} (Neither {model.neither_spread:.2f}); {simulations} "
-             f"simulations, a family of {family} cells; rule: {settings.describe()}")
+    title = (f"Sequential (a look every {look_every} labels, at most the fixed design's) vs fixed design: "
+             f"{model.describe()}; {simulations} simulations, a family of {family} cells; rule: {settings.describe()}")
 
     def write(staging: Path) -> None:
         pd.DataFrame(flat_rows(rows)).to_csv(staging / "power.csv", index=False)
