@@ -189,7 +189,7 @@ def _cells(multirun: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def photo_study(photo_root, tmp_path_factory) -> dict:
-    """RMA, ROAD and Focus fine-tuning runs on the 16 training photos at 128 px (validated on the 4 held out)
+    """RMA, ROAD, Focus and RIS fine-tuning runs on the 16 training photos at 128 px (validated on the 4 held out)
     and the study ``build-dataset`` makes of them: built once for the tests that read them."""
     return build_photo_study(photo_root, tmp_path_factory.mktemp("photo-study"))
 
@@ -237,21 +237,23 @@ def test_finetuning_on_16_photos_improves_each_metric_on_the_held_out_four(photo
     - Focus with GradCAM rises on the 16 training photos (0.74 -> 0.92 in 5 steps) but not on the 4 held out
       over 12 arrangements (0.761 -> 0.740; at lr 1e-4 it rose in 3 of 5 orders and fell in 2). With LayerCAM
       at lr 1e-4 it rose in all 5 orders (listed, file, class name, two shuffles), by 0.005 to 0.020.
-    - RIS (lower is better; GradCAM, 16 a step, 4 steps) improved in file order (0.047 -> 0.034) and worsened in
-      the listed one (0.046 -> 0.054): it is not part of the rehearsal.
+    - RIS (lower is better) with GradCAM, 16 a step, 4 steps, improved in file order (0.047 -> 0.034) and
+      worsened in the listed one (0.046 -> 0.054). With LayerCAM at lr 1e-4 (50 perturbations) it improved in
+      all 5 orders after 4 steps, e.g. 0.0327 -> 0.0294 (listed), 0.0325 -> 0.0270 (file).
     """
     from lightning_modules.finetune.rundir import load_finetune_run
 
     sweep = photo_study["sweep"] if order == "listed" else photo_runs_by_file
     cells = _cells(sweep)
-    assert set(cells) == {"rma", "focus", "road"}
+    assert set(cells) == {"rma", "focus", "road", "ris"}
     for name, metrics in cells.items():
         print(f"{order} {name}: {metrics['original_score']:.4f} -> {metrics['finetuned_score']:.4f} "
               f"(step {metrics['best_step']}), agreement {metrics['agreement']}")
         assert metrics["validation_images"] == 4 and metrics["agreement"] == 1.0, name
-        assert metrics["higher_is_better"] and metrics["best_step"] is not None, name
+        assert metrics["best_step"] is not None and metrics["higher_is_better"] == (name != "ris"), name
     for name in ("rma", "road"):
         assert cells[name]["finetuned_score"] > cells[name]["original_score"], name
+    assert cells["ris"]["finetuned_score"] < cells["ris"]["original_score"]
     focus_run = load_finetune_run(next(run for run in sweep.iterdir() if run.name.endswith("focus")))
     before, after = (_focus_over_arrangements(focus_run, model) for model in (focus_run.original, focus_run.finetuned))
     print(f"{order} focus over 12 arrangements: {before:.4f} -> {after:.4f}")
@@ -274,7 +276,7 @@ def _study_rows(url: str) -> list[tuple]:
 @pytest.mark.slow
 def test_build_dataset_renders_the_held_out_photos_of_the_runs(photo_study, photo_root):
     rows = _study_rows(photo_study["url"])
-    assert rows and {metric for _, metric, *_ in rows} <= {"rma", "focus", "road"}
+    assert rows and {metric for _, metric, *_ in rows} <= {"rma", "focus", "road", "ris"}
     dm = photo_module(photo_root, 128, splits={"train": "train", "val": "held_out", "test": "held_out"})
     names = imagenet_class_names()
     for source_key, _, class_name, image_path, original_map, finetuned_map in rows:
