@@ -127,11 +127,15 @@ class Focus(Metric):
     """Focus as a fine-tuning target (conf/metric/focus.yaml).
 
     score: for each image, :func:`focus` of ``explain`` on its :func:`make_mosaics`
-    mosaic (higher is better); NaN for every image of a batch with a single class
-    (no mosaic can be built). loss: minus the mean Focus of the same mosaics
-    (differentiable; 0 for a single-class batch).
+    mosaic (higher is better), averaged over ``arrangements`` plans; NaN for every image
+    of a batch with a single class (no mosaic can be built). loss: minus the mean Focus
+    of the first plan's mosaics (differentiable; 0 for a single-class batch).
 
     seed: seeds the choice of partner images and positions (deterministic scores).
+    arrangements: how many mosaic plans the score averages per image (seeds ``seed``,
+        ``seed + 1``, ...). One image's Focus moves with its partners and position, so on
+        a few validation images one plan says more about them than about the map; the
+        loss draws one plan per batch either way.
     mosaic: "half" (H x W mosaics of half-resolution images, the original study's) or
         "full" (2H x 2W), see the module docstring.
     loss_fraction: the share of the batch's mosaics the loss explains; default 1.0 for
@@ -146,14 +150,18 @@ class Focus(Metric):
     reference = "Arias-Duart et al. 2022"
     equals = "quantus.Focus() on the same mosaics"
 
-    def __init__(self, seed: int = 0, mosaic: str = "half", loss_fraction: float | None = None):
+    def __init__(self, seed: int = 0, mosaic: str = "half", loss_fraction: float | None = None,
+                 arrangements: int = 1):
         self.mosaic = _mosaic(mosaic)
         if loss_fraction is None:
             loss_fraction = 1.0 if self.mosaic == "half" else 0.25
         if not 0.0 < loss_fraction <= 1.0:
             raise MetricInputError(f"Focus loss_fraction must lie in (0, 1], not {loss_fraction}")
+        if isinstance(arrangements, bool) or not isinstance(arrangements, int) or arrangements < 1:
+            raise MetricInputError(f"Focus arrangements must be a whole number >= 1, not {arrangements!r}")
         self.seed = seed
         self.loss_fraction = float(loss_fraction)
+        self.arrangements = arrangements
 
     @staticmethod
     def _single_class(y: Tensor) -> bool:
@@ -163,10 +171,13 @@ class Focus(Metric):
         y, _ = check_images(x, y)
         if self._single_class(y):
             return torch.full((x.shape[0],), float("nan"), device=x.device)
-        mosaics, labels, quadrants = make_mosaics(x, y, self.seed, self.mosaic)
-        maps = explain_maps(explain, mosaics, labels)
-        with torch.no_grad():
-            return focus(maps, quadrants)
+        total = torch.zeros(x.shape[0], device=x.device)
+        for seed in range(self.seed, self.seed + self.arrangements):
+            mosaics, labels, quadrants = make_mosaics(x, y, seed, self.mosaic)
+            maps = explain_maps(explain, mosaics, labels)
+            with torch.no_grad():
+                total += focus(maps, quadrants).to(total.dtype)
+        return total / self.arrangements
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         y, _ = check_images(x, y)

@@ -34,7 +34,6 @@ from lightning_modules.attributions.guided_backprop import GuidedBackprop
 from lightning_modules.fast_forward import FastForward
 from lightning_modules.finetune.folded import FoldedConvBN, proven_twin
 from lightning_modules.metrics import RelevanceMassAccuracy
-from lightning_modules.metrics.focus import Focus
 from lightning_modules.metrics.road import road
 from tests.end_to_end.browser.page_server import needs_chromium
 from tests.gradient_checks import assert_gradients_match_differences
@@ -207,15 +206,6 @@ def _held_out(run) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([i["image"] for i in items]), torch.tensor([i["label"] for i in items])
 
 
-def _focus_over_arrangements(run, model: nn.Module, arrangements: int = 12) -> float:
-    """Mean Focus of ``model``'s maps on the held-out photos over ``arrangements`` mosaic plans (seeds): each
-    run validates on one plan, 4 mosaics, which moves with the photos' order more than fine-tuning moves it."""
-    x, y = _held_out(run)
-    explain = run.explainer(model)
-    return sum(float(Focus(seed=seed, mosaic="full").score(model, x, y, explain).mean())
-               for seed in range(arrangements)) / arrangements
-
-
 def _road_of(run, model: nn.Module, maps_of: nn.Module) -> float:
     """Mean ROAD (the run's grid and noise) of ``model`` on the held-out photos with ``maps_of``'s maps."""
     x, y = _held_out(run)
@@ -236,7 +226,8 @@ def test_finetuning_on_16_photos_improves_each_metric_on_the_held_out_four(photo
       after one step in two of five orders and lost a held-out prediction after two steps in three.
     - Focus with GradCAM rises on the 16 training photos (0.74 -> 0.92 in 5 steps) but not on the 4 held out
       over 12 arrangements (0.761 -> 0.740; at lr 1e-4 it rose in 3 of 5 orders and fell in 2). With LayerCAM
-      at lr 1e-4 it rose in all 5 orders (listed, file, class name, two shuffles), by 0.005 to 0.020.
+      at lr 1e-4 it rose in all 5 orders (listed, file, class name, two shuffles), by 0.005 to 0.020 over 12
+      arrangements; on one arrangement (the validation's default) it fell in 2 of the 5.
     - RIS (lower is better) with GradCAM, 16 a step, 4 steps, improved in file order (0.047 -> 0.034) and
       worsened in the listed one (0.046 -> 0.054). With LayerCAM at lr 1e-4 (50 perturbations) it improved in
       all 5 orders after 4 steps, e.g. 0.0327 -> 0.0294 (listed), 0.0325 -> 0.0270 (file).
@@ -250,14 +241,13 @@ def test_finetuning_on_16_photos_improves_each_metric_on_the_held_out_four(photo
         print(f"{order} {name}: {metrics['original_score']:.4f} -> {metrics['finetuned_score']:.4f} "
               f"(step {metrics['best_step']}), agreement {metrics['agreement']}")
         assert metrics["validation_images"] == 4 and metrics["agreement"] == 1.0, name
-        assert metrics["best_step"] is not None and metrics["higher_is_better"] == (name != "ris"), name
-    for name in ("rma", "road"):
+        assert metrics["higher_is_better"] == (name != "ris"), name
+        # the held-out photos also pick the best checkpoint: it is the last step's, so no pick among
+        # validations on the same 4 photos makes the gain
+        assert metrics["best_step"] == metrics["steps"], name
+    for name in ("rma", "road", "focus"):
         assert cells[name]["finetuned_score"] > cells[name]["original_score"], name
     assert cells["ris"]["finetuned_score"] < cells["ris"]["original_score"]
-    focus_run = load_finetune_run(next(run for run in sweep.iterdir() if run.name.endswith("focus")))
-    before, after = (_focus_over_arrangements(focus_run, model) for model in (focus_run.original, focus_run.finetuned))
-    print(f"{order} focus over 12 arrangements: {before:.4f} -> {after:.4f}")
-    assert after > before
     # ROAD scores the model with its maps: the fine-tuned model scores higher with its own maps than with the
     # original's, so the gain is not only a model grown fragile to imputation
     road_run = load_finetune_run(next(run for run in sweep.iterdir() if run.name.endswith("road")))

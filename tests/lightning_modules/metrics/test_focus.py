@@ -240,3 +240,29 @@ def test_focus_quantus_artificial_mosaics():
     assert focus(maps, ones).tolist() == [1.0] * 4
     assert focus(maps, ~ones).tolist() == [0.0] * 4
     assert focus(maps, torch.tensor(tiles, dtype=torch.bool)).tolist() == [0.5] * 4
+
+
+def test_focus_over_arrangements_averages_the_plans_of_consecutive_seeds():
+    x, y = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, 0, 1])
+
+    def explain(inputs, targets, create_graph=False):
+        return inputs[:, :1] * (1.0 + targets[:, None, None, None])
+
+    def by_hand(seed: int) -> torch.Tensor:
+        # each image's own quadrant of its mosaic over the mosaic's positive total, from the plan of ``seed``
+        tiles, position = mosaic_plan(y, seed)
+        values = []
+        for i in range(6):
+            quadrant_maps = [x[int(t), 0] * (1.0 + int(y[i])) for t in tiles[i]]
+            values.append(float(quadrant_maps[int(position[i])].sum() / sum(q.sum() for q in quadrant_maps)))
+        return torch.tensor(values)
+
+    for seed, count in ((0, 1), (3, 1), (2, 3)):
+        expected = sum(by_hand(s) for s in range(seed, seed + count)) / count
+        scores = Focus(seed=seed, mosaic="full", arrangements=count).score(None, x, y, explain)
+        torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(by_hand(2), by_hand(3))  # the plans differ, so the mean is not one plan's
+    assert Focus().arrangements == 1
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(MetricInputError, match="Focus arrangements must be a whole number >= 1"):
+            Focus(arrangements=bad)
