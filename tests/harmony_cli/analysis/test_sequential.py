@@ -89,6 +89,16 @@ def test_design_from_a_study_config_and_bad_values():
         SequentialDesign(max_labels=100, look_every=0)
 
 
+def test_a_design_takes_any_whole_number_from_one_and_nothing_else():
+    assert SequentialDesign(max_labels=1, look_every=1).n_looks == 1  # the smallest design: one label, one look
+    assert SequentialDesign(max_labels=np.int64(20), look_every=np.int64(5)).n_looks == 4  # counts from NumPy
+    for name in ("max_labels", "look_every"):
+        for bad in (0, -3, True, 2.5, "10"):
+            sizes = {"max_labels": 100, "look_every": 10, name: bad}
+            with pytest.raises(UserError, match=f"study.sequential.{name}"):
+                SequentialDesign(**sizes)
+
+
 def test_one_look_at_the_end_is_the_fixed_rule():
     """A design with a single look spends all of alpha there: its verdicts are the fixed rule's (one cell each)."""
     rng = np.random.default_rng(3)
